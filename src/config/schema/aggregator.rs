@@ -1,0 +1,301 @@
+//! `priceAggregatorConfig`: the reference's aggregator settings (reference-solution.md §1.3).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::sources::{read_sources, SourceConfig, SourceId};
+use super::telemetry::{read_push_target, PushTarget};
+use crate::config::reader::{Fields, Report};
+use crate::config::values::{url, RedactedUrl};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Verbose,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefetchConfig {
+    pub enabled: bool,
+    pub stale_trigger_before_expiry: Duration,
+    pub batch_interval: Duration,
+    pub min_time_between_refreshes: Duration,
+    pub failed_pairs_retry: FailedPairsRetry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedPairsRetry {
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairCleanup {
+    pub enabled: bool,
+    pub inactive_timeout: Duration,
+    pub cleanup_interval: Duration,
+}
+
+/// A TTL override for one pair, optionally for one source only. The first match wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairTtl {
+    pub base: String,
+    pub quote: String,
+    pub source: Option<SourceId>,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoingeckoGlobal {
+    pub enabled: bool,
+    pub refresh_interval: Duration,
+    pub use_proxy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregatorConfig {
+    pub port: u16,
+    pub pairs_file_path: Option<String>,
+    pub log_level: LogLevel,
+    pub log_pretty: bool,
+    pub metrics_push: Option<PushTarget>,
+    pub sources: BTreeMap<SourceId, SourceConfig>,
+    pub proxy: Option<RedactedUrl>,
+    pub refetch: RefetchConfig,
+    pub quote_request_timeout: Duration,
+    pub pair_cleanup: PairCleanup,
+    pub pairs_ttl: Vec<PairTtl>,
+    pub coingecko_global: CoingeckoGlobal,
+}
+
+impl AggregatorConfig {
+    /// The sources that are configured and enabled.
+    pub fn enabled_sources(&self) -> impl Iterator<Item = SourceId> + '_ {
+        self.sources
+            .iter()
+            .filter(|(_, s)| s.enabled)
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Reference fields that have no effect (the reference does not use `environment` either).
+const IGNORED: &[&str] = &["environment"];
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfig {
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig"));
+    let proxy = f
+        .string(r, "proxy")
+        .and_then(|s| url(r, &f.path_of("proxy"), s, &["http", "https"]));
+    let sources = f
+        .object(r, "sources")
+        .map(|sf| read_sources(r, sf, proxy.is_some()))
+        .unwrap_or_default();
+    let (log_level, log_pretty) = f
+        .object(r, "logger")
+        .map(|lf| read_logger(r, lf))
+        .unwrap_or((LogLevel::Info, false));
+    let metrics_push = f
+        .object(r, "metricsPush")
+        .and_then(|mf| read_push_target(r, mf, true));
+    let refetch = f.object(r, "refetch");
+    let refetch = read_refetch(r, refetch);
+    let quotes = f.object(r, "quotes");
+    let quote_request_timeout = read_quotes(r, quotes);
+    let cleanup = f.object(r, "pairCleanup");
+    let pair_cleanup = read_pair_cleanup(r, cleanup);
+    let market_data = f.object(r, "marketData");
+    let coingecko_global = read_market_data(r, market_data, proxy.is_some());
+    let config = AggregatorConfig {
+        port: f.integer(r, "port", 1, 65535).unwrap_or(3000) as u16,
+        pairs_file_path: f.non_empty_string(r, "pairsFilePath").map(str::to_owned),
+        log_level,
+        log_pretty,
+        metrics_push,
+        sources,
+        refetch,
+        quote_request_timeout,
+        pair_cleanup,
+        pairs_ttl: read_pairs_ttl(r, &mut f),
+        coingecko_global,
+        proxy,
+    };
+    f.finish(r, IGNORED);
+    config
+}
+
+fn read_logger(r: &mut Report, mut f: Fields<'_>) -> (LogLevel, bool) {
+    let level = match f.string(r, "level") {
+        None | Some("info") => LogLevel::Info,
+        Some("error") => LogLevel::Error,
+        Some("warn") => LogLevel::Warn,
+        Some("debug") => LogLevel::Debug,
+        Some("verbose") => LogLevel::Verbose,
+        Some(_) => {
+            r.error(
+                f.path_of("level"),
+                "must be one of error, warn, info, debug, verbose",
+            );
+            LogLevel::Info
+        }
+    };
+    let pretty = f.boolean(r, "isPrettyEnabled").unwrap_or(false);
+    f.finish(r, &[]);
+    (level, pretty)
+}
+
+fn read_refetch(r: &mut Report, f: Option<Fields<'_>>) -> RefetchConfig {
+    let mut defaults = RefetchConfig {
+        enabled: true,
+        stale_trigger_before_expiry: ms(3000),
+        batch_interval: ms(1000),
+        min_time_between_refreshes: ms(2000),
+        failed_pairs_retry: FailedPairsRetry {
+            enabled: true,
+            max_attempts: 50,
+            retry_delay: ms(10_000),
+            check_interval: ms(30_000),
+        },
+    };
+    let Some(mut f) = f else { return defaults };
+    defaults.enabled = f.boolean(r, "enabled").unwrap_or(true);
+    defaults.stale_trigger_before_expiry = ms(f
+        .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
+        .unwrap_or(3000));
+    defaults.batch_interval = ms(f.integer(r, "batchInterval", 100, 10_000).unwrap_or(1000));
+    defaults.min_time_between_refreshes = ms(f
+        .integer(r, "minTimeBetweenRefreshes", 100, 60_000)
+        .unwrap_or(2000));
+    if let Some(mut rf) = f.object(r, "failedPairsRetry") {
+        let retry = &mut defaults.failed_pairs_retry;
+        retry.enabled = rf.boolean(r, "enabled").unwrap_or(true);
+        retry.max_attempts = rf.integer(r, "maxAttempts", 1, 1000).unwrap_or(50) as u32;
+        retry.retry_delay = ms(rf
+            .integer(r, "retryDelay", 1000, 3_600_000)
+            .unwrap_or(10_000));
+        retry.check_interval = ms(rf
+            .integer(r, "checkInterval", 5000, 300_000)
+            .unwrap_or(30_000));
+        rf.finish(r, &[]);
+    }
+    f.finish(r, &[]);
+    defaults
+}
+
+fn read_quotes(r: &mut Report, f: Option<Fields<'_>>) -> Duration {
+    let Some(mut f) = f else { return ms(10_000) };
+    let timeout = f
+        .integer(r, "requestTimeoutMs", 1000, 60_000)
+        .unwrap_or(10_000);
+    f.finish(r, &[]);
+    ms(timeout)
+}
+
+fn read_pair_cleanup(r: &mut Report, f: Option<Fields<'_>>) -> PairCleanup {
+    let Some(mut f) = f else {
+        return PairCleanup {
+            enabled: true,
+            inactive_timeout: ms(7_200_000),
+            cleanup_interval: ms(300_000),
+        };
+    };
+    let cleanup = PairCleanup {
+        enabled: f.boolean(r, "enabled").unwrap_or(true),
+        inactive_timeout: ms(f
+            .integer(r, "inactiveTimeoutMs", 10_000, 86_400_000)
+            .unwrap_or(7_200_000)),
+        cleanup_interval: ms(f
+            .integer(r, "cleanupIntervalMs", 1000, 3_600_000)
+            .unwrap_or(300_000)),
+    };
+    f.finish(r, &[]);
+    cleanup
+}
+
+fn read_pairs_ttl(r: &mut Report, f: &mut Fields<'_>) -> Vec<PairTtl> {
+    let mut out = Vec::new();
+    for (path, value) in f.array(r, "pairsTtl").unwrap_or_default() {
+        let Some(mut ef) = Fields::of(r, &path, value) else {
+            continue;
+        };
+        let pair = read_pair(r, &mut ef);
+        let source = ef.string(r, "source").and_then(|s| {
+            let id = SourceId::parse(s);
+            if id.is_none() {
+                r.error(ef.path_of("source"), "is not a known source");
+            }
+            id
+        });
+        let ttl = ef.integer(r, "ttl", 1000, u64::MAX);
+        if ttl.is_none() && !ef.has("ttl") {
+            r.error(ef.path_of("ttl"), "is required");
+        }
+        ef.finish(r, &[]);
+        if let (Some((base, quote)), Some(ttl)) = (pair, ttl) {
+            out.push(PairTtl {
+                base,
+                quote,
+                source,
+                ttl: ms(ttl),
+            });
+        }
+    }
+    out
+}
+
+fn read_pair(r: &mut Report, f: &mut Fields<'_>) -> Option<(String, String)> {
+    let path = f.path_of("pair");
+    let items = match f.array(r, "pair") {
+        Some(items) => items,
+        None => {
+            if !f.has("pair") {
+                r.error(&path, "is required");
+            }
+            return None;
+        }
+    };
+    let names: Vec<String> = items
+        .iter()
+        .filter_map(|(p, v)| crate::config::reader::string(r, p, v).map(str::to_owned))
+        .collect();
+    match <[String; 2]>::try_from(names) {
+        Ok([base, quote]) if !base.is_empty() && !quote.is_empty() => Some((base, quote)),
+        _ => {
+            r.error(path, "must be [base, quote], two non-empty strings");
+            None
+        }
+    }
+}
+
+fn read_market_data(r: &mut Report, f: Option<Fields<'_>>, has_proxy: bool) -> CoingeckoGlobal {
+    let mut out = CoingeckoGlobal {
+        enabled: false,
+        refresh_interval: ms(60_000),
+        use_proxy: false,
+    };
+    let Some(mut f) = f else { return out };
+    if let Some(mut cf) = f.object(r, "coingeckoGlobal") {
+        out.enabled = cf.boolean(r, "enabled").unwrap_or(true);
+        out.refresh_interval = ms(cf
+            .integer(r, "refreshIntervalMs", 10_000, 86_400_000)
+            .unwrap_or(60_000));
+        out.use_proxy = cf.boolean(r, "useProxy").unwrap_or(false);
+        if out.use_proxy && !has_proxy {
+            r.error(
+                cf.path_of("useProxy"),
+                "is true but priceAggregatorConfig.proxy is not set",
+            );
+        }
+        cf.finish(r, &[]);
+    }
+    f.finish(r, &[]);
+    out
+}

@@ -1,0 +1,253 @@
+//! The configuration model: the reference's `solution` fields (reference-solution.md §1.2) and
+//! our additions, read with every problem collected.
+
+pub mod aggregator;
+pub mod consensus;
+pub mod feeds;
+pub mod nodes;
+pub mod sources;
+pub mod telemetry;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use self::aggregator::{read_aggregator, AggregatorConfig};
+use self::consensus::{read_consensus, ConsensusConfig};
+use self::feeds::{read_feeds, FeedConfig};
+use self::nodes::{read_nodes, NodesConfig, PortsConfig};
+use self::telemetry::{read_telemetry, TelemetryConfig};
+use super::reader::{Fields, Report};
+use super::secret::Secret;
+use super::values::{url, RedactedUrl};
+
+/// Reference fields this project accepts for compatibility and does not use: there is no
+/// Chainlink node, keystore, UI or job template here, and database credentials are generated
+/// per node and per boot instead of configured in clear.
+pub const IGNORED_FIELDS: &[&str] = &[
+    "pgUser",
+    "pgPassword",
+    "chainlinkEmail",
+    "chainlinkPassword",
+    "chainlinkKeystorePassword",
+    "setConfigBatchSize",
+    "chainlinkGasPrice",
+    "chainlinkNodeScAddress",
+    "chainlinkFeedTemplatesDir",
+    "chainlinkRpcWsUrl",
+    "linkCa",
+    "adminContractAddress",
+    "diamondContractAddress",
+    "balanceTopupRequired",
+];
+
+/// The whole verified configuration that every service works from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub postgres: PostgresConfig,
+    pub chain: ChainConfig,
+    pub nodes: NodesConfig,
+    pub ports: PortsConfig,
+    pub secrets_dir: PathBuf,
+    pub restart: RestartPolicy,
+    pub faucet: Option<FaucetConfig>,
+    pub proxy: OutboundProxy,
+    pub aggregator: AggregatorConfig,
+    pub feeds: Vec<FeedConfig>,
+    pub telemetry: TelemetryConfig,
+    pub consensus: ConsensusConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// Node i's database is `<database_prefix>_<i>`.
+    pub database_prefix: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    pub chain_id: u64,
+    pub rpc_http_url: RedactedUrl,
+    /// Names this deployment (telemetry's default `instance` label).
+    pub node_name: String,
+}
+
+/// A crashed service is restarted; more than `max_restarts` restarts within `window` stop the
+/// whole container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaucetConfig {
+    pub private_key: Secret<String>,
+    pub check_interval: Duration,
+    pub min_wei: u128,
+    pub topup_wei: u128,
+}
+
+/// Proxy settings for the nodes' outbound requests (the reference maps them to `HTTP(S)_PROXY`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutboundProxy {
+    pub http: Option<RedactedUrl>,
+    pub https: Option<RedactedUrl>,
+    pub no_proxy: Option<String>,
+}
+
+const MAX_DATABASE_PREFIX: usize = 60;
+
+/// Reads the solution object (without its `signature`). The config is returned even when the
+/// report has problems, so that cross-field checks can still run and report theirs.
+pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
+    let mut f = Fields::of(r, "solution", solution)?;
+    let (nodes, ports) = read_nodes(r, &mut f);
+    let postgres = read_postgres(r, &mut f);
+    let chain = read_chain(r, &mut f);
+    let restart = read_restart(r, &mut f);
+    let faucet = read_faucet(r, &mut f);
+    let proxy = read_proxy(r, &mut f);
+    let secrets_dir = read_secrets_dir(r, &mut f);
+    let aggregator = f.object(r, "priceAggregatorConfig");
+    let aggregator = read_aggregator(r, aggregator);
+    let feeds = f.array(r, "feeds").unwrap_or_default();
+    let feeds = read_feeds(r, feeds);
+    let telemetry = f
+        .object(r, "telemetry")
+        .map(|tf| read_telemetry(r, tf))
+        .unwrap_or_default();
+    let consensus = f.object(r, "consensus");
+    let consensus = read_consensus(r, consensus, nodes.oracles().len());
+    f.get("signature");
+    f.finish(r, IGNORED_FIELDS);
+    Some(Config {
+        postgres,
+        chain: chain?,
+        nodes,
+        ports,
+        secrets_dir,
+        restart,
+        faucet,
+        proxy,
+        aggregator,
+        feeds,
+        telemetry,
+        consensus,
+    })
+}
+
+fn read_postgres(r: &mut Report, f: &mut Fields<'_>) -> PostgresConfig {
+    let prefix = f
+        .non_empty_string(r, "pgDatabase")
+        .unwrap_or("chainlink_node");
+    let valid = prefix.len() <= MAX_DATABASE_PREFIX
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        r.error(
+            f.path_of("pgDatabase"),
+            format!("must be a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most {MAX_DATABASE_PREFIX} characters); node i's database is <pgDatabase>_<i>"),
+        );
+    }
+    PostgresConfig {
+        database_prefix: prefix.to_owned(),
+        port: f.integer(r, "pgPort", 1, 65535).unwrap_or(5432) as u16,
+    }
+}
+
+fn read_chain(r: &mut Report, f: &mut Fields<'_>) -> Option<ChainConfig> {
+    let chain_id = f.required_integer(r, "chainlinkChainId", 1, u64::MAX);
+    let rpc = f
+        .required_string(r, "chainlinkRpcHttpUrl")
+        .and_then(|s| url(r, &f.path_of("chainlinkRpcHttpUrl"), s, &["http", "https"]));
+    let node_name = f
+        .non_empty_string(r, "chainlinkNodeName")
+        .unwrap_or("enclave")
+        .to_owned();
+    Some(ChainConfig {
+        chain_id: chain_id?,
+        rpc_http_url: rpc?,
+        node_name,
+    })
+}
+
+fn read_restart(r: &mut Report, f: &mut Fields<'_>) -> RestartPolicy {
+    RestartPolicy {
+        max_restarts: f.integer(r, "maxRestarts", 1, 1000).unwrap_or(3) as u32,
+        window: Duration::from_millis(
+            f.integer(r, "restartWindowMs", 1000, 86_400_000)
+                .unwrap_or(300_000),
+        ),
+    }
+}
+
+fn read_faucet(r: &mut Report, f: &mut Fields<'_>) -> Option<FaucetConfig> {
+    let key = f.string(r, "faucetPrivateKey");
+    let interval = f
+        .integer(r, "balanceTopupCheckIntervalMs", 5000, u64::MAX)
+        .unwrap_or(3_600_000);
+    let min_wei = f
+        .big_integer(r, "faucetMinWei", 1)
+        .unwrap_or(20_000_000_000_000);
+    let topup_wei = f
+        .big_integer(r, "faucetTopupWei", 1)
+        .unwrap_or(10_000_000_000_000);
+    let Some(key) = key else {
+        for field in [
+            "balanceTopupCheckIntervalMs",
+            "faucetMinWei",
+            "faucetTopupWei",
+        ] {
+            if f.has(field) {
+                r.warn(f.path_of(field), "has no effect without faucetPrivateKey");
+            }
+        }
+        return None;
+    };
+    let hex_part = key.trim().strip_prefix("0x").unwrap_or(key.trim());
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        r.error(
+            f.path_of("faucetPrivateKey"),
+            "must be 64 hex digits (optionally 0x-prefixed)",
+        );
+    }
+    if topup_wei < min_wei {
+        r.warn(
+            f.path_of("faucetTopupWei"),
+            "is below faucetMinWei: one top-up will not lift a transmitter above the threshold",
+        );
+    }
+    Some(FaucetConfig {
+        private_key: Secret::from(hex_part),
+        check_interval: Duration::from_millis(interval),
+        min_wei,
+        topup_wei,
+    })
+}
+
+fn read_proxy(r: &mut Report, f: &mut Fields<'_>) -> OutboundProxy {
+    let mut proxy_url = |r: &mut Report, key: &str| {
+        let s = f.string(r, key)?;
+        url(r, &f.path_of(key), s, &["http", "https"])
+    };
+    OutboundProxy {
+        http: proxy_url(r, "httpProxy"),
+        https: proxy_url(r, "httpsProxy"),
+        no_proxy: f.string(r, "noProxy").map(str::to_owned),
+    }
+}
+
+fn read_secrets_dir(r: &mut Report, f: &mut Fields<'_>) -> PathBuf {
+    let dir = f
+        .non_empty_string(r, "spSecretsDir")
+        .unwrap_or("/sp/secrets");
+    if !dir.starts_with('/') {
+        r.error(f.path_of("spSecretsDir"), "must be an absolute path");
+    }
+    PathBuf::from(dir)
+}

@@ -1,0 +1,190 @@
+//! Rules that span sections: ports, feeds against sources, consensus against the node set and
+//! the chain. Each rule reports at the path of the field to change.
+
+use std::collections::BTreeMap;
+
+use super::reader::Report;
+use super::schema::consensus::chain_minimums;
+use super::schema::Config;
+
+pub fn check(r: &mut Report, c: &Config) {
+    check_ports(r, c);
+    check_feeds(r, c);
+    check_consensus(r, c);
+    if c.telemetry.targets.is_empty() && c.aggregator.metrics_push.is_none() {
+        r.warn(
+            "solution.telemetry.targets",
+            "no push target: inside a TEE nothing can be scraped, so no metrics will leave the enclave",
+        );
+    }
+}
+
+fn check_ports(r: &mut Report, c: &Config) {
+    let mut used: BTreeMap<u32, String> = BTreeMap::new();
+    let mut claim = |r: &mut Report, port: u32, path: &str, what: String| {
+        if port == 0 || port > 65535 {
+            r.error(
+                path,
+                format!("{what} would be port {port}, outside 1..65535"),
+            );
+        } else if let Some(other) = used.get(&port) {
+            r.error(
+                path,
+                format!("{what} uses port {port}, already used by {other}"),
+            );
+        } else {
+            used.insert(port, what);
+        }
+    };
+    claim(
+        r,
+        u32::from(c.postgres.port),
+        "solution.pgPort",
+        "PostgreSQL".into(),
+    );
+    claim(
+        r,
+        u32::from(c.aggregator.port),
+        "solution.priceAggregatorConfig.port",
+        "the price aggregator".into(),
+    );
+    claim(
+        r,
+        u32::from(c.ports.process_metrics),
+        "solution.ports.processMetrics",
+        "the process-metrics exporter".into(),
+    );
+    for i in c.nodes.all() {
+        let api = u32::from(c.ports.node_api_base) + i;
+        claim(
+            r,
+            api,
+            "solution.ports.nodeApiBase",
+            format!("node {i}'s API"),
+        );
+    }
+    for i in c.nodes.all() {
+        let p2p = u32::from(c.ports.node_p2p_base) + i;
+        claim(
+            r,
+            p2p,
+            "solution.ports.nodeP2pBase",
+            format!("node {i}'s P2P listener"),
+        );
+    }
+}
+
+fn check_feeds(r: &mut Report, c: &Config) {
+    let minimums = chain_minimums(c.chain.chain_id);
+    let mut names = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
+    for (i, feed) in c.feeds.iter().enumerate() {
+        let path = format!("solution.feeds[{i}]");
+        if let Some(first) = names.insert(feed.name.clone(), i) {
+            r.error(
+                format!("{path}.name"),
+                format!("repeats the name of feeds[{first}]"),
+            );
+        }
+        if let Some(first) = addresses.insert(feed.contract_address, i) {
+            r.error(
+                format!("{path}.contractAddress"),
+                format!("is also the contract of feeds[{first}]; each feed needs its own aggregator contract"),
+            );
+        }
+        for (j, leg) in feed.legs.iter().enumerate() {
+            let enabled = c
+                .aggregator
+                .sources
+                .get(&leg.source)
+                .is_some_and(|s| s.enabled);
+            if !enabled {
+                r.error(
+                    format!("{path}.legs[{j}].source"),
+                    format!(
+                        "{} is not enabled in priceAggregatorConfig.sources",
+                        leg.source
+                    ),
+                );
+            }
+        }
+        if !c.consensus.skip_chain_specific_checks && feed.heartbeat < minimums.delta_c {
+            r.error(
+                format!("{path}.heartbeatMs"),
+                format!(
+                    "must be >= {} ms on chain {} ({}); set consensus.skipChainSpecificChecks for dev chains",
+                    minimums.delta_c.as_millis(),
+                    c.chain.chain_id,
+                    minimums.name
+                ),
+            );
+        }
+    }
+}
+
+fn check_consensus(r: &mut Report, c: &Config) {
+    let k = &c.consensus;
+    let n = c.nodes.oracles().len();
+    let at = |field: &str| format!("solution.consensus.{field}");
+    if n > 0 && 3 * k.f >= n {
+        r.error(
+            at("f"),
+            format!(
+                "must satisfy 3f < n: with {n} oracles f can be at most {}",
+                (n - 1) / 3
+            ),
+        );
+    }
+    if k.delta_grace >= k.delta_round {
+        r.error(at("deltaGraceMs"), "must be less than deltaRoundMs");
+    }
+    if k.delta_round >= k.delta_progress {
+        r.error(at("deltaRoundMs"), "must be less than deltaProgressMs");
+    }
+    let s = &k.transmission_schedule;
+    if s.is_empty() || s.len() >= 1000 {
+        r.error(
+            at("transmissionSchedule"),
+            "must have between 1 and 999 stages",
+        );
+    } else if s.iter().all(|&x| x == 0) {
+        r.error(
+            at("transmissionSchedule"),
+            "must schedule at least one transmitter",
+        );
+    }
+    for (i, &x) in s.iter().enumerate() {
+        if n > 0 && usize::from(x) > n {
+            r.error(
+                format!("{}[{i}]", at("transmissionSchedule")),
+                format!("must be at most n = {n} oracles"),
+            );
+        }
+    }
+    if !k.skip_chain_specific_checks {
+        check_chain_minimums(r, c);
+    }
+}
+
+fn check_chain_minimums(r: &mut Report, c: &Config) {
+    let m = chain_minimums(c.chain.chain_id);
+    let k = &c.consensus;
+    for (field, value, min) in [
+        ("deltaStageMs", k.delta_stage, m.delta_stage),
+        ("deltaRoundMs", k.delta_round, m.delta_round),
+        ("deltaProgressMs", k.delta_progress, m.delta_progress),
+        ("deltaResendMs", k.delta_resend, m.delta_resend),
+    ] {
+        if value < min {
+            r.error(
+                format!("solution.consensus.{field}"),
+                format!(
+                    "must be >= {} ms on chain {} ({}); set consensus.skipChainSpecificChecks for dev chains",
+                    min.as_millis(),
+                    c.chain.chain_id,
+                    m.name
+                ),
+            );
+        }
+    }
+}
