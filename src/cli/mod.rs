@@ -1,0 +1,127 @@
+//! The command line: one binary, one subcommand per role.
+
+mod config_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::signature::Scheme;
+use crate::config::ConfigError;
+use crate::exit;
+use crate::paths::Root;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "enclave",
+    version,
+    about = "All-in-one confidential price-oracle container",
+    long_about = "All-in-one confidential price-oracle container: PID-1 supervisor, embedded \
+                  PostgreSQL, price aggregator and OCR consensus nodes in one binary.\n\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage, 77 configuration signature invalid or \
+                  missing, 78 configuration invalid."
+)]
+pub struct Cli {
+    /// Map every absolute path (/sp, /run, /var/log, /etc/enclave) under this directory.
+    #[arg(long, env = "ENCLAVE_ROOT", global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// The configuration file [default: <root>/sp/configurations/configuration.json].
+    #[arg(long, env = "CONFIGURATION_PATH", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create keys for, sign, verify and check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Generate a configuration signing key pair: DIR/configuration.key (0600) and
+    /// DIR/configuration.pub (base64 SPKI, the value of the image's CONFIGURATION_PUBLIC_KEY).
+    Keygen {
+        /// ed25519 (native scheme) or secp256k1 (the reference solution's scheme).
+        #[arg(long)]
+        scheme: Scheme,
+        /// Directory to write the two files into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign a configuration (nested under "solution" or flat); writes solution.signature.
+    Sign {
+        /// The private key file written by `enclave config keygen` (or a base64 PKCS#8 / PEM key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The configuration to sign.
+        config: PathBuf,
+        /// Write the signed configuration here instead of replacing CONFIG.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Sign even if the configuration does not validate.
+        #[arg(long)]
+        allow_invalid: bool,
+    },
+    /// Verify a configuration's signature; prints the scheme and digest.
+    Verify {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The configuration [default: --config or <root>/sp/configurations/configuration.json].
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print every problem; checks the signature too when a key is given.
+    Check {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The configuration [default: --config or <root>/sp/configurations/configuration.json].
+        config: Option<PathBuf>,
+    },
+}
+
+/// The verifying key, given on the command line.
+#[derive(Debug, Args, Default)]
+#[group(multiple = false)]
+pub struct KeyArgs {
+    /// The verifying key as base64 SPKI DER.
+    #[arg(long, value_name = "B64")]
+    pub public_key: Option<String>,
+    /// A file holding the verifying key as base64 SPKI DER.
+    #[arg(long, value_name = "FILE")]
+    pub public_key_file: Option<PathBuf>,
+}
+
+impl Cli {
+    pub fn root(&self) -> Root {
+        self.root.clone().map(Root::new).unwrap_or_default()
+    }
+
+    /// The configuration path: the positional argument, else `--config`, else the default.
+    pub fn config_path(&self, positional: Option<&PathBuf>) -> PathBuf {
+        positional
+            .or(self.config.as_ref())
+            .cloned()
+            .unwrap_or_else(|| self.root().configuration())
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Config(command) => config_cmd::run(&cli, command),
+    }
+}
+
+/// The exit code for a failed command: the configuration's own codes where they apply.
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    error
+        .downcast_ref::<ConfigError>()
+        .map(ConfigError::exit_code)
+        .unwrap_or(exit::FAILURE)
+}

@@ -1,0 +1,12 @@
+//! Process exit codes shared by every command and by the supervisor (sysexits.h values).
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any other failure.
+pub const FAILURE: u8 = 1;
+/// Bad command-line usage (clap's own code).
+pub const USAGE: u8 = 2;
+/// The configuration's signature is missing or invalid, or the verifying key is unusable (EX_NOPERM).
+pub const SIGNATURE_INVALID: u8 = 77;
+/// The configuration cannot be read or is invalid (EX_CONFIG).
+pub const CONFIG_INVALID: u8 = 78;
