@@ -51,6 +51,7 @@ pub struct Config {
     pub ports: PortsConfig,
     pub secrets_dir: PathBuf,
     pub restart: RestartPolicy,
+    pub logs: LogPolicy,
     pub faucet: Option<FaucetConfig>,
     pub proxy: OutboundProxy,
     pub aggregator: AggregatorConfig,
@@ -80,6 +81,16 @@ pub struct ChainConfig {
 pub struct RestartPolicy {
     pub max_restarts: u32,
     pub window: Duration,
+    /// The first restart waits this long; each further restart within the window doubles it.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Size-rotated service logs: `current` plus `archives` older files of at most `max_file_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPolicy {
+    pub max_file_bytes: u64,
+    pub archives: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +118,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let (nodes, ports) = read_nodes(r, &mut f);
     let postgres = read_postgres(r, &mut f);
     let chain = read_chain(r, &mut f);
-    let restart = read_restart(r, &mut f);
+    let supervisor = f.object(r, "supervisor");
+    let (restart, logs) = read_supervisor(r, &mut f, supervisor);
     let faucet = read_faucet(r, &mut f);
     let proxy = read_proxy(r, &mut f);
     let secrets_dir = read_secrets_dir(r, &mut f);
@@ -130,6 +142,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         ports,
         secrets_dir,
         restart,
+        logs,
         faucet,
         proxy,
         aggregator,
@@ -176,14 +189,43 @@ fn read_chain(r: &mut Report, f: &mut Fields<'_>) -> Option<ChainConfig> {
     })
 }
 
-fn read_restart(r: &mut Report, f: &mut Fields<'_>) -> RestartPolicy {
-    RestartPolicy {
-        max_restarts: f.integer(r, "maxRestarts", 1, 1000).unwrap_or(3) as u32,
-        window: Duration::from_millis(
-            f.integer(r, "restartWindowMs", 1000, 86_400_000)
-                .unwrap_or(300_000),
-        ),
+fn read_supervisor(
+    r: &mut Report,
+    f: &mut Fields<'_>,
+    section: Option<Fields<'_>>,
+) -> (RestartPolicy, LogPolicy) {
+    let ms = Duration::from_millis;
+    let max_restarts = f.integer(r, "maxRestarts", 1, 1000).unwrap_or(3) as u32;
+    let window = ms(f
+        .integer(r, "restartWindowMs", 1000, 86_400_000)
+        .unwrap_or(300_000));
+    let mut s = section.unwrap_or_else(|| Fields::empty("solution.supervisor"));
+    let backoff_initial = s
+        .integer(r, "restartBackoffInitialMs", 10, 60_000)
+        .unwrap_or(1000);
+    let backoff_max = s
+        .integer(r, "restartBackoffMaxMs", 10, 600_000)
+        .unwrap_or(30_000);
+    if backoff_max < backoff_initial {
+        r.error(
+            s.path_of("restartBackoffMaxMs"),
+            "must be >= restartBackoffInitialMs",
+        );
     }
+    let logs = LogPolicy {
+        max_file_bytes: s
+            .integer(r, "logMaxFileBytes", 4096, 1 << 30)
+            .unwrap_or(10 * 1024 * 1024),
+        archives: s.integer(r, "logArchives", 0, 1000).unwrap_or(10) as u32,
+    };
+    s.finish(r, &[]);
+    let restart = RestartPolicy {
+        max_restarts,
+        window,
+        backoff_initial: ms(backoff_initial),
+        backoff_max: ms(backoff_max),
+    };
+    (restart, logs)
 }
 
 fn read_faucet(r: &mut Report, f: &mut Fields<'_>) -> Option<FaucetConfig> {

@@ -1,0 +1,162 @@
+//! `enclave init`: the boot sequence. Nothing starts until the configuration is verified and
+//! valid and the service definitions form a valid graph.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::definition;
+use super::graph::Graph;
+use super::logs::LogHub;
+use super::orchestrator::Supervisor;
+use super::process::become_subreaper;
+use super::state::StateDir;
+use crate::config::signature::PublicKey;
+use crate::config::{load_verified, ConfigError, VerifiedConfig};
+use crate::exit;
+use crate::paths::Root;
+
+pub const DEFAULT_SERVICES_DIR: &str = "/etc/enclave/s6-rc.d";
+const MINIMAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub root: Root,
+    pub config_path: PathBuf,
+    pub services_dir: PathBuf,
+    /// Start only these (and what they depend on); empty = everything.
+    pub only: Vec<String>,
+}
+
+/// Boots and supervises the tree; returns the container's exit code.
+pub fn run(options: InitOptions) -> u8 {
+    let root = match std::path::absolute(options.root.dir()) {
+        Ok(dir) => Root::new(dir),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot resolve the root directory");
+            return exit::FAILURE;
+        }
+    };
+    let config_path = std::path::absolute(&options.config_path).unwrap_or(options.config_path);
+    let key_path = root.configuration_public_key();
+    let verified = match load_configuration(&config_path, &key_path) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("configuration rejected, nothing started: {e}");
+            return e.exit_code();
+        }
+    };
+    tracing::info!(
+        scheme = %verified.verified.scheme,
+        digest = %verified.verified.digest_hex,
+        "configuration verified"
+    );
+    // Services run with their definition folder as working directory: every path must be absolute.
+    let services_dir = std::path::absolute(&options.services_dir).unwrap_or(options.services_dir);
+    let graph = match load_graph(&services_dir, verified.config.nodes.total, &options.only) {
+        Ok(graph) => graph,
+        Err(code) => return code,
+    };
+    if std::process::id() != 1 {
+        if let Err(e) = become_subreaper() {
+            tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
+        }
+    }
+    let env = base_env(&root, &config_path, &key_path);
+    supervise(&root, &verified, graph, env)
+}
+
+fn load_configuration(config: &Path, key: &Path) -> Result<VerifiedConfig, ConfigError> {
+    let text = std::fs::read_to_string(key)
+        .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", key.display())))?;
+    let key = PublicKey::from_base64_spki(&text)?;
+    load_verified(config, &key)
+}
+
+fn load_graph(dir: &Path, nodes: u32, only: &[String]) -> Result<Graph, u8> {
+    let definitions = definition::load(dir, nodes).map_err(|errors| {
+        for e in &errors.0 {
+            tracing::error!("invalid service definition, nothing started: {e}");
+        }
+        exit::CONFIG_INVALID
+    })?;
+    let graph = Graph::build(definitions).map_err(|errors| {
+        for e in &errors {
+            tracing::error!("invalid service graph, nothing started: {e}");
+        }
+        exit::CONFIG_INVALID
+    })?;
+    graph.select(only).map_err(|e| {
+        tracing::error!("{e}");
+        exit::USAGE
+    })
+}
+
+/// The clean environment every service starts from. The directory of this binary comes first
+/// on PATH so that `exec enclave …` in a run script finds the same binary in local runs.
+fn base_env(root: &Root, config: &Path, key: &Path) -> BTreeMap<String, String> {
+    let mut path = MINIMAL_PATH.to_owned();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        path = format!("{}:{path}", dir.display());
+    }
+    let mut env = BTreeMap::from([
+        ("PATH".to_owned(), path),
+        ("ENCLAVE_ROOT".to_owned(), root.dir().display().to_string()),
+        (
+            "CONFIGURATION_PATH".to_owned(),
+            config.display().to_string(),
+        ),
+        (
+            "CONFIGURATION_PUBLIC_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        ),
+    ]);
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        env.insert("RUST_LOG".to_owned(), filter);
+    }
+    env
+}
+
+fn supervise(
+    root: &Root,
+    verified: &VerifiedConfig,
+    graph: Graph,
+    env: BTreeMap<String, String>,
+) -> u8 {
+    let state_dir = StateDir::new(root);
+    if let Err(e) = state_dir.reset() {
+        tracing::error!(path = %state_dir.path().display(), error = %e, "cannot prepare the state directory");
+        return exit::FAILURE;
+    }
+    let logs = LogHub::new(root.map("/var/log"), verified.config.logs);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return exit::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        let supervisor = Supervisor::new(graph, verified.config.restart, env, state_dir, &logs)?;
+        supervisor.run().await
+    });
+    drop(runtime);
+    logs.flush(LOG_FLUSH_TIMEOUT);
+    match code {
+        Ok(code) => {
+            tracing::info!(exit_code = code, "enclave stopped");
+            code
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "supervisor failed");
+            exit::FAILURE
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! PID 1: verifies the configuration, reads the s6-rc service definitions, starts services in
+//! dependency order, restarts crashed longruns within limits, reaps every child and shuts down
+//! in reverse order.
+
+pub mod definition;
+pub mod graph;
+mod init;
+pub mod logs;
+mod orchestrator;
+pub mod process;
+mod readiness;
+pub mod restart;
+pub mod state;
+pub mod status;
+
+pub use init::{run, InitOptions, DEFAULT_SERVICES_DIR};
+pub use orchestrator::Shutdown;

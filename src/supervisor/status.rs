@@ -1,0 +1,368 @@
+//! `enclave status`: every service's state as the supervisor last wrote it, as a table or as
+//! JSON, and with `--check` an exit code for health probes.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::paths::Root;
+use crate::supervisor::state::{Kind, ServiceState, StateDir, Status};
+
+const HEADERS: [&str; 7] = [
+    "NAME",
+    "TYPE",
+    "STATUS",
+    "PID",
+    "RESTARTS",
+    "LAST-RESTART",
+    "LAST-EXIT",
+];
+const ABSENT: &str = "-";
+/// humantime cannot format instants past 9999-12-31T23:59:59Z.
+const MAX_RFC3339_SECS: u64 = 253_402_300_799;
+/// The supervisor may be creating a service's directory while we read it: its `status` file is
+/// written last, so a read can briefly see a service without one.
+const READ_ATTEMPTS: u32 = 3;
+const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+enum StatusError {
+    #[error(
+        "no service state at {}: the supervisor is probably not running, or --root is wrong",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error(
+        "cannot read the service state at {}: {source} (is the supervisor running, and is --root right?)",
+        .path.display()
+    )]
+    Unreadable { path: PathBuf, source: io::Error },
+}
+
+/// Prints every service's state; returns the process exit code.
+pub fn run(root: &Root, json: bool, check: bool) -> u8 {
+    run_to(
+        &StateDir::new(root),
+        json,
+        check,
+        &mut io::stdout(),
+        &mut io::stderr(),
+    )
+}
+
+fn run_to(dir: &StateDir, json: bool, check: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // Output errors are ignored on stderr (nowhere left to report them) and on a closed stdout
+    // (`enclave status | head`); the exit code still tells the health.
+    let states = match load(dir) {
+        Ok(states) => states,
+        Err(e) => {
+            let _ = writeln!(err, "enclave status: {e}");
+            return 1;
+        }
+    };
+    let text = if json {
+        render_json(&states)
+    } else {
+        render_table(&states)
+    };
+    if let Err(e) = writeln!(out, "{text}") {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            let _ = writeln!(err, "enclave status: cannot write to stdout: {e}");
+            return 1;
+        }
+    }
+    if !check {
+        return 0;
+    }
+    match check_health(&states) {
+        Ok(()) => 0,
+        Err(problems) => {
+            for problem in problems {
+                let _ = writeln!(err, "{problem}");
+            }
+            1
+        }
+    }
+}
+
+fn load(dir: &StateDir) -> Result<Vec<ServiceState>, StatusError> {
+    let mut attempt = 1;
+    loop {
+        match dir.read_all() {
+            Ok(states) => return Ok(states),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StatusError::Missing(dir.path().to_owned()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && attempt < READ_ATTEMPTS => {
+                attempt += 1;
+                thread::sleep(READ_RETRY_DELAY);
+            }
+            Err(source) => {
+                return Err(StatusError::Unreadable {
+                    path: dir.path().to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Whether the services are where a healthy boot leaves them; otherwise one line per service
+/// that is not.
+fn check_health(states: &[ServiceState]) -> Result<(), Vec<String>> {
+    if states.is_empty() {
+        return Err(vec![
+            "no services: the supervisor has not started any yet".to_owned()
+        ]);
+    }
+    let problems: Vec<String> = states
+        .iter()
+        .filter(|s| !s.is_healthy())
+        .map(|s| format!("{}: {}, expected {}", s.name, s.status, healthy(s.kind)))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn healthy(kind: Kind) -> Status {
+    match kind {
+        Kind::Longrun => Status::Up,
+        Kind::Oneshot => Status::Finished,
+    }
+}
+
+/// One line: a JSON array of one object per service, `null` where a value is absent.
+fn render_json(states: &[ServiceState]) -> String {
+    let services = states
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "type": s.kind.as_str(),
+                "status": s.status.as_str(),
+                "pid": s.pid,
+                "restartCount": s.restart_count,
+                "lastRestart": s.last_restart.map(restart_time),
+                "lastExit": s.last_exit.map(|e| e.to_string()),
+            })
+        })
+        .collect();
+    Value::Array(services).to_string()
+}
+
+/// Columns aligned with two spaces between them, `-` where a value is absent, no trailing
+/// newline.
+fn render_table(states: &[ServiceState]) -> String {
+    let header = HEADERS.map(str::to_owned);
+    let rows: Vec<[String; 7]> = states.iter().map(table_row).collect();
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| table_line(row, &widths))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn table_row(s: &ServiceState) -> [String; 7] {
+    let or_absent = |v: Option<String>| v.unwrap_or_else(|| ABSENT.to_owned());
+    [
+        s.name.clone(),
+        s.kind.as_str().to_owned(),
+        s.status.as_str().to_owned(),
+        or_absent(s.pid.map(|p| p.to_string())),
+        s.restart_count.to_string(),
+        or_absent(s.last_restart.map(restart_time)),
+        or_absent(s.last_exit.map(|e| e.to_string())),
+    ]
+}
+
+fn table_line(cells: &[String; 7], widths: &[usize; 7]) -> String {
+    let last = cells.len() - 1;
+    let padded: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .enumerate()
+        .map(|(i, (cell, &width))| {
+            // The last column is not padded, so lines carry no trailing blanks.
+            if i == last {
+                cell.clone()
+            } else {
+                format!("{cell:<width$}")
+            }
+        })
+        .collect();
+    padded.join("  ")
+}
+
+/// RFC 3339 seconds UTC; a value out of humantime's range (only a corrupt file) as the number.
+fn restart_time(unix_secs: u64) -> String {
+    if unix_secs > MAX_RFC3339_SECS {
+        return unix_secs.to_string();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::state::Exit;
+
+    fn service(name: &str, kind: Kind, status: Status) -> ServiceState {
+        let mut s = ServiceState::new(name, kind);
+        s.status = status;
+        s
+    }
+
+    fn sample() -> Vec<ServiceState> {
+        let mut postgres = service("postgres", Kind::Longrun, Status::Up);
+        postgres.pid = Some(4242);
+        postgres.restart_count = 2;
+        postgres.last_restart = Some(1_700_000_000);
+        postgres.last_exit = Some(Exit::Signal(9));
+        vec![
+            service("config-check", Kind::Oneshot, Status::Finished),
+            postgres,
+        ]
+    }
+
+    fn state_dir(tmp: &tempfile::TempDir) -> StateDir {
+        StateDir::new(&Root::new(tmp.path()))
+    }
+
+    fn run_captured(dir: &StateDir, json: bool, check: bool) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_to(dir, json, check, &mut out, &mut err);
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (code, text(out), text(err))
+    }
+
+    #[test]
+    fn the_table_is_aligned_with_dashes_for_absent_values() {
+        let table = render_table(&sample());
+        let expected = "\
+NAME          TYPE     STATUS    PID   RESTARTS  LAST-RESTART          LAST-EXIT
+config-check  oneshot  finished  -     0         -                     -
+postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn json_is_one_line_with_nulls_for_absent_values() {
+        let text = render_json(&sample());
+        assert!(!text.contains('\n'));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            json!([
+                {
+                    "name": "config-check", "type": "oneshot", "status": "finished",
+                    "pid": null, "restartCount": 0, "lastRestart": null, "lastExit": null
+                },
+                {
+                    "name": "postgres", "type": "longrun", "status": "up",
+                    "pid": 4242, "restartCount": 2, "lastRestart": "2023-11-14T22:13:20Z",
+                    "lastExit": "signal 9"
+                }
+            ])
+        );
+        assert_eq!(render_json(&[]), "[]");
+    }
+
+    #[test]
+    fn an_out_of_range_restart_time_is_shown_as_a_number() {
+        assert_eq!(restart_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(restart_time(MAX_RFC3339_SECS), "9999-12-31T23:59:59Z");
+        assert_eq!(restart_time(u64::MAX), u64::MAX.to_string());
+    }
+
+    #[test]
+    fn check_passes_when_every_service_is_healthy() {
+        assert_eq!(check_health(&sample()), Ok(()));
+    }
+
+    #[test]
+    fn check_names_the_services_that_are_not_healthy() {
+        let mut states = sample();
+        states.push(service("node-1", Kind::Longrun, Status::Starting));
+        states.push(service("migrate", Kind::Oneshot, Status::Failed));
+        assert_eq!(
+            check_health(&states),
+            Err(vec![
+                "node-1: starting, expected up".to_owned(),
+                "migrate: failed, expected finished".to_owned(),
+            ])
+        );
+    }
+
+    #[test]
+    fn check_fails_without_services() {
+        assert!(check_health(&[]).is_err());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.reset().unwrap();
+        let (code, out, err) = run_captured(&dir, false, true);
+        assert_eq!(code, 1);
+        assert_eq!(out, format!("{}\n", render_table(&[])));
+        assert!(err.contains("no services"), "{err}");
+        assert_eq!(run_captured(&dir, false, false).0, 0);
+    }
+
+    #[test]
+    fn run_prints_the_state_and_checks_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.reset().unwrap();
+        for s in sample() {
+            dir.write(&s).unwrap();
+        }
+        assert_eq!(
+            run_captured(&dir, true, true),
+            (0, format!("{}\n", render_json(&sample())), String::new())
+        );
+        dir.write(&service("node-2", Kind::Longrun, Status::Stopping))
+            .unwrap();
+        let (code, out, err) = run_captured(&dir, false, true);
+        assert_eq!(code, 1);
+        assert!(out.contains("node-2"), "{out}");
+        assert_eq!(err, "node-2: stopping, expected up\n");
+    }
+
+    #[test]
+    fn a_missing_state_directory_is_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        for check in [false, true] {
+            let (code, out, err) = run_captured(&dir, false, check);
+            assert_eq!(code, 1);
+            assert_eq!(out, "");
+            assert!(err.contains(&dir.path().display().to_string()), "{err}");
+            assert!(err.contains("supervisor is probably not running"), "{err}");
+            assert!(err.contains("--root"), "{err}");
+        }
+        assert_eq!(run(&Root::new(tmp.path()), true, false), 1);
+    }
+
+    #[test]
+    fn an_unreadable_state_is_an_error_naming_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.reset().unwrap();
+        std::fs::create_dir(dir.path().join("broken")).unwrap();
+        std::fs::write(dir.path().join("broken/type"), "daemon\n").unwrap();
+        let (code, _, err) = run_captured(&dir, false, false);
+        assert_eq!(code, 1);
+        assert!(err.contains("cannot read the service state"), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    }
+}
