@@ -6,3 +6,4 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod paths;
+pub mod supervisor;

@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     let cli = enclave::cli::Cli::parse();
     enclave::logging::init();
     match enclave::cli::run(cli) {
-        Ok(()) => ExitCode::from(enclave::exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("error: {failure:#}");
             ExitCode::from(enclave::cli::exit_code_of(&failure))

@@ -10,6 +10,7 @@ use crate::config::signature::Scheme;
 use crate::config::ConfigError;
 use crate::exit;
 use crate::paths::Root;
+use crate::supervisor;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +37,25 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run as the container's PID 1: verify the configuration, then start and supervise every
+    /// service of the s6-rc definitions in dependency order.
+    Init {
+        /// The s6-rc source definitions [default: <root>/etc/enclave/s6-rc.d].
+        #[arg(long, value_name = "DIR")]
+        services: Option<PathBuf>,
+        /// Start only this service, bundle or template and what it depends on (repeatable).
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// Print every service's state; with --check, exit 0 only when all are up or finished.
+    Status {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 unless every longrun is up and every oneshot finished (for HEALTHCHECK).
+        #[arg(long)]
+        check: bool,
+    },
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -112,9 +132,23 @@ impl Cli {
     }
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; `Ok` carries the exit code of commands that decide their own.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
-        Command::Config(command) => config_cmd::run(&cli, command),
+        Command::Init { services, only } => {
+            let root = cli.root();
+            let options = supervisor::InitOptions {
+                services_dir: services
+                    .clone()
+                    .unwrap_or_else(|| root.map(supervisor::DEFAULT_SERVICES_DIR)),
+                config_path: cli.config_path(None),
+                only: only.clone(),
+                root,
+            };
+            Ok(supervisor::run(options))
+        }
+        Command::Status { json, check } => Ok(supervisor::status::run(&cli.root(), *json, *check)),
+        Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
     }
 }
 

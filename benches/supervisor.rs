@@ -1,0 +1,149 @@
+//! Supervisor figures: boot time of 20 trivial longruns, supervisor RSS, restart latency.
+//! Run with `scripts/bench-supervisor.sh` (or `cargo bench --bench supervisor`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use enclave::config::signature::{self, PrivateKey};
+use enclave::paths::Root;
+use enclave::supervisor::state::{StateDir, Status};
+use serde_json::Value;
+
+const SERVICES: usize = 20;
+const RESTART_SAMPLES: usize = 20;
+
+fn main() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    let services = dir.path().join("s6-rc.d");
+    install_config(&repo, &root);
+    for i in 0..SERVICES {
+        let svc = services.join(format!("svc-{i:02}"));
+        fs::create_dir_all(&svc).expect("mkdir");
+        fs::write(svc.join("type"), "longrun\n").expect("type");
+        fs::write(svc.join("run"), "#!/bin/sh\nexec sleep 100000\n").expect("run");
+        fs::set_permissions(svc.join("run"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let state = StateDir::new(&Root::new(&root));
+    let binary = env!("CARGO_BIN_EXE_enclave");
+    let started = Instant::now();
+    let mut init = Command::new(binary)
+        .args([
+            "--root",
+            root.to_str().expect("utf-8"),
+            "init",
+            "--services",
+        ])
+        .arg(&services)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("init starts");
+    wait(Duration::from_secs(30), || {
+        state
+            .read_all()
+            .is_ok_and(|all| all.len() == SERVICES && all.iter().all(|s| s.status == Status::Up))
+    });
+    let boot = started.elapsed();
+    let rss_boot_kib = rss_kib(init.id());
+    let mut latencies = Vec::new();
+    for sample in 0..RESTART_SAMPLES {
+        let name = format!("svc-{:02}", sample % SERVICES);
+        let old = state.read(&name).expect("state").pid.expect("pid");
+        let killed = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        wait(Duration::from_secs(10), || {
+            state
+                .read(&name)
+                .is_ok_and(|s| s.status == Status::Up && s.pid.is_some_and(|p| p != old))
+        });
+        latencies.push(killed.elapsed());
+        // The next kill of the same service must not hit the restart limit.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_after_kib = rss_kib(init.id());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("term");
+    let stop = Instant::now();
+    let status = init.wait().expect("wait");
+    let shutdown = stop.elapsed();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("supervisor benchmark ({SERVICES} trivial longruns, restart backoff 10 ms)");
+    println!("  boot to all up:            {:8.1} ms", ms(boot));
+    println!("  supervisor RSS after boot: {rss_boot_kib:8} KiB");
+    println!("  supervisor RSS after {RESTART_SAMPLES} restarts: {rss_after_kib} KiB");
+    println!(
+        "  restart latency (kill -9 -> new pid up): p50 {:.1} ms, max {:.1} ms (includes the 10 ms backoff)",
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[latencies.len() - 1])
+    );
+    println!(
+        "  SIGTERM to exit:           {:8.1} ms (exit status {status})",
+        ms(shutdown)
+    );
+}
+
+fn install_config(repo: &Path, root: &Path) {
+    fs::create_dir_all(root.join("etc/enclave")).expect("mkdir");
+    fs::create_dir_all(root.join("sp/configurations")).expect("mkdir");
+    fs::copy(
+        repo.join("scripts/dev-keys/configuration.pub"),
+        root.join("etc/enclave/configuration.pub"),
+    )
+    .expect("key");
+    let text = fs::read_to_string(repo.join("configuration.example.json")).expect("example");
+    let mut document: Value = serde_json::from_str(&text).expect("json");
+    let solution = document["solution"].as_object_mut().expect("object");
+    solution.shift_remove("signature");
+    // Many samples of one service must stay below the restart limit.
+    solution.insert("maxRestarts".into(), Value::from(1000));
+    solution.insert(
+        "supervisor".into(),
+        serde_json::json!({"restartBackoffInitialMs": 10, "restartBackoffMaxMs": 10}),
+    );
+    let mut payload = Value::Object(solution.clone());
+    let key_text =
+        fs::read_to_string(repo.join("scripts/dev-keys/INSECURE-DEV-ONLY.configuration.key"))
+            .expect("key");
+    let key = PrivateKey::from_pkcs8_text(&key_text).expect("key parses");
+    let signed = signature::sign(&payload, &key).expect("sign");
+    payload["signature"] = Value::String(signed.signature_b64);
+    fs::write(
+        root.join("sp/configurations/configuration.json"),
+        serde_json::to_string(&serde_json::json!({ "solution": payload })).expect("json"),
+    )
+    .expect("write");
+}
+
+fn wait(timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
