@@ -6,4 +6,5 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod paths;
+pub mod postgres;
 pub mod supervisor;

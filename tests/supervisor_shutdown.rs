@@ -138,3 +138,17 @@ fn a_second_sigterm_does_not_cut_the_grace_period_short() {
     assert_eq!(e.wait_exit(T), 0);
     assert_eq!(e.read_marker("stops"), "done\n");
 }
+
+#[test]
+fn a_oneshot_without_down_does_not_hold_up_the_services_below_it() {
+    let mut e = Enclave::new();
+    let log = e.marker("stops");
+    polite(&e, "server", &log);
+    e.service("configure", "oneshot", &[("up", "true")]);
+    e.depends("configure", "server");
+    e.start(&[]);
+    e.wait_status("configure", Status::Finished, T);
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    assert_eq!(e.read_marker("stops"), "stop server\n");
+}

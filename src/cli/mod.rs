@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per role.
 
 mod config_cmd;
+mod postgres_cmd;
 
 use std::path::PathBuf;
 
@@ -59,6 +60,25 @@ pub enum Command {
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The embedded PostgreSQL services.
+    #[command(subcommand)]
+    Postgres(PostgresCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostgresCommand {
+    /// Create the cluster if the data directory is empty and apply the enclave's settings
+    /// (oneshot `postgres-bootstrap`; idempotent).
+    Bootstrap,
+    /// Run the server in the foreground as the `postgres` user (longrun `postgres`).
+    Run {
+        /// Write a newline to this descriptor once the server accepts connections (s6 readiness).
+        #[arg(long, value_name = "FD")]
+        notify_fd: Option<i32>,
+    },
+    /// Create or update one role and one database per node with fresh passwords (oneshot
+    /// `postgres-init`); waits until the server accepts connections.
+    Init,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +169,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Status { json, check } => Ok(supervisor::status::run(&cli.root(), *json, *check)),
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
+        Command::Postgres(command) => postgres_cmd::run(&cli, command),
     }
 }
 

@@ -156,3 +156,14 @@ pub fn load_verified(path: &Path, key: &PublicKey) -> Result<VerifiedConfig, Con
         report,
     })
 }
+
+/// [`load_verified`] with the verifying key read from a file (the image's key).
+pub fn load_verified_with_key_file(
+    path: &Path,
+    key_file: &Path,
+) -> Result<VerifiedConfig, ConfigError> {
+    let text = std::fs::read_to_string(key_file)
+        .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", key_file.display())))?;
+    let key = PublicKey::from_base64_spki(&text)?;
+    load_verified(path, &key)
+}

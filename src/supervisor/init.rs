@@ -11,8 +11,7 @@ use super::logs::LogHub;
 use super::orchestrator::Supervisor;
 use super::process::become_subreaper;
 use super::state::StateDir;
-use crate::config::signature::PublicKey;
-use crate::config::{load_verified, ConfigError, VerifiedConfig};
+use crate::config::{load_verified_with_key_file, VerifiedConfig};
 use crate::exit;
 use crate::paths::Root;
 
@@ -40,7 +39,7 @@ pub fn run(options: InitOptions) -> u8 {
     };
     let config_path = std::path::absolute(&options.config_path).unwrap_or(options.config_path);
     let key_path = root.configuration_public_key();
-    let verified = match load_configuration(&config_path, &key_path) {
+    let verified = match load_verified_with_key_file(&config_path, &key_path) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("configuration rejected, nothing started: {e}");
@@ -65,13 +64,6 @@ pub fn run(options: InitOptions) -> u8 {
     }
     let env = base_env(&root, &config_path, &key_path);
     supervise(&root, &verified, graph, env)
-}
-
-fn load_configuration(config: &Path, key: &Path) -> Result<VerifiedConfig, ConfigError> {
-    let text = std::fs::read_to_string(key)
-        .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", key.display())))?;
-    let key = PublicKey::from_base64_spki(&text)?;
-    load_verified(config, &key)
 }
 
 fn load_graph(dir: &Path, nodes: u32, only: &[String]) -> Result<Graph, u8> {

@@ -598,19 +598,29 @@ impl Supervisor {
         if self.shutdown.is_none() {
             return;
         }
-        let stoppable: Vec<String> = self
-            .services
-            .iter()
-            .filter(|(_, s)| matches!(s.phase, Phase::Starting | Phase::Up | Phase::Finished))
-            .filter(|(name, _)| {
-                self.graph
-                    .dependents(name)
-                    .all(|d| self.services.get(d).is_none_or(|s| s.phase.is_stopped()))
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in stoppable {
-            self.stop(&name);
+        // A service with nothing to stop (a oneshot without `down`) is down at once, which
+        // may free its dependencies in turn: repeat until nothing more can stop now.
+        loop {
+            let stoppable: Vec<String> = self
+                .services
+                .iter()
+                .filter(|(_, s)| matches!(s.phase, Phase::Starting | Phase::Up | Phase::Finished))
+                .filter(|(name, _)| {
+                    self.graph
+                        .dependents(name)
+                        .all(|d| self.services.get(d).is_none_or(|s| s.phase.is_stopped()))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in &stoppable {
+                self.stop(name);
+            }
+            let stopped_at_once = stoppable
+                .iter()
+                .any(|n| self.services.get(n).is_some_and(|s| s.phase.is_stopped()));
+            if !stopped_at_once {
+                break;
+            }
         }
     }
 

@@ -42,6 +42,9 @@ impl Enclave {
     /// (with fast restarts) signed by it.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Services that drop to another account (PostgreSQL runs as `postgres`) must be able to
+        // traverse the root.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let root = dir.path().join("root");
         let services = dir.path().join("s6-rc.d");
         fs::create_dir_all(root.join("etc/enclave")).expect("mkdir");
@@ -132,6 +135,11 @@ impl Enclave {
         let dir = self.root.join("markers");
         fs::create_dir_all(&dir).expect("mkdir");
         dir
+    }
+
+    /// Uses the repository's real service definitions instead of toy ones.
+    pub fn use_repo_services(&mut self) {
+        self.services = super::repo().join("s6-rc.d");
     }
 
     pub fn start(&mut self, extra: &[&str]) {
@@ -247,4 +255,12 @@ impl Drop for Enclave {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
