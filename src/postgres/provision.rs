@@ -132,13 +132,8 @@ async fn provision_node(
             .fetch_one(&mut *conn)
             .await
             .map_err(q)?;
-    sqlx::query("SELECT pg_temp.enclave_ensure_node($1, $2, $3)")
-        .bind(&role)
-        .bind(&scram)
-        .bind(&database)
-        .execute(&mut *conn)
-        .await
-        .map_err(q)?;
+    // The role first (the database's owner), then, for a new database, again to lock it down.
+    ensure_node(conn, &role, &scram, &database).await?;
     if !exists {
         // CREATE DATABASE cannot run inside a function: the server quotes, we execute.
         let create: String =
@@ -149,13 +144,7 @@ async fn provision_node(
                 .await
                 .map_err(q)?;
         conn.execute(create.as_str()).await.map_err(q)?;
-        sqlx::query("SELECT pg_temp.enclave_ensure_node($1, $2, $3)")
-            .bind(&role)
-            .bind(&scram)
-            .bind(&database)
-            .execute(&mut *conn)
-            .await
-            .map_err(q)?;
+        ensure_node(conn, &role, &scram, &database).await?;
         tracing::info!(database = %database, role = %role, "created node database");
     }
     pgpass::write(
@@ -169,4 +158,20 @@ async fn provision_node(
         },
     )?;
     Ok(())
+}
+
+async fn ensure_node(
+    conn: &mut PgConnection,
+    role: &str,
+    scram: &str,
+    database: &str,
+) -> Result<(), PgError> {
+    sqlx::query("SELECT pg_temp.enclave_ensure_node($1, $2, $3)")
+        .bind(role)
+        .bind(scram)
+        .bind(database)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| PgError::Db(DbError::query("provisioning", e)))
 }

@@ -445,39 +445,44 @@ impl Supervisor {
         spec: Spawn,
         group: Option<Pid>,
     ) {
+        let service = name.to_owned();
+        self.run_helper(name, "finish", &spec, Some(FINISH_TIMEOUT), move |result| {
+            if let Some(pid) = group {
+                signal_group(pid, Signal::SIGKILL);
+            }
+            Event::FinishDone {
+                name: service,
+                generation,
+                exit,
+                finish: result.map(|(finish, _)| finish),
+            }
+        });
+    }
+
+    /// Runs a script of the service (`finish`, `down`) within `timeout` and turns its outcome
+    /// (`None` when it could not even start) into the event that continues the service's story.
+    fn run_helper(
+        &self,
+        name: &str,
+        what: &'static str,
+        spec: &Spawn,
+        timeout: Option<Duration>,
+        then: impl FnOnce(Option<(Exit, bool)>) -> Event + Send + 'static,
+    ) {
         let Some(service) = self.services.get(name) else {
             return;
         };
         let events = self.events.clone();
-        let name = name.to_owned();
-        match Reaper::global().spawn(&spec, &service.output) {
+        match Reaper::global().spawn(spec, &service.output) {
             Ok(child) => {
                 tokio::spawn(async move {
-                    let finish = wait_with_timeout(child.pid, child.exit, Some(FINISH_TIMEOUT))
-                        .await
-                        .0;
-                    if let Some(pid) = group {
-                        signal_group(pid, Signal::SIGKILL);
-                    }
-                    let _ = events.send(Event::FinishDone {
-                        name,
-                        generation,
-                        exit,
-                        finish: Some(finish),
-                    });
+                    let outcome = wait_with_timeout(child.pid, child.exit, timeout).await;
+                    let _ = events.send(then(Some(outcome)));
                 });
             }
             Err(e) => {
-                tracing::error!(service = %name, error = %e, "cannot run finish");
-                if let Some(pid) = group {
-                    signal_group(pid, Signal::SIGKILL);
-                }
-                let _ = events.send(Event::FinishDone {
-                    name,
-                    generation,
-                    exit,
-                    finish: None,
-                });
+                tracing::error!(service = %name, script = what, error = %e, "cannot run");
+                let _ = events.send(then(None));
             }
         }
     }
@@ -672,26 +677,13 @@ impl Supervisor {
     }
 
     fn run_down(&mut self, name: &str, spec: Spawn, grace: Option<Duration>) {
-        let Some(service) = self.services.get(name) else {
-            return;
-        };
-        let events = self.events.clone();
-        let name = name.to_owned();
-        match Reaper::global().spawn(&spec, &service.output) {
-            Ok(child) => {
-                tokio::spawn(async move {
-                    let (exit, timed_out) = wait_with_timeout(child.pid, child.exit, grace).await;
-                    if !exit.success() {
-                        tracing::warn!(service = %name, %exit, timed_out, "down script failed");
-                    }
-                    let _ = events.send(Event::DownDone { name });
-                });
+        let service = name.to_owned();
+        self.run_helper(name, "down", &spec, grace, move |result| {
+            if let Some((exit, timed_out)) = result.filter(|(exit, _)| !exit.success()) {
+                tracing::warn!(service = %service, %exit, timed_out, "down script failed");
             }
-            Err(e) => {
-                tracing::error!(service = %name, error = %e, "cannot run down script");
-                let _ = events.send(Event::DownDone { name });
-            }
-        }
+            Event::DownDone { name: service }
+        });
     }
 
     fn set_phase(&mut self, name: &str, phase: Phase) {
