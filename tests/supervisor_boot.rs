@@ -270,3 +270,31 @@ fn services_get_a_clean_environment() {
     e.signal(Signal::SIGTERM);
     assert_eq!(e.wait_exit(T), 0);
 }
+
+#[test]
+fn without_the_image_key_nothing_starts() {
+    let mut e = Enclave::new();
+    std::fs::remove_file(e.root.join("etc/enclave/configuration.pub")).expect("remove key");
+    assert_rejected_before_start(&mut e, 77, "no configuration verifying key");
+}
+
+#[test]
+fn an_insecure_key_from_the_command_line_is_used_by_init_and_services_and_said_loudly() {
+    let mut e = Enclave::new();
+    std::fs::remove_file(e.root.join("etc/enclave/configuration.pub")).expect("remove key");
+    // A service verifies the configuration with the key the supervisor hands it.
+    e.service(
+        "verify",
+        "oneshot",
+        &[(
+            "up",
+            "enclave config verify --public-key-file \"$CONFIGURATION_PUBLIC_KEY_FILE\" \"$CONFIGURATION_PATH\"",
+        )],
+    );
+    let key = common::dev_public_key_path();
+    e.start(&["--insecure-public-key-file", key.to_str().expect("utf-8")]);
+    e.wait_status("verify", Status::Finished, T);
+    assert!(e.logs().contains("INSECURE MODE"), "{}", e.logs());
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0);
+}

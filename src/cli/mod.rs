@@ -47,6 +47,10 @@ pub enum Command {
         /// Start only this service, bundle or template and what it depends on (repeatable).
         #[arg(long, value_name = "NAME")]
         only: Vec<String>,
+        /// INSECURE, local development only: verify the configuration with this key instead of
+        /// the image's <root>/etc/enclave/configuration.pub. Logged loudly.
+        #[arg(long, value_name = "FILE")]
+        insecure_public_key_file: Option<PathBuf>,
     },
     /// Print every service's state; with --check, exit 0 only when all are up or finished.
     Status {
@@ -139,6 +143,14 @@ pub struct KeyArgs {
 }
 
 impl Cli {
+    /// The verifying key a service uses: the one the supervisor verified with
+    /// (`CONFIGURATION_PUBLIC_KEY_FILE`, set for every service), else the image's.
+    pub fn service_public_key_file(&self) -> PathBuf {
+        std::env::var_os("CONFIGURATION_PUBLIC_KEY_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root().configuration_public_key())
+    }
+
     pub fn root(&self) -> Root {
         self.root.clone().map(Root::new).unwrap_or_default()
     }
@@ -155,9 +167,14 @@ impl Cli {
 /// Runs the command; `Ok` carries the exit code of commands that decide their own.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
-        Command::Init { services, only } => {
+        Command::Init {
+            services,
+            only,
+            insecure_public_key_file,
+        } => {
             let root = cli.root();
             let options = supervisor::InitOptions {
+                insecure_public_key_file: insecure_public_key_file.clone(),
                 services_dir: services
                     .clone()
                     .unwrap_or_else(|| root.map(supervisor::DEFAULT_SERVICES_DIR)),

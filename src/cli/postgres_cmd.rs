@@ -14,7 +14,7 @@ use crate::postgres::{binaries, server};
 pub fn run(cli: &Cli, command: &PostgresCommand) -> anyhow::Result<u8> {
     let root = cli.root();
     let verified =
-        load_verified_with_key_file(&cli.config_path(None), &root.configuration_public_key())?;
+        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
     let config = verified.config;
     let layout = Layout::new(&root, &config);
     match command {

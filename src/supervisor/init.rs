@@ -26,6 +26,8 @@ pub struct InitOptions {
     pub services_dir: PathBuf,
     /// Start only these (and what they depend on); empty = everything.
     pub only: Vec<String>,
+    /// Local development only: a verifying key other than the image's.
+    pub insecure_public_key_file: Option<PathBuf>,
 }
 
 /// Boots and supervises the tree; returns the container's exit code.
@@ -38,7 +40,16 @@ pub fn run(options: InitOptions) -> u8 {
         }
     };
     let config_path = std::path::absolute(&options.config_path).unwrap_or(options.config_path);
-    let key_path = root.configuration_public_key();
+    let key_path = match &options.insecure_public_key_file {
+        Some(file) => {
+            tracing::warn!(
+                key = %file.display(),
+                "INSECURE MODE: the configuration is verified with a key from the command line, not the image's; for local development only"
+            );
+            std::path::absolute(file).unwrap_or_else(|_| file.clone())
+        }
+        None => root.configuration_public_key(),
+    };
     let verified = match load_verified_with_key_file(&config_path, &key_path) {
         Ok(v) => v,
         Err(e) => {
