@@ -17,4 +17,8 @@ echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test" >&2
-cargo test --all-targets --locked
+# Unit and integration tests; benchmarks are run by scripts/bench-*.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
