@@ -8,3 +8,4 @@ pub mod logging;
 pub mod paths;
 pub mod postgres;
 pub mod supervisor;
+pub mod telemetry;

@@ -92,3 +92,52 @@ fn status_without_a_running_supervisor_says_so() {
         common::stderr(&out)
     );
 }
+
+#[test]
+fn the_supervisor_serves_its_metrics_and_health() {
+    let mut e = Enclave::new();
+    let gate = e.marker("gate");
+    e.longrun(
+        "waiter",
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.05; done\necho >&3\nexec sleep 1000",
+            gate.display()
+        ),
+        &[("notification-fd", "3")],
+    );
+    e.start(&[]);
+    let port = e.port("supervisor");
+    e.wait_status("waiter", Status::Starting, T);
+    wait_until(T, "the supervisor endpoint", || {
+        Enclave::http_get(port, "/healthz").is_some()
+    });
+    let (code, body) = Enclave::http_get(port, "/healthz").expect("health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("waiter is starting"), "{body}");
+    std::fs::write(&gate, "").expect("gate");
+    e.wait_status("waiter", Status::Up, T);
+    wait_until(T, "healthy", || {
+        Enclave::http_get(port, "/healthz").is_some_and(|(c, _)| c == 200)
+    });
+    let (code, metrics) = Enclave::http_get(port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    for expected in [
+        "enclave_supervisor_service_state{service=\"waiter\",state=\"up\"} 1",
+        "enclave_supervisor_service_state{service=\"waiter\",state=\"starting\"} 0",
+        "enclave_supervisor_service_transitions_total{service=\"waiter\",state=\"up\"} 1",
+        "enclave_supervisor_boot_phase_seconds{phase=\"configuration_verified\"}",
+        "enclave_supervisor_boot_phase_seconds{phase=\"all_up\"}",
+        "enclave_supervisor_insecure_mode 0",
+        "scheme=\"native-ed25519\"",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    let (code, body) = Enclave::http_get(port, "/nope").expect("404");
+    assert_eq!(code, 404);
+    assert!(body.contains("\"error\""));
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0);
+}

@@ -50,6 +50,12 @@ fn check_ports(r: &mut Report, c: &Config) {
     );
     claim(
         r,
+        u32::from(c.ports.supervisor),
+        "solution.ports.supervisor",
+        "the supervisor".into(),
+    );
+    claim(
+        r,
         u32::from(c.ports.process_metrics),
         "solution.ports.processMetrics",
         "the process-metrics exporter".into(),

@@ -5,19 +5,26 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use prometheus::Registry;
+
 use super::definition;
 use super::graph::Graph;
 use super::logs::LogHub;
+use super::metrics::{BootPhase, SupervisorMetrics};
 use super::orchestrator::Supervisor;
 use super::process::become_subreaper;
 use super::state::StateDir;
 use crate::config::{load_verified_with_key_file, VerifiedConfig};
 use crate::exit;
 use crate::paths::Root;
+use crate::telemetry::{self, server, Pusher};
 
 pub const DEFAULT_SERVICES_DIR: &str = "/etc/enclave/s6-rc.d";
 const MINIMAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -32,6 +39,7 @@ pub struct InitOptions {
 
 /// Boots and supervises the tree; returns the container's exit code.
 pub fn run(options: InitOptions) -> u8 {
+    let started = std::time::Instant::now();
     let root = match std::path::absolute(options.root.dir()) {
         Ok(dir) => Root::new(dir),
         Err(e) => {
@@ -74,7 +82,12 @@ pub fn run(options: InitOptions) -> u8 {
         }
     }
     let env = base_env(&root, &config_path, &key_path);
-    supervise(&root, &verified, graph, env)
+    let boot = Boot {
+        started,
+        verified_after: started.elapsed(),
+        insecure: options.insecure_public_key_file.is_some(),
+    };
+    supervise(&root, &verified, graph, env, boot)
 }
 
 fn load_graph(dir: &Path, nodes: u32, only: &[String]) -> Result<Graph, u8> {
@@ -124,11 +137,19 @@ fn base_env(root: &Root, config: &Path, key: &Path) -> BTreeMap<String, String> 
     env
 }
 
+/// When the boot started, how long verification took, and how the key was chosen.
+struct Boot {
+    started: std::time::Instant,
+    verified_after: Duration,
+    insecure: bool,
+}
+
 fn supervise(
     root: &Root,
     verified: &VerifiedConfig,
     graph: Graph,
     env: BTreeMap<String, String>,
+    boot: Boot,
 ) -> u8 {
     let state_dir = StateDir::new(root);
     if let Err(e) = state_dir.reset() {
@@ -136,6 +157,23 @@ fn supervise(
         return exit::FAILURE;
     }
     let logs = LogHub::new(root.map("/var/log"), verified.config.logs);
+    let registry = Registry::new();
+    let metrics = match SupervisorMetrics::register(&registry) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the supervisor's metrics");
+            return exit::FAILURE;
+        }
+    };
+    metrics.configuration(
+        &verified.verified.digest_hex,
+        &verified.verified.scheme.to_string(),
+        boot.insecure,
+    );
+    metrics.boot_phase(
+        BootPhase::ConfigurationVerified,
+        boot.verified_after.as_secs_f64(),
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,9 +184,45 @@ fn supervise(
             return exit::FAILURE;
         }
     };
+    let config = &verified.config;
     let code = runtime.block_on(async {
-        let supervisor = Supervisor::new(graph, verified.config.restart, env, state_dir, &logs)?;
-        supervisor.run().await
+        let pusher = Pusher::start(
+            &registry,
+            &telemetry::targets_for(config, false),
+            &telemetry::identity(config, "supervisor"),
+        )
+        .map_err(std::io::Error::other)?;
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.ports.supervisor));
+        let server = tokio::spawn(server::serve(
+            addr,
+            registry.clone(),
+            health_of(state_dir.clone()),
+            async {
+                let _ = server_stopped.await;
+            },
+        ));
+        let started = tokio::time::Instant::from_std(boot.started);
+        let supervisor = Supervisor::new(
+            graph,
+            config.restart,
+            env,
+            state_dir,
+            &logs,
+            metrics,
+            started,
+        )?;
+        let code = supervisor.run().await;
+        let _ = stop_server.send(());
+        match server.await {
+            Ok(Err(e)) => {
+                tracing::error!(%addr, error = %e, "the supervisor's metrics endpoint failed")
+            }
+            Err(e) => tracing::error!(error = %e, "the supervisor's metrics endpoint panicked"),
+            Ok(Ok(())) => {}
+        }
+        pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
+        code
     });
     drop(runtime);
     logs.flush(LOG_FLUSH_TIMEOUT);
@@ -162,4 +236,23 @@ fn supervise(
             exit::FAILURE
         }
     }
+}
+
+/// The supervisor is healthy when every service is where a good boot leaves it.
+fn health_of(state_dir: StateDir) -> server::HealthCheck {
+    std::sync::Arc::new(move || {
+        let states = state_dir
+            .read_all()
+            .map_err(|e| format!("cannot read service states: {e}"))?;
+        let unhealthy: Vec<String> = states
+            .iter()
+            .filter(|s| !s.is_healthy())
+            .map(|s| format!("{} is {}", s.name, s.status))
+            .collect();
+        if unhealthy.is_empty() {
+            Ok(())
+        } else {
+            Err(unhealthy.join(", "))
+        }
+    })
 }

@@ -6,6 +6,7 @@ pub mod definition;
 pub mod graph;
 mod init;
 pub mod logs;
+pub mod metrics;
 mod orchestrator;
 pub mod process;
 mod readiness;

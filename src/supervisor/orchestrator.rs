@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::definition::{Definition, Kind as DefKind};
 use super::graph::Graph;
 use super::logs::LogHub;
+use super::metrics::{BootPhase, SupervisorMetrics};
 use super::process::{output_pipe, signal_group, signal_process, Reaper, Spawn};
 use super::readiness::wait_for_readiness;
 use super::restart::{Decision, RestartTracker};
@@ -129,15 +130,20 @@ pub struct Supervisor {
     shutdown: Option<Shutdown>,
     started_at: Instant,
     boot_reported: bool,
+    postgres_reported: bool,
+    metrics: SupervisorMetrics,
 }
 
 impl Supervisor {
+    /// `started_at` is when `enclave init` started, so boot phases count from there.
     pub fn new(
         graph: Graph,
         policy: RestartPolicy,
         base_env: BTreeMap<String, String>,
         state_dir: StateDir,
         logs: &LogHub,
+        metrics: SupervisorMetrics,
+        started_at: Instant,
     ) -> std::io::Result<Self> {
         let (events, inbox) = mpsc::unbounded_channel();
         let mut services = BTreeMap::new();
@@ -159,6 +165,7 @@ impl Supervisor {
                 output: write,
             };
             state_dir.write(&service.state)?;
+            metrics.state(name, service.state.status);
             services.insert(name.to_owned(), service);
         }
         Ok(Self {
@@ -170,8 +177,10 @@ impl Supervisor {
             events,
             inbox,
             shutdown: None,
-            started_at: Instant::now(),
+            started_at,
             boot_reported: false,
+            postgres_reported: false,
+            metrics,
         })
     }
 
@@ -302,6 +311,8 @@ impl Supervisor {
                 .all(|s| matches!(s.phase, Phase::Up | Phase::Finished))
         {
             self.boot_reported = true;
+            self.metrics
+                .boot_phase(BootPhase::AllUp, self.started_at.elapsed().as_secs_f64());
             tracing::info!(
                 services = self.services.len(),
                 elapsed_ms = self.started_at.elapsed().as_millis() as u64,
@@ -386,6 +397,7 @@ impl Supervisor {
         if let Some(service) = self.services.get_mut(name) {
             service.state.restart_count += 1;
             service.state.last_restart = Some(unix_now());
+            self.metrics.restart(name);
             tracing::info!(service = %name, restarts = service.state.restart_count, "restarting");
         }
         self.start(name);
@@ -585,6 +597,7 @@ impl Supervisor {
             }
         }
         self.shutdown = Some(reason);
+        self.metrics.shutting_down();
         let idle: Vec<String> = self
             .services
             .iter()
@@ -691,7 +704,18 @@ impl Supervisor {
             return;
         };
         service.phase = phase;
+        let changed = service.state.status != phase.status();
         service.state.status = phase.status();
+        if changed {
+            self.metrics.state(name, service.state.status);
+        }
+        if name == "postgres" && phase == Phase::Up && !self.postgres_reported {
+            self.postgres_reported = true;
+            self.metrics.boot_phase(
+                BootPhase::PostgresReady,
+                self.started_at.elapsed().as_secs_f64(),
+            );
+        }
         if phase != Phase::Starting && phase != Phase::Up && phase != Phase::Stopping {
             service.state.pid = None;
         }

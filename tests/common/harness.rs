@@ -66,6 +66,29 @@ impl Enclave {
         e
     }
 
+    /// A port from the written configuration (`ports.<name>`).
+    pub fn port(&self, name: &str) -> u16 {
+        let text = fs::read_to_string(self.config_path()).expect("config");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        v["solution"]["ports"][name].as_u64().expect("port") as u16
+    }
+
+    /// `GET http://127.0.0.1:<port><path>` → (status, body); None when nothing answers.
+    pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
     pub fn config_path(&self) -> PathBuf {
         Root::new(&self.root).configuration()
     }
@@ -81,6 +104,10 @@ impl Enclave {
             serde_json::json!({"restartBackoffInitialMs": 100, "restartBackoffMaxMs": 400}),
         );
         let mut solution_value = Value::Object(solution.clone());
+        // Many enclaves run at once in tests: no fixed ports, and no pushes unless a test asks.
+        solution_value["ports"]["supervisor"] = serde_json::json!(free_port());
+        solution_value["ports"]["processMetrics"] = serde_json::json!(free_port());
+        solution_value["telemetry"]["targets"] = serde_json::json!([]);
         mutate(&mut solution_value);
         let key_text = fs::read_to_string(dev_private_key_path()).expect("dev key");
         let key = PrivateKey::from_pkcs8_text(&key_text).expect("dev key parses");

@@ -38,6 +38,8 @@ impl NodesConfig {
 /// Local ports. The node API of node i is `node_api_base + i`, its P2P port `node_p2p_base + i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortsConfig {
+    /// The supervisor's own /metrics and /healthz.
+    pub supervisor: u16,
     pub process_metrics: u16,
     pub node_api_base: u16,
     pub node_p2p_base: u16,
@@ -179,6 +181,7 @@ fn check_subset(r: &mut Report, path: &str, subset: &[u32], total: u32) {
 fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.ports"));
     let ports = PortsConfig {
+        supervisor: f.integer(r, "supervisor", 1, 65535).unwrap_or(3002) as u16,
         process_metrics: f.integer(r, "processMetrics", 1, 65535).unwrap_or(3003) as u16,
         node_api_base: f.integer(r, "nodeApiBase", 1, 65535).unwrap_or(6600) as u16,
         node_p2p_base: f.integer(r, "nodeP2pBase", 1, 65535).unwrap_or(9900) as u16,
