@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib/ensure.sh
 
 ensure_rust_component rustfmt clippy
-# Real parts the tests run: the PostgreSQL server (tests start their own clusters), and
-# promtool from the prometheus package to check metric output.
-ensure_apt postgresql prometheus
+# Real parts the tests run: the PostgreSQL server (tests start their own clusters), the
+# metric receivers (Pushgateway, VictoriaMetrics with vmauth) and promtool.
+ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

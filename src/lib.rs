@@ -7,5 +7,6 @@ pub mod exit;
 pub mod logging;
 pub mod paths;
 pub mod postgres;
+pub mod process_metrics;
 pub mod supervisor;
 pub mod telemetry;

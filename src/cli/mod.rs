@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod postgres_cmd;
+mod process_metrics_cmd;
 
 use std::path::PathBuf;
 
@@ -64,6 +65,9 @@ pub enum Command {
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Per-service CPU, memory, restarts and the PostgreSQL metrics, served and pushed
+    /// (longrun `process-metrics`).
+    ProcessMetrics,
     /// The embedded PostgreSQL services.
     #[command(subcommand)]
     Postgres(PostgresCommand),
@@ -187,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { json, check } => Ok(supervisor::status::run(&cli.root(), *json, *check)),
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
+        Command::ProcessMetrics => process_metrics_cmd::run(&cli),
     }
 }
 

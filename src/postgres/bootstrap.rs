@@ -99,13 +99,10 @@ pub fn bootstrap(
 /// The superuser's password: read if it exists (a cluster and its password persist together),
 /// else generated and stored 0600 with the persistent secrets.
 pub fn superuser_password(layout: &Layout) -> Result<Secret<String>, PgError> {
-    let file = &layout.superuser_password_file;
-    match fs::read_to_string(file) {
-        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim().to_owned())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(PgError::io("cannot read", file)(e)),
+    if let Some(password) = superuser_password_if_present(layout)? {
+        return Ok(password);
     }
+    let file = &layout.superuser_password_file;
     let (password, _) = generate_password().map_err(|_| PgError::Random)?;
     if let Some(parent) = file.parent() {
         fs::create_dir_all(parent).map_err(PgError::io("cannot create", parent))?;
@@ -114,6 +111,18 @@ pub fn superuser_password(layout: &Layout) -> Result<Secret<String>, PgError> {
     }
     write_private(file, password.expose().as_bytes())?;
     Ok(password)
+}
+
+/// The superuser's password if the cluster has one yet (readers such as the metrics exporter
+/// must never create it).
+pub fn superuser_password_if_present(layout: &Layout) -> Result<Option<Secret<String>>, PgError> {
+    let file = &layout.superuser_password_file;
+    match fs::read_to_string(file) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(Secret::new(text.trim().to_owned()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PgError::io("cannot read", file)(e)),
+    }
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), PgError> {

@@ -138,6 +138,8 @@ struct Worker {
     label: String,
     metrics: PushMetrics,
     backlog: Backlog,
+    /// Evictions already added to the dropped counter (evictions happen when a snapshot is added).
+    dropped_reported: u64,
     failures_in_a_row: u64,
 }
 
@@ -171,6 +173,7 @@ impl Worker {
             label,
             metrics,
             target,
+            dropped_reported: 0,
             failures_in_a_row: 0,
         })
     }
@@ -208,7 +211,6 @@ impl Worker {
 
     /// Sends the backlog oldest first; stops at the first failure (the rest waits).
     async fn deliver_backlog(&mut self) -> bool {
-        let dropped_before = self.backlog.dropped_samples();
         let mut ok = true;
         while let Some(snapshot) = self.backlog.front() {
             let batches: Vec<String> = snapshot
@@ -229,12 +231,13 @@ impl Worker {
             }
             self.backlog.pop_front();
         }
-        let dropped = self.backlog.dropped_samples() - dropped_before;
+        let dropped = self.backlog.dropped_samples() - self.dropped_reported;
         if dropped > 0 {
             self.metrics
                 .dropped
                 .with_label_values(&[self.label.as_str()])
                 .inc_by(dropped);
+            self.dropped_reported = self.backlog.dropped_samples();
         }
         self.metrics
             .backlog
@@ -251,8 +254,12 @@ impl Worker {
         for attempt in 1..=ATTEMPTS {
             match self.send(method.clone(), body.clone()).await {
                 Ok(()) => return true,
-                Err(e) if attempt == ATTEMPTS || started.elapsed() + delay > budget => {
-                    self.log_failure(&e);
+                Err(e)
+                    if !e.retryable
+                        || attempt == ATTEMPTS
+                        || started.elapsed() + delay > budget =>
+                {
+                    self.log_failure(&e.message);
                     return false;
                 }
                 Err(_) => {
@@ -265,7 +272,7 @@ impl Worker {
         false
     }
 
-    async fn send(&self, method: reqwest::Method, body: String) -> Result<(), String> {
+    async fn send(&self, method: reqwest::Method, body: String) -> Result<(), SendError> {
         let mut request = self
             .client
             .request(method, self.url.clone())
@@ -274,14 +281,22 @@ impl Worker {
         if let Some(auth) = &self.target.basic_auth {
             request = request.basic_auth(&auth.username, Some(auth.password.expose()));
         }
-        let response = request.send().await.map_err(|e| describe(&e))?;
+        let response = request.send().await.map_err(|e| SendError {
+            message: describe(&e),
+            retryable: true,
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let text = response.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(200).collect();
-        Err(format!("HTTP {status}: {}", excerpt.trim()))
+        Err(SendError {
+            message: format!("HTTP {status}: {}", excerpt.trim()),
+            // A refusal (bad credentials, a malformed body) will not change within seconds;
+            // the next interval tries again.
+            retryable: status.is_server_error() || matches!(status.as_u16(), 408 | 429),
+        })
     }
 
     async fn delete_group(&self) {
@@ -289,8 +304,14 @@ impl Worker {
         if let Some(auth) = &self.target.basic_auth {
             request = request.basic_auth(&auth.username, Some(auth.password.expose()));
         }
-        if let Err(e) = request.send().await {
-            tracing::warn!(target = %self.target.url, error = %describe(&e), "cannot delete the Pushgateway group at shutdown");
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                tracing::warn!(target = %self.target.url, status = %r.status(), "the Pushgateway refused to delete the group at shutdown")
+            }
+            Err(e) => {
+                tracing::warn!(target = %self.target.url, error = %describe(&e), "cannot delete the Pushgateway group at shutdown")
+            }
         }
     }
 
@@ -322,6 +343,11 @@ impl Worker {
             );
         }
     }
+}
+
+struct SendError {
+    message: String,
+    retryable: bool,
 }
 
 /// A reqwest error without its URL (which may carry credentials in its query).

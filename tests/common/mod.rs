@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod receivers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
