@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::Registry;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -239,25 +239,11 @@ async fn read(pool: &PgPool) -> Result<(i64, Vec<DatabaseStats>), DbError> {
 
 fn sample(kind: MetricType, labels: Vec<LabelPair>, value: i64) -> Metric {
     // Counts far below 2^53, so exact as f64.
-    let value = value as f64;
-    let mut metric = Metric::from_label(labels);
-    if kind == MetricType::COUNTER {
-        let mut counter = Counter::default();
-        counter.set_value(value);
-        metric.set_counter(counter);
-    } else {
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        metric.set_gauge(gauge);
-    }
-    metric
+    crate::telemetry::sample::metric(kind, labels, value as f64)
 }
 
 fn database_label(name: &str) -> Vec<LabelPair> {
-    let mut label = LabelPair::default();
-    label.set_name(DATABASE_LABEL.to_owned());
-    label.set_value(name.to_owned());
-    vec![label]
+    vec![crate::telemetry::sample::label(DATABASE_LABEL, name)]
 }
 
 impl Collector for PostgresMetrics {

@@ -4,12 +4,13 @@
 //! counters and gauges (which would also keep the series of services long gone), the collector
 //! keeps the last sample and renders it with the right types on each gather.
 
+use crate::telemetry::sample;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 
 use super::sampler::{Sampler, ServiceReading, TreeReading};
 use super::{Sample, SampleError};
@@ -337,36 +338,19 @@ impl Family {
             .into_iter()
             .map(|status| {
                 let mut labels = service_labels(&state.name);
-                labels.push(label(STATUS_LABEL, status.as_str()));
+                labels.push(sample::label(STATUS_LABEL, status.as_str()));
                 self.metric(labels, f64::from(u8::from(status == state.status)))
             })
             .collect()
     }
 
     fn metric(&self, labels: Vec<LabelPair>, value: f64) -> Metric {
-        let mut metric = Metric::from_label(labels);
-        if self.kind == MetricType::COUNTER {
-            let mut counter = Counter::default();
-            counter.set_value(value);
-            metric.set_counter(counter);
-        } else {
-            let mut gauge = Gauge::default();
-            gauge.set_value(value);
-            metric.set_gauge(gauge);
-        }
-        metric
+        sample::metric(self.kind, labels, value)
     }
 }
 
 fn service_labels(service: &str) -> Vec<LabelPair> {
-    vec![label(SERVICE_LABEL, service)]
-}
-
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut label = LabelPair::default();
-    label.set_name(name.to_owned());
-    label.set_value(value.to_owned());
-    label
+    vec![sample::label(SERVICE_LABEL, service)]
 }
 
 #[cfg(test)]

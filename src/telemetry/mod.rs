@@ -4,6 +4,7 @@
 mod backlog;
 pub mod encode;
 pub mod push;
+pub mod sample;
 pub mod server;
 pub mod target;
 
