@@ -108,6 +108,11 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
         pushes("process-metrics") >= before + 2.0
     });
 
+    let exporter = e.port("processMetrics");
+    wait_until(T, "the exporter healthy", || {
+        Enclave::http_get(exporter, "/healthz").is_some_and(|(code, _)| code == 200)
+    });
+
     // Every service's own endpoint passes promtool.
     for port in [e.port("supervisor"), e.port("processMetrics")] {
         let (code, text) = Enclave::http_get(port, "/metrics").expect("endpoint answers");

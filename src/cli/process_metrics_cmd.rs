@@ -85,7 +85,12 @@ async fn serve_and_sample(
     )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut server_stopped = stopped.clone();
-    let health: server::HealthCheck = Arc::new(|| Ok(()));
+    let sampled = processes.clone();
+    let health: server::HealthCheck = Arc::new(move || match sampled.last_sample_succeeded() {
+        Some(true) => Ok(()),
+        Some(false) => Err("the last process sample failed".into()),
+        None => Err("no process sample yet".into()),
+    });
     let server = tokio::spawn(server::serve(addr, registry, health, async move {
         let _ = server_stopped.changed().await;
     }));

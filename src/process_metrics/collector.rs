@@ -163,6 +163,7 @@ struct Published {
     samples: u64,
     failures: u64,
     last_duration: Option<Duration>,
+    last_succeeded: Option<bool>,
 }
 
 /// Per-service process metrics, sampled from the state files and /proc (via sysinfo).
@@ -245,6 +246,12 @@ impl ProcessMetrics {
         published.samples += 1;
         published.failures += u64::from(!succeeded);
         published.last_duration = Some(duration);
+        published.last_succeeded = Some(succeeded);
+    }
+
+    /// Whether the last sample succeeded (`None` before the first): the exporter's health.
+    pub fn last_sample_succeeded(&self) -> Option<bool> {
+        lock(&self.inner.published).last_succeeded
     }
 }
 
