@@ -1,6 +1,7 @@
 //! `enclave`: an all-in-one confidential price-oracle container. One binary runs as PID 1 and as
 //! each service below it; see ARCHITECTURE.md for the design and README.md for operators.
 
+pub mod aggregator;
 pub mod cli;
 pub mod config;
 pub mod exit;
