@@ -200,6 +200,18 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "required when the target is enabled",
     ),
     (
+        "a feed that can never meet minSources",
+        |s| s["priceAggregatorConfig"]["aggregation"] = json!({"minSources": 4}),
+        "solution.feeds[2].legs",
+        "could never be priced",
+    ),
+    (
+        "aggregator bound to a non-address",
+        |s| s["priceAggregatorConfig"]["host"] = json!("localhost"),
+        "solution.priceAggregatorConfig.host",
+        "IP address",
+    ),
+    (
         "unknown field",
         |s| s["pgPrt"] = json!(5432),
         "solution.pgPrt",

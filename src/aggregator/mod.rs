@@ -1,6 +1,7 @@
 //! The price aggregator: one shared, rate-limited gateway between the oracles and the outside
 //! price sources. (Built in steps: prices, pairs and the source layer so far.)
 
+pub mod aggregate;
 pub mod pair;
 pub mod price;
 pub mod sources;

@@ -24,7 +24,8 @@ pub struct Pair {
 fn valid_symbol(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SYMBOL_LEN
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl Pair {
@@ -70,7 +71,10 @@ mod tests {
 
     #[test]
     fn both_separators_parse() {
-        assert_eq!(Pair::parse("BTC-USD").expect("pair"), Pair::new("BTC", "USD").expect("pair"));
+        assert_eq!(
+            Pair::parse("BTC-USD").expect("pair"),
+            Pair::new("BTC", "USD").expect("pair")
+        );
         assert_eq!(Pair::parse("BTC/USD").expect("pair").to_string(), "BTC/USD");
         let p = Pair::parse("stader-bnbx-usd").expect("pair");
         assert_eq!((p.base.as_str(), p.quote.as_str()), ("stader-bnbx", "usd"));
@@ -83,7 +87,10 @@ mod tests {
         assert_eq!(Pair::parse("BTCUSD"), Err(PairError::Shape));
         assert_eq!(Pair::parse("BTC-"), Err(PairError::Symbol));
         assert_eq!(Pair::parse("B TC-USD"), Err(PairError::Symbol));
-        assert_eq!(Pair::parse(&format!("{}-USD", "A".repeat(65))), Err(PairError::Symbol));
+        assert_eq!(
+            Pair::parse(&format!("{}-USD", "A".repeat(65))),
+            Err(PairError::Symbol)
+        );
         assert_eq!(Pair::parse("<script>/USD"), Err(PairError::Symbol));
     }
 }

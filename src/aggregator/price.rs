@@ -74,12 +74,23 @@ mod tests {
 
     #[test]
     fn prices_keep_every_digit_of_the_upstream_text() {
-        assert_eq!(Price::from_json(&raw("\"67123.45000000\"")).expect("price").to_string(), "67123.45");
+        assert_eq!(
+            Price::from_json(&raw("\"67123.45000000\""))
+                .expect("price")
+                .to_string(),
+            "67123.45"
+        );
         // 0.1 + 0.2 style values that f64 cannot hold exactly stay exact.
         let p = Price::from_json(&raw("0.30000000000000000004")).expect("price");
         assert_eq!(p.value().to_string(), "0.30000000000000000004");
-        assert_eq!(Price::from_json(&raw("2.3e12")).expect("price").to_string(), "2300000000000");
-        assert_eq!(Price::from_json(&raw("1.2E-5")).expect("price").to_string(), "0.000012");
+        assert_eq!(
+            Price::from_json(&raw("2.3e12")).expect("price").to_string(),
+            "2300000000000"
+        );
+        assert_eq!(
+            Price::from_json(&raw("1.2E-5")).expect("price").to_string(),
+            "0.000012"
+        );
     }
 
     #[test]

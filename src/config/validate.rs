@@ -98,6 +98,16 @@ fn check_feeds(r: &mut Report, c: &Config) {
                 format!("is also the contract of feeds[{first}]; each feed needs its own aggregator contract"),
             );
         }
+        let min = c.aggregator.aggregation.min_sources;
+        if !feed.legs.is_empty() && feed.legs.len() < min {
+            r.error(
+                format!("{path}.legs"),
+                format!(
+                    "has {} leg(s) but priceAggregatorConfig.aggregation.minSources is {min}: the feed could never be priced",
+                    feed.legs.len()
+                ),
+            );
+        }
         for (j, leg) in feed.legs.iter().enumerate() {
             let enabled = c
                 .aggregator

@@ -50,12 +50,16 @@ impl SourceClient {
         let unreachable = |reason: String| SourceError::Unreachable { from: id, reason };
         let base_url = match &config.base_url {
             Some(url) => url.expose().clone(),
-            None => Url::parse(default_base).map_err(|e| unreachable(format!("bad default URL: {e}")))?,
+            None => Url::parse(default_base)
+                .map_err(|e| unreachable(format!("bad default URL: {e}")))?,
         };
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("enclave-price-aggregator/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!(
+                "enclave-price-aggregator/",
+                env!("CARGO_PKG_VERSION")
+            ));
         let proxy = match &config.use_proxy {
             UseProxy::None => None,
             UseProxy::Global => global_proxy,
@@ -75,7 +79,9 @@ impl SourceClient {
             id,
             http,
             base_url,
-            limiter: config.rps.map(|rps| Arc::new(RateLimiter::direct(quota(rps)))),
+            limiter: config
+                .rps
+                .map(|rps| Arc::new(RateLimiter::direct(quota(rps)))),
             concurrency: Arc::new(Semaphore::new(config.max_concurrent.max(1) as usize)),
             timeout: config.timeout,
             max_retries: config.max_retries,
@@ -89,7 +95,11 @@ impl SourceClient {
     /// `path` joined to the base URL (a base with a path prefix keeps it).
     pub fn url(&self, path: &str) -> Url {
         let mut url = self.base_url.clone();
-        let joined = format!("{}/{}", url.path().trim_end_matches('/'), path.trim_start_matches('/'));
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         url.set_path(&joined);
         url
     }
@@ -106,9 +116,11 @@ impl SourceClient {
                     Some(d) => Some(*d),
                     None => Some(backoff(attempt)),
                 },
-                Err(SourceError::Upstream { .. } | SourceError::Timeout { .. } | SourceError::Unreachable { .. }) => {
-                    Some(backoff(attempt))
-                }
+                Err(
+                    SourceError::Upstream { .. }
+                    | SourceError::Timeout { .. }
+                    | SourceError::Unreachable { .. },
+                ) => Some(backoff(attempt)),
                 _ => None,
             };
             match wait {
@@ -122,17 +134,30 @@ impl SourceClient {
     }
 
     async fn get_once(&self, url: Url, headers: HeaderMap) -> Result<Response, SourceError> {
-        let _permit = self.concurrency.acquire().await.map_err(|_| SourceError::Unreachable {
-            from: self.id,
-            reason: "the client is shutting down".into(),
-        })?;
+        let _permit = self
+            .concurrency
+            .acquire()
+            .await
+            .map_err(|_| SourceError::Unreachable {
+                from: self.id,
+                reason: "the client is shutting down".into(),
+            })?;
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let response = self.http.get(url).headers(headers).send().await.map_err(|e| self.transport_error(&e))?;
+        let response = self
+            .http
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         match status {
             StatusCode::TOO_MANY_REQUESTS => Err(SourceError::RateLimited {
                 from: self.id,
@@ -142,12 +167,12 @@ impl SourceClient {
                 from: self.id,
                 reason: format!("HTTP {s}"),
             }),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS => {
-                Err(SourceError::Refused {
-                    from: self.id,
-                    reason: format!("HTTP {status}"),
-                })
-            }
+            StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS => Err(SourceError::Refused {
+                from: self.id,
+                reason: format!("HTTP {status}"),
+            }),
             _ => Ok(Response { status, body }),
         }
     }

@@ -51,10 +51,7 @@ pub enum SourceError {
     Unreachable { from: SourceId, reason: String },
     /// The source has no such operation (batch, instrument list).
     #[error("{from} does not support {what}")]
-    Unsupported {
-        from: SourceId,
-        what: &'static str,
-    },
+    Unsupported { from: SourceId, what: &'static str },
 }
 
 impl SourceError {

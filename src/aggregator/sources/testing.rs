@@ -29,6 +29,10 @@ pub fn config(id: SourceId, json: serde_json::Value) -> SourceConfig {
     let mut report = Report::default();
     let fields = Fields::of(&mut report, "sources", &value).expect("object");
     let mut all = read_sources(&mut report, fields, false);
-    assert!(report.is_ok(), "test configuration invalid: {:?}", report.problems);
+    assert!(
+        report.is_ok(),
+        "test configuration invalid: {:?}",
+        report.problems
+    );
     all.remove(&id).expect("configured")
 }

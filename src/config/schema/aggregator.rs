@@ -57,9 +57,23 @@ pub struct CoingeckoGlobal {
     pub use_proxy: bool,
 }
 
+/// Cross-source aggregation of `/quotes/batch` (our addition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregationConfig {
+    /// A pair with fewer usable sources is unavailable.
+    pub min_sources: usize,
+    /// Quotes farther than this from the median (parts per billion) are left out.
+    pub max_deviation_ppb: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregatorConfig {
     pub port: u16,
+    /// The address the HTTP API binds to (127.0.0.1 unless configured otherwise).
+    pub host: std::net::IpAddr,
+    pub aggregation: AggregationConfig,
+    pub max_pairs_per_request: usize,
+    pub max_tracked_pairs: usize,
     pub pairs_file_path: Option<String>,
     pub log_level: LogLevel,
     pub log_pretty: bool,
@@ -114,8 +128,15 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
     let pair_cleanup = read_pair_cleanup(r, cleanup);
     let market_data = f.object(r, "marketData");
     let coingecko_global = read_market_data(r, market_data, proxy.is_some());
+    let host = read_host(r, &mut f);
+    let aggregation = f.object(r, "aggregation");
+    let aggregation = read_aggregation(r, aggregation);
     let config = AggregatorConfig {
         port: f.integer(r, "port", 1, 65535).unwrap_or(3000) as u16,
+        host,
+        aggregation,
+        max_pairs_per_request: f.integer(r, "maxPairsPerRequest", 1, 1000).unwrap_or(100) as usize,
+        max_tracked_pairs: f.integer(r, "maxTrackedPairs", 1, 100_000).unwrap_or(1000) as usize,
         pairs_file_path: f.non_empty_string(r, "pairsFilePath").map(str::to_owned),
         log_level,
         log_pretty,
@@ -129,6 +150,32 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
         proxy,
     };
     f.finish(r, IGNORED);
+    config
+}
+
+fn read_host(r: &mut Report, f: &mut Fields<'_>) -> std::net::IpAddr {
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    match f.string(r, "host") {
+        None => loopback,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            r.error(
+                f.path_of("host"),
+                "must be an IP address, such as 127.0.0.1",
+            );
+            loopback
+        }),
+    }
+}
+
+fn read_aggregation(r: &mut Report, f: Option<Fields<'_>>) -> AggregationConfig {
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.aggregation"));
+    let config = AggregationConfig {
+        min_sources: f.integer(r, "minSources", 1, 13).unwrap_or(1) as usize,
+        max_deviation_ppb: f
+            .integer(r, "maxDeviationPpb", 1, 1_000_000_000)
+            .unwrap_or(50_000_000),
+    };
+    f.finish(r, &[]);
     config
 }
 
