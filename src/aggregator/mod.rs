@@ -2,6 +2,11 @@
 //! price sources. (Built in steps: prices, pairs and the source layer so far.)
 
 pub mod aggregate;
+pub mod api;
+pub mod cache;
 pub mod pair;
 pub mod price;
+pub mod refresh;
+pub mod registry;
+pub mod service;
 pub mod sources;

@@ -95,8 +95,11 @@ mod tests {
 
     #[test]
     fn non_positive_and_garbage_are_rejected() {
-        for bad in ["0", "-1", "\"abc\"", "null", "\"\"", "1e999", "NaN"] {
+        for bad in [
+            "0", "-1", "\"abc\"", "null", "\"\"", "1e999", "\"NaN\"", "\"inf\"",
+        ] {
             assert!(Price::from_json(&raw(bad)).is_err(), "{bad} accepted");
         }
+        assert!("NaN".parse::<Price>().is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand per role.
 
+mod aggregator_cmd;
 mod config_cmd;
 mod postgres_cmd;
 mod process_metrics_cmd;
@@ -65,6 +66,13 @@ pub enum Command {
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The price aggregator: one cached, rate-limited gateway to the price sources, with the
+    /// reference's API and the batch API the nodes use (longrun `price-aggregator`).
+    Aggregator {
+        /// Write a newline to this descriptor once the API accepts connections (s6 readiness).
+        #[arg(long, value_name = "FD")]
+        notify_fd: Option<i32>,
+    },
     /// Per-service CPU, memory, restarts and the PostgreSQL metrics, served and pushed
     /// (longrun `process-metrics`).
     ProcessMetrics,
@@ -192,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
+        Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
     }
 }
 

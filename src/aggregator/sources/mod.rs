@@ -1,8 +1,21 @@
 //! Price sources: one module per upstream API, all behind the [`Source`] trait.
 
+pub mod alphavantage;
+pub mod binance;
+pub mod bybit;
 pub mod client;
+pub mod coinbase;
+pub mod coingecko;
+pub mod cryptocompare;
+pub mod exchangerate_host;
+pub mod finnhub;
+pub mod frankfurter;
+pub mod kraken;
+pub mod kucoin;
+pub mod okx;
 #[cfg(test)]
 pub mod testing;
+pub mod yahoo_finance;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

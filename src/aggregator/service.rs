@@ -1,0 +1,141 @@
+//! `enclave aggregator` (longrun `price-aggregator`): builds the enabled sources, preloads
+//! `pairsFilePath`, keeps tracked pairs fresh, serves the API and pushes its metrics.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::api::{router, Api};
+use super::cache::Cache;
+use super::pair::Pair;
+use super::refresh::{self, ttl_for};
+use super::registry;
+use super::sources::Source;
+use crate::config::schema::sources::SourceId;
+use crate::config::Config;
+use crate::telemetry::{self, Pusher};
+
+const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Source(#[from] super::sources::SourceError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("pairsFilePath {path}: {message}")]
+    PairsFile { path: String, message: String },
+    #[error(transparent)]
+    Push(#[from] telemetry::push::PushError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceError> {
+    let aggregator = Arc::new(config.aggregator.clone());
+    let sources = Arc::new(registry::build(&aggregator)?);
+    let registry = Registry::new();
+    let cache = Cache::new(
+        aggregator.max_tracked_pairs,
+        aggregator.refetch.failed_pairs_retry.retry_delay,
+    );
+    let feeds = config
+        .feeds
+        .iter()
+        .map(|f| (f.name.clone(), f.clone()))
+        .collect();
+    let api = Api {
+        cache: cache.clone(),
+        sources: sources.clone(),
+        config: aggregator.clone(),
+        feeds: Arc::new(feeds),
+        registry: registry.clone(),
+    };
+    let pusher = Pusher::start(
+        &registry,
+        &telemetry::targets_for(config, true),
+        &telemetry::identity(config, "price-aggregator"),
+    )?;
+    let addr = SocketAddr::new(aggregator.host, aggregator.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen { addr, source })?;
+    tracing::info!(%addr, sources = sources.len(), "price aggregator listening");
+    if let Some(path) = &aggregator.pairs_file_path {
+        preload(&cache, &sources, &aggregator, path)?;
+    }
+    notify_ready(notify_fd);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(refresh::run(cache, sources, aggregator, stopped.clone()));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop.send(true);
+    pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
+    Ok(())
+}
+
+/// s6 readiness: a newline on the descriptor once the API accepts connections.
+fn notify_ready(fd: Option<i32>) {
+    let Some(fd) = fd else { return };
+    // SAFETY: the supervisor handed us this descriptor for exactly this write; we own it now.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Err(e) = std::io::Write::write_all(&mut &file, b"\n") {
+        tracing::warn!(fd, error = %e, "cannot notify readiness");
+    }
+}
+
+/// Registers the pairs of `pairsFilePath` (`{"binance": ["BTC/USDT", …], …}`) and fetches them
+/// in the background; unknown or disabled sources are skipped with a warning.
+fn preload(
+    cache: &Cache,
+    sources: &BTreeMap<SourceId, Arc<dyn Source>>,
+    config: &super::super::config::schema::aggregator::AggregatorConfig,
+    path: &str,
+) -> Result<(), ServiceError> {
+    let err = |message: String| ServiceError::PairsFile {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let file: BTreeMap<String, Vec<String>> = serde_json::from_str(&text)
+        .map_err(|e| err(format!("not a JSON object of pair lists: {e}")))?;
+    let mut count = 0;
+    for (name, pairs) in file {
+        let Some(source) = SourceId::parse(&name).and_then(|id| sources.get(&id)) else {
+            tracing::warn!(source = %name, "pairs file names an unknown or disabled source; skipped");
+            continue;
+        };
+        for text in pairs {
+            let Ok(pair) = Pair::parse(&text) else {
+                tracing::warn!(source = %name, pair = %text, "pairs file holds an invalid pair; skipped");
+                continue;
+            };
+            let (cache, source) = (cache.clone(), source.clone());
+            let ttl = ttl_for(config, source.id(), &pair);
+            let wait = config.quote_request_timeout;
+            tokio::spawn(async move {
+                let _ = cache.get(source, &pair, ttl, wait).await;
+            });
+            count += 1;
+        }
+    }
+    tracing::info!(pairs = count, "preloaded pairs");
+    Ok(())
+}

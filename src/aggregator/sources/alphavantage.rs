@@ -1,0 +1,542 @@
+//! Alpha Vantage: `GET {base}/query?function=CURRENCY_EXCHANGE_RATE&from_currency=BTC&to_currency=USD&apikey=<key>`
+//! → `{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"BTC",…,"5. Exchange Rate":"68508.68000000",…}}`
+//! (fiat and crypto alike). No batch endpoint.
+//!
+//! - **Symbols**: base and quote uppercased; the symbol shown is `BTC/USD`.
+//! - **Base URL**: the host root (default `https://www.alphavantage.co`); a `baseUrl` that already
+//!   ends in `/query` (the form the API documentation prints) is used as the endpoint itself.
+//! - **API key**: the `apikey` query parameter, the only way Alpha Vantage takes it. The URL is
+//!   never logged or put in an error (the shared client strips URLs from transport errors), and
+//!   upstream messages are scrubbed of the key.
+//! - **Errors** all come as HTTP 200:
+//!   - `"Error Message"` about the API key ("the parameter apikey is invalid or missing") →
+//!     `Refused`; any other `"Error Message"` ("Invalid API call. …": unknown currency) →
+//!     `PairNotFound`;
+//!   - `"Note"` and `"Information"` (the daily/minute limit; newer responses use `Information`,
+//!     which the reference missed, §10 item 26) → `RateLimited`;
+//!   - an exchange rate of zero → `PairNotFound`; a body without the rate, or a rate for other
+//!     currencies than asked → `Malformed`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::{StatusCode, Url};
+use rust_decimal::Decimal;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::secret::Secret;
+use crate::config::values::RedactedUrl;
+
+pub const DEFAULT_BASE_URL: &str = "https://www.alphavantage.co";
+pub const FUNCTION: &str = "CURRENCY_EXCHANGE_RATE";
+
+const ID: SourceId = SourceId::AlphaVantage;
+const MAX_MESSAGE: usize = 200;
+const RATE: &str = "Realtime Currency Exchange Rate";
+
+pub struct AlphaVantage {
+    client: SourceClient,
+    /// `…/query`, without parameters.
+    endpoint: Url,
+    api_key: Option<Secret<String>>,
+}
+
+impl AlphaVantage {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
+        let endpoint = match &config.base_url {
+            Some(base) if base.path().trim_end_matches('/').ends_with("/query") => {
+                base.expose().clone()
+            }
+            _ => client.url("query"),
+        };
+        let api_key = config
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+            .cloned();
+        Ok(Self {
+            client,
+            endpoint,
+            api_key,
+        })
+    }
+
+    fn clean(&self, message: &str) -> String {
+        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
+        if let Some(key) = &self.api_key {
+            text = text.replace(key.expose().trim(), "***");
+        }
+        text.chars().take(MAX_MESSAGE).collect()
+    }
+
+    /// `"Error Message"`, `"Note"` or `"Information"`, if the body carries one.
+    fn in_band_error(
+        &self,
+        pair: &Pair,
+        top: &BTreeMap<String, Box<RawValue>>,
+    ) -> Option<SourceError> {
+        let text = |field: &str| {
+            top.get(field)
+                .map(|raw| serde_json::from_str::<String>(raw.get()).unwrap_or_default())
+        };
+        if let Some(message) = text("Error Message") {
+            let lower = message.to_ascii_lowercase();
+            return Some(if lower.contains("apikey") || lower.contains("api key") {
+                SourceError::Refused {
+                    from: ID,
+                    reason: self.clean(&message),
+                }
+            } else {
+                not_found(pair)
+            });
+        }
+        if text("Note").is_some() || text("Information").is_some() {
+            return Some(SourceError::RateLimited {
+                from: ID,
+                retry_after: None,
+            });
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Source for AlphaVantage {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// `BTC/USD` (from/to currency, uppercased).
+    fn symbol(&self, pair: &Pair) -> String {
+        pair.upper().to_string()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let upper = pair.upper();
+        let mut url = self.endpoint.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("function", FUNCTION)
+                .append_pair("from_currency", &upper.base)
+                .append_pair("to_currency", &upper.quote);
+            if let Some(key) = &self.api_key {
+                query.append_pair("apikey", key.expose().trim());
+            }
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        let top: Option<BTreeMap<String, Box<RawValue>>> =
+            serde_json::from_slice(&response.body).ok();
+        if let Some(e) = top.as_ref().and_then(|t| self.in_band_error(pair, t)) {
+            return Err(e);
+        }
+        if response.status != StatusCode::OK {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {}", response.status),
+            });
+        }
+        let top = top.ok_or_else(|| malformed("the body is not a JSON object"))?;
+        let rate: BTreeMap<String, Box<RawValue>> = top
+            .get(RATE)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .ok_or_else(|| malformed("no \"Realtime Currency Exchange Rate\" object"))?;
+        for (field, asked) in [
+            ("1. From_Currency Code", &upper.base),
+            ("3. To_Currency Code", &upper.quote),
+        ] {
+            if let Some(raw) = rate.get(field) {
+                let code = serde_json::from_str::<String>(raw.get()).unwrap_or_default();
+                if !code.eq_ignore_ascii_case(asked) {
+                    return Err(malformed(&format!(
+                        "a rate for {field} {code:.16}, asked {asked}"
+                    )));
+                }
+            }
+        }
+        let raw = rate
+            .get("5. Exchange Rate")
+            .ok_or_else(|| malformed("no \"5. Exchange Rate\""))?;
+        Ok(Quote {
+            price: price_of(raw, pair)?,
+            symbol: self.symbol(pair),
+            received_at: SystemTime::now(),
+        })
+    }
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: &str) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: reason.into(),
+    }
+}
+
+/// The rate: positive → the price; `null` or zero → no price; anything else is malformed.
+fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        if is_null_or_zero(raw) {
+            not_found(pair)
+        } else {
+            malformed(&e.to_string())
+        }
+    })
+}
+
+fn is_null_or_zero(raw: &RawValue) -> bool {
+    let text = raw.get().trim().trim_matches('"').trim();
+    text == "null"
+        || Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_scientific(text))
+            .is_ok_and(|d| d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Request;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    const KEY: &str = "AVKEY0123456789XYZ";
+
+    const RATE_BODY: &str = r#"{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"BTC","2. From_Currency Name":"Bitcoin","3. To_Currency Code":"USD","4. To_Currency Name":"United States Dollar","5. Exchange Rate":"68508.68000000","6. Last Refreshed":"2024-03-15 06:44:02","7. Time Zone":"UTC","8. Bid Price":"68508.67000000","9. Ask Price":"68508.68000000"}}"#;
+
+    #[derive(Clone)]
+    struct Answer {
+        status: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+        delay: Duration,
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type", "application/json")],
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct Seen {
+        path: String,
+        query: BTreeMap<String, String>,
+    }
+
+    struct Server {
+        url: String,
+        hits: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Server {
+        fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    async fn server(answers: Vec<Answer>) -> Server {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(answers);
+        let (h, s) = (hits.clone(), seen.clone());
+        let router = Router::new().fallback(move |req: Request| {
+            let (hits, seen, answers) = (h.clone(), s.clone(), answers.clone());
+            async move {
+                let request = Seen {
+                    path: req.uri().path().to_owned(),
+                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect(),
+                };
+                let n = hits.fetch_add(1, Ordering::SeqCst);
+                let a = answers[n.min(answers.len() - 1)].clone();
+                seen.lock().expect("lock").push(request);
+                tokio::time::sleep(a.delay).await;
+                let mut headers = HeaderMap::new();
+                for (k, v) in &a.headers {
+                    headers.insert(
+                        HeaderName::from_static(k),
+                        HeaderValue::from_str(v).expect("header"),
+                    );
+                }
+                let status = StatusCode::from_u16(a.status).expect("status");
+                let response: Response = (status, headers, a.body).into_response();
+                response
+            }
+        });
+        let url = testing::serve(router).await;
+        Server { url, hits, seen }
+    }
+
+    fn source(url: &str, extra: serde_json::Value) -> AlphaVantage {
+        let mut cfg =
+            json!({"baseUrl": url, "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        AlphaVantage::new(&testing::config(ID, cfg), None).expect("adapter")
+    }
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn shown(e: &SourceError) -> String {
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(KEY), "key leaked: {text}");
+        text
+    }
+
+    async fn error_for(status: u16, body: &str) -> SourceError {
+        let srv = server(vec![answer(status, body)]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("error");
+        shown(&err);
+        err
+    }
+
+    #[tokio::test]
+    async fn the_rate_keeps_the_exact_decimal_and_the_key_is_the_apikey_parameter() {
+        let srv = server(vec![answer(200, RATE_BODY)]).await;
+        let av = source(&srv.url, json!({}));
+        let q = av.fetch(&pair("btc-usd")).await.expect("quote");
+        assert_eq!(q.price.to_string(), "68508.68");
+        assert_eq!(q.price.value().to_string(), "68508.68000000");
+        assert_eq!(q.symbol, "BTC/USD");
+        let seen = &srv.seen()[0];
+        assert_eq!(seen.path, "/query");
+        assert_eq!(seen.query["function"], "CURRENCY_EXCHANGE_RATE");
+        assert_eq!(seen.query["from_currency"], "BTC");
+        assert_eq!(seen.query["to_currency"], "USD");
+        assert_eq!(seen.query["apikey"], KEY);
+        assert_eq!(av.max_batch(), None);
+    }
+
+    #[tokio::test]
+    async fn a_base_url_ending_in_query_is_the_endpoint() {
+        let srv = server(vec![answer(200, RATE_BODY)]).await;
+        let av = source(&format!("{}/query", srv.url), json!({}));
+        av.fetch(&pair("BTC/USD")).await.expect("quote");
+        let prefixed = source(&format!("{}/av", srv.url), json!({}));
+        prefixed.fetch(&pair("BTC/USD")).await.expect("quote");
+        let paths: Vec<String> = srv.seen().into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/query", "/av/query"]);
+    }
+
+    #[tokio::test]
+    async fn an_older_capture_without_bid_and_ask_parses() {
+        let body = r#"{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"EUR","2. From_Currency Name":"Euro","3. To_Currency Code":"USD","4. To_Currency Name":"United States Dollar","5. Exchange Rate":"1.07120000","6. Last Refreshed":"2025-10-24 12:00:01","7. Time Zone":"UTC"}}"#;
+        let srv = server(vec![answer(200, body)]).await;
+        let q = source(&srv.url, json!({}))
+            .fetch(&pair("eur/usd"))
+            .await
+            .expect("quote");
+        assert_eq!(q.price.to_string(), "1.0712");
+    }
+
+    #[tokio::test]
+    async fn error_message_is_not_found_or_refused() {
+        let err = error_for(200, r#"{"Error Message":"Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for CURRENCY_EXCHANGE_RATE."}"#).await;
+        assert_eq!(
+            err,
+            SourceError::PairNotFound {
+                from: ID,
+                pair: "BTC/USD".into()
+            }
+        );
+        let err = error_for(200, r#"{"Error Message":"the parameter apikey is invalid or missing. Please claim your free API key on (https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds."}"#).await;
+        assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn note_and_information_are_rate_limits() {
+        for body in [
+            r#"{"Note":"Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 calls per day. Please visit https://www.alphavantage.co/premium/ if you would like to target a higher API call frequency."}"#,
+            r#"{"Information":"Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove all daily rate limits."}"#,
+            r#"{"Information":"The **demo** API key is for demo purposes only. Please claim your free API key at (https://www.alphavantage.co/support/#api-key) to explore our full API offerings. It takes fewer than 20 seconds."}"#,
+        ] {
+            let err = error_for(200, body).await;
+            assert_eq!(
+                err,
+                SourceError::RateLimited {
+                    from: ID,
+                    retry_after: None
+                },
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_rate_is_not_found() {
+        let body = RATE_BODY.replace("\"68508.68000000\",\"6.", "\"0.00000000\",\"6.");
+        assert!(body.contains("0.00000000"));
+        let err = error_for(200, &body).await;
+        assert!(matches!(err, SourceError::PairNotFound { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn garbage_empty_and_mismatched_bodies_are_malformed() {
+        let other = RATE_BODY.replace(
+            "\"3. To_Currency Code\":\"USD\"",
+            "\"3. To_Currency Code\":\"EUR\"",
+        );
+        for body in [
+            "<html>",
+            "{}",
+            "[]",
+            r#"{"Realtime Currency Exchange Rate":{}}"#,
+            r#"{"Realtime Currency Exchange Rate":{"5. Exchange Rate":"abc"}}"#,
+            other.as_str(),
+        ] {
+            let err = error_for(200, body).await;
+            assert!(
+                matches!(err, SourceError::Malformed { .. }),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn other_statuses_are_upstream_errors() {
+        let err = error_for(404, "Not Found").await;
+        assert!(matches!(err, SourceError::Upstream { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let mut limited = answer(429, "{}");
+        limited.headers.push(("retry-after", "1"));
+        let srv = server(vec![limited.clone(), answer(200, RATE_BODY)]).await;
+        let started = Instant::now();
+        let q = source(&srv.url, json!({"maxRetries": 2}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect("quote after retry");
+        assert_eq!(q.price.to_string(), "68508.68");
+        assert_eq!(srv.hits(), 2);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let srv = server(vec![limited]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("limited");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(srv.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refusals() {
+        for status in [451, 403] {
+            let err = error_for(status, "").await;
+            assert!(
+                matches!(err, SourceError::Refused { .. }),
+                "{status}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let mut slow = answer(200, RATE_BODY);
+        slow.delay = Duration::from_secs(3);
+        let srv = server(vec![slow]).await;
+        let started = Instant::now();
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let started = Instant::now();
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_unreachable_without_the_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("unreachable");
+        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
+        assert!(!shown(&err).contains("apikey"));
+    }
+
+    #[tokio::test]
+    async fn upstream_messages_never_echo_the_key() {
+        let body = format!(r#"{{"Error Message":"the parameter apikey {KEY} is invalid"}}"#);
+        let err = error_for(200, &body).await;
+        assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
+        assert!(shown(&err).contains("apikey *** is invalid"));
+    }
+}

@@ -1,0 +1,741 @@
+//! Binance spot REST: `GET /api/v3/ticker/price` (one symbol, or a `symbols` list as the batch),
+//! `GET /api/v3/exchangeInfo` (instrument list). Default host: `https://api.binance.us` (the
+//! reference's choice — api.binance.com answers 451 from restricted locations); `baseUrl`
+//! overrides it (e.g. `https://data-api.binance.vision`).
+//!
+//! Symbols are `BASE+QUOTE` upper-cased (`BTC/USDT` → `BTCUSDT`). Errors: HTTP 400
+//! `{"code":-1121,"msg":"Invalid symbol."}` (and `-1100` illegal characters) → not found; HTTP
+//! 418 (IP auto-ban after ignored 429s) and code `-1003` → rate limited; any other code →
+//! upstream error. 429/5xx/403/451 are the client's. A zero price (a symbol without trades, e.g.
+//! in `BREAK`) is "no price": not found.
+//!
+//! The API key, if configured, is not sent: the ticker and exchange-information endpoints are
+//! public (security type NONE) and a key gives them nothing.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+const ID: SourceId = SourceId::Binance;
+
+/// The public endpoint used when the configuration gives no `baseUrl`.
+pub const DEFAULT_BASE_URL: &str = "https://api.binance.us";
+
+const TICKER_PRICE: &str = "/api/v3/ticker/price";
+const EXCHANGE_INFO: &str = "/api/v3/exchangeInfo";
+
+/// Binance error codes meaning "no such symbol" (`Invalid symbol.`, illegal characters in it).
+const INVALID_SYMBOL: i64 = -1121;
+const ILLEGAL_CHARS: i64 = -1100;
+/// `Too many requests` / `Way too much request weight used; IP banned until …`.
+const TOO_MANY_REQUESTS: i64 = -1003;
+
+/// Longest `symbols=[…]` list sent; a larger batch asks for the full list instead (same request
+/// weight, 4), which keeps the URL short (500 symbols would be ~10 kB of query).
+const MAX_SYMBOLS_PARAM: usize = 100;
+
+/// One ticker's price as read from the body (the pair it belongs to is not known yet).
+#[derive(Debug, Clone)]
+enum Read {
+    Price(Price),
+    /// Zero: the symbol has no price.
+    NoPrice,
+    /// Not a price; the reason.
+    Bad(String),
+}
+
+type Prices = HashMap<String, Read>;
+
+pub struct Binance {
+    client: SourceClient,
+    max_batch: usize,
+}
+
+impl Binance {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+            max_batch: config
+                .max_batch_size
+                .or(ID.max_batch())
+                .map_or(1, |n| n.max(1) as usize),
+        })
+    }
+
+    /// `ticker/price` for a list of symbols, or (`None`) every symbol.
+    async fn tickers(&self, symbols: Option<&[String]>) -> Result<Prices, SourceError> {
+        let mut url = self.client.url(TICKER_PRICE);
+        if let Some(symbols) = symbols {
+            let list = serde_json::to_string(symbols).map_err(|e| malformed(e.to_string()))?;
+            url.query_pairs_mut().append_pair("symbols", &list);
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        if !response.status.is_success() {
+            return Err(error_answer(&response, "one of the asked symbols"));
+        }
+        let tickers: Vec<Ticker<'_>> = parse(&response.body)?;
+        let mut out = HashMap::with_capacity(tickers.len());
+        for t in tickers {
+            out.entry(t.symbol).or_insert_with(|| read(t.price));
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Deserialize)]
+struct Ticker<'a> {
+    symbol: String,
+    #[serde(borrow)]
+    price: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    code: i64,
+    #[serde(default)]
+    msg: String,
+}
+
+#[derive(Deserialize)]
+struct ExchangeInfo {
+    symbols: Vec<SymbolInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SymbolInfo {
+    status: String,
+    base_asset: String,
+    quote_asset: String,
+}
+
+#[async_trait]
+impl Source for Binance {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    fn symbol(&self, pair: &Pair) -> String {
+        format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        let mut url = self.client.url(TICKER_PRICE);
+        url.query_pairs_mut().append_pair("symbol", &symbol);
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        if !response.status.is_success() {
+            return Err(error_answer(&response, &pair.to_string()));
+        }
+        let ticker: Ticker<'_> = parse(&response.body)?;
+        if ticker.symbol != symbol {
+            return Err(malformed(format!(
+                "asked {symbol}, got {}",
+                clip(&ticker.symbol)
+            )));
+        }
+        quote(pair, symbol, &read(ticker.price))
+    }
+
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.max_batch)
+    }
+
+    /// One `symbols=[…]` request per `max_batch` pairs (the full list past
+    /// [`MAX_SYMBOLS_PARAM`]). Binance fails the whole list when one symbol is unknown
+    /// (`-1121`); then the full ticker list (same request weight) is fetched once and every pair
+    /// is looked up in it, so each pair still gets its own answer. A failed request gives its
+    /// error to each pair it carried.
+    async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
+        let mut out = BatchResult::new();
+        let mut all: Option<Result<Prices, SourceError>> = None;
+        for chunk in pairs.chunks(self.max_batch) {
+            if let [pair] = chunk {
+                out.insert(pair.clone(), self.fetch(pair).await);
+                continue;
+            }
+            let mut symbols: Vec<String> = chunk.iter().map(|p| self.symbol(p)).collect();
+            symbols.sort();
+            symbols.dedup();
+            let listed = if symbols.len() <= MAX_SYMBOLS_PARAM {
+                self.tickers(Some(&symbols)).await
+            } else {
+                Err(SourceError::PairNotFound {
+                    from: ID,
+                    pair: "more symbols than one list takes".into(),
+                })
+            };
+            let answer = match listed {
+                Err(SourceError::PairNotFound { .. }) => {
+                    if all.is_none() {
+                        all = Some(self.tickers(None).await);
+                    }
+                    all.clone()
+                        .unwrap_or_else(|| Err(malformed("no ticker list")))
+                }
+                other => other,
+            };
+            for pair in chunk {
+                let symbol = self.symbol(pair);
+                let result = match &answer {
+                    Ok(prices) => match prices.get(&symbol) {
+                        Some(price) => quote(pair, symbol, price),
+                        None => Err(not_found(pair)),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
+                out.insert(pair.clone(), result);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Symbols with status `TRADING` from `exchangeInfo`.
+    async fn instruments(&self) -> Result<Vec<Pair>, SourceError> {
+        let response = self
+            .client
+            .get(self.client.url(EXCHANGE_INFO), HeaderMap::new())
+            .await?;
+        if !response.status.is_success() {
+            return Err(error_answer(&response, "exchange information"));
+        }
+        let info: ExchangeInfo = parse(&response.body)?;
+        Ok(info
+            .symbols
+            .into_iter()
+            .filter(|s| s.status == "TRADING")
+            .filter_map(|s| Pair::new(&s.base_asset, &s.quote_asset).ok())
+            .collect())
+    }
+}
+
+/// A non-2xx answer that reached the adapter (400, 404, 418, …): Binance's `{code, msg}`.
+fn error_answer(response: &Response, asked: &str) -> SourceError {
+    let status = response.status;
+    let body: Option<ApiError> = serde_json::from_slice(&response.body).ok();
+    match body {
+        Some(e) if e.code == INVALID_SYMBOL || e.code == ILLEGAL_CHARS => {
+            SourceError::PairNotFound {
+                from: ID,
+                pair: asked.to_owned(),
+            }
+        }
+        Some(e) if e.code == TOO_MANY_REQUESTS => SourceError::RateLimited {
+            from: ID,
+            retry_after: None,
+        },
+        _ if status == StatusCode::IM_A_TEAPOT => SourceError::RateLimited {
+            from: ID,
+            retry_after: None,
+        },
+        Some(e) => SourceError::Upstream {
+            from: ID,
+            reason: format!("HTTP {status}: code {} {}", e.code, clip(&e.msg)),
+        },
+        None => SourceError::Upstream {
+            from: ID,
+            reason: format!("HTTP {status}"),
+        },
+    }
+}
+
+/// The price text as Binance wrote it.
+fn read(raw: &RawValue) -> Read {
+    match Price::from_json(raw) {
+        Ok(price) => Read::Price(price),
+        Err(e) => {
+            let text = raw.get().trim().trim_matches('"');
+            if Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
+                Read::NoPrice
+            } else {
+                Read::Bad(e.to_string())
+            }
+        }
+    }
+}
+
+fn quote(pair: &Pair, symbol: String, read: &Read) -> Result<Quote, SourceError> {
+    match read {
+        Read::Price(price) => Ok(Quote {
+            price: *price,
+            symbol,
+            received_at: SystemTime::now(),
+        }),
+        Read::NoPrice => Err(not_found(pair)),
+        Read::Bad(reason) => Err(malformed(format!("price: {reason}"))),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SourceError> {
+    serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: impl AsRef<str>) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: clip(reason.as_ref()),
+    }
+}
+
+/// Upstream text, bounded before it goes into an error.
+fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Query;
+    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    const BTC: &str = r#"{"symbol":"BTCUSDT","price":"67123.45000000"}"#;
+    const INVALID: &str = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+    const GEO: &str = r#"{"code":0,"msg":"Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in error."}"#;
+    const KEY: &str = "binance-key-5ecr3t";
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn source_with(url: &str, extra: Value) -> Binance {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Binance::new(&testing::config(ID, json), None).expect("source")
+    }
+
+    fn source(url: &str) -> Binance {
+        source_with(url, json!({}))
+    }
+
+    /// A server answering every request with `status` and `body`.
+    async fn answering(status: u16, body: &'static str) -> String {
+        let status = StatusCode::from_u16(status).expect("status");
+        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).expect("decimal")
+    }
+
+    #[tokio::test]
+    async fn single_price_keeps_the_exact_decimal() {
+        let router = Router::new().route(
+            TICKER_PRICE,
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                match q.get("symbol").map(String::as_str) {
+                    Some("BTCUSDT") => (StatusCode::OK, BTC),
+                    _ => (StatusCode::BAD_REQUEST, INVALID),
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        let q = s.fetch(&pair("btc/usdt")).await.expect("quote");
+        assert_eq!(q.symbol, "BTCUSDT");
+        assert_eq!(q.price.value(), dec("67123.45"));
+        assert_eq!(q.price.to_string(), "67123.45");
+        assert!(q.received_at <= SystemTime::now());
+    }
+
+    #[tokio::test]
+    async fn invalid_symbol_is_not_found() {
+        let s = source(&answering(400, INVALID).await);
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
+        assert_eq!(
+            e,
+            SourceError::PairNotFound {
+                from: ID,
+                pair: "FOO/BAR".into()
+            }
+        );
+        let s = source(&answering(400, r#"{"code":-1100,"msg":"Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("A.B/C")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn other_codes_are_upstream_errors_and_418_is_a_rate_limit() {
+        let s = source(&answering(400, r#"{"code":-1104,"msg":"Not all sent parameters were read; read '1' parameter(s) but was sent '2'."}"#).await);
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("error");
+        assert!(
+            matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("-1104")),
+            "{e:?}"
+        );
+
+        let s = source(&answering(418, r#"{"code":-1003,"msg":"Way too much request weight used; IP banned until 1563869190000. Please use WebSocket Streams for live updates to avoid bans."}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::RateLimited { .. })
+        ));
+        let s = source(&answering(418, "").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::RateLimited { .. })
+        ));
+
+        let s = source(&answering(404, "<html>not here</html>").await);
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("error");
+        assert!(
+            matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("404")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_symbol_zero_price_and_bad_price() {
+        let s = source(&answering(200, r#"{"symbol":"ETHUSDT","price":"2600.1"}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"symbol":"BTCUSDT","price":"0.00000000"}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, r#"{"symbol":"BTCUSDT","price":"-1"}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    /// A ticker/price endpoint that behaves like Binance: `symbol` answers one object,
+    /// `symbols` fails entirely on one unknown symbol, no parameter lists everything.
+    fn batch_server(hits: Arc<Mutex<Vec<String>>>) -> Router {
+        Router::new().route(
+            TICKER_PRICE,
+            get(move |uri: Uri, Query(q): Query<HashMap<String, String>>| {
+                let hits = hits.clone();
+                async move {
+                    hits.lock().expect("lock").push(uri.to_string());
+                    let known = [
+                        ("BTCUSDT", "\"67123.45000000\""),
+                        ("ETHUSDT", "\"2600.12000000\""),
+                        ("BNBUSDT", "\"0.00000000\""),
+                        ("LTCBTC", "\"4.00000200\""),
+                    ];
+                    let render = |items: Vec<(&str, &str)>| {
+                        let parts: Vec<String> = items
+                            .iter()
+                            .map(|(s, p)| format!(r#"{{"symbol":"{s}","price":{p}}}"#))
+                            .collect();
+                        format!("[{}]", parts.join(","))
+                    };
+                    if let Some(one) = q.get("symbol") {
+                        return match known.iter().find(|(s, _)| s == one) {
+                            Some((s, p)) => {
+                                (StatusCode::OK, format!(r#"{{"symbol":"{s}","price":{p}}}"#))
+                            }
+                            None => (StatusCode::BAD_REQUEST, INVALID.to_owned()),
+                        };
+                    }
+                    match q.get("symbols") {
+                        None => (StatusCode::OK, render(known.to_vec())),
+                        Some(list) => {
+                            let asked: Vec<String> = serde_json::from_str(list).expect("JSON list");
+                            let found: Vec<_> = known
+                                .iter()
+                                .copied()
+                                .filter(|(s, _)| asked.iter().any(|a| a == s))
+                                .collect();
+                            if found.len() == asked.len() {
+                                (StatusCode::OK, render(found))
+                            } else {
+                                (StatusCode::BAD_REQUEST, INVALID.to_owned())
+                            }
+                        }
+                    }
+                }
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn batch_of_known_symbols_is_one_request() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let pairs = [pair("BTC/USDT"), pair("ETH/USDT"), pair("LTC/BTC")];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.value(),
+            dec("67123.45")
+        );
+        assert_eq!(
+            out[&pairs[1]].as_ref().expect("eth").price.value(),
+            dec("2600.12")
+        );
+        assert_eq!(out[&pairs[2]].as_ref().expect("ltc").symbol, "LTCBTC");
+        let hits = hits.lock().expect("lock");
+        assert_eq!(hits.len(), 1);
+        assert!(hits[0].contains("symbols=%5B%22"), "{}", hits[0]);
+    }
+
+    #[tokio::test]
+    async fn batch_with_an_unknown_symbol_still_answers_every_pair() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let pairs = [
+            pair("BTC/USDT"),
+            pair("FOO/BAR"),
+            pair("BNB/USDT"),
+            pair("eth-usdt"),
+        ];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
+            "67123.45"
+        );
+        assert!(matches!(
+            out[&pairs[1]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        // A zero price is "no price", not a quote.
+        assert!(matches!(
+            out[&pairs[2]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert_eq!(out[&pairs[3]].as_ref().expect("eth").symbol, "ETHUSDT");
+        let hits = hits.lock().expect("lock");
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert_eq!(hits[1], TICKER_PRICE);
+    }
+
+    #[tokio::test]
+    async fn batch_respects_max_batch_size_and_reports_request_failures_per_pair() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let url = testing::serve(batch_server(hits.clone())).await;
+        let s = source_with(&url, json!({"maxBatchSize": 2}));
+        assert_eq!(s.max_batch(), Some(2));
+        let pairs = [pair("BTC/USDT"), pair("ETH/USDT"), pair("LTC/BTC")];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out.values().all(Result::is_ok));
+        assert_eq!(hits.lock().expect("lock").len(), 2);
+        assert_eq!(source(&url).max_batch(), Some(500));
+
+        let s = source(&answering(503, "").await);
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 3);
+        assert!(out
+            .values()
+            .all(|r| matches!(r, Err(SourceError::Upstream { .. }))));
+    }
+
+    #[tokio::test]
+    async fn a_long_batch_asks_for_the_full_list() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let mut pairs = vec![pair("BTC/USDT")];
+        pairs.extend((0..MAX_SYMBOLS_PARAM).map(|i| pair(&format!("C{i}/USDT"))));
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), MAX_SYMBOLS_PARAM + 1);
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.value(),
+            dec("67123.45")
+        );
+        assert!(out
+            .iter()
+            .skip(1)
+            .all(|(_, r)| matches!(r, Err(SourceError::PairNotFound { .. }))));
+        assert_eq!(hits.lock().expect("lock").as_slice(), [TICKER_PRICE]);
+    }
+
+    #[tokio::test]
+    async fn instruments_are_the_trading_symbols() {
+        let body = r#"{"timezone":"UTC","serverTime":1565246363776,"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":6000}],"exchangeFilters":[],"symbols":[{"symbol":"ETHBTC","status":"TRADING","baseAsset":"ETH","baseAssetPrecision":8,"quoteAsset":"BTC","quotePrecision":8,"quoteAssetPrecision":8,"orderTypes":["LIMIT","MARKET"],"icebergAllowed":true,"isSpotTradingAllowed":true,"filters":[],"permissions":[]},{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT","quotePrecision":8,"quoteAssetPrecision":8,"orderTypes":["LIMIT"],"filters":[]},{"symbol":"OLDUSDT","status":"BREAK","baseAsset":"OLD","baseAssetPrecision":8,"quoteAsset":"USDT","quotePrecision":8,"quoteAssetPrecision":8,"orderTypes":["LIMIT"],"filters":[]}]}"#;
+        let router = Router::new().route(EXCHANGE_INFO, get(move || async move { body }));
+        let s = source(&testing::serve(router).await);
+        let list = s.instruments().await.expect("instruments");
+        assert_eq!(list, vec![pair("ETH/BTC"), pair("BTC/USDT")]);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().fallback(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        r#"{"code":-1003,"msg":"Too many requests."}"#,
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, BTC).into_response()
+                }
+            }
+        });
+        let url = testing::serve(router).await;
+        let s = source_with(&url, json!({"maxRetries": 1}));
+        let started = Instant::now();
+        let q = s
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect("quote after the retry");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(q.price.value(), dec("67123.45"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_without_retries_reports_retry_after() {
+        let router = Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                r#"{"code":-1003,"msg":"Too many requests."}"#,
+            )
+        });
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_block_and_waf_are_refusals() {
+        let s = source(&answering(451, GEO).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Refused { .. })
+        ));
+        let s = source(&answering(403, "").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Refused { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"symbol":"BTCUSDT"}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            BTC
+        });
+        let s = source(&testing::serve(router).await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn hanging_connection_times_out() {
+        let s = source(&hanging().await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn api_key_is_never_sent_nor_shown() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
+            let seen = s2.clone();
+            async move {
+                let mut line = uri.to_string();
+                for (name, value) in &headers {
+                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
+                }
+                seen.lock().expect("lock").push(line);
+                (StatusCode::BAD_REQUEST, INVALID)
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert!(!seen[0].contains(KEY), "{}", seen[0]);
+        assert!(!format!("{e} {e:?}").contains(KEY));
+    }
+}

@@ -1,0 +1,617 @@
+//! Bybit v5 REST: `GET /v5/market/tickers?category=spot&symbol=BTCUSDT` (one pair),
+//! `GET /v5/market/instruments-info?category=spot&limit=1000` (instrument list). Default host
+//! `https://api.bybit.com`; `baseUrl` overrides it (e.g. `https://api.bytick.com`). No batch:
+//! the configuration schema gives Bybit no `maxBatchSize` (the reference fetched one symbol per
+//! request).
+//!
+//! Symbols are `BASE+QUOTE` upper-cased (`btc/usdt` → `BTCUSDT`). Bybit answers errors as HTTP
+//! 200 `{"retCode":<non-zero>,"retMsg":…,"result":{}}`: `10001` (parameter error, e.g. `Not
+//! supported symbols`; the symbol is the only variable parameter) → not found; `10006` (`Too
+//! many visits!`), `10018` (IP rate limit), `10429` (frequency protection) → rate limited;
+//! `10003`/`10004`/`10005`/`10009`/`10010` (key, signature, permission, IP ban) → refused;
+//! anything else → upstream error. `retCode:0` with an empty list → not found. HTTP 403 (IP ban,
+//! CloudFront geo-block) is the client's refusal.
+//!
+//! The API key, if configured, is not sent: market data is public and Bybit authentication
+//! needs a signature.
+
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+const ID: SourceId = SourceId::Bybit;
+
+/// The public endpoint used when the configuration gives no `baseUrl`.
+pub const DEFAULT_BASE_URL: &str = "https://api.bybit.com";
+
+const TICKERS: &str = "/v5/market/tickers";
+const INSTRUMENTS: &str = "/v5/market/instruments-info";
+/// Spot instruments come in one page; follow `nextPageCursor` at most this many times anyway.
+const MAX_PAGES: usize = 20;
+
+pub struct Bybit {
+    client: SourceClient,
+}
+
+impl Bybit {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+        })
+    }
+
+    /// GET `path?query`, check the status and `retCode`, return the `result` object.
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        asked: &str,
+    ) -> Result<T, SourceError> {
+        let mut url = self.client.url(path);
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        let status = response.status;
+        // The code first: an error's `result` (`{}`) need not have the success shape.
+        let head: Head = match serde_json::from_slice(&response.body) {
+            Ok(h) => h,
+            Err(_) if !status.is_success() => {
+                return Err(SourceError::Upstream {
+                    from: ID,
+                    reason: format!("HTTP {status}"),
+                })
+            }
+            Err(e) => return Err(malformed(e.to_string())),
+        };
+        if head.ret_code != 0 {
+            return Err(in_band(head.ret_code, &head.ret_msg, asked));
+        }
+        if !status.is_success() {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            });
+        }
+        let envelope: Envelope<T> =
+            serde_json::from_slice(&response.body).map_err(|e| malformed(e.to_string()))?;
+        envelope
+            .result
+            .ok_or_else(|| malformed("retCode 0 without result"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    ret_code: i64,
+    #[serde(default)]
+    ret_msg: String,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+struct Envelope<T> {
+    result: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    #[serde(default = "Vec::new")]
+    list: Vec<T>,
+    #[serde(rename = "nextPageCursor", default)]
+    next_page_cursor: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ticker {
+    symbol: String,
+    /// Kept as the upstream text (owned: the envelope is generic over owned results).
+    last_price: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Instrument {
+    base_coin: String,
+    quote_coin: String,
+    status: String,
+}
+
+#[async_trait]
+impl Source for Bybit {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    fn symbol(&self, pair: &Pair) -> String {
+        format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        let result: List<Ticker> = self
+            .call(
+                TICKERS,
+                &[("category", "spot"), ("symbol", &symbol)],
+                &pair.to_string(),
+            )
+            .await?;
+        let ticker = result.list.first().ok_or_else(|| not_found(pair))?;
+        if ticker.symbol != symbol {
+            return Err(malformed(format!(
+                "asked {symbol}, got {}",
+                clip(&ticker.symbol)
+            )));
+        }
+        let price = read_price(&ticker.last_price, pair)?;
+        Ok(Quote {
+            price,
+            symbol,
+            received_at: SystemTime::now(),
+        })
+    }
+
+    /// Spot instruments with status `Trading`.
+    async fn instruments(&self) -> Result<Vec<Pair>, SourceError> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("category", "spot"), ("limit", "1000")];
+            if !cursor.is_empty() {
+                query.push(("cursor", cursor.as_str()));
+            }
+            let page: List<Instrument> = self
+                .call(INSTRUMENTS, &query, "the spot instruments")
+                .await?;
+            out.extend(
+                page.list
+                    .into_iter()
+                    .filter(|i| i.status == "Trading")
+                    .filter_map(|i| Pair::new(&i.base_coin, &i.quote_coin).ok()),
+            );
+            if page.next_page_cursor.is_empty() || page.next_page_cursor == cursor {
+                break;
+            }
+            cursor = page.next_page_cursor;
+        }
+        Ok(out)
+    }
+}
+
+/// Bybit's `retCode`s.
+fn in_band(code: i64, msg: &str, asked: &str) -> SourceError {
+    match code {
+        10001 => SourceError::PairNotFound {
+            from: ID,
+            pair: asked.to_owned(),
+        },
+        10006 | 10018 | 10429 => SourceError::RateLimited {
+            from: ID,
+            retry_after: None,
+        },
+        10003 | 10004 | 10005 | 10009 | 10010 => SourceError::Refused {
+            from: ID,
+            reason: format!("retCode {code}: {}", clip(msg)),
+        },
+        _ => SourceError::Upstream {
+            from: ID,
+            reason: format!("retCode {code}: {}", clip(msg)),
+        },
+    }
+}
+
+/// The price text as Bybit wrote it; empty or zero is "no price".
+fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        let text = raw.get().trim().trim_matches('"');
+        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
+            not_found(pair)
+        } else {
+            malformed(format!("lastPrice: {e}"))
+        }
+    })
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: impl AsRef<str>) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: clip(reason.as_ref()),
+    }
+}
+
+/// Upstream text, bounded before it goes into an error.
+fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Query;
+    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    /// Documented example (ocr-and-sources.md B.13).
+    const BTC: &str = r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","bid1Price":"20517.96","bid1Size":"2","ask1Price":"20527.77","ask1Size":"1.862172","lastPrice":"20533.13","prevPrice24h":"20393.48","price24hPcnt":"0.0068","highPrice24h":"21128.12","lowPrice24h":"20318.89","turnover24h":"243765620.65899866","volume24h":"11801.27771","usdIndexPrice":"20784.12009279"}]},"retExtInfo":{},"time":1673859087947}"#;
+    const NOT_SUPPORTED: &str = r#"{"retCode":10001,"retMsg":"Not supported symbols","result":{},"retExtInfo":{},"time":1726147060461}"#;
+    const TOO_MANY: &str = r#"{"retCode":10006,"retMsg":"Too many visits!","result":{},"retExtInfo":{},"time":1726147060461}"#;
+    const CLOUDFRONT: &str = "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\"><HTML><HEAD><TITLE>ERROR: The request could not be satisfied</TITLE></HEAD><BODY><H1>403 ERROR</H1><H2>The request could not be satisfied.</H2>The Amazon CloudFront distribution is configured to block access from your country.</BODY></HTML>";
+    const KEY: &str = "bybit-key-5ecr3t";
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn source_with(url: &str, extra: Value) -> Bybit {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Bybit::new(&testing::config(ID, json), None).expect("source")
+    }
+
+    fn source(url: &str) -> Bybit {
+        source_with(url, json!({}))
+    }
+
+    async fn answering(status: u16, body: &'static str) -> String {
+        let status = StatusCode::from_u16(status).expect("status");
+        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).expect("decimal")
+    }
+
+    #[tokio::test]
+    async fn ticker_price_keeps_the_exact_decimal() {
+        let router = Router::new().route(
+            TICKERS,
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                assert_eq!(q.get("category").map(String::as_str), Some("spot"));
+                match q.get("symbol").map(String::as_str) {
+                    Some("BTCUSDT") => BTC,
+                    _ => NOT_SUPPORTED,
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert!(s.max_batch().is_none());
+        let q = s.fetch(&pair("btc/usdt")).await.expect("quote");
+        assert_eq!(q.symbol, "BTCUSDT");
+        assert_eq!(q.price.value(), dec("20533.13"));
+        assert_eq!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound {
+                from: ID,
+                pair: "FOO/BAR".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn precision_is_kept_to_the_last_digit() {
+        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"PEPEUSDT","lastPrice":"0.0000089012345678901","bid1Price":"0.0000089"}]},"retExtInfo":{},"time":1729766400000}"#).await);
+        let q = s.fetch(&pair("PEPE/USDT")).await.expect("quote");
+        assert_eq!(q.price.value().to_string(), "0.0000089012345678901");
+    }
+
+    #[tokio::test]
+    async fn ret_codes_are_mapped() {
+        let s = source(&answering(200, NOT_SUPPORTED).await);
+        assert!(matches!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, r#"{"retCode":10001,"retMsg":"params error: symbol invalid","result":{},"retExtInfo":{},"time":1}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        for code in [10006, 10018, 10429] {
+            let body: &'static str = Box::leak(
+                format!(r#"{{"retCode":{code},"retMsg":"Too many visits!","result":{{}},"retExtInfo":{{}},"time":1}}"#).into_boxed_str(),
+            );
+            let s = source(&answering(200, body).await);
+            assert_eq!(
+                s.fetch(&pair("BTC/USDT")).await,
+                Err(SourceError::RateLimited {
+                    from: ID,
+                    retry_after: None
+                }),
+                "{code}"
+            );
+        }
+        for code in [10003, 10004, 10005, 10009, 10010] {
+            let body: &'static str = Box::leak(
+                format!(r#"{{"retCode":{code},"retMsg":"IP has been banned.","result":{{}},"retExtInfo":{{}},"time":1}}"#)
+                    .into_boxed_str(),
+            );
+            let s = source(&answering(200, body).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USDT")).await,
+                    Err(SourceError::Refused { .. })
+                ),
+                "{code}"
+            );
+        }
+        let s = source(&answering(200, r#"{"retCode":10016,"retMsg":"Internal server error.","result":{},"retExtInfo":{},"time":1}"#).await);
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("error");
+        assert!(
+            matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("10016")),
+            "{e:?}"
+        );
+        // Same envelope on a 4xx.
+        let s = source(&answering(400, NOT_SUPPORTED).await);
+        assert!(matches!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(404, "<html>404</html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn empty_list_empty_price_and_wrong_symbol() {
+        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[]},"retExtInfo":{},"time":1}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"NEWUSDT","lastPrice":""}]},"retExtInfo":{},"time":1}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("NEW/USDT")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"ETHUSDT","lastPrice":"2600"}]},"retExtInfo":{},"time":1}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn instruments_are_the_trading_spot_pairs() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let h = hits.clone();
+        let body = r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","baseCoin":"BTC","quoteCoin":"USDT","innovation":"0","status":"Trading","marginTrading":"utaOnly","stTag":"0","lotSizeFilter":{"basePrecision":"0.000001","quotePrecision":"0.00000001","minOrderQty":"0.000048","maxOrderQty":"71.73956243","minOrderAmt":"1","maxOrderAmt":"2000000"},"priceFilter":{"tickSize":"0.01"},"riskParameters":{"priceLimitRatioX":"0.01","priceLimitRatioY":"0.02"}},{"symbol":"OLDUSDT","baseCoin":"OLD","quoteCoin":"USDT","status":"Closed"},{"symbol":"ETHBTC","baseCoin":"ETH","quoteCoin":"BTC","status":"Trading"}],"nextPageCursor":""},"retExtInfo":{},"time":1672712468011}"#;
+        let router = Router::new().route(
+            INSTRUMENTS,
+            get(move |uri: Uri| {
+                let h = h.clone();
+                async move {
+                    h.lock().expect("lock").push(uri.to_string());
+                    body
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.instruments().await.expect("list"),
+            vec![pair("BTC/USDT"), pair("ETH/BTC")]
+        );
+        assert_eq!(
+            hits.lock().expect("lock").as_slice(),
+            ["/v5/market/instruments-info?category=spot&limit=1000"]
+        );
+    }
+
+    #[tokio::test]
+    async fn instruments_follow_the_cursor() {
+        let router = Router::new().route(
+            INSTRUMENTS,
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                match q.get("cursor").map(String::as_str) {
+                    None => r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","baseCoin":"BTC","quoteCoin":"USDT","status":"Trading"}],"nextPageCursor":"page2"},"retExtInfo":{},"time":1}"#,
+                    Some("page2") => r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"ETHUSDT","baseCoin":"ETH","quoteCoin":"USDT","status":"Trading"}],"nextPageCursor":""},"retExtInfo":{},"time":1}"#,
+                    Some(_) => NOT_SUPPORTED,
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.instruments().await.expect("list"),
+            vec![pair("BTC/USDT"), pair("ETH/USDT")]
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().fallback(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        TOO_MANY,
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, BTC).into_response()
+                }
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
+        let started = Instant::now();
+        let q = s
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect("quote after the retry");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(q.price.value(), dec("20533.13"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_without_retries_reports_retry_after() {
+        let router = Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                TOO_MANY,
+            )
+        });
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_block_and_ip_ban_are_refusals() {
+        for status in [451, 403] {
+            let s = source(&answering(status, CLOUDFRONT).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USDT")).await,
+                    Err(SourceError::Refused { .. })
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK"}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(
+            &answering(
+                200,
+                r#"{"retCode":0,"retMsg":"OK","result":{"list":[{"symbol":"BTCUSDT"}]}}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            BTC
+        });
+        let s = source(&testing::serve(router).await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn hanging_connection_times_out() {
+        let s = source(&hanging().await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn api_key_is_never_sent_nor_shown() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
+            let seen = s2.clone();
+            async move {
+                let mut line = uri.to_string();
+                for (name, value) in &headers {
+                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
+                }
+                seen.lock().expect("lock").push(line);
+                NOT_SUPPORTED
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert!(!seen[0].contains(KEY), "{}", seen[0]);
+        assert!(!format!("{e} {e:?}").contains(KEY));
+    }
+}

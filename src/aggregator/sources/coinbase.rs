@@ -1,0 +1,543 @@
+//! Coinbase App API v2 public prices: `GET /v2/prices/BTC-USD/spot` →
+//! `{"data":{"amount":"…","base":"BTC","currency":"USD"}}` (the reference's endpoint). Default
+//! host `https://api.coinbase.com`; `baseUrl` overrides it. No batch endpoint, no instrument
+//! list (the v2 API lists currencies, not pairs).
+//!
+//! Symbols are `BASE-QUOTE` upper-cased (`btc/usd` → `BTC-USD`). Errors come as
+//! `{"errors":[{"id":…,"message":…}]}`: on HTTP 400/404 (or in a 200 body) ids `not_found`,
+//! `invalid_request`, `validation_error` (e.g. `Invalid currency (X)`) → not found, the pair
+//! being the request's only input; `rate_limit_exceeded` → rate limited; authentication ids →
+//! refused; anything else → upstream error. A 4xx without Coinbase's error body is an upstream
+//! error (a wrong `baseUrl` must not deregister every pair).
+//!
+//! The API key, if configured, is not sent: prices are public, and Coinbase's authenticated
+//! API needs a signed JWT that a key alone cannot give.
+
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+const ID: SourceId = SourceId::Coinbase;
+
+/// The public endpoint used when the configuration gives no `baseUrl`.
+pub const DEFAULT_BASE_URL: &str = "https://api.coinbase.com";
+
+pub struct Coinbase {
+    client: SourceClient,
+}
+
+impl Coinbase {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    data: Option<Spot<'a>>,
+    errors: Option<Vec<ApiError>>,
+}
+
+#[derive(Deserialize)]
+struct Spot<'a> {
+    #[serde(borrow)]
+    amount: &'a RawValue,
+    base: String,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[async_trait]
+impl Source for Coinbase {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    fn symbol(&self, pair: &Pair) -> String {
+        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        // The symbol is [A-Z0-9._-] with a '-' in it: safe as one path segment.
+        let url = self.client.url(&format!("/v2/prices/{symbol}/spot"));
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        let status = response.status;
+        let answer: Answer<'_> = match serde_json::from_slice(&response.body) {
+            Ok(a) => a,
+            Err(_) if !status.is_success() => {
+                return Err(SourceError::Upstream {
+                    from: ID,
+                    reason: format!("HTTP {status}"),
+                })
+            }
+            Err(e) => return Err(malformed(e.to_string())),
+        };
+        if let Some(errors) = answer.errors.as_deref().filter(|e| !e.is_empty()) {
+            return Err(in_band(status, errors, pair));
+        }
+        if !status.is_success() {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            });
+        }
+        let spot = answer.data.ok_or_else(|| malformed("no data"))?;
+        if !spot.base.eq_ignore_ascii_case(&pair.base)
+            || !spot.currency.eq_ignore_ascii_case(&pair.quote)
+        {
+            return Err(malformed(format!(
+                "asked {symbol}, got {}-{}",
+                clip(&spot.base),
+                clip(&spot.currency)
+            )));
+        }
+        let price = read_price(spot.amount, pair)?;
+        Ok(Quote {
+            price,
+            symbol,
+            received_at: SystemTime::now(),
+        })
+    }
+}
+
+/// Coinbase's `errors[]` ids.
+fn in_band(status: StatusCode, errors: &[ApiError], pair: &Pair) -> SourceError {
+    let has = |ids: &[&str]| errors.iter().any(|e| ids.contains(&e.id.as_str()));
+    let described = || {
+        let parts: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.id, e.message))
+            .collect();
+        clip(&format!("HTTP {status}: {}", parts.join("; ")))
+    };
+    if has(&["rate_limit_exceeded"]) {
+        SourceError::RateLimited {
+            from: ID,
+            retry_after: None,
+        }
+    } else if has(&[
+        "authentication_error",
+        "invalid_token",
+        "expired_token",
+        "revoked_token",
+        "invalid_scope",
+        "personal_details_required",
+        "unverified_email",
+    ]) {
+        SourceError::Refused {
+            from: ID,
+            reason: described(),
+        }
+    } else if has(&["not_found", "invalid_request", "validation_error"])
+        && !status.is_server_error()
+    {
+        SourceError::PairNotFound {
+            from: ID,
+            pair: pair.to_string(),
+        }
+    } else {
+        SourceError::Upstream {
+            from: ID,
+            reason: described(),
+        }
+    }
+}
+
+/// The amount as Coinbase wrote it; zero is "no price".
+fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        let text = raw.get().trim().trim_matches('"');
+        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
+            SourceError::PairNotFound {
+                from: ID,
+                pair: pair.to_string(),
+            }
+        } else {
+            malformed(format!("amount: {e}"))
+        }
+    })
+}
+
+fn malformed(reason: impl AsRef<str>) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: clip(reason.as_ref()),
+    }
+}
+
+/// Upstream text, bounded before it goes into an error.
+fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Path;
+    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    /// Live capture (ocr-and-sources.md B.5).
+    const BTC: &str = r#"{"data":{"amount":"83894.035","base":"BTC","currency":"USD"}}"#;
+    const INVALID: &str =
+        r#"{"errors":[{"id":"invalid_request","message":"Invalid currency (FOO)"}]}"#;
+    const NOT_FOUND: &str = r#"{"errors":[{"id":"not_found","message":"Invalid currency"}]}"#;
+    const TOO_MANY: &str =
+        r#"{"errors":[{"id":"rate_limit_exceeded","message":"Too many requests"}]}"#;
+    const KEY: &str = "coinbase-key-5ecr3t";
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn source_with(url: &str, extra: Value) -> Coinbase {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Coinbase::new(&testing::config(ID, json), None).expect("source")
+    }
+
+    fn source(url: &str) -> Coinbase {
+        source_with(url, json!({}))
+    }
+
+    async fn answering(status: u16, body: &'static str) -> String {
+        let status = StatusCode::from_u16(status).expect("status");
+        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).expect("decimal")
+    }
+
+    #[tokio::test]
+    async fn spot_price_keeps_the_exact_decimal() {
+        let router = Router::new().route(
+            "/v2/prices/{symbol}/spot",
+            get(|Path(symbol): Path<String>| async move {
+                match symbol.as_str() {
+                    "BTC-USD" => (StatusCode::OK, BTC),
+                    _ => (StatusCode::BAD_REQUEST, INVALID),
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert!(s.max_batch().is_none());
+        let q = s.fetch(&pair("btc-usd")).await.expect("quote");
+        assert_eq!(q.symbol, "BTC-USD");
+        assert_eq!(q.price.value(), dec("83894.035"));
+        assert_eq!(
+            s.fetch(&pair("FOO/USD")).await,
+            Err(SourceError::PairNotFound {
+                from: ID,
+                pair: "FOO/USD".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_mapped() {
+        for (status, body) in [(400, INVALID), (404, NOT_FOUND), (200, NOT_FOUND)] {
+            let s = source(&answering(status, body).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("FOO/USD")).await,
+                    Err(SourceError::PairNotFound { .. })
+                ),
+                "{status} {body}"
+            );
+        }
+        let s = source(
+            &answering(
+                400,
+                r#"{"errors":[{"id":"validation_error","message":"Invalid currency pair"}]}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("FOO/USD")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, TOO_MANY).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: None
+            })
+        );
+        let s = source(
+            &answering(
+                400,
+                r#"{"errors":[{"id":"authentication_error","message":"invalid api key"}]}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Refused { .. })
+        ));
+        let s = source(
+            &answering(
+                400,
+                r#"{"errors":[{"id":"param_required","message":"Missing parameter"}]}"#,
+            )
+            .await,
+        );
+        let e = s.fetch(&pair("BTC/USD")).await.expect_err("error");
+        assert!(
+            matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("param_required")),
+            "{e:?}"
+        );
+        // A 404 that is not Coinbase's (wrong baseUrl) must not read as "unknown pair".
+        let s = source(&answering(404, "<html>Not Found</html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn zero_amount_and_wrong_currency() {
+        let s = source(
+            &answering(
+                200,
+                r#"{"data":{"amount":"0.00","base":"DEAD","currency":"USD"}}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("DEAD/USD")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(
+            &answering(
+                200,
+                r#"{"data":{"amount":"1.07","base":"EUR","currency":"USD"}}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(
+            &answering(
+                200,
+                r#"{"data":{"amount":"-5","base":"BTC","currency":"USD"}}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().fallback(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        TOO_MANY,
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, BTC).into_response()
+                }
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
+        let started = Instant::now();
+        let q = s
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect("quote after the retry");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(q.price.value(), dec("83894.035"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_without_retries_reports_retry_after() {
+        let router = Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                TOO_MANY,
+            )
+        });
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_block_and_forbidden_are_refusals() {
+        for status in [451, 403] {
+            let s = source(&answering(status, "").await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USD")).await,
+                    Err(SourceError::Refused { .. })
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"data":{"base":"BTC","currency":"USD"}}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, "{}").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            BTC
+        });
+        let s = source(&testing::serve(router).await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn hanging_connection_times_out() {
+        let s = source(&hanging().await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn no_batch_no_instruments() {
+        let s = source(&answering(200, BTC).await);
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Unsupported { .. })
+        ));
+        let pairs = [pair("BTC/USD"), pair("ETH/USD")];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out[&pairs[0]].is_ok());
+        assert!(
+            matches!(out[&pairs[1]], Err(SourceError::Malformed { .. })),
+            "BTC answer for ETH"
+        );
+    }
+
+    #[tokio::test]
+    async fn api_key_is_never_sent_nor_shown() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
+            let seen = s2.clone();
+            async move {
+                let mut line = uri.to_string();
+                for (name, value) in &headers {
+                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
+                }
+                seen.lock().expect("lock").push(line);
+                (StatusCode::NOT_FOUND, NOT_FOUND)
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
+        let e = s.fetch(&pair("FOO/USD")).await.expect_err("error");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].starts_with("/v2/prices/FOO-USD/spot"),
+            "{}",
+            seen[0]
+        );
+        assert!(!seen[0].contains(KEY), "{}", seen[0]);
+        assert!(!format!("{e} {e:?}").contains(KEY));
+    }
+}

@@ -1,0 +1,862 @@
+//! CryptoCompare (min-api, now CoinDesk Data): `GET {base}/data/price?fsym=BTC&tsyms=USD` →
+//! `{"USD":30801.96}`, batch `GET {base}/data/pricemulti?fsyms=BTC,ETH&tsyms=USD,EUR` →
+//! `{"BTC":{"USD":…,"EUR":…},"ETH":{…}}` (missing pairs are omitted).
+//!
+//! - **Symbols**: base and quote uppercased (`BTC`, `USD`); the symbol shown is `BTC/USD`.
+//! - **API key**: the documented `Authorization: Apikey <key>` header (marked sensitive), not the
+//!   `api_key` query parameter, so the key never sits in a URL.
+//! - **Batch**: at most `maxBatchSize` pairs (default 50) per request, and CryptoCompare's
+//!   parameter limits (`fsyms` ≤ 300 characters, `tsyms` ≤ 100) are kept by splitting the pairs
+//!   over several requests. The answer is the cross product; each asked pair takes its own cell.
+//! - **Errors** come as HTTP 200 (sometimes 4xx) with `{"Response":"Error","Message":…,"Type":…,
+//!   "ParamWithError"?:…,"RateLimit":{…}}`:
+//!   - `Type` 99 or a message about the rate limit → `RateLimited`, `retry_after` = the longest
+//!     exhausted window of `RateLimit` (`calls_made` ≥ `max_calls`: second, minute, hour, day,
+//!     month);
+//!   - a message about the API key or authorization → `Refused`;
+//!   - "… market does not exist for this coin pair", "There is no data for …", or a
+//!     `ParamWithError` naming `fsym`/`fsyms`/`tsyms` → `PairNotFound` (the reference re-wrapped
+//!     this as a 502, so such pairs were never dropped, §10 item 22);
+//!   - any other message → `Upstream`.
+//!
+//!   A pair missing from a successful answer, or priced `0`/`null`, is `PairNotFound`. HTTP
+//!   400/404 without that envelope → `PairNotFound`. When a multi-pair request is rejected as a
+//!   whole with a not-found error, its pairs are asked one by one, so one unknown symbol does not
+//!   make every pair of the batch "not found".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::secret::Secret;
+use crate::config::values::RedactedUrl;
+
+pub const DEFAULT_BASE_URL: &str = "https://min-api.cryptocompare.com";
+/// `pricemulti` parameter limits (characters of the comma-joined list).
+pub const MAX_FSYMS_CHARS: usize = 300;
+pub const MAX_TSYMS_CHARS: usize = 100;
+
+const ID: SourceId = SourceId::CryptoCompare;
+const MAX_MESSAGE: usize = 200;
+/// Rate-limit windows of the `RateLimit` object, longest first.
+const WINDOWS: [(&str, u64); 5] = [
+    ("month", 31 * 86_400),
+    ("day", 86_400),
+    ("hour", 3_600),
+    ("minute", 60),
+    ("second", 1),
+];
+
+pub struct CryptoCompare {
+    client: SourceClient,
+    headers: HeaderMap,
+    api_key: Option<Secret<String>>,
+    max_batch: usize,
+}
+
+/// What one request brought back.
+enum Reply {
+    /// The answer's top-level object, keys uppercased.
+    Found(BTreeMap<String, Box<RawValue>>),
+    /// The request's symbols were rejected (not-found error, HTTP 400/404).
+    Rejected,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Envelope {
+    response: Option<String>,
+    message: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<i64>,
+    param_with_error: Option<String>,
+    rate_limit: Option<RateLimit>,
+}
+
+#[derive(Deserialize)]
+struct RateLimit {
+    calls_made: Option<BTreeMap<String, serde_json::Value>>,
+    max_calls: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl RateLimit {
+    /// The longest window whose calls are used up.
+    fn exhausted(&self) -> Option<Duration> {
+        let (made, max) = (self.calls_made.as_ref()?, self.max_calls.as_ref()?);
+        WINDOWS.iter().find_map(|(name, secs)| {
+            let used = made.get(*name)?.as_u64()?;
+            let limit = max.get(*name)?.as_u64()?;
+            (used >= limit).then(|| Duration::from_secs(*secs))
+        })
+    }
+}
+
+impl CryptoCompare {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
+        let mut headers = HeaderMap::new();
+        let api_key = config
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+            .cloned();
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(&format!("Apikey {}", key.expose().trim()))
+                .map_err(|_| SourceError::Refused {
+                    from: ID,
+                    reason: "the API key is not a valid HTTP header value".into(),
+                })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let max_batch = config
+            .max_batch_size
+            .or(ID.max_batch())
+            .unwrap_or(50)
+            .max(1) as usize;
+        Ok(Self {
+            client,
+            headers,
+            api_key,
+            max_batch,
+        })
+    }
+
+    async fn request(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, SourceError> {
+        let mut url = self.client.url(path);
+        url.query_pairs_mut().extend_pairs(query);
+        let response = self.client.get(url, self.headers.clone()).await?;
+        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&response.body) {
+            if envelope
+                .response
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case("error"))
+            {
+                return self.classify(&envelope);
+            }
+        }
+        match response.status {
+            StatusCode::OK => {
+                let top: BTreeMap<String, Box<RawValue>> =
+                    serde_json::from_slice(&response.body)
+                        .map_err(|_| malformed("the body is not a JSON object"))?;
+                Ok(Reply::Found(
+                    top.into_iter()
+                        .map(|(k, v)| (k.to_ascii_uppercase(), v))
+                        .collect(),
+                ))
+            }
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => Ok(Reply::Rejected),
+            status => Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            }),
+        }
+    }
+
+    /// A `{"Response":"Error",…}` envelope.
+    fn classify(&self, envelope: &Envelope) -> Result<Reply, SourceError> {
+        let message = envelope.message.as_deref().unwrap_or("");
+        let lower = message.to_ascii_lowercase();
+        if envelope.kind == Some(99) || lower.contains("rate limit") {
+            return Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: envelope.rate_limit.as_ref().and_then(RateLimit::exhausted),
+            });
+        }
+        if ["api key", "api_key", "apikey", "authorization"]
+            .iter()
+            .any(|k| lower.contains(k))
+        {
+            return Err(SourceError::Refused {
+                from: ID,
+                reason: self.clean(message),
+            });
+        }
+        let bad_param = envelope
+            .param_with_error
+            .as_deref()
+            .is_some_and(|p| ["fsym", "fsyms", "tsym", "tsyms"].contains(&p));
+        if bad_param
+            || lower.contains("does not exist for this coin pair")
+            || lower.contains("there is no data for")
+        {
+            return Ok(Reply::Rejected);
+        }
+        Err(SourceError::Upstream {
+            from: ID,
+            reason: self.clean(message),
+        })
+    }
+
+    fn clean(&self, message: &str) -> String {
+        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
+        if let Some(key) = &self.api_key {
+            text = text.replace(key.expose().trim(), "***");
+        }
+        text.chars().take(MAX_MESSAGE).collect()
+    }
+
+    fn quote(&self, pair: &Pair, raw: Option<&RawValue>) -> Result<Quote, SourceError> {
+        let raw = raw.ok_or_else(|| not_found(pair))?;
+        Ok(Quote {
+            price: price_of(raw, pair)?,
+            symbol: self.symbol(pair),
+            received_at: SystemTime::now(),
+        })
+    }
+
+    /// Pairs grouped into `pricemulti` requests within the batch size and parameter limits.
+    fn chunks<'a>(&self, pairs: &'a [Pair]) -> Vec<Vec<&'a Pair>> {
+        let mut out = Vec::new();
+        let mut chunk: Vec<&Pair> = Vec::new();
+        let (mut fsyms, mut tsyms) = (BTreeSet::new(), BTreeSet::new());
+        for pair in pairs {
+            let (base, quote) = (
+                pair.base.to_ascii_uppercase(),
+                pair.quote.to_ascii_uppercase(),
+            );
+            let grows = |set: &BTreeSet<String>, s: &str| {
+                let added = if set.contains(s) { 0 } else { s.len() + 1 };
+                joined_len(set) + added
+            };
+            let fits = chunk.len() < self.max_batch
+                && grows(&fsyms, &base) <= MAX_FSYMS_CHARS
+                && grows(&tsyms, &quote) <= MAX_TSYMS_CHARS;
+            if !fits && !chunk.is_empty() {
+                out.push(std::mem::take(&mut chunk));
+                fsyms.clear();
+                tsyms.clear();
+            }
+            chunk.push(pair);
+            fsyms.insert(base);
+            tsyms.insert(quote);
+        }
+        if !chunk.is_empty() {
+            out.push(chunk);
+        }
+        out
+    }
+
+    async fn fetch_chunk(&self, pairs: &[&Pair]) -> Result<BatchResult, SourceError> {
+        let fsyms: BTreeSet<String> = pairs.iter().map(|p| p.base.to_ascii_uppercase()).collect();
+        let tsyms: BTreeSet<String> = pairs.iter().map(|p| p.quote.to_ascii_uppercase()).collect();
+        let (fsyms, tsyms) = (join(&fsyms), join(&tsyms));
+        let mut out = BatchResult::new();
+        match self
+            .request("data/pricemulti", &[("fsyms", &fsyms), ("tsyms", &tsyms)])
+            .await?
+        {
+            Reply::Found(top) => {
+                for pair in pairs {
+                    let cells = top
+                        .get(&pair.base.to_ascii_uppercase())
+                        .and_then(|raw| {
+                            serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()).ok()
+                        })
+                        .map(|cells| {
+                            cells
+                                .into_iter()
+                                .map(|(k, v)| (k.to_ascii_uppercase(), v))
+                                .collect::<BTreeMap<_, _>>()
+                        })
+                        .unwrap_or_default();
+                    let raw = cells.get(&pair.quote.to_ascii_uppercase());
+                    out.insert((*pair).clone(), self.quote(pair, raw.map(|r| &**r)));
+                }
+            }
+            Reply::Rejected if pairs.len() == 1 => {
+                out.insert(pairs[0].clone(), Err(not_found(pairs[0])));
+            }
+            Reply::Rejected => {
+                for pair in pairs {
+                    out.insert((*pair).clone(), self.fetch(pair).await);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Source for CryptoCompare {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// `BTC/USD` (fsym/tsym, uppercased).
+    fn symbol(&self, pair: &Pair) -> String {
+        pair.upper().to_string()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let upper = pair.upper();
+        let query = [
+            ("fsym", upper.base.as_str()),
+            ("tsyms", upper.quote.as_str()),
+        ];
+        match self.request("data/price", &query).await? {
+            Reply::Found(top) => self.quote(pair, top.get(&upper.quote).map(|r| &**r)),
+            Reply::Rejected => Err(not_found(pair)),
+        }
+    }
+
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.max_batch)
+    }
+
+    /// Every asked pair gets its own result. A failure of the whole request is returned as the
+    /// error when it concerns every pair; when the pairs took several requests, the pairs of a
+    /// failed request carry its error.
+    async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
+        let mut out = BatchResult::new();
+        let mut failure = None;
+        let mut failed_chunks = 0;
+        let chunks = self.chunks(pairs);
+        for chunk in &chunks {
+            match self.fetch_chunk(chunk).await {
+                Ok(results) => out.extend(results),
+                Err(e) => {
+                    failed_chunks += 1;
+                    for pair in chunk {
+                        out.insert((*pair).clone(), Err(e.clone()));
+                    }
+                    failure = Some(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) if failed_chunks == chunks.len() => Err(e),
+            _ => Ok(out),
+        }
+    }
+}
+
+fn join(items: &BTreeSet<String>) -> String {
+    items
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Length of the comma-joined list.
+fn joined_len(items: &BTreeSet<String>) -> usize {
+    items
+        .iter()
+        .map(|s| s.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1)
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: &str) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: reason.into(),
+    }
+}
+
+/// A price cell: positive → the price; `null` or zero → no price; anything else is malformed.
+fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        if is_null_or_zero(raw) {
+            not_found(pair)
+        } else {
+            malformed(&e.to_string())
+        }
+    })
+}
+
+fn is_null_or_zero(raw: &RawValue) -> bool {
+    let text = raw.get().trim().trim_matches('"').trim();
+    text == "null"
+        || Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_scientific(text))
+            .is_ok_and(|d| d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use axum::extract::Request;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    const KEY: &str = "cc0123456789abcdef0123456789abcdef";
+
+    #[derive(Clone)]
+    struct Answer {
+        status: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+        delay: Duration,
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type", "application/json")],
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct Seen {
+        path: String,
+        query: BTreeMap<String, String>,
+        headers: HeaderMap,
+    }
+
+    struct Server {
+        url: String,
+        hits: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Server {
+        fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    async fn server_fn<F>(reply: F) -> Server
+    where
+        F: Fn(usize, &Seen) -> Answer + Send + Sync + 'static,
+    {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let reply = Arc::new(reply);
+        let (h, s) = (hits.clone(), seen.clone());
+        let router = Router::new().fallback(move |req: Request| {
+            let (hits, seen, reply) = (h.clone(), s.clone(), reply.clone());
+            async move {
+                let request = Seen {
+                    path: req.uri().path().to_owned(),
+                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect(),
+                    headers: req.headers().clone(),
+                };
+                let n = hits.fetch_add(1, Ordering::SeqCst);
+                let a = reply(n, &request);
+                seen.lock().expect("lock").push(request);
+                tokio::time::sleep(a.delay).await;
+                let mut headers = HeaderMap::new();
+                for (k, v) in &a.headers {
+                    headers.insert(
+                        HeaderName::from_static(k),
+                        HeaderValue::from_str(v).expect("header"),
+                    );
+                }
+                let status = StatusCode::from_u16(a.status).expect("status");
+                let response: Response = (status, headers, a.body).into_response();
+                response
+            }
+        });
+        let url = testing::serve(router).await;
+        Server { url, hits, seen }
+    }
+
+    async fn server(answers: Vec<Answer>) -> Server {
+        server_fn(move |n, _| answers[n.min(answers.len() - 1)].clone()).await
+    }
+
+    fn source(url: &str, extra: serde_json::Value) -> CryptoCompare {
+        let mut cfg =
+            json!({"baseUrl": url, "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        CryptoCompare::new(&testing::config(ID, cfg), None).expect("adapter")
+    }
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn shown(e: &SourceError) -> String {
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(KEY), "key leaked: {text}");
+        text
+    }
+
+    async fn single_error(status: u16, body: &str) -> SourceError {
+        let srv = server(vec![answer(status, body)]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("error");
+        shown(&err);
+        err
+    }
+
+    const RATE_LIMITED: &str = r#"{"Response":"Error","Message":"You are over your rate limit please upgrade your account!","HasWarning":false,"Type":99,"RateLimit":{"calls_made":{"second":1,"minute":1,"hour":1,"day":106,"month":75771,"total_calls":75771},"max_calls":{"second":20,"minute":300,"hour":3000,"day":10000,"month":75000}},"Data":{}}"#;
+
+    #[tokio::test]
+    async fn single_price_keeps_the_exact_decimal_and_sends_the_key_in_a_header() {
+        let srv = server(vec![answer(200, r#"{"USD":30801.96000000000001}"#)]).await;
+        let cc = source(&srv.url, json!({}));
+        let q = cc.fetch(&pair("btc-usd")).await.expect("quote");
+        assert_eq!(q.price.value().to_string(), "30801.96000000000001");
+        assert_eq!(q.symbol, "BTC/USD");
+        let seen = &srv.seen()[0];
+        assert_eq!(seen.path, "/data/price");
+        assert_eq!(seen.query["fsym"], "BTC");
+        assert_eq!(seen.query["tsyms"], "USD");
+        assert_eq!(
+            seen.headers["authorization"],
+            format!("Apikey {KEY}").as_str()
+        );
+        assert!(!seen.query.contains_key("api_key"));
+        assert!(seen.query.values().all(|v| !v.contains(KEY)));
+    }
+
+    #[tokio::test]
+    async fn batch_uses_pricemulti_and_reports_every_pair() {
+        let srv = server(vec![answer(
+            200,
+            r#"{"BTC":{"USD":30801.96,"ILS":114850},"ETH":{"USD":1941.88,"ILS":7235.42}}"#,
+        )])
+        .await;
+        let cc = source(&srv.url, json!({}));
+        let pairs = [
+            pair("BTC/USD"),
+            pair("eth/ils"),
+            pair("BTC/EUR"),
+            pair("NOPE/USD"),
+        ];
+        let out = cc.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
+            "30801.96"
+        );
+        assert_eq!(
+            out[&pairs[1]].as_ref().expect("eth").price.to_string(),
+            "7235.42"
+        );
+        assert_eq!(out[&pairs[1]].as_ref().expect("eth").symbol, "ETH/ILS");
+        assert!(matches!(
+            out[&pairs[2]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert!(matches!(
+            out[&pairs[3]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert_eq!(srv.hits(), 1);
+        let seen = &srv.seen()[0];
+        assert_eq!(seen.path, "/data/pricemulti");
+        assert_eq!(seen.query["fsyms"], "BTC,ETH,NOPE");
+        assert_eq!(seen.query["tsyms"], "EUR,ILS,USD");
+        assert_eq!(
+            seen.headers["authorization"],
+            format!("Apikey {KEY}").as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_respect_the_batch_size_and_parameter_lengths() {
+        let srv = server_fn(|_, seen| {
+            let tsyms: Vec<&str> = seen.query["tsyms"].split(',').collect();
+            let cells: Vec<String> = seen.query["fsyms"]
+                .split(',')
+                .map(|f| {
+                    let inner: Vec<String> =
+                        tsyms.iter().map(|t| format!(r#""{t}":2.5"#)).collect();
+                    format!(r#""{f}":{{{}}}"#, inner.join(","))
+                })
+                .collect();
+            answer(200, &format!("{{{}}}", cells.join(",")))
+        })
+        .await;
+        let cc = source(&srv.url, json!({"maxBatchSize": 3}));
+        assert_eq!(cc.max_batch(), Some(3));
+        assert_eq!(source(&srv.url, json!({})).max_batch(), Some(50));
+        let pairs: Vec<Pair> = (0..7).map(|i| pair(&format!("C{i}/USD"))).collect();
+        let out = cc.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 7);
+        assert!(out.values().all(|r| r.is_ok()));
+        assert_eq!(srv.hits(), 3);
+
+        // Long symbols: fsyms stays within 300 characters per request.
+        let srv2 = server_fn(|_, _| answer(200, "{}")).await;
+        let cc = source(&srv2.url, json!({}));
+        let long: Vec<Pair> = (0..10)
+            .map(|i| pair(&format!("{}{i}/USD", "A".repeat(63))))
+            .collect();
+        let out = cc.fetch_batch(&long).await.expect("batch");
+        assert_eq!(out.len(), 10);
+        let seen = srv2.seen();
+        assert!(seen.len() >= 3, "{}", seen.len());
+        assert!(seen
+            .iter()
+            .all(|s| s.query["fsyms"].len() <= MAX_FSYMS_CHARS));
+        let asked: usize = seen
+            .iter()
+            .map(|s| s.query["fsyms"].split(',').count())
+            .sum();
+        assert_eq!(asked, 10);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_batch_is_asked_pair_by_pair() {
+        let srv = server_fn(|_, seen| match seen.path.as_str() {
+            "/data/pricemulti" => answer(200, r#"{"Response":"Error","Message":"There is no data for the symbol XYZ .","HasWarning":false,"Type":2,"RateLimit":{},"Data":{},"ParamWithError":"fsyms"}"#),
+            _ if seen.query["fsym"] == "BTC" => answer(200, r#"{"USD":67123.45}"#),
+            _ => answer(200, r#"{"Response":"Error","Message":"cccagg_or_exchange market does not exist for this coin pair (XYZ-USD)","HasWarning":false,"Type":1,"RateLimit":{},"Data":{}}"#),
+        })
+        .await;
+        let cc = source(&srv.url, json!({}));
+        let pairs = [pair("BTC/USD"), pair("XYZ/USD")];
+        let out = cc.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
+            "67123.45"
+        );
+        assert!(matches!(
+            out[&pairs[1]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert_eq!(srv.hits(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_batch_fails_the_batch() {
+        let srv = server(vec![answer(200, RATE_LIMITED)]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch_batch(&[pair("BTC/USD"), pair("ETH/USD")])
+            .await
+            .expect_err("limited");
+        assert!(matches!(err, SourceError::RateLimited { .. }), "{err:?}");
+        assert_eq!(srv.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_envelopes_are_rate_limits_with_the_exhausted_window() {
+        let err = single_error(200, RATE_LIMITED).await;
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(31 * 86_400))
+            }
+        );
+        let per_second = r#"{"Response":"Error","Message":"You are over your rate limit please upgrade your account!","HasWarning":false,"Type":99,"RateLimit":{"calls_made":{"second":20,"minute":21},"max_calls":{"second":20,"minute":300}},"Data":{}}"#;
+        let err = single_error(200, per_second).await;
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        let bare = r#"{"Response":"Error","Message":"Rate limit excedeed!","Type":1,"RateLimit":{},"Data":{}}"#;
+        let err = single_error(200, bare).await;
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_pairs_are_not_found_not_upstream_errors() {
+        for (status, body) in [
+            (
+                200,
+                r#"{"Response":"Error","Message":"cccagg_or_exchange market does not exist for this coin pair (BTC-XYZ)","HasWarning":false,"Type":1,"RateLimit":{},"Data":{}}"#,
+            ),
+            (
+                200,
+                r#"{"Response":"Error","Message":"There is no data for any of the toSymbols XYZ .","HasWarning":true,"Type":2,"RateLimit":{},"Data":{},"Warning":"There is no data for the toSymbol/s XYZ ","ParamWithError":"tsyms"}"#,
+            ),
+            (
+                400,
+                r#"{"Response":"Error","Message":"There is no data for any of the toSymbols AAA .","Type":1,"Aggregated":false,"Data":[],"Warning":"There is no data for the toSymbol/s AAA ","HasWarning":true}"#,
+            ),
+            (
+                200,
+                r#"{"Response":"Error","Message":"fsym param is invalid. (fsym length is higher than maxlength: 30)","HasWarning":false,"Type":2,"RateLimit":{},"Data":{},"ParamWithError":"fsym"}"#,
+            ),
+            (404, "Not Found"),
+            (200, r#"{"EUR":0.92}"#),
+            (200, r#"{"USD":0}"#),
+            (200, "{}"),
+        ] {
+            let err = single_error(status, body).await;
+            assert!(
+                matches!(err, SourceError::PairNotFound { .. }),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn key_errors_are_refusals_and_do_not_echo_the_key() {
+        let body = format!(
+            r#"{{"Response":"Error","Message":"You are using an invalid api key: {KEY}","HasWarning":false,"Type":1,"RateLimit":{{}},"Data":{{}}}}"#
+        );
+        let err = single_error(200, &body).await;
+        assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
+        assert!(shown(&err).contains("invalid api key"));
+    }
+
+    #[tokio::test]
+    async fn other_error_envelopes_and_statuses_are_upstream_errors() {
+        for (status, body) in [
+            (
+                200,
+                r#"{"Response":"Error","Message":"Something went wrong on our side","HasWarning":false,"Type":1,"RateLimit":{},"Data":{}}"#,
+            ),
+            (418, "teapot"),
+        ] {
+            let err = single_error(status, body).await;
+            assert!(
+                matches!(err, SourceError::Upstream { .. }),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_and_bad_prices_are_malformed() {
+        for body in ["<html>oops</html>", "[]", r#"{"USD":-1}"#, r#"{"USD":"x"}"#] {
+            let err = single_error(200, body).await;
+            assert!(
+                matches!(err, SourceError::Malformed { .. }),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let mut limited = answer(429, RATE_LIMITED);
+        limited.headers.push(("retry-after", "1"));
+        let srv = server(vec![limited.clone(), answer(200, r#"{"USD":5.5}"#)]).await;
+        let started = Instant::now();
+        let q = source(&srv.url, json!({"maxRetries": 2}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect("quote after retry");
+        assert_eq!(q.price.to_string(), "5.5");
+        assert_eq!(srv.hits(), 2);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let srv = server(vec![limited]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("limited");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(srv.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refusals() {
+        for status in [451, 403, 401] {
+            let err = single_error(status, "{}").await;
+            assert!(
+                matches!(err, SourceError::Refused { .. }),
+                "{status}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let mut slow = answer(200, r#"{"USD":1}"#);
+        slow.delay = Duration::from_secs(3);
+        let srv = server(vec![slow]).await;
+        let started = Instant::now();
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let started = Instant::now();
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect_err("unreachable");
+        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
+        shown(&err);
+    }
+}

@@ -1,0 +1,647 @@
+//! exchangerate.host (an APILayer product, currencylayer-compatible):
+//! `GET https://api.exchangerate.host/live?source=EUR&currencies=USD[&access_key=K]`.
+//!
+//! - Symbols: ISO-style three-letter codes, upper-cased; the price of `EUR/USD` is `quotes["EURUSD"]`
+//!   (a JSON number, read from its text). A base or quote that is not three ASCII letters cannot
+//!   exist upstream and is answered `PairNotFound` without spending a request (the free plan has
+//!   100 requests a month).
+//! - `access_key` goes in the query only when an API key is configured. It never appears in an
+//!   error: the client strips URLs, and upstream messages are scrubbed of it here.
+//! - Errors come as HTTP 200 `{"success":false,"error":{"code":N,"type":…,"info":…}}`, so the body
+//!   is checked, never only the status:
+//!
+//! | `error.code` | meaning | `SourceError` |
+//! |---|---|---|
+//! | 101, 102 | missing/invalid key, inactive account | `Refused` |
+//! | 103, 106, 404 | no such function/resource, no results | `PairNotFound` |
+//! | 201, 202 | invalid source / currency codes | `PairNotFound` |
+//! | 104 | monthly request allowance used up | `RateLimited` (no `Retry-After`) |
+//! | 105 | not on the subscription plan (e.g. source switching) | `Refused` |
+//! | anything else | | `Upstream` |
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::secret::Secret;
+use crate::config::values::RedactedUrl;
+
+/// The public endpoint (`baseUrl` replaces it).
+pub const DEFAULT_BASE_URL: &str = "https://api.exchangerate.host";
+
+const ID: SourceId = SourceId::ExchangeRateHost;
+/// Upstream messages quoted in errors are cut to this many characters.
+const MAX_MESSAGE: usize = 200;
+
+pub struct ExchangeRateHost {
+    client: SourceClient,
+    api_key: Option<Secret<String>>,
+}
+
+impl ExchangeRateHost {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+            api_key: config.api_key.clone(),
+        })
+    }
+
+    fn not_found(pair: &Pair) -> SourceError {
+        SourceError::PairNotFound {
+            from: ID,
+            pair: pair.to_string(),
+        }
+    }
+
+    /// An upstream message fit for an error: without the API key, bounded in length.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        if let Some(key) = &self.api_key {
+            let key = key.expose();
+            if !key.is_empty() {
+                text = text.replace(key.as_str(), "***");
+            }
+        }
+        text.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_MESSAGE)
+            .collect()
+    }
+
+    fn parse(&self, pair: &Pair, symbol: &str, response: &Response) -> Result<Quote, SourceError> {
+        let body: Body<'_> = match serde_json::from_slice(&response.body) {
+            Ok(body) => body,
+            Err(_) if !response.status.is_success() => {
+                return Err(SourceError::Upstream {
+                    from: ID,
+                    reason: format!("HTTP {}", response.status),
+                })
+            }
+            Err(e) => {
+                return Err(SourceError::Malformed {
+                    from: ID,
+                    reason: format!("not a /live answer: {e}"),
+                })
+            }
+        };
+        if body.success == Some(false) || body.error.is_some() {
+            return Err(self.in_band_error(pair, body.error.as_ref()));
+        }
+        if !response.status.is_success() {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {}", response.status),
+            });
+        }
+        if body.success != Some(true) {
+            return Err(SourceError::Malformed {
+                from: ID,
+                reason: "no \"success\" flag".into(),
+            });
+        }
+        let quotes = body.quotes.ok_or_else(|| SourceError::Malformed {
+            from: ID,
+            reason: "no \"quotes\" object".into(),
+        })?;
+        let raw = match quotes.get(symbol) {
+            Some(raw) if raw.get().trim() != "null" => *raw,
+            _ => return Err(Self::not_found(pair)),
+        };
+        let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
+            from: ID,
+            reason: format!("quotes.{symbol}: {e}"),
+        })?;
+        Ok(Quote {
+            price,
+            symbol: symbol.to_owned(),
+            received_at: SystemTime::now(),
+        })
+    }
+
+    /// `success:false`: the error code decides the kind (table in the module documentation).
+    fn in_band_error(&self, pair: &Pair, error: Option<&ApiError>) -> SourceError {
+        let Some(error) = error else {
+            return SourceError::Upstream {
+                from: ID,
+                reason: "success:false without an error object".into(),
+            };
+        };
+        let code = error.code.as_ref().and_then(code_number);
+        let reason = self.scrub(&format!(
+            "{} {}: {}",
+            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
+            error.kind.as_deref().unwrap_or(""),
+            error.info.as_deref().unwrap_or(""),
+        ));
+        match code {
+            Some(101 | 102 | 105) => SourceError::Refused { from: ID, reason },
+            Some(103 | 106 | 404 | 201 | 202) => Self::not_found(pair),
+            Some(104) => SourceError::RateLimited {
+                from: ID,
+                retry_after: None,
+            },
+            _ => SourceError::Upstream { from: ID, reason },
+        }
+    }
+}
+
+/// `error.code` as a number (documented as an integer; a numeric string is accepted too).
+fn code_number(code: &serde_json::Value) -> Option<i64> {
+    match code {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A currency code as exchangerate.host knows them: three ASCII letters, upper-cased.
+fn currency(code: &str) -> Option<String> {
+    (code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()))
+        .then(|| code.to_ascii_uppercase())
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    success: Option<bool>,
+    error: Option<ApiError>,
+    #[serde(borrow)]
+    quotes: Option<BTreeMap<String, &'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    code: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    info: Option<String>,
+}
+
+#[async_trait]
+impl Source for ExchangeRateHost {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// `EURUSD`: the key of the price in `quotes`.
+    fn symbol(&self, pair: &Pair) -> String {
+        let upper = pair.upper();
+        format!("{}{}", upper.base, upper.quote)
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let (Some(source), Some(target)) = (currency(&pair.base), currency(&pair.quote)) else {
+            return Err(Self::not_found(pair));
+        };
+        let mut url = self.client.url("live");
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("source", &source);
+            query.append_pair("currencies", &target);
+            if let Some(key) = &self.api_key {
+                query.append_pair("access_key", key.expose());
+            }
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        self.parse(pair, &format!("{source}{target}"), &response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{StatusCode, Uri};
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing::{config, serve};
+
+    /// exchangerate.host's documented answers (ocr-and-sources.md B.9).
+    const LIVE_OK: &str = r#"{"success":true,"terms":"https://currencylayer.com/terms","privacy":"https://currencylayer.com/privacy","timestamp":1743009363,"source":"USD","quotes":{"USDEUR":0.89851,"USDGBP":0.822435}}"#;
+    const MISSING_KEY: &str = r#"{"success":false,"error":{"code":101,"type":"missing_access_key","info":"You have not supplied an API Access Key. [Required format: access_key=YOUR_ACCESS_KEY]"}}"#;
+
+    fn error_body(code: i64, kind: &str, info: &str) -> String {
+        json!({"success": false, "error": {"code": code, "type": kind, "info": info}}).to_string()
+    }
+
+    fn pair(base: &str, quote: &str) -> Pair {
+        Pair::new(base, quote).expect("pair")
+    }
+
+    fn adapter(url: &str, extra: serde_json::Value) -> ExchangeRateHost {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
+        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        ExchangeRateHost::new(&config(ID, json), None).expect("adapter")
+    }
+
+    /// What the test server saw: each request's path and query.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl Seen {
+        fn uris(&self) -> Vec<String> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    /// A server answering every request with `status`, `headers` and `body`.
+    async fn fixed(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: String,
+    ) -> (String, Seen) {
+        let seen = Seen::default();
+        let record = seen.clone();
+        let headers: Vec<_> = headers.to_vec();
+        let router = Router::new().fallback(move |uri: Uri| {
+            let record = record.clone();
+            let headers = headers.clone();
+            let body = body.clone();
+            async move {
+                record.0.lock().expect("lock").push(uri.to_string());
+                let mut map = axum::http::HeaderMap::new();
+                for (k, v) in headers {
+                    map.insert(k, v.parse().expect("header"));
+                }
+                (StatusCode::from_u16(status).expect("status"), map, body)
+            }
+        });
+        (serve(router).await, seen)
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn query_of(uri: &str) -> HashMap<String, String> {
+        let url = reqwest::Url::parse(&format!("http://x{uri}")).expect("uri");
+        url.query_pairs().into_owned().collect()
+    }
+
+    #[tokio::test]
+    async fn live_quote_is_read_exactly_and_without_a_key_none_is_sent() {
+        let (url, seen) = fixed(200, &[], LIVE_OK.to_owned()).await;
+        let source = adapter(&url, json!({}));
+        let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "0.89851");
+        assert_eq!(quote.symbol, "USDEUR");
+        assert_eq!(source.symbol(&pair("usd", "eur")), "USDEUR");
+        let uris = seen.uris();
+        assert_eq!(uris.len(), 1);
+        assert!(uris[0].starts_with("/live?"), "{}", uris[0]);
+        let query = query_of(&uris[0]);
+        assert_eq!(query.get("source").map(String::as_str), Some("USD"));
+        assert_eq!(query.get("currencies").map(String::as_str), Some("EUR"));
+        assert!(!query.contains_key("access_key"), "{query:?}");
+    }
+
+    #[tokio::test]
+    async fn digits_beyond_f64_survive() {
+        let body = r#"{"success":true,"timestamp":1729766400,"source":"EUR","quotes":{"EURUSD":1.071234567890123456789}}"#;
+        let (url, _) = fixed(200, &[], body.to_owned()).await;
+        let quote = adapter(&url, json!({}))
+            .fetch(&pair("EUR", "USD"))
+            .await
+            .expect("quote");
+        assert_eq!(quote.price.value().to_string(), "1.071234567890123456789");
+    }
+
+    #[tokio::test]
+    async fn the_key_goes_in_the_query_and_never_into_errors() {
+        let key = "s3cr3t-key-42";
+        // The upstream message even echoes the key back: it must not reach the error.
+        let body = error_body(999, "odd_error", &format!("something about {key}"));
+        let (url, seen) = fixed(200, &[], body).await;
+        let source = adapter(&url, json!({"apiKey": key}));
+        let err = source.fetch(&pair("EUR", "USD")).await.expect_err("error");
+        assert!(matches!(err, SourceError::Upstream { .. }), "{err:?}");
+        assert_eq!(
+            query_of(&seen.uris()[0])
+                .get("access_key")
+                .map(String::as_str),
+            Some(key)
+        );
+        assert!(!err.to_string().contains(key), "{err}");
+        assert!(!format!("{err:?}").contains(key), "{err:?}");
+
+        // A transport error (nobody listening) carries no URL, hence no key either.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}", l.local_addr().expect("addr"))
+        };
+        let err = adapter(&closed, json!({"apiKey": key}))
+            .fetch(&pair("EUR", "USD"))
+            .await
+            .expect_err("error");
+        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
+        assert!(
+            !err.to_string().contains(key) && !format!("{err:?}").contains(key),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn success_false_codes_map_to_their_kinds() {
+        let cases: Vec<(String, &str)> = vec![
+            (MISSING_KEY.to_owned(), "refused"),
+            (
+                error_body(
+                    101,
+                    "invalid_access_key",
+                    "You have not supplied a valid API Access Key.",
+                ),
+                "refused",
+            ),
+            (
+                error_body(
+                    102,
+                    "inactive_user",
+                    "The current user account is not active.",
+                ),
+                "refused",
+            ),
+            (
+                error_body(
+                    103,
+                    "invalid_api_function",
+                    "This API Function does not exist.",
+                ),
+                "not_found",
+            ),
+            (
+                error_body(
+                    104,
+                    "usage_limit_reached",
+                    "Your monthly usage limit has been reached.",
+                ),
+                "rate_limited",
+            ),
+            (
+                error_body(
+                    105,
+                    "function_access_restricted",
+                    "Source Currency Switching is not supported.",
+                ),
+                "refused",
+            ),
+            (
+                error_body(
+                    106,
+                    "no_rates_available",
+                    "Your query did not return any results.",
+                ),
+                "not_found",
+            ),
+            (
+                error_body(
+                    201,
+                    "invalid_source_currency",
+                    "You have supplied an invalid Source Currency.",
+                ),
+                "not_found",
+            ),
+            (
+                error_body(
+                    202,
+                    "invalid_currency_codes",
+                    "You have provided one or more invalid Currency Codes.",
+                ),
+                "not_found",
+            ),
+            (
+                error_body(
+                    404,
+                    "404_not_found",
+                    "The requested resource does not exist.",
+                ),
+                "not_found",
+            ),
+            (
+                error_body(301, "invalid_date", "You have entered an invalid date."),
+                "upstream_error",
+            ),
+            (r#"{"success":false}"#.to_owned(), "upstream_error"),
+        ];
+        for (body, kind) in cases {
+            let (url, _) = fixed(200, &[], body.clone()).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("EUR", "USD"))
+                .await
+                .expect_err(&body);
+            assert_eq!(err.kind(), kind, "{body} -> {err:?}");
+            if let SourceError::RateLimited { retry_after, .. } = err {
+                assert_eq!(retry_after, None);
+            }
+        }
+        // The same envelope on a non-200 status is read the same way.
+        let (url, _) = fixed(400, &[], MISSING_KEY.to_owned()).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("EUR", "USD"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "refused", "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_currency_missing_from_quotes_is_not_found() {
+        let (url, _) = fixed(200, &[], LIVE_OK.to_owned()).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "JPY"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::PairNotFound {
+                from: ID,
+                pair: "USD/JPY".into()
+            }
+        );
+        let body = r#"{"success":true,"source":"USD","quotes":{"USDJPY":null}}"#;
+        let (url, _) = fixed(200, &[], body.to_owned()).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "JPY"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "not_found");
+    }
+
+    #[tokio::test]
+    async fn impossible_codes_cost_no_request() {
+        let (url, seen) = fixed(200, &[], LIVE_OK.to_owned()).await;
+        let source = adapter(&url, json!({}));
+        for (base, quote) in [
+            ("BTCX", "USD"),
+            ("EUR", "US"),
+            ("E1R", "USD"),
+            ("stader-bnbx", "usd"),
+        ] {
+            let err = source.fetch(&pair(base, quote)).await.expect_err("error");
+            assert_eq!(err.kind(), "not_found", "{base}/{quote}");
+        }
+        assert!(seen.uris().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_the_documented_shape_are_malformed() {
+        for body in [
+            "<html>oops</html>",
+            r#"{"success":true,"source":"USD"}"#,
+            r#"{"source":"USD","quotes":{"USDEUR":0.9}}"#,
+            r#"{"success":true,"quotes":{"USDEUR":0}}"#,
+            r#"{"success":true,"quotes":{"USDEUR":"abc"}}"#,
+        ] {
+            let (url, _) = fixed(200, &[], body.to_owned()).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("USD", "EUR"))
+                .await
+                .expect_err(body);
+            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
+        }
+        // Garbage with an error status is the status's error.
+        let (url, _) = fixed(404, &[], "<html>no</html>".into()).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "upstream_error", "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let router = Router::new().fallback(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    let mut h = axum::http::HeaderMap::new();
+                    h.insert("retry-after", "1".parse().expect("header"));
+                    (StatusCode::TOO_MANY_REQUESTS, h, String::new())
+                } else {
+                    (
+                        StatusCode::OK,
+                        axum::http::HeaderMap::new(),
+                        LIVE_OK.to_owned(),
+                    )
+                }
+            }
+        });
+        let url = serve(router).await;
+        let source = adapter(&url, json!({"maxRetries": 1}));
+        let start = Instant::now();
+        let quote = source
+            .fetch(&pair("USD", "GBP"))
+            .await
+            .expect("quote after the retry");
+        assert_eq!(quote.price.value().to_string(), "0.822435");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        let (url, _) = fixed(429, &[("retry-after", "1")], "Too Many Requests".into()).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refused() {
+        for status in [451, 403, 401] {
+            let (url, _) = fixed(status, &[], "blocked".into()).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("USD", "EUR"))
+                .await
+                .expect_err("error");
+            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            LIVE_OK
+        });
+        let url = serve(router).await;
+        let start = Instant::now();
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let url = hanging().await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::Timeout {
+                from: ID,
+                timeout: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn no_batch_and_no_instrument_list() {
+        let source = adapter("http://127.0.0.1:9", json!({}));
+        assert_eq!(source.max_batch(), None);
+        assert_eq!(
+            source.instruments().await.expect_err("unsupported").kind(),
+            "unsupported"
+        );
+    }
+}

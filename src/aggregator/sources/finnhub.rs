@@ -1,0 +1,535 @@
+//! Finnhub: `GET {base}/quote?symbol=BINANCE:BTCUSDT` →
+//! `{"c":67123.4,"d":120.5,"dp":0.18,"h":67500,"l":66800,"o":67000,"pc":67002.9,"t":1729766400}`
+//! (`c` = current price). No batch endpoint (one symbol per call).
+//!
+//! - **Symbols**: the reference's rule, crypto on Binance: `BINANCE:` + upper(base + quote)
+//!   (`BTC/USDT` → `BINANCE:BTCUSDT`), so pairs use Binance's quote currencies (USDT, not USD).
+//! - **API key**: the documented `X-Finnhub-Token` header (marked sensitive), not the `token`
+//!   query parameter, so the key never sits in a URL.
+//! - **Errors**: an unknown or uncovered symbol is HTTP 200 with an all-zero quote
+//!   `{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}` → `PairNotFound` (as is a
+//!   `null` current price). Auth and limit failures are non-2xx with `{"error":"…"}`: 401/403 →
+//!   `Refused` and 429 → `RateLimited` (the shared client); an `{"error":"…"}` under any other
+//!   status (200 included) is read by its text: "…limit…" → `RateLimited`; API key / token /
+//!   access / plan → `Refused`; "…symbol…" → `PairNotFound`; else `Upstream`. A body without `c`
+//!   is `Malformed`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::secret::Secret;
+use crate::config::values::RedactedUrl;
+
+pub const DEFAULT_BASE_URL: &str = "https://finnhub.io/api/v1";
+pub const TOKEN_HEADER: &str = "x-finnhub-token";
+/// The exchange prefix of crypto symbols.
+pub const EXCHANGE: &str = "BINANCE";
+
+const ID: SourceId = SourceId::Finnhub;
+const MAX_MESSAGE: usize = 200;
+
+pub struct Finnhub {
+    client: SourceClient,
+    headers: HeaderMap,
+    api_key: Option<Secret<String>>,
+}
+
+impl Finnhub {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
+        let mut headers = HeaderMap::new();
+        let api_key = config
+            .api_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+            .cloned();
+        if let Some(key) = &api_key {
+            let mut value =
+                HeaderValue::from_str(key.expose().trim()).map_err(|_| SourceError::Refused {
+                    from: ID,
+                    reason: "the API key is not a valid HTTP header value".into(),
+                })?;
+            value.set_sensitive(true);
+            headers.insert(HeaderName::from_static(TOKEN_HEADER), value);
+        }
+        Ok(Self {
+            client,
+            headers,
+            api_key,
+        })
+    }
+
+    /// An `{"error":"…"}` message, judged by its text.
+    fn judge_message(&self, pair: &Pair, status: StatusCode, message: &str) -> SourceError {
+        let lower = message.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        if has(&["limit"]) {
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: None,
+            }
+        } else if has(&[
+            "api key",
+            "apikey",
+            "token",
+            "access",
+            "subscription",
+            "plan",
+            "premium",
+            "permission",
+        ]) {
+            SourceError::Refused {
+                from: ID,
+                reason: self.clean(message),
+            }
+        } else if has(&["symbol"]) {
+            not_found(pair)
+        } else {
+            SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}: {}", self.clean(message)),
+            }
+        }
+    }
+
+    fn clean(&self, message: &str) -> String {
+        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
+        if let Some(key) = &self.api_key {
+            text = text.replace(key.expose().trim(), "***");
+        }
+        text.chars().take(MAX_MESSAGE).collect()
+    }
+}
+
+#[async_trait]
+impl Source for Finnhub {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// `BINANCE:BTCUSDT`.
+    fn symbol(&self, pair: &Pair) -> String {
+        let upper = pair.upper();
+        format!("{EXCHANGE}:{}{}", upper.base, upper.quote)
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        let mut url = self.client.url("quote");
+        url.query_pairs_mut().append_pair("symbol", &symbol);
+        let response = self.client.get(url, self.headers.clone()).await?;
+        let top: Option<BTreeMap<String, Box<RawValue>>> =
+            serde_json::from_slice(&response.body).ok();
+        let message = top
+            .as_ref()
+            .and_then(|t| t.get("error"))
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+        if let Some(message) = message {
+            return Err(self.judge_message(pair, response.status, &message));
+        }
+        if response.status != StatusCode::OK {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {}", response.status),
+            });
+        }
+        let top = top.ok_or_else(|| malformed("the body is not a JSON object"))?;
+        let current = top
+            .get("c")
+            .ok_or_else(|| malformed("no current price `c`"))?;
+        Ok(Quote {
+            price: price_of(current, pair)?,
+            symbol,
+            received_at: SystemTime::now(),
+        })
+    }
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: &str) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: reason.into(),
+    }
+}
+
+/// The current price: positive → the price; `null` or zero (the all-zero "no data" quote) → no
+/// price; anything else is malformed.
+fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        if is_null_or_zero(raw) {
+            not_found(pair)
+        } else {
+            malformed(&e.to_string())
+        }
+    })
+}
+
+fn is_null_or_zero(raw: &RawValue) -> bool {
+    let text = raw.get().trim().trim_matches('"').trim();
+    text == "null"
+        || Decimal::from_str_exact(text)
+            .or_else(|_| Decimal::from_scientific(text))
+            .is_ok_and(|d| d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Request;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    const KEY: &str = "fh-c0ffee0123456789";
+
+    #[derive(Clone)]
+    struct Answer {
+        status: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+        delay: Duration,
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type", "application/json")],
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct Seen {
+        path: String,
+        query: BTreeMap<String, String>,
+        headers: HeaderMap,
+    }
+
+    struct Server {
+        url: String,
+        hits: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Server {
+        fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    async fn server(answers: Vec<Answer>) -> Server {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(answers);
+        let (h, s) = (hits.clone(), seen.clone());
+        let router = Router::new().fallback(move |req: Request| {
+            let (hits, seen, answers) = (h.clone(), s.clone(), answers.clone());
+            async move {
+                let request = Seen {
+                    path: req.uri().path().to_owned(),
+                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect(),
+                    headers: req.headers().clone(),
+                };
+                let n = hits.fetch_add(1, Ordering::SeqCst);
+                let a = answers[n.min(answers.len() - 1)].clone();
+                seen.lock().expect("lock").push(request);
+                tokio::time::sleep(a.delay).await;
+                let mut headers = HeaderMap::new();
+                for (k, v) in &a.headers {
+                    headers.insert(
+                        HeaderName::from_static(k),
+                        HeaderValue::from_str(v).expect("header"),
+                    );
+                }
+                let status = StatusCode::from_u16(a.status).expect("status");
+                let response: Response = (status, headers, a.body).into_response();
+                response
+            }
+        });
+        let url = testing::serve(router).await;
+        Server { url, hits, seen }
+    }
+
+    fn source(url: &str, extra: serde_json::Value) -> Finnhub {
+        let mut cfg = json!({"baseUrl": format!("{url}/api/v1"), "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        Finnhub::new(&testing::config(ID, cfg), None).expect("adapter")
+    }
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn shown(e: &SourceError) -> String {
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(KEY), "key leaked: {text}");
+        text
+    }
+
+    async fn error_for(status: u16, body: &str) -> SourceError {
+        let srv = server(vec![answer(status, body)]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect_err("error");
+        shown(&err);
+        err
+    }
+
+    #[tokio::test]
+    async fn quote_keeps_the_exact_decimal_and_sends_the_token_header() {
+        let srv = server(vec![answer(
+            200,
+            r#"{"c":67123.40000000001,"d":120.5,"dp":0.18,"h":67500,"l":66800,"o":67000,"pc":67002.9,"t":1729766400}"#,
+        )])
+        .await;
+        let fh = source(&srv.url, json!({}));
+        let q = fh.fetch(&pair("btc-usdt")).await.expect("quote");
+        assert_eq!(q.price.value().to_string(), "67123.40000000001");
+        assert_eq!(q.symbol, "BINANCE:BTCUSDT");
+        let seen = &srv.seen()[0];
+        assert_eq!(seen.path, "/api/v1/quote");
+        assert_eq!(seen.query["symbol"], "BINANCE:BTCUSDT");
+        assert_eq!(seen.headers[TOKEN_HEADER], KEY);
+        assert!(!seen.query.contains_key("token"));
+        assert!(seen.query.values().all(|v| !v.contains(KEY)));
+        assert_eq!(fh.max_batch(), None);
+    }
+
+    #[tokio::test]
+    async fn the_documented_stock_quote_parses() {
+        let srv = server(vec![answer(
+            200,
+            r#"{"c":261.74,"h":263.31,"l":260.68,"o":261.07,"pc":259.45,"t":1582641000}"#,
+        )])
+        .await;
+        let q = source(&srv.url, json!({}))
+            .fetch(&pair("ETH/USDT"))
+            .await
+            .expect("quote");
+        assert_eq!(q.price.to_string(), "261.74");
+    }
+
+    #[tokio::test]
+    async fn the_all_zero_quote_is_not_found() {
+        for body in [
+            r#"{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}"#,
+            r#"{"c":null,"d":null,"dp":null,"h":null,"l":null,"o":null,"pc":null,"t":0}"#,
+        ] {
+            let err = error_for(200, body).await;
+            assert_eq!(
+                err,
+                SourceError::PairNotFound {
+                    from: ID,
+                    pair: "BTC/USDT".into()
+                },
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn error_messages_are_judged_by_their_text() {
+        let cases: [(u16, &str, &str); 6] = [
+            (
+                200,
+                r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#,
+                "rate_limited",
+            ),
+            (400, r#"{"error":"Invalid API key."}"#, "refused"),
+            (
+                200,
+                r#"{"error":"You don't have access to this resource."}"#,
+                "refused",
+            ),
+            (422, r#"{"error":"Symbol not supported."}"#, "not_found"),
+            (400, r#"{"error":"Wrong resolution"}"#, "upstream_error"),
+            (200, r#"{"error":"Internal error"}"#, "upstream_error"),
+        ];
+        for (status, body, kind) in cases {
+            let err = error_for(status, body).await;
+            assert_eq!(err.kind(), kind, "{status} {body}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_documented_auth_and_limit_statuses_are_refused_and_rate_limited() {
+        let err = error_for(401, r#"{"error":"Invalid API key"}"#).await;
+        assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
+        let err = error_for(
+            429,
+            r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#,
+        )
+        .await;
+        assert!(matches!(err, SourceError::RateLimited { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn other_statuses_are_upstream_errors() {
+        for status in [404, 418] {
+            let err = error_for(status, "Not Found").await;
+            assert!(
+                matches!(err, SourceError::Upstream { .. }),
+                "{status}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_and_bad_prices_are_malformed() {
+        for body in [
+            "<html>",
+            "[0]",
+            r#"{"d":1}"#,
+            r#"{"c":-5,"t":1}"#,
+            r#"{"c":"abc"}"#,
+        ] {
+            let err = error_for(200, body).await;
+            assert!(
+                matches!(err, SourceError::Malformed { .. }),
+                "{body}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let mut limited = answer(
+            429,
+            r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#,
+        );
+        limited.headers.push(("retry-after", "1"));
+        let srv = server(vec![limited.clone(), answer(200, r#"{"c":3.25,"t":1}"#)]).await;
+        let started = Instant::now();
+        let q = source(&srv.url, json!({"maxRetries": 2}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect("quote after retry");
+        assert_eq!(q.price.to_string(), "3.25");
+        assert_eq!(srv.hits(), 2);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let srv = server(vec![limited]).await;
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect_err("limited");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(srv.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refusals() {
+        for status in [451, 403] {
+            let err = error_for(status, r#"{"error":"blocked"}"#).await;
+            assert!(
+                matches!(err, SourceError::Refused { .. }),
+                "{status}: {err:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let mut slow = answer(200, r#"{"c":1,"t":1}"#);
+        slow.delay = Duration::from_secs(3);
+        let srv = server(vec![slow]).await;
+        let started = Instant::now();
+        let err = source(&srv.url, json!({}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let started = Instant::now();
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_millis(2500));
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let err = source(&format!("http://{addr}"), json!({}))
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect_err("unreachable");
+        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
+        shown(&err);
+    }
+
+    #[tokio::test]
+    async fn upstream_messages_never_echo_the_key() {
+        let err = error_for(200, &format!(r#"{{"error":"Invalid API key {KEY}"}}"#)).await;
+        assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
+        assert!(shown(&err).contains("Invalid API key ***"));
+    }
+}

@@ -1,0 +1,500 @@
+//! Frankfurter (ECB reference rates, open source):
+//! `GET https://api.frankfurter.dev/v1/latest?base=EUR&symbols=USD` →
+//! `{"amount":1.0,"base":"EUR","date":"2025-10-24","rates":{"USD":1.0712}}`.
+//!
+//! - The default base URL is the current `https://api.frankfurter.dev/v1`. The legacy
+//!   `https://api.frankfurter.app` (still accepted as `baseUrl`, as are self-hosted instances)
+//!   answers `301` to frankfurter.dev; the HTTP client follows redirects.
+//! - Symbols: three-letter ISO codes, upper-cased; the price is `rates[QUOTE]` (a JSON number, read
+//!   from its text). A code that is not three ASCII letters is `PairNotFound` without a request.
+//!   The answer's `base` must be the asked base (else `Malformed`).
+//! - No API key. Rates are daily (ECB working days); the aggregator's TTL decides how often to ask.
+//!
+//! | answer | `SourceError` |
+//! |---|---|
+//! | 404 `{"message":"not found"}` (unknown currency) | `PairNotFound` |
+//! | 422 `{"message":"bad currency pair"}` (base = quote) | `PairNotFound` |
+//! | other 422 / 4xx (`invalid amount`, bad date) | `Upstream` |
+//! | 200 without the quote in `rates` | `PairNotFound` |
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+/// The public endpoint (`baseUrl` replaces it, e.g. with a self-hosted instance).
+pub const DEFAULT_BASE_URL: &str = "https://api.frankfurter.dev/v1";
+
+const ID: SourceId = SourceId::Frankfurter;
+/// Upstream messages quoted in errors are cut to this many characters.
+const MAX_MESSAGE: usize = 200;
+
+pub struct Frankfurter {
+    client: SourceClient,
+}
+
+impl Frankfurter {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+        })
+    }
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+/// An ISO 4217 code as Frankfurter knows them: three ASCII letters, upper-cased.
+fn currency(code: &str) -> Option<String> {
+    (code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()))
+        .then(|| code.to_ascii_uppercase())
+}
+
+fn short(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE)
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    base: Option<String>,
+    #[serde(borrow)]
+    rates: Option<BTreeMap<String, &'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+fn parse(pair: &Pair, base: &str, quote: &str, response: &Response) -> Result<Quote, SourceError> {
+    let status = response.status;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&response.body)
+            .ok()
+            .and_then(|b| b.message)
+            .unwrap_or_default();
+        return Err(match status {
+            StatusCode::NOT_FOUND => not_found(pair),
+            StatusCode::UNPROCESSABLE_ENTITY if message == "bad currency pair" => not_found(pair),
+            _ => SourceError::Upstream {
+                from: ID,
+                reason: short(&format!("HTTP {status} {message}")),
+            },
+        });
+    }
+    let body: Body<'_> =
+        serde_json::from_slice(&response.body).map_err(|e| SourceError::Malformed {
+            from: ID,
+            reason: format!("not a /latest answer: {e}"),
+        })?;
+    let rates = body.rates.ok_or_else(|| SourceError::Malformed {
+        from: ID,
+        reason: "no \"rates\" object".into(),
+    })?;
+    if let Some(answered) = body.base.as_deref() {
+        if !answered.eq_ignore_ascii_case(base) {
+            return Err(SourceError::Malformed {
+                from: ID,
+                reason: short(&format!("asked for base {base}, got {answered}")),
+            });
+        }
+    }
+    let raw = match rates.get(quote) {
+        Some(raw) if raw.get().trim() != "null" => *raw,
+        _ => return Err(not_found(pair)),
+    };
+    let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
+        from: ID,
+        reason: format!("rates.{quote}: {e}"),
+    })?;
+    Ok(Quote {
+        price,
+        symbol: format!("{base}/{quote}"),
+        received_at: SystemTime::now(),
+    })
+}
+
+#[async_trait]
+impl Source for Frankfurter {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// `EUR/USD` (Frankfurter takes base and quote as separate parameters).
+    fn symbol(&self, pair: &Pair) -> String {
+        pair.upper().to_string()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let (Some(base), Some(quote)) = (currency(&pair.base), currency(&pair.quote)) else {
+            return Err(not_found(pair));
+        };
+        let mut url = self.client.url("latest");
+        url.query_pairs_mut()
+            .append_pair("base", &base)
+            .append_pair("symbols", &quote);
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        parse(pair, &base, &quote, &response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{StatusCode, Uri};
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing::{config, serve};
+
+    /// Frankfurter's documented answers (ocr-and-sources.md B.10, frankfurter lib/versions/v1).
+    const LATEST_OK: &str =
+        r#"{"amount":1.0,"base":"USD","date":"2026-07-29","rates":{"EUR":0.85911}}"#;
+    const NOT_FOUND: &str = r#"{"message":"not found"}"#;
+    const BAD_PAIR: &str = r#"{"message":"bad currency pair"}"#;
+
+    fn pair(base: &str, quote: &str) -> Pair {
+        Pair::new(base, quote).expect("pair")
+    }
+
+    fn adapter(url: &str, extra: serde_json::Value) -> Frankfurter {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
+        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Frankfurter::new(&config(ID, json), None).expect("adapter")
+    }
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl Seen {
+        fn uris(&self) -> Vec<String> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    /// A server answering every request with `status`, `headers` and `body`.
+    async fn fixed(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: &str,
+    ) -> (String, Seen) {
+        let seen = Seen::default();
+        let record = seen.clone();
+        let headers: Vec<_> = headers.to_vec();
+        let body = body.to_owned();
+        let router = Router::new().fallback(move |uri: Uri| {
+            let record = record.clone();
+            let headers = headers.clone();
+            let body = body.clone();
+            async move {
+                record.0.lock().expect("lock").push(uri.to_string());
+                let mut map = axum::http::HeaderMap::new();
+                for (k, v) in headers {
+                    map.insert(k, v.parse().expect("header"));
+                }
+                (StatusCode::from_u16(status).expect("status"), map, body)
+            }
+        });
+        (serve(router).await, seen)
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn query_of(uri: &str) -> HashMap<String, String> {
+        let url = reqwest::Url::parse(&format!("http://x{uri}")).expect("uri");
+        url.query_pairs().into_owned().collect()
+    }
+
+    #[tokio::test]
+    async fn latest_rate_is_read_exactly() {
+        let (url, seen) = fixed(200, &[], LATEST_OK).await;
+        let source = adapter(&url, json!({}));
+        let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "0.85911");
+        assert_eq!(quote.symbol, "USD/EUR");
+        assert_eq!(source.symbol(&pair("usd", "eur")), "USD/EUR");
+        let uris = seen.uris();
+        assert_eq!(uris.len(), 1);
+        assert!(uris[0].starts_with("/latest?"), "{}", uris[0]);
+        let query = query_of(&uris[0]);
+        assert_eq!(query.get("base").map(String::as_str), Some("USD"));
+        assert_eq!(query.get("symbols").map(String::as_str), Some("EUR"));
+
+        let body = r#"{"amount":1.0,"base":"EUR","date":"2025-10-24","rates":{"USD":1.071234567890123456789}}"#;
+        let (url, _) = fixed(200, &[], body).await;
+        let quote = adapter(&url, json!({}))
+            .fetch(&pair("EUR", "USD"))
+            .await
+            .expect("quote");
+        assert_eq!(quote.price.value().to_string(), "1.071234567890123456789");
+    }
+
+    #[test]
+    fn the_default_endpoint_is_the_current_v1() {
+        let source = Frankfurter::new(&config(ID, json!({})), None).expect("adapter");
+        assert_eq!(
+            source.client.url("latest").as_str(),
+            "https://api.frankfurter.dev/v1/latest"
+        );
+    }
+
+    /// The legacy host answers 301 to `/v1/…` on frankfurter.dev; the redirect is followed.
+    #[tokio::test]
+    async fn the_legacy_redirect_is_followed() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let legacy_hits = hits.clone();
+        let router = Router::new()
+            .route(
+                "/latest",
+                get(move |uri: Uri| {
+                    legacy_hits.fetch_add(1, Ordering::SeqCst);
+                    let query = uri.query().unwrap_or("").to_owned();
+                    async move {
+                        let mut h = axum::http::HeaderMap::new();
+                        h.insert(
+                            "location",
+                            format!("/v1/latest?{query}").parse().expect("header"),
+                        );
+                        (StatusCode::MOVED_PERMANENTLY, h, "")
+                    }
+                }),
+            )
+            .route(
+                "/v1/latest",
+                get(|uri: Uri| async move {
+                    let query = query_of(&uri.to_string());
+                    assert_eq!(query.get("base").map(String::as_str), Some("USD"));
+                    LATEST_OK
+                }),
+            );
+        let url = serve(router).await;
+        let quote = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect("quote");
+        assert_eq!(quote.price.value().to_string(), "0.85911");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_currencies_and_same_currency_are_not_found() {
+        for (status, body) in [(404, NOT_FOUND), (422, BAD_PAIR)] {
+            let (url, _) = fixed(status, &[], body).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("EUR", "XYZ"))
+                .await
+                .expect_err(body);
+            assert_eq!(
+                err,
+                SourceError::PairNotFound {
+                    from: ID,
+                    pair: "EUR/XYZ".into()
+                }
+            );
+        }
+        // 200 without the asked quote.
+        let (url, _) = fixed(200, &[], LATEST_OK).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "GBP"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "not_found");
+    }
+
+    #[tokio::test]
+    async fn other_client_errors_are_upstream_errors() {
+        for (status, body) in [
+            (422, r#"{"message":"invalid amount"}"#),
+            (400, "bad"),
+            (405, ""),
+        ] {
+            let (url, _) = fixed(status, &[], body).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("USD", "EUR"))
+                .await
+                .expect_err(body);
+            assert_eq!(err.kind(), "upstream_error", "{status} {body} -> {err:?}");
+        }
+        let (url, _) = fixed(422, &[], r#"{"message":"invalid amount"}"#).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert!(err.to_string().contains("invalid amount"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn impossible_codes_cost_no_request() {
+        let (url, seen) = fixed(200, &[], LATEST_OK).await;
+        let source = adapter(&url, json!({}));
+        for (base, quote) in [("USDT", "EUR"), ("EUR", "E"), ("bitcoin", "usd")] {
+            let err = source.fetch(&pair(base, quote)).await.expect_err("error");
+            assert_eq!(err.kind(), "not_found", "{base}/{quote}");
+        }
+        assert!(seen.uris().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_the_documented_shape_are_malformed() {
+        for body in [
+            "<html>oops</html>",
+            r#"{"amount":1.0,"base":"USD","date":"2026-07-29"}"#,
+            r#"{"amount":1.0,"base":"EUR","date":"2026-07-29","rates":{"EUR":0.85911}}"#,
+            r#"{"amount":1.0,"base":"USD","rates":{"EUR":-1}}"#,
+            r#"{"amount":1.0,"base":"USD","rates":{"EUR":"x"}}"#,
+        ] {
+            let (url, _) = fixed(200, &[], body).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("USD", "EUR"))
+                .await
+                .expect_err(body);
+            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let router = Router::new().fallback(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    let mut h = axum::http::HeaderMap::new();
+                    h.insert("retry-after", "1".parse().expect("header"));
+                    (StatusCode::TOO_MANY_REQUESTS, h, "")
+                } else {
+                    (StatusCode::OK, axum::http::HeaderMap::new(), LATEST_OK)
+                }
+            }
+        });
+        let url = serve(router).await;
+        let start = Instant::now();
+        let quote = adapter(&url, json!({"maxRetries": 1}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect("quote after the retry");
+        assert_eq!(quote.price.value().to_string(), "0.85911");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        let (url, _) = fixed(429, &[("retry-after", "1")], "").await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refused() {
+        for status in [451, 403] {
+            let (url, _) = fixed(status, &[], "blocked").await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("USD", "EUR"))
+                .await
+                .expect_err("error");
+            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            LATEST_OK
+        });
+        let url = serve(router).await;
+        let start = Instant::now();
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let url = hanging().await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("USD", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::Timeout {
+                from: ID,
+                timeout: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn no_batch_and_no_instrument_list() {
+        let source = adapter("http://127.0.0.1:9", json!({}));
+        assert_eq!(source.max_batch(), None);
+        assert_eq!(
+            source.instruments().await.expect_err("unsupported").kind(),
+            "unsupported"
+        );
+    }
+}

@@ -1,0 +1,974 @@
+//! Kraken spot REST: `GET /0/public/Ticker?pair=XBTUSD[,ETHUSD…]` (one pair or a batch),
+//! `GET /0/public/AssetPairs` (instrument list). Default host `https://api.kraken.com`;
+//! `baseUrl` overrides it. The client sends the `User-Agent` Kraken requires.
+//!
+//! Symbols: Kraken's asset codes, upper-cased, concatenated — `BTC` is `XBT` and `DOGE` is
+//! `XDG` (`BTC/USD` → `XBTUSD`), which Kraken accepts as the pair's altname. Kraken answers with
+//! its own pair names as result keys: legacy `X…Z…` names (`XXBTZUSD`, `XETHXXBT`,
+//! `USDTZUSD`) or the altname (`SOLUSD`, `XBTUSDT`). A single fetch takes the one entry of
+//! the result; a batch matches each key to the asked pair by Kraken's naming rules (legacy
+//! `X`/`Z` prefixes, XBT↔BTC, XDG↔DOGE) — the reference's batch dropped the legacy keys.
+//!
+//! Errors are HTTP 200 `{"error":["EQuery:Unknown asset pair"]}` without `result`:
+//! unknown pair (or `EGeneral:Invalid arguments`, the pair list being the only argument) → not
+//! found (in a batch one unknown pair fails the whole request, so the adapter then fetches the
+//! full ticker list once and looks every pair up in it);
+//! `EAPI:Rate limit exceeded` / `EGeneral:Too many requests` → rate limited;
+//! `EGeneral:Permission denied` → refused; any other `E…` → upstream error. `W…` entries are
+//! warnings and ignored.
+//!
+//! The API key, if configured, is not sent: public endpoints take none, and Kraken's private
+//! API needs a signature.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+const ID: SourceId = SourceId::Kraken;
+
+/// The public endpoint used when the configuration gives no `baseUrl`.
+pub const DEFAULT_BASE_URL: &str = "https://api.kraken.com";
+
+const TICKER: &str = "/0/public/Ticker";
+const ASSET_PAIRS: &str = "/0/public/AssetPairs";
+
+/// One ticker's price as read from the body (the pair it belongs to is not known yet).
+#[derive(Debug, Clone)]
+enum Read {
+    Price(Price),
+    /// Zero: the pair has no price.
+    NoPrice,
+    /// Not a price; the reason.
+    Bad(String),
+}
+
+/// Prices by Kraken pair name (the result keys).
+type Prices = BTreeMap<String, Read>;
+
+pub struct Kraken {
+    client: SourceClient,
+    max_batch: usize,
+}
+
+impl Kraken {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+            max_batch: config
+                .max_batch_size
+                .or(ID.max_batch())
+                .map_or(1, |n| n.max(1) as usize),
+        })
+    }
+
+    /// `Ticker` for a comma-separated list of pairs, or (`None`) every pair Kraken trades.
+    async fn tickers(&self, pairs: Option<&str>, asked: &str) -> Result<Prices, SourceError> {
+        let mut url = self.client.url(TICKER);
+        if let Some(list) = pairs {
+            url.query_pairs_mut().append_pair("pair", list);
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        let answer: BTreeMap<String, Ticker<'_>> =
+            read_answer(response.status, &response.body, pairs.map(|_| asked))?;
+        Ok(answer
+            .into_iter()
+            .map(|(key, t)| {
+                let price = match t.c.first() {
+                    Some(raw) => read(raw),
+                    None => Read::Bad("no last trade price (c)".to_owned()),
+                };
+                (key, price)
+            })
+            .collect())
+    }
+
+    fn quote(&self, pair: &Pair, price: &Read) -> Result<Quote, SourceError> {
+        match price {
+            Read::Price(price) => Ok(Quote {
+                price: *price,
+                symbol: self.symbol(pair),
+                received_at: SystemTime::now(),
+            }),
+            Read::NoPrice => Err(not_found(pair)),
+            Read::Bad(reason) => Err(malformed(format!("price: {reason}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    error: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+struct Envelope<T> {
+    result: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct Ticker<'a> {
+    /// `[last trade price, lot volume]`.
+    #[serde(borrow)]
+    c: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AssetPair {
+    wsname: Option<String>,
+    status: Option<String>,
+}
+
+/// Checks the status and Kraken's `error` list, then returns `result`.
+fn read_answer<'a, T: Deserialize<'a>>(
+    status: reqwest::StatusCode,
+    body: &'a [u8],
+    asked: Option<&str>,
+) -> Result<T, SourceError> {
+    // The error list first: an error answer's other fields need not have the success shape.
+    let head: Head = match serde_json::from_slice(body) {
+        Ok(h) => h,
+        Err(_) if !status.is_success() => {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            })
+        }
+        Err(e) => return Err(malformed(e.to_string())),
+    };
+    if let Some(e) = in_band(&head.error, asked) {
+        return Err(e);
+    }
+    if !status.is_success() {
+        return Err(SourceError::Upstream {
+            from: ID,
+            reason: format!("HTTP {status}"),
+        });
+    }
+    let envelope: Envelope<T> =
+        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    envelope
+        .result
+        .ok_or_else(|| malformed("no result and no error"))
+}
+
+/// Kraken's `error` entries (`<severity><category>:<message>`; `W…` are warnings).
+/// `asked` names the pairs sent, when the request had a `pair` argument: an unknown pair or
+/// invalid arguments (the pair list is the only argument) are then "not found".
+fn in_band(errors: &[String], asked: Option<&str>) -> Option<SourceError> {
+    let errors: Vec<&str> = errors
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !e.starts_with('W'))
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let any = |f: &dyn Fn(&str) -> bool| errors.iter().any(|e| f(e));
+    let about_the_pairs = |e: &str| {
+        e.starts_with("EQuery:Unknown asset pair") || e.starts_with("EGeneral:Invalid arguments")
+    };
+    Some(
+        if let Some(asked) = asked.filter(|_| any(&about_the_pairs)) {
+            SourceError::PairNotFound {
+                from: ID,
+                pair: asked.to_owned(),
+            }
+        } else if any(&|e| {
+            e.starts_with("EAPI:Rate limit exceeded")
+                || e.starts_with("EGeneral:Too many requests")
+                || e.starts_with("EService:Throttled")
+        }) {
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: None,
+            }
+        } else if any(&|e| e.starts_with("EGeneral:Permission denied")) {
+            SourceError::Refused {
+                from: ID,
+                reason: clip(&errors.join(", ")),
+            }
+        } else {
+            SourceError::Upstream {
+                from: ID,
+                reason: clip(&errors.join(", ")),
+            }
+        },
+    )
+}
+
+/// Kraken's code for an asset (its altname): `BTC` → `XBT`, `DOGE` → `XDG`.
+fn to_kraken(code: &str) -> String {
+    let up = code.to_ascii_uppercase();
+    match up.as_str() {
+        "BTC" => "XBT".to_owned(),
+        "DOGE" => "XDG".to_owned(),
+        _ => up,
+    }
+}
+
+/// The common code of a Kraken asset code: `XBT`/`XXBT` → `BTC`, `XDG`/`XXDG` → `DOGE`.
+fn from_kraken(code: &str) -> String {
+    let up = code.to_ascii_uppercase();
+    match up.as_str() {
+        "XBT" | "XXBT" => "BTC".to_owned(),
+        "XDG" | "XXDG" => "DOGE".to_owned(),
+        _ => up,
+    }
+}
+
+/// The ways an asset can appear inside a Kraken pair name: its altname, its common code, and
+/// for three-letter codes the legacy `X` (crypto) / `Z` (fiat) prefixed forms.
+fn key_forms(code: &str) -> Vec<String> {
+    let kraken = to_kraken(code);
+    let mut forms = vec![kraken.clone(), from_kraken(&kraken)];
+    if kraken.len() == 3 {
+        forms.push(format!("X{kraken}"));
+        forms.push(format!("Z{kraken}"));
+    }
+    forms.dedup();
+    forms
+}
+
+/// Whether Kraken's pair name `key` (`XXBTZUSD`, `XBTUSDT`, `USDTZUSD`, …) is `pair`.
+fn key_matches(key: &str, pair: &Pair) -> bool {
+    let key = key.to_ascii_uppercase();
+    let quotes = key_forms(&pair.quote);
+    key_forms(&pair.base).iter().any(|base| {
+        key.strip_prefix(base.as_str())
+            .is_some_and(|rest| quotes.iter().any(|q| q == rest))
+    })
+}
+
+/// The entry of `prices` that is `pair`: the exact symbol first, then Kraken's other names.
+fn lookup<'p>(prices: &'p Prices, pair: &Pair, symbol: &str) -> Option<&'p Read> {
+    prices.get(symbol).or_else(|| {
+        prices
+            .iter()
+            .find(|(key, _)| key_matches(key, pair))
+            .map(|(_, p)| p)
+    })
+}
+
+#[async_trait]
+impl Source for Kraken {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    fn symbol(&self, pair: &Pair) -> String {
+        format!("{}{}", to_kraken(&pair.base), to_kraken(&pair.quote))
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        let prices = self.tickers(Some(&symbol), &pair.to_string()).await?;
+        // One pair asked, so one entry: whatever Kraken calls it, it is this pair.
+        let price = match prices.len() {
+            0 => return Err(not_found(pair)),
+            1 => prices.values().next(),
+            _ => lookup(&prices, pair, &symbol),
+        };
+        match price {
+            Some(p) => self.quote(pair, p),
+            None => Err(malformed(format!(
+                "{} entries, none for {symbol}",
+                prices.len()
+            ))),
+        }
+    }
+
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.max_batch)
+    }
+
+    /// One `pair=A,B,…` request per `max_batch` pairs; result keys are matched to the pairs by
+    /// Kraken's naming rules. A pair the answer does not name is fetched alone; a request that
+    /// fails on an unknown pair falls back to the full ticker list (fetched once).
+    async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
+        let mut out = BatchResult::new();
+        let mut all: Option<Result<Prices, SourceError>> = None;
+        for chunk in pairs.chunks(self.max_batch) {
+            if let [pair] = chunk {
+                out.insert(pair.clone(), self.fetch(pair).await);
+                continue;
+            }
+            let mut symbols: Vec<String> = chunk.iter().map(|p| self.symbol(p)).collect();
+            symbols.sort();
+            symbols.dedup();
+            let mut full_list = false;
+            let answer = match self
+                .tickers(Some(&symbols.join(",")), "one of the asked pairs")
+                .await
+            {
+                Err(SourceError::PairNotFound { .. }) => {
+                    full_list = true;
+                    if all.is_none() {
+                        all = Some(self.tickers(None, "the ticker list").await);
+                    }
+                    all.clone()
+                        .unwrap_or_else(|| Err(malformed("no ticker list")))
+                }
+                other => other,
+            };
+            let prices = match answer {
+                Ok(prices) => prices,
+                Err(e) => {
+                    out.extend(chunk.iter().map(|p| (p.clone(), Err(e.clone()))));
+                    continue;
+                }
+            };
+            for pair in chunk {
+                let result = match lookup(&prices, pair, &self.symbol(pair)) {
+                    Some(price) => self.quote(pair, price),
+                    None if full_list => Err(not_found(pair)),
+                    // Kraken answered without error, so it knows the pair under a name these
+                    // rules do not derive: ask for it alone.
+                    None => self.fetch(pair).await,
+                };
+                out.insert(pair.clone(), result);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pairs with status `online`, named by their `wsname` (`XBT/USD` → `BTC/USD`).
+    async fn instruments(&self) -> Result<Vec<Pair>, SourceError> {
+        let response = self
+            .client
+            .get(self.client.url(ASSET_PAIRS), HeaderMap::new())
+            .await?;
+        let pairs: BTreeMap<String, AssetPair> =
+            read_answer(response.status, &response.body, None)?;
+        Ok(pairs
+            .into_values()
+            .filter(|p| p.status.as_deref().is_none_or(|s| s == "online"))
+            .filter_map(|p| {
+                let (base, quote) = p
+                    .wsname?
+                    .split_once('/')
+                    .map(|(b, q)| (from_kraken(b), from_kraken(q)))?;
+                Pair::new(&base, &quote).ok()
+            })
+            .collect())
+    }
+}
+
+/// The price text as Kraken wrote it.
+fn read(raw: &RawValue) -> Read {
+    match Price::from_json(raw) {
+        Ok(price) => Read::Price(price),
+        Err(e) => {
+            let text = raw.get().trim().trim_matches('"');
+            if Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
+                Read::NoPrice
+            } else {
+                Read::Bad(e.to_string())
+            }
+        }
+    }
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: impl AsRef<str>) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: clip(reason.as_ref()),
+    }
+}
+
+/// Upstream text, bounded before it goes into an error.
+fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Query;
+    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    /// Live capture (ocr-and-sources.md B.4).
+    const BTC: &str = r#"{"error":[],"result":{"XXBTZUSD":{"a":["84036.10000","2","2.000"],"b":["84036.00000","1","1.000"],"c":["84036.00000","0.00112355"],"v":["702.24523395","3307.38151293"],"p":["84259.58809","84073.56822"],"t":[33153,135029],"l":["83740.10000","82832.30000"],"h":["84861.80000","84914.80000"],"o":"84380.00000"}}}"#;
+    const UNKNOWN: &str = r#"{"error":["EQuery:Unknown asset pair"]}"#;
+    const KEY: &str = "kraken-key-5ecr3t";
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn source_with(url: &str, extra: Value) -> Kraken {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Kraken::new(&testing::config(ID, json), None).expect("source")
+    }
+
+    fn source(url: &str) -> Kraken {
+        source_with(url, json!({}))
+    }
+
+    async fn answering(status: u16, body: &'static str) -> String {
+        let status = StatusCode::from_u16(status).expect("status");
+        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).expect("decimal")
+    }
+
+    fn entry(last: &str) -> String {
+        format!(
+            r#"{{"a":["{last}","1","1.000"],"b":["{last}","1","1.000"],"c":["{last}","0.00100000"],"v":["1","2"],"p":["1","2"],"t":[1,2],"l":["1","2"],"h":["1","2"],"o":"1"}}"#
+        )
+    }
+
+    /// Kraken's ticker endpoint: known pairs under their real result keys; an unknown pair in
+    /// the list fails the whole request; no `pair` lists everything.
+    fn kraken_server(hits: Arc<Mutex<Vec<String>>>) -> Router {
+        // (accepted request names, result key, last price)
+        let book: Vec<(Vec<&'static str>, &'static str, &'static str)> = vec![
+            (
+                vec!["XBTUSD", "BTCUSD", "XXBTZUSD"],
+                "XXBTZUSD",
+                "67123.90000",
+            ),
+            (vec!["ETHUSD", "XETHZUSD"], "XETHZUSD", "2600.12000"),
+            (vec!["ETHXBT", "XETHXXBT"], "XETHXXBT", "0.03870000"),
+            (vec!["USDTUSD", "USDTZUSD"], "USDTZUSD", "1.00010000"),
+            (vec!["XBTUSDT"], "XBTUSDT", "67120.10000"),
+            (vec!["TONUSD"], "TONUSD", "5.12300000"),
+            (vec!["XDGUSD"], "XDGUSD", "0.1234567"),
+            (vec!["DEADUSD"], "DEADUSD", "0.00000"),
+        ];
+        Router::new().route(
+            TICKER,
+            get(move |uri: Uri, Query(q): Query<HashMap<String, String>>| {
+                let hits = hits.clone();
+                let book = book.clone();
+                async move {
+                    hits.lock().expect("lock").push(uri.to_string());
+                    let selected: Option<Vec<_>> = match q.get("pair") {
+                        None => Some(book.iter().collect()),
+                        Some(list) => list
+                            .split(',')
+                            .map(|name| book.iter().find(|(names, _, _)| names.contains(&name)))
+                            .collect(),
+                    };
+                    match selected {
+                        None => UNKNOWN.to_owned(),
+                        Some(entries) => {
+                            let parts: Vec<String> = entries
+                                .iter()
+                                .map(|(_, key, last)| format!(r#""{key}":{}"#, entry(last)))
+                                .collect();
+                            format!(r#"{{"error":[],"result":{{{}}}}}"#, parts.join(","))
+                        }
+                    }
+                }
+            }),
+        )
+    }
+
+    #[test]
+    fn symbols_use_kraken_asset_codes() {
+        let s = Kraken::new(&testing::config(ID, json!({})), None).expect("source");
+        assert_eq!(s.symbol(&pair("BTC/USD")), "XBTUSD");
+        assert_eq!(s.symbol(&pair("xbt/usd")), "XBTUSD");
+        assert_eq!(s.symbol(&pair("ETH/BTC")), "ETHXBT");
+        assert_eq!(s.symbol(&pair("DOGE/USD")), "XDGUSD");
+        assert_eq!(s.symbol(&pair("TON/USD")), "TONUSD");
+    }
+
+    #[test]
+    fn legacy_and_new_keys_match_their_pairs_only() {
+        let yes = [
+            ("XXBTZUSD", "BTC/USD"),
+            ("XXBTZUSD", "XBT/USD"),
+            ("XETHXXBT", "ETH/BTC"),
+            ("USDTZUSD", "USDT/USD"),
+            ("XBTUSDT", "BTC/USDT"),
+            ("TONUSD", "ton/usd"),
+            ("XXDGZUSD", "DOGE/USD"),
+            ("XDGUSD", "DOGE/USD"),
+            ("ZUSDZJPY", "USD/JPY"),
+        ];
+        for (key, p) in yes {
+            assert!(key_matches(key, &pair(p)), "{key} should be {p}");
+        }
+        let no = [
+            ("XXBTZUSD", "ETH/USD"),
+            ("XBTUSDT", "BTC/USD"),
+            ("XXBTZUSD", "BTC/USDT"),
+            ("XETHXXBT", "BTC/ETH"),
+            ("USDTZUSD", "USD/USDT"),
+        ];
+        for (key, p) in no {
+            assert!(!key_matches(key, &pair(p)), "{key} is not {p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn single_price_from_the_legacy_key_keeps_the_exact_decimal() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(kraken_server(hits.clone())).await);
+        let q = s.fetch(&pair("BTC/USD")).await.expect("quote");
+        assert_eq!(q.symbol, "XBTUSD");
+        assert_eq!(q.price.value(), dec("67123.9"));
+        assert_eq!(q.price.to_string(), "67123.9");
+        assert_eq!(
+            hits.lock().expect("lock").as_slice(),
+            ["/0/public/Ticker?pair=XBTUSD"]
+        );
+
+        let s = source(&answering(200, BTC).await);
+        let q = s.fetch(&pair("BTC/USD")).await.expect("quote");
+        assert_eq!(q.price.value(), dec("84036"));
+    }
+
+    #[tokio::test]
+    async fn in_band_errors_are_mapped() {
+        let s = source(&answering(200, UNKNOWN).await);
+        assert_eq!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound {
+                from: ID,
+                pair: "FOO/BAR".into()
+            })
+        );
+        // The pair list is the only argument: invalid arguments mean an impossible pair.
+        for body in [
+            r#"{"error":["EGeneral:Invalid arguments"]}"#,
+            r#"{"error":["EQuery:Unknown asset pair"],"result":[]}"#,
+        ] {
+            let s = source(&answering(200, body).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("FOO.X/BAR")).await,
+                    Err(SourceError::PairNotFound { .. })
+                ),
+                "{body}"
+            );
+        }
+        // Without a pair argument (instrument list) the same error is the source's.
+        let s = source(&answering(200, r#"{"error":["EGeneral:Invalid arguments"]}"#).await);
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Upstream { .. })
+        ));
+        for body in [
+            r#"{"error":["EAPI:Rate limit exceeded"]}"#,
+            r#"{"error":["EGeneral:Too many requests"]}"#,
+            r#"{"error":["EService:Throttled: 1729766400"]}"#,
+        ] {
+            let s = source(&answering(200, body).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USD")).await,
+                    Err(SourceError::RateLimited { .. })
+                ),
+                "{body}"
+            );
+        }
+        let s = source(&answering(200, r#"{"error":["EGeneral:Permission denied"]}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Refused { .. })
+        ));
+        for body in [
+            r#"{"error":["EService:Unavailable"]}"#,
+            r#"{"error":["EService:Busy"]}"#,
+            r#"{"error":["EGeneral:Internal error"]}"#,
+        ] {
+            let s = source(&answering(200, body).await);
+            let e = s.fetch(&pair("BTC/USD")).await.expect_err("error");
+            assert!(
+                matches!(&e, SourceError::Upstream { reason, .. } if body.contains(reason.as_str())),
+                "{e:?}"
+            );
+        }
+        // Warnings are not errors.
+        let body =
+            r#"{"error":["WGeneral:Deprecated"],"result":{"XXBTZUSD":{"c":["67000.1","1"]}}}"#;
+        let s = source(&answering(200, body).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USD"))
+                .await
+                .expect("quote")
+                .price
+                .value(),
+            dec("67000.1")
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_result_zero_price_and_missing_fields() {
+        let s = source(&answering(200, r#"{"error":[],"result":{}}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(
+            &answering(
+                200,
+                r#"{"error":[],"result":{"XXBTZUSD":{"c":["0.00000","0"]}}}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let s = source(&answering(200, r#"{"error":[],"result":{"XXBTZUSD":{"c":[]}}}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"error":[]}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(404, "<html>no</html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn batch_matches_legacy_keys() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(kraken_server(hits.clone())).await);
+        assert_eq!(s.max_batch(), Some(50));
+        let pairs = [
+            pair("BTC/USD"),
+            pair("ETH/USD"),
+            pair("ETH/BTC"),
+            pair("USDT/USD"),
+            pair("BTC/USDT"),
+            pair("TON/USD"),
+            pair("DOGE/USD"),
+            pair("xbt/usd"),
+        ];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), pairs.len());
+        let price = |p: &Pair| out[p].as_ref().expect("quote").price.value();
+        assert_eq!(price(&pairs[0]), dec("67123.9"));
+        assert_eq!(price(&pairs[1]), dec("2600.12"));
+        assert_eq!(price(&pairs[2]), dec("0.0387"));
+        assert_eq!(price(&pairs[3]), dec("1.0001"));
+        assert_eq!(price(&pairs[4]), dec("67120.1"));
+        assert_eq!(price(&pairs[5]), dec("5.123"));
+        assert_eq!(price(&pairs[6]), dec("0.1234567"));
+        assert_eq!(price(&pairs[7]), dec("67123.9"));
+        assert_eq!(out[&pairs[0]].as_ref().expect("btc").symbol, "XBTUSD");
+        assert_eq!(
+            hits.lock().expect("lock").len(),
+            1,
+            "one request for the whole batch"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_with_an_unknown_pair_falls_back_to_the_full_list() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let s = source(&testing::serve(kraken_server(hits.clone())).await);
+        let pairs = [
+            pair("BTC/USD"),
+            pair("FOO/BAR"),
+            pair("DEAD/USD"),
+            pair("ETH/BTC"),
+        ];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.value(),
+            dec("67123.9")
+        );
+        assert!(matches!(
+            out[&pairs[1]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert!(
+            matches!(out[&pairs[2]], Err(SourceError::PairNotFound { .. })),
+            "zero price"
+        );
+        assert_eq!(
+            out[&pairs[3]].as_ref().expect("eth").price.value(),
+            dec("0.0387")
+        );
+        let hits = hits.lock().expect("lock");
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert_eq!(hits[1], TICKER);
+    }
+
+    #[tokio::test]
+    async fn batch_chunks_by_max_batch_size_and_spreads_failures() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let url = testing::serve(kraken_server(hits.clone())).await;
+        let s = source_with(&url, json!({"maxBatchSize": 2}));
+        let pairs = [
+            pair("BTC/USD"),
+            pair("ETH/USD"),
+            pair("TON/USD"),
+            pair("USDT/USD"),
+        ];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out.values().all(Result::is_ok));
+        assert_eq!(hits.lock().expect("lock").len(), 2);
+
+        let s = source(&answering(200, r#"{"error":["EAPI:Rate limit exceeded"]}"#).await);
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out
+            .values()
+            .all(|r| matches!(r, Err(SourceError::RateLimited { .. }))));
+    }
+
+    #[tokio::test]
+    async fn batch_asks_alone_for_a_pair_the_answer_does_not_name() {
+        // Kraken renamed a pair under a key these rules cannot derive.
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().route(
+            TICKER,
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let h = h.clone();
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if q.get("pair").map(String::as_str) == Some("NEWUSD") {
+                        format!(
+                            r#"{{"error":[],"result":{{"RENAMEDUSD":{}}}}}"#,
+                            entry("3.5")
+                        )
+                    } else {
+                        format!(
+                            r#"{{"error":[],"result":{{"XXBTZUSD":{},"RENAMEDUSD":{}}}}}"#,
+                            entry("67000"),
+                            entry("3.5")
+                        )
+                    }
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        let pairs = [pair("BTC/USD"), pair("NEW/USD")];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(
+            out[&pairs[0]].as_ref().expect("btc").price.value(),
+            dec("67000")
+        );
+        assert_eq!(
+            out[&pairs[1]].as_ref().expect("new").price.value(),
+            dec("3.5")
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn instruments_are_the_online_pairs_by_wsname() {
+        let body = r#"{"error":[],"result":{"XXBTZUSD":{"altname":"XBTUSD","wsname":"XBT/USD","aclass_base":"currency","base":"XXBT","aclass_quote":"currency","quote":"ZUSD","lot":"unit","cost_decimals":5,"pair_decimals":1,"lot_decimals":8,"lot_multiplier":1,"leverage_buy":[2,3,4,5],"leverage_sell":[2,3,4,5],"fees":[[0,0.4]],"fees_maker":[[0,0.25]],"fee_volume_currency":"ZUSD","margin_call":80,"margin_stop":40,"ordermin":"0.00005","costmin":"0.5","tick_size":"0.1","status":"online"},"XDGUSD":{"altname":"XDGUSD","wsname":"XDG/USD","base":"XXDG","quote":"ZUSD","status":"online"},"USDTZUSD":{"altname":"USDTUSD","wsname":"USDT/USD","base":"USDT","quote":"ZUSD","status":"online"},"OLDUSD":{"altname":"OLDUSD","wsname":"OLD/USD","base":"OLD","quote":"ZUSD","status":"cancel_only"},"NOWSUSD":{"altname":"NOWSUSD","base":"NOWS","quote":"ZUSD"}}}"#;
+        let router = Router::new().route(ASSET_PAIRS, get(move || async move { body }));
+        let s = source(&testing::serve(router).await);
+        let mut list = s.instruments().await.expect("list");
+        list.sort();
+        assert_eq!(
+            list,
+            vec![pair("BTC/USD"), pair("DOGE/USD"), pair("USDT/USD")]
+        );
+        let s = source(&answering(200, r#"{"error":["EService:Unavailable"]}"#).await);
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().fallback(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        "",
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, BTC).into_response()
+                }
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
+        let started = Instant::now();
+        let q = s
+            .fetch(&pair("BTC/USD"))
+            .await
+            .expect("quote after the retry");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(q.price.value(), dec("84036"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_without_retries_reports_retry_after() {
+        let router = Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "",
+            )
+        });
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_block_and_forbidden_are_refusals() {
+        for status in [451, 403] {
+            let s = source(&answering(status, "").await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USD")).await,
+                    Err(SourceError::Refused { .. })
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s =
+            source(&answering(200, r#"{"error":[],"result":{"XXBTZUSD":{"c":"67000"}}}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USD")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            BTC
+        });
+        let s = source(&testing::serve(router).await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn hanging_connection_times_out() {
+        let s = source(&hanging().await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn user_agent_is_sent_and_the_api_key_never_is() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
+            let seen = s2.clone();
+            async move {
+                let mut line = uri.to_string();
+                for (name, value) in &headers {
+                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
+                }
+                seen.lock().expect("lock").push(line);
+                UNKNOWN
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].contains("user-agent=enclave-price-aggregator/"),
+            "{}",
+            seen[0]
+        );
+        assert!(!seen[0].contains(KEY), "{}", seen[0]);
+        assert!(!format!("{e} {e:?}").contains(KEY));
+    }
+}

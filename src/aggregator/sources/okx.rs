@@ -1,0 +1,721 @@
+//! OKX v5 REST: `GET /api/v5/market/ticker?instId=BTC-USDT` (one pair),
+//! `GET /api/v5/market/tickers?instType=SPOT` (every spot ticker: the batch, looked up locally),
+//! `GET /api/v5/public/instruments?instType=SPOT` (instrument list). Default host
+//! `https://www.okx.com`; `baseUrl` overrides it (e.g. `https://my.okx.com`).
+//!
+//! Symbols are `BASE-QUOTE` upper-cased (`btc/usdt` → `BTC-USDT`). OKX answers errors as
+//! HTTP 200 (or 4xx) `{"code":"<non-zero>","msg":…,"data":[]}`: `51001` (instrument does not
+//! exist) and `51000` about `instId` → not found; `50011`/`50061` (rate limit) → rate limited;
+//! any other code → upstream error. `code:"0"` with no data → not found.
+//!
+//! The API key, if configured, is not sent: market data is public and OKX authentication needs
+//! a signature (secret and passphrase) that a key alone cannot give.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+const ID: SourceId = SourceId::Okx;
+
+/// The public endpoint used when the configuration gives no `baseUrl`.
+pub const DEFAULT_BASE_URL: &str = "https://www.okx.com";
+
+const TICKER: &str = "/api/v5/market/ticker";
+const TICKERS: &str = "/api/v5/market/tickers";
+const INSTRUMENTS: &str = "/api/v5/public/instruments";
+
+pub struct Okx {
+    client: SourceClient,
+    max_batch: usize,
+}
+
+impl Okx {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+            max_batch: config
+                .max_batch_size
+                .or(ID.max_batch())
+                .map_or(1, |n| n.max(1) as usize),
+        })
+    }
+
+    /// GET `path?query` and unwrap OKX's envelope; `asked` names what a "not found" is about.
+    async fn call(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        asked: &str,
+    ) -> Result<Response, SourceError> {
+        let mut url = self.client.url(path);
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        let response = self.client.get(url, HeaderMap::new()).await?;
+        // Errors come as 200 or 4xx with the same envelope; check the code before the data.
+        let head: Result<Head, _> = serde_json::from_slice(&response.body);
+        match head {
+            Ok(h) if response.status.is_success() && h.code() == "0" => Ok(response),
+            Ok(h) if h.code.is_some() && h.code() != "0" => Err(in_band(&h.code(), &h.msg, asked)),
+            _ if !response.status.is_success() => Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {}", response.status),
+            }),
+            Ok(_) => Err(malformed("no code in the answer")),
+            Err(e) => Err(malformed(e.to_string())),
+        }
+    }
+}
+
+/// The envelope's status part.
+#[derive(Deserialize)]
+struct Head {
+    code: Option<Value>,
+    #[serde(default)]
+    msg: String,
+}
+
+impl Head {
+    fn code(&self) -> String {
+        match &self.code {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Data<T> {
+    data: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ticker<'a> {
+    inst_id: String,
+    #[serde(borrow)]
+    last: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Instrument {
+    base_ccy: String,
+    quote_ccy: String,
+    state: String,
+}
+
+#[async_trait]
+impl Source for Okx {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    fn symbol(&self, pair: &Pair) -> String {
+        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let symbol = self.symbol(pair);
+        let response = self
+            .call(TICKER, &[("instId", &symbol)], &pair.to_string())
+            .await?;
+        let data: Data<Ticker<'_>> = parse(&response.body)?;
+        let ticker = data.data.first().ok_or_else(|| not_found(pair))?;
+        if ticker.inst_id != symbol {
+            return Err(malformed(format!(
+                "asked {symbol}, got {}",
+                clip(&ticker.inst_id)
+            )));
+        }
+        let price = read_price(ticker.last, pair)?;
+        Ok(Quote {
+            price,
+            symbol,
+            received_at: SystemTime::now(),
+        })
+    }
+
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.max_batch)
+    }
+
+    /// OKX has no multi-instrument ticker: one `tickers?instType=SPOT` request answers every
+    /// pair of the batch, each looked up by its `instId` (absent → not found).
+    async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
+        let mut out = BatchResult::new();
+        if let [pair] = pairs {
+            out.insert(pair.clone(), self.fetch(pair).await);
+            return Ok(out);
+        }
+        if pairs.is_empty() {
+            return Ok(out);
+        }
+        let response = match self
+            .call(TICKERS, &[("instType", "SPOT")], "the spot tickers")
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                out.extend(pairs.iter().map(|p| (p.clone(), Err(e.clone()))));
+                return Ok(out);
+            }
+        };
+        let data: Data<Ticker<'_>> = match parse(&response.body) {
+            Ok(d) => d,
+            Err(e) => {
+                out.extend(pairs.iter().map(|p| (p.clone(), Err(e.clone()))));
+                return Ok(out);
+            }
+        };
+        let mut by_id: HashMap<&str, &RawValue> = HashMap::with_capacity(data.data.len());
+        for t in &data.data {
+            by_id.entry(t.inst_id.as_str()).or_insert(t.last);
+        }
+        let received_at = SystemTime::now();
+        for pair in pairs {
+            let symbol = self.symbol(pair);
+            let result = match by_id.get(symbol.as_str()) {
+                Some(raw) => read_price(raw, pair).map(|price| Quote {
+                    price,
+                    symbol,
+                    received_at,
+                }),
+                None => Err(not_found(pair)),
+            };
+            out.insert(pair.clone(), result);
+        }
+        Ok(out)
+    }
+
+    /// Spot instruments in state `live`.
+    async fn instruments(&self) -> Result<Vec<Pair>, SourceError> {
+        let response = self
+            .call(INSTRUMENTS, &[("instType", "SPOT")], "the spot instruments")
+            .await?;
+        let data: Data<Instrument> = parse(&response.body)?;
+        Ok(data
+            .data
+            .into_iter()
+            .filter(|i| i.state == "live")
+            .filter_map(|i| Pair::new(&i.base_ccy, &i.quote_ccy).ok())
+            .collect())
+    }
+}
+
+/// OKX's in-band error codes.
+fn in_band(code: &str, msg: &str, asked: &str) -> SourceError {
+    match code {
+        // "Instrument ID does not exist" / "Instrument ID, Instrument ID code, or Spread ID doesn't exist."
+        "51001" => SourceError::PairNotFound {
+            from: ID,
+            pair: asked.to_owned(),
+        },
+        // "Parameter instId error": an instId OKX cannot have.
+        "51000" if msg.contains("instId") => SourceError::PairNotFound {
+            from: ID,
+            pair: asked.to_owned(),
+        },
+        // "Rate limit reached" / "Requests too frequent".
+        "50011" | "50061" => SourceError::RateLimited {
+            from: ID,
+            retry_after: None,
+        },
+        _ => SourceError::Upstream {
+            from: ID,
+            reason: format!("code {}: {}", clip(code), clip(msg)),
+        },
+    }
+}
+
+/// The price text as OKX wrote it; empty or zero (no trade yet) is "no price".
+fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
+    Price::from_json(raw).map_err(|e| {
+        let text = raw.get().trim().trim_matches('"');
+        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
+            not_found(pair)
+        } else {
+            malformed(format!("price: {e}"))
+        }
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SourceError> {
+    serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
+}
+
+fn not_found(pair: &Pair) -> SourceError {
+    SourceError::PairNotFound {
+        from: ID,
+        pair: pair.to_string(),
+    }
+}
+
+fn malformed(reason: impl AsRef<str>) -> SourceError {
+    SourceError::Malformed {
+        from: ID,
+        reason: clip(reason.as_ref()),
+    }
+}
+
+/// Upstream text, bounded before it goes into an error.
+fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::extract::Query;
+    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing;
+
+    /// Live capture (ocr-and-sources.md B.2).
+    const BTC: &str = r#"{"code":"0","data":[{"instType":"SPOT","instId":"BTC-USDT","last":"84070.9","lastSz":"0.06810322","askPx":"84071","askSz":"0.61943805","bidPx":"84070.9","bidSz":"4.80941911","open24h":"84515.8","high24h":"84944.4","low24h":"82874.5","volCcy24h":"511984068.580413188","vol24h":"6094.07117965","ts":"1790323049365","sodUtc0":"84409.9","sodUtc8":"84419.6"}],"msg":""}"#;
+    const NO_INSTRUMENT: &str =
+        r#"{"code":"51001","data":[],"msg":"Instrument ID does not exist"}"#;
+    const NO_INSTRUMENT_NEW: &str = r#"{"code":"51001","data":[],"msg":"Instrument ID, Instrument ID code, or Spread ID doesn't exist."}"#;
+    const KEY: &str = "okx-key-5ecr3t";
+
+    fn pair(text: &str) -> Pair {
+        Pair::parse(text).expect("pair")
+    }
+
+    fn source_with(url: &str, extra: Value) -> Okx {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
+        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Okx::new(&testing::config(ID, json), None).expect("source")
+    }
+
+    fn source(url: &str) -> Okx {
+        source_with(url, json!({}))
+    }
+
+    async fn answering(status: u16, body: &'static str) -> String {
+        let status = StatusCode::from_u16(status).expect("status");
+        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).expect("decimal")
+    }
+
+    fn ticker(inst_id: &str, last: &str) -> String {
+        format!(
+            r#"{{"instType":"SPOT","instId":"{inst_id}","last":"{last}","lastSz":"0.1","askPx":"{last}","askSz":"1","bidPx":"{last}","bidSz":"1","open24h":"1","high24h":"1","low24h":"1","volCcy24h":"1","vol24h":"1","ts":"1790323049365","sodUtc0":"1","sodUtc8":"1"}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn single_price_keeps_the_exact_decimal() {
+        let router = Router::new().route(
+            TICKER,
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                match q.get("instId").map(String::as_str) {
+                    Some("BTC-USDT") => BTC,
+                    _ => NO_INSTRUMENT,
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        let q = s.fetch(&pair("btc-usdt")).await.expect("quote");
+        assert_eq!(q.symbol, "BTC-USDT");
+        assert_eq!(q.price.value(), dec("84070.9"));
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("unknown");
+        assert_eq!(
+            e,
+            SourceError::PairNotFound {
+                from: ID,
+                pair: "FOO/BAR".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn precision_is_kept_to_the_last_digit() {
+        let body: &'static str = Box::leak(
+            format!(
+                r#"{{"code":"0","msg":"","data":[{}]}}"#,
+                ticker("SHIB-USDT", "0.000012345678901234567")
+            )
+            .into_boxed_str(),
+        );
+        let s = source(&answering(200, body).await);
+        let q = s.fetch(&pair("SHIB/USDT")).await.expect("quote");
+        assert_eq!(q.price.value().to_string(), "0.000012345678901234567");
+    }
+
+    #[tokio::test]
+    async fn in_band_errors_are_mapped() {
+        for body in [
+            NO_INSTRUMENT,
+            NO_INSTRUMENT_NEW,
+            r#"{"code":"51000","data":[],"msg":"Parameter instId error"}"#,
+        ] {
+            let s = source(&answering(200, body).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("FOO/BAR")).await,
+                    Err(SourceError::PairNotFound { .. })
+                ),
+                "{body}"
+            );
+        }
+        // Same envelope on an HTTP 400.
+        let s = source(&answering(400, NO_INSTRUMENT).await);
+        assert!(matches!(
+            s.fetch(&pair("FOO/BAR")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+
+        for body in [
+            r#"{"msg":"Too Many Requests","code":"50011"}"#,
+            r#"{"code":"50061","data":[],"msg":"Sub-account rate limit exceeded"}"#,
+        ] {
+            let s = source(&answering(200, body).await);
+            assert_eq!(
+                s.fetch(&pair("BTC/USDT")).await,
+                Err(SourceError::RateLimited {
+                    from: ID,
+                    retry_after: None
+                }),
+                "{body}"
+            );
+        }
+        let s = source(&answering(200, r#"{"code":"50001","data":[],"msg":"Service temporarily unavailable. Please try again later."}"#).await);
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("error");
+        assert!(
+            matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("50001")),
+            "{e:?}"
+        );
+        let s = source(
+            &answering(
+                200,
+                r#"{"code":"51000","data":[],"msg":"Parameter instType error"}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn empty_data_zero_price_and_wrong_instrument() {
+        let s = source(&answering(200, r#"{"code":"0","msg":"","data":[]}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let body: &'static str = Box::leak(
+            format!(
+                r#"{{"code":"0","msg":"","data":[{}]}}"#,
+                ticker("NEW-USDT", "")
+            )
+            .into_boxed_str(),
+        );
+        let s = source(&answering(200, body).await);
+        assert!(matches!(
+            s.fetch(&pair("NEW/USDT")).await,
+            Err(SourceError::PairNotFound { .. })
+        ));
+        let body: &'static str = Box::leak(
+            format!(
+                r#"{{"code":"0","msg":"","data":[{}]}}"#,
+                ticker("ETH-USDT", "2600")
+            )
+            .into_boxed_str(),
+        );
+        let s = source(&answering(200, body).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(404, "<html>404</html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Upstream { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn batch_is_one_tickers_request_and_every_pair_gets_an_answer() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let h = hits.clone();
+        let body = format!(
+            r#"{{"code":"0","msg":"","data":[{},{},{}]}}"#,
+            ticker("BTC-USDT", "67123.40000000"),
+            ticker("ETH-USDT", "2600.12"),
+            ticker("NEW-USDT", "")
+        );
+        let router = Router::new().route(
+            TICKERS,
+            get(move |uri: Uri| {
+                let h = h.clone();
+                let body = body.clone();
+                async move {
+                    h.lock().expect("lock").push(uri.to_string());
+                    body
+                }
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert_eq!(s.max_batch(), Some(200));
+        let pairs = [
+            pair("BTC/USDT"),
+            pair("eth/usdt"),
+            pair("FOO/BAR"),
+            pair("NEW/USDT"),
+        ];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert_eq!(out.len(), 4);
+        let btc = out[&pairs[0]].as_ref().expect("btc");
+        assert_eq!(btc.price.value(), dec("67123.4"));
+        assert_eq!(btc.symbol, "BTC-USDT");
+        assert_eq!(
+            out[&pairs[1]].as_ref().expect("eth").price.value(),
+            dec("2600.12")
+        );
+        assert!(matches!(
+            out[&pairs[2]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert!(matches!(
+            out[&pairs[3]],
+            Err(SourceError::PairNotFound { .. })
+        ));
+        assert_eq!(
+            hits.lock().expect("lock").as_slice(),
+            ["/api/v5/market/tickers?instType=SPOT"]
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_failure_reaches_every_pair() {
+        let s = source_with(
+            &answering(200, r#"{"msg":"Too Many Requests","code":"50011"}"#).await,
+            json!({"maxBatchSize": 50}),
+        );
+        assert_eq!(s.max_batch(), Some(50));
+        let pairs = [pair("BTC/USDT"), pair("ETH/USDT")];
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out
+            .values()
+            .all(|r| matches!(r, Err(SourceError::RateLimited { .. }))));
+        let s = source(&answering(200, "not json").await);
+        let out = s.fetch_batch(&pairs).await.expect("batch");
+        assert!(out
+            .values()
+            .all(|r| matches!(r, Err(SourceError::Malformed { .. }))));
+    }
+
+    #[tokio::test]
+    async fn instruments_are_the_live_spot_instruments() {
+        let body = r#"{"code":"0","msg":"","data":[{"alias":"","baseCcy":"BTC","category":"1","ctMult":"","ctType":"","ctVal":"","ctValCcy":"","expTime":"","instFamily":"","instId":"BTC-USDT","instType":"SPOT","lever":"10","listTime":"1548133413000","lotSz":"0.00000001","maxIcebergSz":"9999999999","maxLmtSz":"9999999999","maxMktSz":"1000000","minSz":"0.00001","quoteCcy":"USDT","settleCcy":"","state":"live","tickSz":"0.1","uly":""},{"baseCcy":"OLD","instId":"OLD-USDT","instType":"SPOT","quoteCcy":"USDT","state":"suspend"},{"baseCcy":"ETH","instId":"ETH-BTC","instType":"SPOT","quoteCcy":"BTC","state":"live"}]}"#;
+        let router = Router::new().route(
+            INSTRUMENTS,
+            get(move |Query(q): Query<HashMap<String, String>>| async move {
+                assert_eq!(q.get("instType").map(String::as_str), Some("SPOT"));
+                body
+            }),
+        );
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.instruments().await.expect("list"),
+            vec![pair("BTC/USDT"), pair("ETH/BTC")]
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let router = Router::new().fallback(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "1")],
+                        r#"{"msg":"Too Many Requests","code":"50011"}"#,
+                    )
+                        .into_response()
+                } else {
+                    (StatusCode::OK, BTC).into_response()
+                }
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
+        let started = Instant::now();
+        let q = s
+            .fetch(&pair("BTC/USDT"))
+            .await
+            .expect("quote after the retry");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(q.price.value(), dec("84070.9"));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_without_retries_reports_retry_after() {
+        let router = Router::new().fallback(|| async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                r#"{"msg":"Too Many Requests","code":"50011"}"#,
+            )
+        });
+        let s = source(&testing::serve(router).await);
+        assert_eq!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_block_and_forbidden_are_refusals() {
+        for status in [451, 403] {
+            let s = source(&answering(status, r#"{"msg":"","code":"51155"}"#).await);
+            assert!(
+                matches!(
+                    s.fetch(&pair("BTC/USDT")).await,
+                    Err(SourceError::Refused { .. })
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        assert!(matches!(
+            s.instruments().await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(&answering(200, r#"{"data":[]}"#).await);
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+        let s = source(
+            &answering(
+                200,
+                r#"{"code":"0","msg":"","data":[{"instId":"BTC-USDT"}]}"#,
+            )
+            .await,
+        );
+        assert!(matches!(
+            s.fetch(&pair("BTC/USDT")).await,
+            Err(SourceError::Malformed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            BTC
+        });
+        let s = source(&testing::serve(router).await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn hanging_connection_times_out() {
+        let s = source(&hanging().await);
+        let started = Instant::now();
+        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
+        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn api_key_is_never_sent_nor_shown() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
+            let seen = s2.clone();
+            async move {
+                let mut line = uri.to_string();
+                for (name, value) in &headers {
+                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
+                }
+                seen.lock().expect("lock").push(line);
+                NO_INSTRUMENT
+            }
+        });
+        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
+        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 1);
+        assert!(!seen[0].contains(KEY), "{}", seen[0]);
+        assert!(!format!("{e} {e:?}").contains(KEY));
+    }
+}

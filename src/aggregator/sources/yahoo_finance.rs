@@ -1,0 +1,756 @@
+//! Yahoo Finance (unofficial, undocumented chart API):
+//! `GET https://query1.finance.yahoo.com/v8/finance/chart/{TICKER}?interval=1d&range=1d`; the price
+//! is `chart.result[0].meta.regularMarketPrice` (a JSON number, read from its text) and
+//! `chart.result[0].meta.currency` is the currency that price is in.
+//!
+//! ## Symbol mapping
+//!
+//! The reference mapped every `X/USD` and `X/EUR` to the bare ticker `X`, so `X/EUR` was priced
+//! with the USD listing (reference-solution.md §10 item 25), and `BTC/USD` / `ETH/USD` now hit the
+//! Grayscale mini-trust ETFs listed as `BTC` / `ETH`. Here a pair maps to an ordered list of
+//! candidate tickers, and an answer counts only if `meta.currency` is the asked quote:
+//!
+//! 1. both codes are ISO 4217 fiat currencies → the FX ticker `EURUSD=X`;
+//! 2. the base already is a Yahoo ticker with an exchange suffix or class (`C3M.PA`, `CSPX.L`,
+//!    `BRK-B`, also `BTC-USD`) → that ticker, as given (upper-cased);
+//! 3. otherwise → the crypto ticker `BASE-QUOTE` (`BTC-USD`, `ETH-EUR`), and only if Yahoo does
+//!    not know it, the bare listing `BASE` (`COIN`, `AAPL`).
+//!
+//! The currency check is exact (`meta.currency` = the quote as given or upper-cased): `VOD.L`
+//! answers in `GBp` (pence), which is not `GBP`, so `VOD.L/GBP` is not found while `VOD.L/GBp`
+//! is. A mismatch is `PairNotFound` — never the price of another currency. The fallback to the
+//! bare ticker happens only on a definite "not found" of the crypto ticker, never after a
+//! timeout or an upstream error; the ticker that answered is remembered per pair, so later
+//! fetches cost one request. (Residual ambiguity: where Yahoo lists both a crypto `X-Q` and a
+//! stock `X` in `Q`, the crypto wins; name a stock unambiguously by its suffixed ticker where
+//! it has one.)
+//!
+//! ## Errors
+//!
+//! | answer | `SourceError` |
+//! |---|---|
+//! | `chart.error.code = "Not Found"` (HTTP 404), empty `result`, no price, currency mismatch | `PairNotFound` (after the last candidate) |
+//! | any other `chart.error` | `Upstream` |
+//! | 429 (also what Yahoo sends to non-browser User-Agents) | `RateLimited` (client) |
+//! | no `meta` / no `meta.currency` / a non-positive price / not JSON | `Malformed` |
+//!
+//! No API key; requests carry a browser User-Agent, as the reference and its job templates do.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
+
+/// The public endpoint (`baseUrl` replaces it, e.g. with `query2.finance.yahoo.com`).
+pub const DEFAULT_BASE_URL: &str = "https://query1.finance.yahoo.com";
+
+/// Yahoo throttles requests without a browser User-Agent.
+pub const BROWSER_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36";
+
+const ID: SourceId = SourceId::YahooFinance;
+/// Upstream messages quoted in errors are cut to this many characters.
+const MAX_MESSAGE: usize = 200;
+/// Remembered pair → ticker resolutions; the map is emptied when it grows past this.
+const MAX_RESOLVED: usize = 4096;
+
+/// Active ISO 4217 national and regional currencies, which Yahoo quotes as `XXXYYY=X` (plus
+/// offshore `CNH`); metals and other non-currency units (`XAU`, `XDR`, …) are not included.
+const FIAT: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNH", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP",
+    "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF",
+    "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD",
+    "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP",
+    "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR",
+    "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB",
+    "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD",
+    "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD",
+    "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR",
+    "ZMW", "ZWL",
+];
+
+fn is_fiat(code: &str) -> bool {
+    FIAT.binary_search(&code).is_ok()
+}
+
+/// The tickers to try for a pair, in order (rules in the module documentation).
+fn candidates(pair: &Pair) -> Vec<String> {
+    let Pair { base, quote } = pair.upper();
+    if is_fiat(&base) && is_fiat(&quote) {
+        vec![format!("{base}{quote}=X")]
+    } else if base.contains(['.', '-']) {
+        vec![base]
+    } else {
+        vec![format!("{base}-{quote}"), base]
+    }
+}
+
+fn short(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE)
+        .collect()
+}
+
+pub struct YahooFinance {
+    client: SourceClient,
+    /// Pairs whose ticker had to be found among several candidates → the ticker that answered.
+    resolved: Mutex<HashMap<Pair, String>>,
+}
+
+/// One ticker's answer: a price in the asked currency, or a definite "not this one".
+enum Lookup {
+    Found(Quote),
+    Absent(String),
+}
+
+#[derive(Deserialize)]
+struct Root<'a> {
+    #[serde(borrow)]
+    chart: Option<Chart<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Chart<'a> {
+    #[serde(borrow)]
+    result: Option<Vec<ChartResult<'a>>>,
+    error: Option<ChartError>,
+}
+
+#[derive(Deserialize)]
+struct ChartResult<'a> {
+    #[serde(borrow)]
+    meta: Option<Meta<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta<'a> {
+    currency: Option<String>,
+    #[serde(borrow)]
+    regular_market_price: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChartError {
+    code: Option<String>,
+    description: Option<String>,
+}
+
+impl YahooFinance {
+    pub fn new(
+        config: &SourceConfig,
+        global_proxy: Option<&RedactedUrl>,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
+            resolved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn remembered(&self, pair: &Pair) -> Option<String> {
+        self.resolved.lock().ok()?.get(pair).cloned()
+    }
+
+    fn remember(&self, pair: &Pair, ticker: &str) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            if resolved.len() >= MAX_RESOLVED && !resolved.contains_key(pair) {
+                resolved.clear();
+            }
+            resolved.insert(pair.clone(), ticker.to_owned());
+        }
+    }
+
+    fn forget(&self, pair: &Pair) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.remove(pair);
+        }
+    }
+
+    async fn lookup(&self, ticker: &str, pair: &Pair) -> Result<Lookup, SourceError> {
+        let mut url = self.client.url(&format!("v8/finance/chart/{ticker}"));
+        url.query_pairs_mut()
+            .append_pair("interval", "1d")
+            .append_pair("range", "1d");
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(BROWSER_USER_AGENT));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let response = self.client.get(url, headers).await?;
+        parse(ticker, pair, &response)
+    }
+}
+
+/// Reads one chart answer for `ticker`, asked for `pair`.
+fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, SourceError> {
+    let status = response.status;
+    let chart = match serde_json::from_slice::<Root<'_>>(&response.body) {
+        Ok(Root { chart: Some(chart) }) => chart,
+        Ok(_) if status.is_success() => {
+            return Err(SourceError::Malformed {
+                from: ID,
+                reason: "no \"chart\" object".into(),
+            })
+        }
+        Err(e) if status.is_success() => {
+            return Err(SourceError::Malformed {
+                from: ID,
+                reason: format!("not a chart answer: {e}"),
+            })
+        }
+        _ if status == StatusCode::NOT_FOUND => {
+            return Ok(Lookup::Absent(format!("{ticker}: HTTP 404")))
+        }
+        _ => {
+            return Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            })
+        }
+    };
+    if let Some(error) = chart.error {
+        let code = error.code.unwrap_or_default();
+        let description = error.description.unwrap_or_default();
+        if code.eq_ignore_ascii_case("Not Found") {
+            return Ok(Lookup::Absent(short(&format!("{ticker}: {description}"))));
+        }
+        return Err(SourceError::Upstream {
+            from: ID,
+            reason: short(&format!("{code}: {description}")),
+        });
+    }
+    if !status.is_success() {
+        return if status == StatusCode::NOT_FOUND {
+            Ok(Lookup::Absent(format!("{ticker}: HTTP 404")))
+        } else {
+            Err(SourceError::Upstream {
+                from: ID,
+                reason: format!("HTTP {status}"),
+            })
+        };
+    }
+    let Some(first) = chart.result.and_then(|r| r.into_iter().next()) else {
+        return Ok(Lookup::Absent(format!("{ticker}: empty result")));
+    };
+    let meta = first.meta.ok_or_else(|| SourceError::Malformed {
+        from: ID,
+        reason: "chart.result[0] has no meta".into(),
+    })?;
+    let currency = meta.currency.ok_or_else(|| SourceError::Malformed {
+        from: ID,
+        reason: "chart.result[0].meta has no currency".into(),
+    })?;
+    if currency != pair.quote && currency != pair.quote.to_ascii_uppercase() {
+        return Ok(Lookup::Absent(short(&format!(
+            "{ticker} is priced in {currency}, not {}",
+            pair.quote
+        ))));
+    }
+    let raw = match meta.regular_market_price {
+        Some(raw) if raw.get().trim() != "null" => raw,
+        _ => return Ok(Lookup::Absent(format!("{ticker}: no regularMarketPrice"))),
+    };
+    let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
+        from: ID,
+        reason: format!("meta.regularMarketPrice: {e}"),
+    })?;
+    Ok(Lookup::Found(Quote {
+        price,
+        symbol: ticker.to_owned(),
+        received_at: SystemTime::now(),
+    }))
+}
+
+#[async_trait]
+impl Source for YahooFinance {
+    fn id(&self) -> SourceId {
+        ID
+    }
+
+    /// The ticker that answered for this pair, or else the first candidate.
+    fn symbol(&self, pair: &Pair) -> String {
+        self.remembered(pair)
+            .or_else(|| candidates(pair).into_iter().next())
+            .unwrap_or_default()
+    }
+
+    async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
+        let all = candidates(pair);
+        let tickers = match self.remembered(pair) {
+            Some(ticker) => vec![ticker],
+            None => all.clone(),
+        };
+        for ticker in &tickers {
+            match self.lookup(ticker, pair).await? {
+                Lookup::Found(quote) => {
+                    if all.len() > 1 {
+                        self.remember(pair, ticker);
+                    }
+                    return Ok(quote);
+                }
+                Lookup::Absent(why) => tracing::debug!(source = %ID, %pair, "no price: {why}"),
+            }
+        }
+        self.forget(pair);
+        Err(SourceError::PairNotFound {
+            from: ID,
+            pair: pair.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{StatusCode, Uri};
+    use axum::Router;
+    use serde_json::json;
+
+    use super::*;
+    use crate::aggregator::sources::testing::{config, serve};
+
+    /// Yahoo's answers (ocr-and-sources.md B.11): a chart for a ticker, and the 404 for unknown ones.
+    fn chart(symbol: &str, currency: &str, kind: &str, price: &str) -> String {
+        format!(
+            r#"{{"chart":{{"result":[{{"meta":{{"currency":"{currency}","symbol":"{symbol}","exchangeName":"NMS","instrumentType":"{kind}","regularMarketPrice":{price},"regularMarketTime":1781308800,"previousClose":200.1,"fullExchangeName":"NasdaqGS"}},"timestamp":[1781308800],"indicators":{{"quote":[{{"close":[{price}]}}]}}}}],"error":null}}}}"#
+        )
+    }
+    const NOT_FOUND: &str = r#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}"#;
+
+    fn pair(base: &str, quote: &str) -> Pair {
+        Pair::new(base, quote).expect("pair")
+    }
+
+    fn adapter(url: &str, extra: serde_json::Value) -> YahooFinance {
+        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
+        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        YahooFinance::new(&config(ID, json), None).expect("adapter")
+    }
+
+    /// Requests the server saw: (path, query, User-Agent).
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(String, String, String)>>>);
+
+    impl Seen {
+        fn paths(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|(p, _, _)| p.clone())
+                .collect()
+        }
+        fn all(&self) -> Vec<(String, String, String)> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    /// A Yahoo-like server: `tickers` maps a ticker to (status, body); others get the 404.
+    async fn yahoo(tickers: &[(&str, u16, String)]) -> (String, Seen) {
+        let seen = Seen::default();
+        let record = seen.clone();
+        let table: Arc<HashMap<String, (u16, String)>> = Arc::new(
+            tickers
+                .iter()
+                .map(|(t, s, b)| ((*t).to_owned(), (*s, b.clone())))
+                .collect(),
+        );
+        let router = Router::new().fallback(move |uri: Uri, headers: axum::http::HeaderMap| {
+            let record = record.clone();
+            let table = table.clone();
+            async move {
+                let ua = headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.0.lock().expect("lock").push((
+                    uri.path().to_owned(),
+                    uri.query().unwrap_or("").to_owned(),
+                    ua,
+                ));
+                let ticker = uri.path().strip_prefix("/v8/finance/chart/").unwrap_or("");
+                match table.get(ticker) {
+                    Some((status, body)) => {
+                        (StatusCode::from_u16(*status).expect("status"), body.clone())
+                    }
+                    None => (StatusCode::NOT_FOUND, NOT_FOUND.to_owned()),
+                }
+            }
+        });
+        (serve(router).await, seen)
+    }
+
+    /// A server answering every request with `status`, `headers` and `body`.
+    async fn fixed(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> String {
+        let headers: Vec<_> = headers.to_vec();
+        let body = body.to_owned();
+        let router = Router::new().fallback(move || {
+            let headers = headers.clone();
+            let body = body.clone();
+            async move {
+                let mut map = axum::http::HeaderMap::new();
+                for (k, v) in headers {
+                    map.insert(k, v.parse().expect("header"));
+                }
+                (StatusCode::from_u16(status).expect("status"), map, body)
+            }
+        });
+        serve(router).await
+    }
+
+    async fn hanging() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn fiat_table_is_sorted_for_binary_search() {
+        assert!(FIAT.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_fiat("EUR") && is_fiat("USD") && !is_fiat("BTC") && !is_fiat("XAU"));
+    }
+
+    #[test]
+    fn candidate_tickers() {
+        assert_eq!(candidates(&pair("eur", "usd")), ["EURUSD=X"]);
+        assert_eq!(candidates(&pair("C3M.PA", "EUR")), ["C3M.PA"]);
+        assert_eq!(candidates(&pair("brk-b", "USD")), ["BRK-B"]);
+        assert_eq!(candidates(&pair("BTC", "USD")), ["BTC-USD", "BTC"]);
+        assert_eq!(candidates(&pair("X", "EUR")), ["X-EUR", "X"]);
+    }
+
+    #[tokio::test]
+    async fn an_exchange_listed_ticker_in_its_currency_is_read_exactly() {
+        let (url, seen) = yahoo(&[(
+            "C3M.PA",
+            200,
+            chart("C3M.PA", "EUR", "EQUITY", "4.2350000000000000001"),
+        )])
+        .await;
+        let source = adapter(&url, json!({}));
+        let quote = source.fetch(&pair("C3M.PA", "EUR")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "4.2350000000000000001");
+        assert_eq!(quote.symbol, "C3M.PA");
+        let all = seen.all();
+        assert_eq!(all.len(), 1);
+        let (path, query, ua) = &all[0];
+        assert_eq!(path, "/v8/finance/chart/C3M.PA");
+        assert_eq!(query, "interval=1d&range=1d");
+        assert_eq!(ua, BROWSER_USER_AGENT);
+    }
+
+    /// reference-solution.md §10 item 25: `X/EUR` must not be priced with the USD listing `X`.
+    #[tokio::test]
+    async fn x_eur_is_not_the_usd_listing() {
+        let (url, seen) = yahoo(&[("X", 200, chart("X", "USD", "EQUITY", "38.12"))]).await;
+        let source = adapter(&url, json!({}));
+        let err = source
+            .fetch(&pair("X", "EUR"))
+            .await
+            .expect_err("not found");
+        assert_eq!(
+            err,
+            SourceError::PairNotFound {
+                from: ID,
+                pair: "X/EUR".into()
+            }
+        );
+        assert_eq!(
+            seen.paths(),
+            ["/v8/finance/chart/X-EUR", "/v8/finance/chart/X"]
+        );
+        // In its own currency the listing is found.
+        let quote = source.fetch(&pair("X", "USD")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "38.12");
+        assert_eq!(quote.symbol, "X");
+    }
+
+    /// `BTC/USD` is the crypto ticker, never the `BTC` ETF in the same currency.
+    #[tokio::test]
+    async fn crypto_pairs_use_the_crypto_ticker() {
+        let (url, seen) = yahoo(&[
+            (
+                "BTC-USD",
+                200,
+                chart("BTC-USD", "USD", "CRYPTOCURRENCY", "67123.45"),
+            ),
+            ("BTC", 200, chart("BTC", "USD", "ETF", "41.07")),
+        ])
+        .await;
+        let source = adapter(&url, json!({}));
+        assert_eq!(source.symbol(&pair("BTC", "USD")), "BTC-USD");
+        let quote = source.fetch(&pair("BTC", "USD")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "67123.45");
+        assert_eq!(quote.symbol, "BTC-USD");
+        assert_eq!(seen.paths(), ["/v8/finance/chart/BTC-USD"]);
+    }
+
+    /// A failing crypto ticker (5xx, timeout) is an error, not a reason to try the bare listing.
+    #[tokio::test]
+    async fn errors_do_not_fall_back_to_another_instrument() {
+        let (url, seen) = yahoo(&[
+            ("BTC-USD", 500, "oops".into()),
+            ("BTC", 200, chart("BTC", "USD", "ETF", "41.07")),
+        ])
+        .await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("BTC", "USD"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "upstream_error", "{err:?}");
+        assert_eq!(seen.paths(), ["/v8/finance/chart/BTC-USD"]);
+    }
+
+    #[tokio::test]
+    async fn a_bare_stock_is_found_after_the_crypto_ticker_and_remembered() {
+        let (url, seen) = yahoo(&[("COIN", 200, chart("COIN", "USD", "EQUITY", "262.82"))]).await;
+        let source = adapter(&url, json!({}));
+        let quote = source.fetch(&pair("COIN", "USD")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "262.82");
+        assert_eq!(quote.symbol, "COIN");
+        assert_eq!(source.symbol(&pair("COIN", "USD")), "COIN");
+        source
+            .fetch(&pair("COIN", "USD"))
+            .await
+            .expect("second quote");
+        assert_eq!(
+            seen.paths(),
+            [
+                "/v8/finance/chart/COIN-USD",
+                "/v8/finance/chart/COIN",
+                "/v8/finance/chart/COIN"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn fiat_pairs_use_the_fx_ticker() {
+        let (url, seen) = yahoo(&[(
+            "EURUSD=X",
+            200,
+            chart("EURUSD=X", "USD", "CURRENCY", "1.0712"),
+        )])
+        .await;
+        let quote = adapter(&url, json!({}))
+            .fetch(&pair("EUR", "USD"))
+            .await
+            .expect("quote");
+        assert_eq!(quote.price.value().to_string(), "1.0712");
+        assert_eq!(quote.symbol, "EURUSD=X");
+        assert_eq!(seen.paths(), ["/v8/finance/chart/EURUSD=X"]);
+    }
+
+    /// LSE listings answer in pence (`GBp`): that is not `GBP`.
+    #[tokio::test]
+    async fn pence_are_not_pounds() {
+        let (url, _) = yahoo(&[("VOD.L", 200, chart("VOD.L", "GBp", "EQUITY", "72.5"))]).await;
+        let source = adapter(&url, json!({}));
+        let err = source
+            .fetch(&pair("VOD.L", "GBP"))
+            .await
+            .expect_err("not found");
+        assert_eq!(err.kind(), "not_found");
+        let quote = source.fetch(&pair("VOD.L", "GBp")).await.expect("quote");
+        assert_eq!(quote.price.value().to_string(), "72.5");
+    }
+
+    #[tokio::test]
+    async fn unknown_tickers_and_empty_answers_are_not_found() {
+        for (status, body) in [
+            (404, NOT_FOUND.to_owned()),
+            (404, "Not Found".to_owned()),
+            (200, NOT_FOUND.to_owned()),
+            (200, r#"{"chart":{"result":[],"error":null}}"#.to_owned()),
+            (200, r#"{"chart":{"result":null,"error":null}}"#.to_owned()),
+            (200, chart("C3M.PA", "EUR", "EQUITY", "null")),
+        ] {
+            let (url, _) = yahoo(&[("C3M.PA", status, body.clone())]).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("C3M.PA", "EUR"))
+                .await
+                .expect_err(&body);
+            assert_eq!(err.kind(), "not_found", "{body} -> {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn other_chart_errors_are_upstream_errors() {
+        let body = r#"{"chart":{"result":null,"error":{"code":"Bad Request","description":"Invalid input - interval=1x is not supported"}}}"#;
+        for status in [400, 200] {
+            let (url, _) = yahoo(&[("C3M.PA", status, body.to_owned())]).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("C3M.PA", "EUR"))
+                .await
+                .expect_err("error");
+            assert_eq!(err.kind(), "upstream_error", "{err:?}");
+            assert!(err.to_string().contains("Bad Request"), "{err}");
+        }
+        let (url, _) = yahoo(&[("C3M.PA", 400, "<html></html>".into())]).await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("C3M.PA", "EUR"))
+            .await
+            .expect_err("error");
+        assert_eq!(err.kind(), "upstream_error", "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_the_documented_shape_are_malformed() {
+        for body in [
+            "<html>oops</html>".to_owned(),
+            r#"{"finance":{}}"#.to_owned(),
+            r#"{"chart":{"result":[{"timestamp":[1]}],"error":null}}"#.to_owned(),
+            r#"{"chart":{"result":[{"meta":{"regularMarketPrice":1.5}}],"error":null}}"#.to_owned(),
+            chart("C3M.PA", "EUR", "EQUITY", "0"),
+            chart("C3M.PA", "EUR", "EQUITY", "\"abc\""),
+        ] {
+            let (url, _) = yahoo(&[("C3M.PA", 200, body.clone())]).await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("C3M.PA", "EUR"))
+                .await
+                .expect_err(&body);
+            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_429_is_retried_after_retry_after() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        let router = Router::new().fallback(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    let mut h = axum::http::HeaderMap::new();
+                    h.insert("retry-after", "1".parse().expect("header"));
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        h,
+                        "Too Many Requests".to_owned(),
+                    )
+                } else {
+                    (
+                        StatusCode::OK,
+                        axum::http::HeaderMap::new(),
+                        chart("AAPL", "USD", "EQUITY", "201.5"),
+                    )
+                }
+            }
+        });
+        let url = serve(router).await;
+        let start = Instant::now();
+        let quote = adapter(&url, json!({"maxRetries": 1}))
+            .fetch(&pair("AAPL.MX", "USD"))
+            .await
+            .expect("quote after the retry");
+        assert_eq!(quote.price.value().to_string(), "201.5");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        let url = fixed(429, &[("retry-after", "1")], "Too Many Requests").await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("BTC", "USD"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::RateLimited {
+                from: ID,
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn geo_blocks_and_forbidden_are_refused() {
+        for status in [451, 403] {
+            let url = fixed(status, &[], "blocked").await;
+            let err = adapter(&url, json!({}))
+                .fetch(&pair("BTC", "USD"))
+                .await
+                .expect_err("error");
+            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out() {
+        let router = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            NOT_FOUND
+        });
+        let url = serve(router).await;
+        let start = Instant::now();
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("BTC", "USD"))
+            .await
+            .expect_err("error");
+        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_connection_times_out() {
+        let url = hanging().await;
+        let err = adapter(&url, json!({}))
+            .fetch(&pair("BTC", "USD"))
+            .await
+            .expect_err("error");
+        assert_eq!(
+            err,
+            SourceError::Timeout {
+                from: ID,
+                timeout: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn no_batch_and_no_instrument_list() {
+        let source = adapter("http://127.0.0.1:9", json!({}));
+        assert_eq!(source.max_batch(), None);
+        assert_eq!(
+            source.instruments().await.expect_err("unsupported").kind(),
+            "unsupported"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! `enclave aggregator` as the supervisor runs it (the repository's `price-aggregator`
+//! definition): ready once it serves, answering the batch API from a local Binance-format server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::harness::{free_port, wait_until, Enclave};
+use enclave::supervisor::state::Status;
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A Binance-format ticker server on its own thread; returns its base URL.
+fn binance_server() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
+                .expect("send");
+            let app = axum::Router::new().route(
+                "/api/v3/ticker/price",
+                axum::routing::get(|| async {
+                    axum::Json(json!({"symbol": "BTCUSDT", "price": "67123.45000000"}))
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    rx.recv_timeout(T).expect("server started")
+}
+
+#[test]
+fn the_supervised_aggregator_becomes_ready_and_serves_the_batch_api() {
+    let upstream = binance_server();
+    let mut e = Enclave::new();
+    e.use_repo_services();
+    let port = free_port();
+    e.configure(|s| {
+        s["priceAggregatorConfig"] = json!({
+            "port": port,
+            "sources": {"binance": {"baseUrl": upstream, "rps": null}},
+        });
+        // The example's feeds use sources this test does not run.
+        s["feeds"] = json!([]);
+    });
+    e.start(&["--only", "price-aggregator"]);
+    e.wait_status("price-aggregator", Status::Up, T);
+    let mut answer = None;
+    wait_until(T, "a priced batch", || {
+        answer = Enclave::http_get(port, "/quotes/batch?pairs=BTC-USDT");
+        answer
+            .as_ref()
+            .is_some_and(|(code, body)| *code == 200 && body.contains("\"status\":\"ok\""))
+    });
+    let (_, body) = answer.expect("answer");
+    assert!(body.contains("\"price\":\"67123.45\""), "{body}");
+    let (code, body) = Enclave::http_get(port, "/quotes/batch?pairs=x").expect("answer");
+    assert_eq!(code, 400, "{body}");
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+}
