@@ -87,6 +87,7 @@ async fn start(config: AggregatorConfig) -> String {
         config: config.clone(),
         feeds: Arc::new(BTreeMap::new()),
         registry: prometheus::Registry::new(),
+        metrics: None,
     };
     serve(router(api)).await
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::aggregate::{aggregate, Leg, LegState, Policy};
 use super::cache::{Cache, CacheError};
+use super::metrics::AggregatorMetrics;
 use super::pair::Pair;
 use super::refresh::ttl_for;
 use super::sources::{Source, SourceError};
@@ -33,10 +34,13 @@ pub struct Api {
     /// Feeds by name: their legs answer `/quotes/batch` for the feed's pair.
     pub feeds: Arc<BTreeMap<String, FeedConfig>>,
     pub registry: prometheus::Registry,
+    /// API request counts and latencies, when the service measures itself.
+    pub metrics: Option<AggregatorMetrics>,
 }
 
 pub fn router(api: Api) -> Router {
-    Router::new()
+    let measured = api.metrics.clone();
+    let routes = Router::new()
         .route("/", get(root))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -45,7 +49,37 @@ pub fn router(api: Api) -> Router {
         .route("/quote/{source}/{base}/{quote}", get(quote))
         .route("/quotes/batch", get(quotes_batch))
         .fallback(not_found)
-        .with_state(api)
+        .with_state(api);
+    match measured {
+        Some(m) => routes.layer(axum::middleware::from_fn_with_state(m, measure)),
+        None => routes,
+    }
+}
+
+/// Counts and times every request by its route template (never the raw path: no label explosion).
+async fn measure(
+    State(metrics): State<AggregatorMetrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics
+        .http_requests
+        .with_label_values(&[&route, &method, &status])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 fn iso(t: SystemTime) -> String {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::metrics::AggregatorMetrics;
 use super::pair::Pair;
 use super::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
@@ -68,6 +69,7 @@ pub enum CacheError {
 #[derive(Clone)]
 pub struct Cache {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
+    metrics: Option<AggregatorMetrics>,
     max_entries: usize,
     /// A failed fetch is answered from the cache this long before the source is asked again,
     /// so a failing pair cannot turn client requests into an upstream flood.
@@ -78,8 +80,21 @@ impl Cache {
     pub fn new(max_entries: usize, error_hold: Duration) -> Self {
         Self {
             entries: Arc::new(Mutex::new(HashMap::new())),
+            metrics: None,
             max_entries,
             error_hold,
+        }
+    }
+
+    /// Counts hits, misses and refetches in `metrics`.
+    pub fn with_metrics(mut self, metrics: AggregatorMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, counter: impl FnOnce(&AggregatorMetrics)) {
+        if let Some(m) = &self.metrics {
+            counter(m);
         }
     }
 
@@ -111,8 +126,12 @@ impl Cache {
             entry.last_requested = now;
             entry.ttl = ttl;
             if let Some(quote) = entry.fresh(now) {
-                return Ok(quote.clone());
+                let quote = quote.clone();
+                drop(entries);
+                self.count(|m| m.cache_hits.with_label_values(&[key.0.name()]).inc());
+                return Ok(quote);
             }
+            self.count(|m| m.cache_misses.with_label_values(&[key.0.name()]).inc());
             if let Some((error, at)) = &entry.error {
                 if entry.inflight.is_none() && now.saturating_duration_since(*at) < self.error_hold
                 {
@@ -222,6 +241,11 @@ impl Cache {
                 })
             });
             self.record(&(id, pair), &outcome);
+            let result = match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            };
+            self.count(|m| m.refetches.with_label_values(&[id.name(), result]).inc());
             let _ = tx.send(Some(outcome));
         }
     }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cache::{Cache, Entry, Key};
+use super::metrics::AggregatorMetrics;
 use super::pair::Pair;
 use super::sources::{Source, SourceError};
 use crate::config::schema::aggregator::AggregatorConfig;
@@ -87,13 +88,19 @@ pub async fn run(
     cache: Cache,
     sources: Arc<BTreeMap<SourceId, Arc<dyn Source>>>,
     config: Arc<AggregatorConfig>,
+    metrics: Option<AggregatorMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut refetch_tick = tokio::time::interval(config.refetch.batch_interval);
     let mut cleanup_tick = tokio::time::interval(config.pair_cleanup.cleanup_interval);
     loop {
         tokio::select! {
-            _ = refetch_tick.tick() => refetch_due(&cache, &sources, &config),
+            _ = refetch_tick.tick() => {
+                refetch_due(&cache, &sources, &config);
+                if let Some(m) = &metrics {
+                    observe_tracked(&cache, m);
+                }
+            }
             _ = cleanup_tick.tick() => {
                 if config.pair_cleanup.enabled {
                     let removed = cache.remove_inactive(config.pair_cleanup.inactive_timeout);
@@ -104,6 +111,29 @@ pub async fn run(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Tracked pairs per source and each tracked quote's age; series of pairs no longer tracked go.
+fn observe_tracked(cache: &Cache, metrics: &AggregatorMetrics) {
+    let now = Instant::now();
+    let mut per_source: BTreeMap<SourceId, i64> = BTreeMap::new();
+    metrics.quote_age.reset();
+    for ((source, pair), entry) in cache.snapshot() {
+        *per_source.entry(source).or_default() += 1;
+        if let Some((_, at)) = &entry.quote {
+            metrics
+                .quote_age
+                .with_label_values(&[source.name(), &pair.to_string()])
+                .set(now.saturating_duration_since(*at).as_secs_f64());
+        }
+    }
+    metrics.tracked_pairs.reset();
+    for (source, count) in per_source {
+        metrics
+            .tracked_pairs
+            .with_label_values(&[source.name()])
+            .set(count);
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::api::{router, Api};
 use super::cache::Cache;
+use super::metrics::{AggregatorMetrics, Measured};
 use super::pair::Pair;
 use super::refresh::{self, ttl_for};
 use super::registry;
@@ -37,16 +38,24 @@ pub enum ServiceError {
     Push(#[from] telemetry::push::PushError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] prometheus::Error),
 }
 
 pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceError> {
     let aggregator = Arc::new(config.aggregator.clone());
-    let sources = Arc::new(registry::build(&aggregator)?);
     let registry = Registry::new();
+    let metrics = AggregatorMetrics::register(&registry)?;
+    let sources: BTreeMap<SourceId, Arc<dyn Source>> = registry::build(&aggregator)?
+        .into_iter()
+        .map(|(id, source)| (id, Measured::wrap(source, metrics.clone())))
+        .collect();
+    let sources = Arc::new(sources);
     let cache = Cache::new(
         aggregator.max_tracked_pairs,
         aggregator.refetch.failed_pairs_retry.retry_delay,
-    );
+    )
+    .with_metrics(metrics.clone());
     let feeds = config
         .feeds
         .iter()
@@ -58,6 +67,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         config: aggregator.clone(),
         feeds: Arc::new(feeds),
         registry: registry.clone(),
+        metrics: Some(metrics.clone()),
     };
     let pusher = Pusher::start(
         &registry,
@@ -74,7 +84,13 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     }
     notify_ready(notify_fd);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(refresh::run(cache, sources, aggregator, stopped.clone()));
+    tokio::spawn(refresh::run(
+        cache,
+        sources,
+        aggregator,
+        Some(metrics),
+        stopped.clone(),
+    ));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
