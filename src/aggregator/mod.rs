@@ -11,3 +11,4 @@ pub mod refresh;
 pub mod registry;
 pub mod service;
 pub mod sources;
+pub mod streams;
