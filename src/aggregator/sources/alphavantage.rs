@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -38,7 +38,6 @@ pub const DEFAULT_BASE_URL: &str = "https://www.alphavantage.co";
 pub const FUNCTION: &str = "CURRENCY_EXCHANGE_RATE";
 
 const ID: SourceId = SourceId::AlphaVantage;
-const MAX_MESSAGE: usize = 200;
 const RATE: &str = "Realtime Currency Exchange Rate";
 
 pub struct AlphaVantage {
@@ -72,14 +71,6 @@ impl AlphaVantage {
         })
     }
 
-    fn clean(&self, message: &str) -> String {
-        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
-        if let Some(key) = &self.api_key {
-            text = text.replace(key.expose().trim(), "***");
-        }
-        text.chars().take(MAX_MESSAGE).collect()
-    }
-
     /// `"Error Message"`, `"Note"` or `"Information"`, if the body carries one.
     fn in_band_error(
         &self,
@@ -95,7 +86,10 @@ impl AlphaVantage {
             return Some(if lower.contains("apikey") || lower.contains("api key") {
                 SourceError::Refused {
                     from: ID,
-                    reason: self.clean(&message),
+                    reason: upstream_message(
+                        &message,
+                        self.api_key.as_ref().map(|k| k.expose().trim()),
+                    ),
                 }
             } else {
                 not_found(pair)
@@ -211,129 +205,30 @@ fn is_null_or_zero(raw: &RawValue) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::extract::Request;
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-    use axum::response::{IntoResponse, Response};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, pair, Answer, MockServer, Subject};
 
     const KEY: &str = "AVKEY0123456789XYZ";
 
     const RATE_BODY: &str = r#"{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"BTC","2. From_Currency Name":"Bitcoin","3. To_Currency Code":"USD","4. To_Currency Name":"United States Dollar","5. Exchange Rate":"68508.68000000","6. Last Refreshed":"2024-03-15 06:44:02","7. Time Zone":"UTC","8. Bid Price":"68508.67000000","9. Ask Price":"68508.68000000"}}"#;
 
-    #[derive(Clone)]
-    struct Answer {
-        status: u16,
-        headers: Vec<(&'static str, &'static str)>,
-        body: String,
-        delay: Duration,
-    }
-
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: vec![("content-type", "application/json")],
-            body: body.to_owned(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    #[derive(Clone, Debug)]
-    struct Seen {
-        path: String,
-        query: BTreeMap<String, String>,
-    }
-
-    struct Server {
-        url: String,
-        hits: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Server {
-        fn hits(&self) -> usize {
-            self.hits.load(Ordering::SeqCst)
-        }
-
-        fn seen(&self) -> Vec<Seen> {
-            self.seen.lock().expect("lock").clone()
-        }
-    }
-
-    async fn server(answers: Vec<Answer>) -> Server {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let answers = Arc::new(answers);
-        let (h, s) = (hits.clone(), seen.clone());
-        let router = Router::new().fallback(move |req: Request| {
-            let (hits, seen, answers) = (h.clone(), s.clone(), answers.clone());
-            async move {
-                let request = Seen {
-                    path: req.uri().path().to_owned(),
-                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect(),
-                };
-                let n = hits.fetch_add(1, Ordering::SeqCst);
-                let a = answers[n.min(answers.len() - 1)].clone();
-                seen.lock().expect("lock").push(request);
-                tokio::time::sleep(a.delay).await;
-                let mut headers = HeaderMap::new();
-                for (k, v) in &a.headers {
-                    headers.insert(
-                        HeaderName::from_static(k),
-                        HeaderValue::from_str(v).expect("header"),
-                    );
-                }
-                let status = StatusCode::from_u16(a.status).expect("status");
-                let response: Response = (status, headers, a.body).into_response();
-                response
-            }
-        });
-        let url = testing::serve(router).await;
-        Server { url, hits, seen }
-    }
-
-    fn source(url: &str, extra: serde_json::Value) -> AlphaVantage {
-        let mut cfg =
-            json!({"baseUrl": url, "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-            c.extend(e.clone());
-        }
-        AlphaVantage::new(&testing::config(ID, cfg), None).expect("adapter")
-    }
-
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
-    }
-
-    fn shown(e: &SourceError) -> String {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(KEY), "key leaked: {text}");
-        text
+    fn subject() -> Subject {
+        Subject::new(ID, |c| {
+            Box::new(AlphaVantage::new(&c, None).expect("adapter"))
+        })
+        .key(KEY)
     }
 
     async fn error_for(status: u16, body: &str) -> SourceError {
-        let srv = server(vec![answer(status, body)]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("error");
-        shown(&err);
-        err
+        subject().error_for(Answer::new(status, body)).await
     }
 
     #[tokio::test]
     async fn the_rate_keeps_the_exact_decimal_and_the_key_is_the_apikey_parameter() {
-        let srv = server(vec![answer(200, RATE_BODY)]).await;
-        let av = source(&srv.url, json!({}));
+        let srv = MockServer::always(Answer::new(200, RATE_BODY)).await;
+        let av = subject().source(&srv.url, json!({}));
         let q = av.fetch(&pair("btc-usd")).await.expect("quote");
         assert_eq!(q.price.to_string(), "68508.68");
         assert_eq!(q.price.value().to_string(), "68508.68000000");
@@ -349,10 +244,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_base_url_ending_in_query_is_the_endpoint() {
-        let srv = server(vec![answer(200, RATE_BODY)]).await;
-        let av = source(&format!("{}/query", srv.url), json!({}));
+        let srv = MockServer::always(Answer::new(200, RATE_BODY)).await;
+        let av = subject().source(&format!("{}/query", srv.url), json!({}));
         av.fetch(&pair("BTC/USD")).await.expect("quote");
-        let prefixed = source(&format!("{}/av", srv.url), json!({}));
+        let prefixed = subject().source(&format!("{}/av", srv.url), json!({}));
         prefixed.fetch(&pair("BTC/USD")).await.expect("quote");
         let paths: Vec<String> = srv.seen().into_iter().map(|s| s.path).collect();
         assert_eq!(paths, ["/query", "/av/query"]);
@@ -361,8 +256,9 @@ mod tests {
     #[tokio::test]
     async fn an_older_capture_without_bid_and_ask_parses() {
         let body = r#"{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"EUR","2. From_Currency Name":"Euro","3. To_Currency Code":"USD","4. To_Currency Name":"United States Dollar","5. Exchange Rate":"1.07120000","6. Last Refreshed":"2025-10-24 12:00:01","7. Time Zone":"UTC"}}"#;
-        let srv = server(vec![answer(200, body)]).await;
-        let q = source(&srv.url, json!({}))
+        let srv = MockServer::always(Answer::new(200, body)).await;
+        let q = subject()
+            .source(&srv.url, json!({}))
             .fetch(&pair("eur/usd"))
             .await
             .expect("quote");
@@ -416,20 +312,18 @@ mod tests {
             "\"3. To_Currency Code\":\"USD\"",
             "\"3. To_Currency Code\":\"EUR\"",
         );
-        for body in [
-            "<html>",
-            "{}",
-            "[]",
-            r#"{"Realtime Currency Exchange Rate":{}}"#,
-            r#"{"Realtime Currency Exchange Rate":{"5. Exchange Rate":"abc"}}"#,
-            other.as_str(),
-        ] {
-            let err = error_for(200, body).await;
-            assert!(
-                matches!(err, SourceError::Malformed { .. }),
-                "{body}: {err:?}"
-            );
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>",
+                "{}",
+                "[]",
+                r#"{"Realtime Currency Exchange Rate":{}}"#,
+                r#"{"Realtime Currency Exchange Rate":{"5. Exchange Rate":"abc"}}"#,
+                other.as_str(),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -440,96 +334,34 @@ mod tests {
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let mut limited = answer(429, "{}");
-        limited.headers.push(("retry-after", "1"));
-        let srv = server(vec![limited.clone(), answer(200, RATE_BODY)]).await;
-        let started = Instant::now();
-        let q = source(&srv.url, json!({"maxRetries": 2}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect("quote after retry");
-        assert_eq!(q.price.to_string(), "68508.68");
-        assert_eq!(srv.hits(), 2);
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        testing::check_retry_after(&subject(), "{}", RATE_BODY, "68508.68000000").await;
+    }
 
-        let srv = server(vec![limited]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("limited");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
-        assert_eq!(srv.hits(), 1);
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        testing::check_rate_limited_without_retries(&subject(), "{}").await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refusals() {
-        for status in [451, 403] {
-            let err = error_for(status, "").await;
-            assert!(
-                matches!(err, SourceError::Refused { .. }),
-                "{status}: {err:?}"
-            );
-        }
+        testing::check_refused(&subject(), &[(451, ""), (403, "")]).await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let mut slow = answer(200, RATE_BODY);
-        slow.delay = Duration::from_secs(3);
-        let srv = server(vec![slow]).await;
-        let started = Instant::now();
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_slow_answer_times_out(&subject(), RATE_BODY).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let started = Instant::now();
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn an_unreachable_host_is_unreachable_without_the_url() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("unreachable");
-        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        assert!(!shown(&err).contains("apikey"));
+        let s = subject();
+        let err = testing::check_unreachable(&s).await;
+        assert!(!s.shown(&err).contains("apikey"));
     }
 
     #[tokio::test]
@@ -537,6 +369,6 @@ mod tests {
         let body = format!(r#"{{"Error Message":"the parameter apikey {KEY} is invalid"}}"#);
         let err = error_for(200, &body).await;
         assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
-        assert!(shown(&err).contains("apikey *** is invalid"));
+        assert!(subject().shown(&err).contains("apikey *** is invalid"));
     }
 }

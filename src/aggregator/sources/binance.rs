@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -301,76 +301,39 @@ fn malformed(reason: impl AsRef<str>) -> SourceError {
     }
 }
 
-/// Upstream text, bounded before it goes into an error.
-fn clip(text: &str) -> String {
-    const MAX: usize = 160;
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
     use axum::extract::Query;
-    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
-    use axum::response::IntoResponse;
+    use axum::http::{StatusCode, Uri};
     use axum::routing::get;
     use axum::Router;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, answering, dec, pair, Answer, Subject};
 
     const BTC: &str = r#"{"symbol":"BTCUSDT","price":"67123.45000000"}"#;
     const INVALID: &str = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
     const GEO: &str = r#"{"code":0,"msg":"Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in error."}"#;
     const KEY: &str = "binance-key-5ecr3t";
 
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
-    }
+    const TOO_MANY: &str = r#"{"code":-1003,"msg":"Too many requests."}"#;
 
     fn source_with(url: &str, extra: Value) -> Binance {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        Binance::new(&testing::config(ID, json), None).expect("source")
+        Binance::new(&testing::config_at(ID, url, extra), None).expect("source")
     }
 
     fn source(url: &str) -> Binance {
         source_with(url, json!({}))
     }
 
-    /// A server answering every request with `status` and `body`.
-    async fn answering(status: u16, body: &'static str) -> String {
-        let status = StatusCode::from_u16(status).expect("status");
-        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
-    }
-
-    /// A server that accepts connections and never answers.
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn dec(text: &str) -> Decimal {
-        Decimal::from_str_exact(text).expect("decimal")
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(Binance::new(&c, None).expect("source")))
+            .pair(pair("BTC/USDT"))
+            .key(KEY)
     }
 
     #[tokio::test]
@@ -610,132 +573,44 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limit_is_retried_after_retry_after() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        let router = Router::new().fallback(move || {
-            let h = h.clone();
-            async move {
-                if h.fetch_add(1, Ordering::SeqCst) == 0 {
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [(header::RETRY_AFTER, "1")],
-                        r#"{"code":-1003,"msg":"Too many requests."}"#,
-                    )
-                        .into_response()
-                } else {
-                    (StatusCode::OK, BTC).into_response()
-                }
-            }
-        });
-        let url = testing::serve(router).await;
-        let s = source_with(&url, json!({"maxRetries": 1}));
-        let started = Instant::now();
-        let q = s
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect("quote after the retry");
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-        assert_eq!(q.price.value(), dec("67123.45"));
+        testing::check_retry_after(&subject(), TOO_MANY, BTC, "67123.45000000").await;
     }
 
     #[tokio::test]
     async fn rate_limit_without_retries_reports_retry_after() {
-        let router = Router::new().fallback(|| async {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                r#"{"code":-1003,"msg":"Too many requests."}"#,
-            )
-        });
-        let s = source(&testing::serve(router).await);
-        assert_eq!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            })
-        );
+        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
     }
 
     #[tokio::test]
     async fn geo_block_and_waf_are_refusals() {
-        let s = source(&answering(451, GEO).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Refused { .. })
-        ));
-        let s = source(&answering(403, "").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Refused { .. })
-        ));
+        testing::check_refused(&subject(), &[(451, GEO), (403, "")]).await;
     }
 
     #[tokio::test]
     async fn garbage_is_malformed() {
-        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        let html = "<html><body>maintenance</body></html>";
+        testing::check_malformed(&subject(), &[html, r#"{"symbol":"BTCUSDT"}"#]).await;
+        let s = source(&answering(200, html).await);
         assert!(matches!(
             s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(200, r#"{"symbol":"BTCUSDT"}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
             Err(SourceError::Malformed { .. })
         ));
     }
 
     #[tokio::test]
     async fn slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            BTC
-        });
-        let s = source(&testing::serve(router).await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_slow_answer_times_out(&subject(), BTC).await;
     }
 
     #[tokio::test]
     async fn hanging_connection_times_out() {
-        let s = source(&hanging().await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn api_key_is_never_sent_nor_shown() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = seen.clone();
-        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
-            let seen = s2.clone();
-            async move {
-                let mut line = uri.to_string();
-                for (name, value) in &headers {
-                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
-                }
-                seen.lock().expect("lock").push(line);
-                (StatusCode::BAD_REQUEST, INVALID)
-            }
-        });
-        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
-        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
-        let seen = seen.lock().expect("lock");
-        assert_eq!(seen.len(), 1);
-        assert!(!seen[0].contains(KEY), "{}", seen[0]);
-        assert!(!format!("{e} {e:?}").contains(KEY));
+        let subject = subject().pair(pair("FOO/BAR"));
+        let (outcome, _) = testing::check_key_not_sent(&subject, Answer::new(400, INVALID)).await;
+        outcome.expect_err("error");
     }
 }

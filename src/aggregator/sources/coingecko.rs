@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -45,8 +45,6 @@ pub const DEMO_KEY_HEADER: &str = "x-cg-demo-api-key";
 pub const PRO_KEY_HEADER: &str = "x-cg-pro-api-key";
 
 const ID: SourceId = SourceId::CoinGecko;
-/// Upstream messages are cut to this many characters in errors.
-const MAX_MESSAGE: usize = 200;
 
 pub struct CoinGecko {
     client: SourceClient,
@@ -185,11 +183,7 @@ impl CoinGecko {
 
     /// An upstream message fit for an error: no control characters, no API key, bounded.
     fn clean(&self, message: &str) -> String {
-        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
-        if let Some(key) = &self.api_key {
-            text = text.replace(key.expose().trim(), "***");
-        }
-        text.chars().take(MAX_MESSAGE).collect()
+        upstream_message(message, self.api_key.as_ref().map(|k| k.expose().trim()))
     }
 
     /// `pair`'s cell in an answer.
@@ -361,131 +355,40 @@ fn body_error(top: &BTreeMap<String, Box<RawValue>>) -> Option<(Option<i64>, Str
 }
 
 #[cfg(test)]
+#[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::extract::Request;
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-    use axum::response::{IntoResponse, Response};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, pair, Answer, MockServer, Subject};
 
     const KEY: &str = "CG-demoKey1234567890";
     const PATH: &str = "/api/v3/simple/price";
 
-    /// What the test server answers.
-    #[derive(Clone)]
-    struct Answer {
-        status: u16,
-        headers: Vec<(&'static str, &'static str)>,
-        body: String,
-        delay: Duration,
-    }
-
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: vec![("content-type", "application/json")],
-            body: body.to_owned(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    /// A request the test server saw.
-    #[derive(Clone, Debug)]
-    struct Seen {
-        path: String,
-        query: BTreeMap<String, String>,
-        headers: HeaderMap,
-    }
-
-    struct Server {
-        url: String,
-        hits: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Server {
-        fn hits(&self) -> usize {
-            self.hits.load(Ordering::SeqCst)
-        }
-
-        fn seen(&self) -> Vec<Seen> {
-            self.seen.lock().expect("lock").clone()
-        }
-    }
-
-    /// A server answering the n-th request (from 0) with `reply(n, request)`.
-    async fn server_fn<F>(reply: F) -> Server
-    where
-        F: Fn(usize, &Seen) -> Answer + Send + Sync + 'static,
-    {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let reply = Arc::new(reply);
-        let (h, s) = (hits.clone(), seen.clone());
-        let router = Router::new().fallback(move |req: Request| {
-            let (hits, seen, reply) = (h.clone(), s.clone(), reply.clone());
-            async move {
-                let request = Seen {
-                    path: req.uri().path().to_owned(),
-                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect(),
-                    headers: req.headers().clone(),
-                };
-                let n = hits.fetch_add(1, Ordering::SeqCst);
-                let a = reply(n, &request);
-                seen.lock().expect("lock").push(request);
-                tokio::time::sleep(a.delay).await;
-                let mut headers = HeaderMap::new();
-                for (k, v) in &a.headers {
-                    headers.insert(
-                        HeaderName::from_static(k),
-                        HeaderValue::from_str(v).expect("header"),
-                    );
-                }
-                let status = StatusCode::from_u16(a.status).expect("status");
-                let response: Response = (status, headers, a.body).into_response();
-                response
-            }
-        });
-        let url = testing::serve(router).await;
-        Server { url, hits, seen }
-    }
-
-    /// A server answering every request (or the n-th with `answers[n]`, the last one repeated).
-    async fn server(answers: Vec<Answer>) -> Server {
-        server_fn(move |n, _| answers[n.min(answers.len() - 1)].clone()).await
-    }
-
+    /// The adapter against a test server (`url` plays the host; the API path is CoinGecko's).
     fn source(url: &str, extra: serde_json::Value) -> CoinGecko {
-        let mut cfg = json!({"baseUrl": format!("{url}/api/v3"), "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-            c.extend(e.clone());
-        }
-        CoinGecko::new(&testing::config(ID, cfg), None).expect("adapter")
+        CoinGecko::new(
+            &testing::config_at(ID, &format!("{url}/api/v3"), extra),
+            None,
+        )
+        .expect("adapter")
     }
 
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
+    /// The adapter with a key, for the shared transport checks.
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(CoinGecko::new(&c, None).expect("adapter")))
+            .pair(pair("bitcoin/usd"))
+            .key(KEY)
     }
 
     /// The error's Display and Debug, which must never show the key.
     fn shown(e: &SourceError) -> String {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(KEY), "key leaked: {text}");
-        text
+        subject().shown(e)
     }
 
     #[tokio::test]
     async fn single_price_keeps_the_exact_decimal_and_lowercases_the_request() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"stader-bnbx":{"usd":67123.45000000000000000001}}"#,
         )])
@@ -505,7 +408,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_documented_live_capture_parses() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"bitcoin":{"usd":83822,"rub":7114519},"the-open-network":{"usd":1.4,"rub":119.2}}"#,
         )])
@@ -528,7 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn batch_lowercases_like_single_and_reports_every_pair() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"bitcoin":{"usd":67123,"eur":62000.5},"status":{"usd":0.0213},"dead-coin":{"usd":0},"ethereum":{}}"#,
         )])
@@ -573,12 +476,12 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_split_at_max_batch_size() {
-        let srv = server_fn(|_, seen| {
+        let srv = MockServer::reply(|_, seen| {
             let cells: Vec<String> = seen.query["ids"]
                 .split(',')
                 .map(|id| format!(r#""{id}":{{"usd":1.5}}"#))
                 .collect();
-            answer(200, &format!("{{{}}}", cells.join(",")))
+            Answer::new(200, format!("{{{}}}", cells.join(",")))
         })
         .await;
         let cg = source(&srv.url, json!({"maxBatchSize": 2}));
@@ -597,11 +500,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_batch_is_asked_pair_by_pair() {
-        let srv = server_fn(|_, seen| {
+        let srv = MockServer::reply(|_, seen| {
             if seen.query["ids"].contains("bad..id") {
-                answer(400, r#"{"error":"invalid ids"}"#)
+                Answer::new(400, r#"{"error":"invalid ids"}"#)
             } else {
-                answer(200, r#"{"bitcoin":{"usd":67000.1}}"#)
+                Answer::new(200, r#"{"bitcoin":{"usd":67000.1}}"#)
             }
         })
         .await;
@@ -621,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_request_fails_the_batch() {
-        let srv = server(vec![answer(500, "oops")]).await;
+        let srv = MockServer::scripted(vec![Answer::new(500, "oops")]).await;
         let cg = source(&srv.url, json!({}));
         let err = cg
             .fetch_batch(&[pair("bitcoin/usd"), pair("ethereum/usd")])
@@ -634,7 +537,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_goes_in_the_demo_header_on_the_public_host() {
-        let srv = server(vec![answer(200, r#"{"bitcoin":{"usd":1}}"#)]).await;
+        let srv = MockServer::scripted(vec![Answer::new(200, r#"{"bitcoin":{"usd":1}}"#)]).await;
         let cg = source(&srv.url, json!({"apiKey": KEY}));
         cg.fetch(&pair("bitcoin/usd")).await.expect("quote");
         let seen = &srv.seen()[0];
@@ -647,7 +550,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_goes_in_the_pro_header_only_on_the_pro_host() {
         // The test server plays an HTTP proxy, so the request really names the Pro host.
-        let srv = server(vec![answer(200, r#"{"bitcoin":{"usd":2}}"#)]).await;
+        let srv = MockServer::scripted(vec![Answer::new(200, r#"{"bitcoin":{"usd":2}}"#)]).await;
         let cfg = testing::config(
             ID,
             json!({"baseUrl": "http://pro-api.coingecko.com/api/v3", "apiKey": KEY,
@@ -710,7 +613,7 @@ mod tests {
             ),
         ];
         for (status, body) in bodies {
-            let srv = server(vec![answer(status, body)]).await;
+            let srv = MockServer::scripted(vec![Answer::new(status, body)]).await;
             let err = source(&srv.url, json!({"apiKey": KEY}))
                 .fetch(&pair("bitcoin/usd"))
                 .await
@@ -728,7 +631,7 @@ mod tests {
         let body = r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit. Please visit https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits."}}"#;
         // HTTP 429 with this body (the client), and the same body under another status.
         for status in [429, 403, 200] {
-            let srv = server(vec![answer(status, body)]).await;
+            let srv = MockServer::scripted(vec![Answer::new(status, body)]).await;
             let err = source(&srv.url, json!({}))
                 .fetch(&pair("bitcoin/usd"))
                 .await
@@ -753,7 +656,7 @@ mod tests {
             (200, r#"{"bitcoin":{"usd":null}}"#),
             (200, r#"{"bitcoin":{"usd":0}}"#),
         ] {
-            let srv = server(vec![answer(status, body)]).await;
+            let srv = MockServer::scripted(vec![Answer::new(status, body)]).await;
             let err = source(&srv.url, json!({}))
                 .fetch(&pair("bitcoin/usd"))
                 .await
@@ -768,7 +671,7 @@ mod tests {
     #[tokio::test]
     async fn other_statuses_and_error_bodies_are_upstream_errors() {
         for (status, body) in [(200, r#"{"error":"something broke"}"#), (408, "")] {
-            let srv = server(vec![answer(status, body)]).await;
+            let srv = MockServer::scripted(vec![Answer::new(status, body)]).await;
             let err = source(&srv.url, json!({}))
                 .fetch(&pair("bitcoin/usd"))
                 .await
@@ -782,129 +685,61 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_and_bad_prices_are_malformed() {
-        for body in [
-            "<html>Just a moment...</html>",
-            "[1,2]",
-            r#"{"bitcoin":{"usd":-3}}"#,
-            r#"{"bitcoin":{"usd":"abc"}}"#,
-        ] {
-            let srv = server(vec![answer(200, body)]).await;
-            let err = source(&srv.url, json!({}))
-                .fetch(&pair("bitcoin/usd"))
-                .await
-                .expect_err("malformed");
-            assert!(
-                matches!(err, SourceError::Malformed { .. }),
-                "{body}: {err:?}"
-            );
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>Just a moment...</html>",
+                "[1,2]",
+                r#"{"bitcoin":{"usd":-3}}"#,
+                r#"{"bitcoin":{"usd":"abc"}}"#,
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let mut limited = answer(
-            429,
+        testing::check_retry_after(
+            &subject(),
             r#"{"status":{"error_code":429,"error_message":"slow down"}}"#,
-        );
-        limited.headers.push(("retry-after", "1"));
-        let srv = server(vec![
-            limited.clone(),
-            answer(200, r#"{"bitcoin":{"usd":5}}"#),
-        ])
+            r#"{"bitcoin":{"usd":5}}"#,
+            "5",
+        )
         .await;
-        let cg = source(&srv.url, json!({"maxRetries": 2}));
-        let started = Instant::now();
-        let q = cg
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect("quote after retry");
-        assert_eq!(q.price.to_string(), "5");
-        assert_eq!(srv.hits(), 2);
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+    }
 
-        let srv = server(vec![limited]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect_err("limited");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
-        assert_eq!(srv.hits(), 1);
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        testing::check_rate_limited_without_retries(
+            &subject(),
+            r#"{"status":{"error_code":429,"error_message":"slow down"}}"#,
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refusals() {
-        for status in [451, 403, 401] {
-            let srv = server(vec![answer(status, r#"{"error":"blocked"}"#)]).await;
-            let err = source(&srv.url, json!({"apiKey": KEY}))
-                .fetch(&pair("bitcoin/usd"))
-                .await
-                .expect_err("refused");
-            assert!(
-                matches!(err, SourceError::Refused { .. }),
-                "{status}: {err:?}"
-            );
-            shown(&err);
-        }
+        let blocked = r#"{"error":"blocked"}"#;
+        testing::check_refused(
+            &subject(),
+            &[(451, blocked), (403, blocked), (401, blocked)],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let mut slow = answer(200, r#"{"bitcoin":{"usd":1}}"#);
-        slow.delay = Duration::from_secs(3);
-        let srv = server(vec![slow]).await;
-        let started = Instant::now();
-        let err = source(&srv.url, json!({"apiKey": KEY}))
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_slow_answer_times_out(&subject(), r#"{"bitcoin":{"usd":1}}"#).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket); // accepted, never answered
-            }
-        });
-        let started = Instant::now();
-        let err = source(&format!("http://{addr}"), json!({"apiKey": KEY}))
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn an_unreachable_host_is_unreachable() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let err = source(&format!("http://{addr}"), json!({"apiKey": KEY}))
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect_err("unreachable");
-        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        shown(&err);
+        testing::check_unreachable(&subject()).await;
     }
 
     #[tokio::test]
@@ -912,11 +747,7 @@ mod tests {
         let body = format!(
             r#"{{"status":{{"error_code":10010,"error_message":"key {KEY} is a Pro key"}}}}"#
         );
-        let srv = server(vec![answer(400, &body)]).await;
-        let err = source(&srv.url, json!({"apiKey": KEY}))
-            .fetch(&pair("bitcoin/usd"))
-            .await
-            .expect_err("refused");
+        let err = subject().error_for(Answer::new(400, body)).await;
         assert!(shown(&err).contains("is a Pro key"));
     }
 }

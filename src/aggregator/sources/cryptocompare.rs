@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -48,7 +48,6 @@ pub const MAX_FSYMS_CHARS: usize = 300;
 pub const MAX_TSYMS_CHARS: usize = 100;
 
 const ID: SourceId = SourceId::CryptoCompare;
-const MAX_MESSAGE: usize = 200;
 /// Rate-limit windows of the `RateLimit` object, longest first.
 const WINDOWS: [(&str, u64); 5] = [
     ("month", 31 * 86_400),
@@ -204,11 +203,7 @@ impl CryptoCompare {
     }
 
     fn clean(&self, message: &str) -> String {
-        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
-        if let Some(key) = &self.api_key {
-            text = text.replace(key.expose().trim(), "***");
-        }
-        text.chars().take(MAX_MESSAGE).collect()
+        upstream_message(message, self.api_key.as_ref().map(|k| k.expose().trim()))
     }
 
     fn quote(&self, pair: &Pair, raw: Option<&RawValue>) -> Result<Quote, SourceError> {
@@ -398,137 +393,38 @@ fn is_null_or_zero(raw: &RawValue) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
-
-    use axum::extract::Request;
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-    use axum::response::{IntoResponse, Response};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, pair, Answer, MockServer, Subject};
 
     const KEY: &str = "cc0123456789abcdef0123456789abcdef";
 
-    #[derive(Clone)]
-    struct Answer {
-        status: u16,
-        headers: Vec<(&'static str, &'static str)>,
-        body: String,
-        delay: Duration,
+    fn subject() -> Subject {
+        Subject::new(ID, |c| {
+            Box::new(CryptoCompare::new(&c, None).expect("adapter"))
+        })
+        .key(KEY)
     }
 
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: vec![("content-type", "application/json")],
-            body: body.to_owned(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    #[derive(Clone, Debug)]
-    struct Seen {
-        path: String,
-        query: BTreeMap<String, String>,
-        headers: HeaderMap,
-    }
-
-    struct Server {
-        url: String,
-        hits: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Server {
-        fn hits(&self) -> usize {
-            self.hits.load(Ordering::SeqCst)
-        }
-
-        fn seen(&self) -> Vec<Seen> {
-            self.seen.lock().expect("lock").clone()
-        }
-    }
-
-    async fn server_fn<F>(reply: F) -> Server
-    where
-        F: Fn(usize, &Seen) -> Answer + Send + Sync + 'static,
-    {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let reply = Arc::new(reply);
-        let (h, s) = (hits.clone(), seen.clone());
-        let router = Router::new().fallback(move |req: Request| {
-            let (hits, seen, reply) = (h.clone(), s.clone(), reply.clone());
-            async move {
-                let request = Seen {
-                    path: req.uri().path().to_owned(),
-                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect(),
-                    headers: req.headers().clone(),
-                };
-                let n = hits.fetch_add(1, Ordering::SeqCst);
-                let a = reply(n, &request);
-                seen.lock().expect("lock").push(request);
-                tokio::time::sleep(a.delay).await;
-                let mut headers = HeaderMap::new();
-                for (k, v) in &a.headers {
-                    headers.insert(
-                        HeaderName::from_static(k),
-                        HeaderValue::from_str(v).expect("header"),
-                    );
-                }
-                let status = StatusCode::from_u16(a.status).expect("status");
-                let response: Response = (status, headers, a.body).into_response();
-                response
-            }
-        });
-        let url = testing::serve(router).await;
-        Server { url, hits, seen }
-    }
-
-    async fn server(answers: Vec<Answer>) -> Server {
-        server_fn(move |n, _| answers[n.min(answers.len() - 1)].clone()).await
-    }
-
-    fn source(url: &str, extra: serde_json::Value) -> CryptoCompare {
-        let mut cfg =
-            json!({"baseUrl": url, "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-            c.extend(e.clone());
-        }
-        CryptoCompare::new(&testing::config(ID, cfg), None).expect("adapter")
-    }
-
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
+    fn source(url: &str, extra: serde_json::Value) -> Box<dyn Source> {
+        subject().source(url, extra)
     }
 
     fn shown(e: &SourceError) -> String {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(KEY), "key leaked: {text}");
-        text
+        subject().shown(e)
     }
 
     async fn single_error(status: u16, body: &str) -> SourceError {
-        let srv = server(vec![answer(status, body)]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("error");
-        shown(&err);
-        err
+        subject().error_for(Answer::new(status, body)).await
     }
 
     const RATE_LIMITED: &str = r#"{"Response":"Error","Message":"You are over your rate limit please upgrade your account!","HasWarning":false,"Type":99,"RateLimit":{"calls_made":{"second":1,"minute":1,"hour":1,"day":106,"month":75771,"total_calls":75771},"max_calls":{"second":20,"minute":300,"hour":3000,"day":10000,"month":75000}},"Data":{}}"#;
 
     #[tokio::test]
     async fn single_price_keeps_the_exact_decimal_and_sends_the_key_in_a_header() {
-        let srv = server(vec![answer(200, r#"{"USD":30801.96000000000001}"#)]).await;
+        let srv =
+            MockServer::scripted(vec![Answer::new(200, r#"{"USD":30801.96000000000001}"#)]).await;
         let cc = source(&srv.url, json!({}));
         let q = cc.fetch(&pair("btc-usd")).await.expect("quote");
         assert_eq!(q.price.value().to_string(), "30801.96000000000001");
@@ -547,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn batch_uses_pricemulti_and_reports_every_pair() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"BTC":{"USD":30801.96,"ILS":114850},"ETH":{"USD":1941.88,"ILS":7235.42}}"#,
         )])
@@ -591,7 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_respect_the_batch_size_and_parameter_lengths() {
-        let srv = server_fn(|_, seen| {
+        let srv = MockServer::reply(|_, seen| {
             let tsyms: Vec<&str> = seen.query["tsyms"].split(',').collect();
             let cells: Vec<String> = seen.query["fsyms"]
                 .split(',')
@@ -601,7 +497,7 @@ mod tests {
                     format!(r#""{f}":{{{}}}"#, inner.join(","))
                 })
                 .collect();
-            answer(200, &format!("{{{}}}", cells.join(",")))
+            Answer::new(200, format!("{{{}}}", cells.join(",")))
         })
         .await;
         let cc = source(&srv.url, json!({"maxBatchSize": 3}));
@@ -614,7 +510,7 @@ mod tests {
         assert_eq!(srv.hits(), 3);
 
         // Long symbols: fsyms stays within 300 characters per request.
-        let srv2 = server_fn(|_, _| answer(200, "{}")).await;
+        let srv2 = MockServer::reply(|_, _| Answer::new(200, "{}")).await;
         let cc = source(&srv2.url, json!({}));
         let long: Vec<Pair> = (0..10)
             .map(|i| pair(&format!("{}{i}/USD", "A".repeat(63))))
@@ -635,10 +531,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_batch_is_asked_pair_by_pair() {
-        let srv = server_fn(|_, seen| match seen.path.as_str() {
-            "/data/pricemulti" => answer(200, r#"{"Response":"Error","Message":"There is no data for the symbol XYZ .","HasWarning":false,"Type":2,"RateLimit":{},"Data":{},"ParamWithError":"fsyms"}"#),
-            _ if seen.query["fsym"] == "BTC" => answer(200, r#"{"USD":67123.45}"#),
-            _ => answer(200, r#"{"Response":"Error","Message":"cccagg_or_exchange market does not exist for this coin pair (XYZ-USD)","HasWarning":false,"Type":1,"RateLimit":{},"Data":{}}"#),
+        let srv = MockServer::reply(|_, seen| match seen.path.as_str() {
+            "/data/pricemulti" => Answer::new(200, r#"{"Response":"Error","Message":"There is no data for the symbol XYZ .","HasWarning":false,"Type":2,"RateLimit":{},"Data":{},"ParamWithError":"fsyms"}"#),
+            _ if seen.query["fsym"] == "BTC" => Answer::new(200, r#"{"USD":67123.45}"#),
+            _ => Answer::new(200, r#"{"Response":"Error","Message":"cccagg_or_exchange market does not exist for this coin pair (XYZ-USD)","HasWarning":false,"Type":1,"RateLimit":{},"Data":{}}"#),
         })
         .await;
         let cc = source(&srv.url, json!({}));
@@ -657,7 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rate_limited_batch_fails_the_batch() {
-        let srv = server(vec![answer(200, RATE_LIMITED)]).await;
+        let srv = MockServer::scripted(vec![Answer::new(200, RATE_LIMITED)]).await;
         let err = source(&srv.url, json!({}))
             .fetch_batch(&[pair("BTC/USD"), pair("ETH/USD")])
             .await
@@ -757,106 +653,40 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_and_bad_prices_are_malformed() {
-        for body in ["<html>oops</html>", "[]", r#"{"USD":-1}"#, r#"{"USD":"x"}"#] {
-            let err = single_error(200, body).await;
-            assert!(
-                matches!(err, SourceError::Malformed { .. }),
-                "{body}: {err:?}"
-            );
-        }
+        testing::check_malformed(
+            &subject(),
+            &["<html>oops</html>", "[]", r#"{"USD":-1}"#, r#"{"USD":"x"}"#],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let mut limited = answer(429, RATE_LIMITED);
-        limited.headers.push(("retry-after", "1"));
-        let srv = server(vec![limited.clone(), answer(200, r#"{"USD":5.5}"#)]).await;
-        let started = Instant::now();
-        let q = source(&srv.url, json!({"maxRetries": 2}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect("quote after retry");
-        assert_eq!(q.price.to_string(), "5.5");
-        assert_eq!(srv.hits(), 2);
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        testing::check_retry_after(&subject(), RATE_LIMITED, r#"{"USD":5.5}"#, "5.5").await;
+    }
 
-        let srv = server(vec![limited]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("limited");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
-        assert_eq!(srv.hits(), 1);
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        testing::check_rate_limited_without_retries(&subject(), RATE_LIMITED).await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refusals() {
-        for status in [451, 403, 401] {
-            let err = single_error(status, "{}").await;
-            assert!(
-                matches!(err, SourceError::Refused { .. }),
-                "{status}: {err:?}"
-            );
-        }
+        testing::check_refused(&subject(), &[(451, "{}"), (403, "{}"), (401, "{}")]).await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let mut slow = answer(200, r#"{"USD":1}"#);
-        slow.delay = Duration::from_secs(3);
-        let srv = server(vec![slow]).await;
-        let started = Instant::now();
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_slow_answer_times_out(&subject(), r#"{"USD":1}"#).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let started = Instant::now();
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn an_unreachable_host_is_unreachable() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect_err("unreachable");
-        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        shown(&err);
+        testing::check_unreachable(&subject()).await;
     }
 }

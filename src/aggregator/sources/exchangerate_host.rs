@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -39,8 +39,6 @@ use crate::config::values::RedactedUrl;
 pub const DEFAULT_BASE_URL: &str = "https://api.exchangerate.host";
 
 const ID: SourceId = SourceId::ExchangeRateHost;
-/// Upstream messages quoted in errors are cut to this many characters.
-const MAX_MESSAGE: usize = 200;
 
 pub struct ExchangeRateHost {
     client: SourceClient,
@@ -65,19 +63,9 @@ impl ExchangeRateHost {
         }
     }
 
-    /// An upstream message fit for an error: without the API key, bounded in length.
+    /// An upstream message fit for an error: without the API key (as sent), bounded in length.
     fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        if let Some(key) = &self.api_key {
-            let key = key.expose();
-            if !key.is_empty() {
-                text = text.replace(key.as_str(), "***");
-            }
-        }
-        text.chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_MESSAGE)
-            .collect()
+        upstream_message(text, self.api_key.as_ref().map(|k| k.expose().as_str()))
     }
 
     fn parse(&self, pair: &Pair, symbol: &str, response: &Response) -> Result<Quote, SourceError> {
@@ -220,21 +208,15 @@ impl Source for ExchangeRateHost {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::http::{StatusCode, Uri};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{config, serve};
+    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
 
     /// exchangerate.host's documented answers (ocr-and-sources.md B.9).
     const LIVE_OK: &str = r#"{"success":true,"terms":"https://currencylayer.com/terms","privacy":"https://currencylayer.com/privacy","timestamp":1743009363,"source":"USD","quotes":{"USDEUR":0.89851,"USDGBP":0.822435}}"#;
     const MISSING_KEY: &str = r#"{"success":false,"error":{"code":101,"type":"missing_access_key","info":"You have not supplied an API Access Key. [Required format: access_key=YOUR_ACCESS_KEY]"}}"#;
+    const KEY: &str = "s3cr3t-key-42";
 
     fn error_body(code: i64, kind: &str, info: &str) -> String {
         json!({"success": false, "error": {"code": code, "type": kind, "info": info}}).to_string()
@@ -245,80 +227,29 @@ mod tests {
     }
 
     fn adapter(url: &str, extra: serde_json::Value) -> ExchangeRateHost {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
-        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        ExchangeRateHost::new(&config(ID, json), None).expect("adapter")
+        ExchangeRateHost::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
 
-    /// What the test server saw: each request's path and query.
-    #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<String>>>);
-
-    impl Seen {
-        fn uris(&self) -> Vec<String> {
-            self.0.lock().expect("lock").clone()
-        }
-    }
-
-    /// A server answering every request with `status`, `headers` and `body`.
-    async fn fixed(
-        status: u16,
-        headers: &[(&'static str, &'static str)],
-        body: String,
-    ) -> (String, Seen) {
-        let seen = Seen::default();
-        let record = seen.clone();
-        let headers: Vec<_> = headers.to_vec();
-        let router = Router::new().fallback(move |uri: Uri| {
-            let record = record.clone();
-            let headers = headers.clone();
-            let body = body.clone();
-            async move {
-                record.0.lock().expect("lock").push(uri.to_string());
-                let mut map = axum::http::HeaderMap::new();
-                for (k, v) in headers {
-                    map.insert(k, v.parse().expect("header"));
-                }
-                (StatusCode::from_u16(status).expect("status"), map, body)
-            }
-        });
-        (serve(router).await, seen)
-    }
-
-    /// A server that accepts connections and never answers.
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                open.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn query_of(uri: &str) -> HashMap<String, String> {
-        let url = reqwest::Url::parse(&format!("http://x{uri}")).expect("uri");
-        url.query_pairs().into_owned().collect()
+    fn subject() -> Subject {
+        Subject::new(ID, |c| {
+            Box::new(ExchangeRateHost::new(&c, None).expect("adapter"))
+        })
+        .pair(pair("USD", "EUR"))
+        .key(KEY)
     }
 
     #[tokio::test]
     async fn live_quote_is_read_exactly_and_without_a_key_none_is_sent() {
-        let (url, seen) = fixed(200, &[], LIVE_OK.to_owned()).await;
-        let source = adapter(&url, json!({}));
+        let srv = MockServer::always(Answer::new(200, LIVE_OK)).await;
+        let source = adapter(&srv.url, json!({}));
         let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.89851");
         assert_eq!(quote.symbol, "USDEUR");
         assert_eq!(source.symbol(&pair("usd", "eur")), "USDEUR");
-        let uris = seen.uris();
-        assert_eq!(uris.len(), 1);
-        assert!(uris[0].starts_with("/live?"), "{}", uris[0]);
-        let query = query_of(&uris[0]);
+        let seen = srv.seen();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].uri.starts_with("/live?"), "{}", seen[0].uri);
+        let query = &seen[0].query;
         assert_eq!(query.get("source").map(String::as_str), Some("USD"));
         assert_eq!(query.get("currencies").map(String::as_str), Some("EUR"));
         assert!(!query.contains_key("access_key"), "{query:?}");
@@ -327,7 +258,7 @@ mod tests {
     #[tokio::test]
     async fn digits_beyond_f64_survive() {
         let body = r#"{"success":true,"timestamp":1729766400,"source":"EUR","quotes":{"EURUSD":1.071234567890123456789}}"#;
-        let (url, _) = fixed(200, &[], body.to_owned()).await;
+        let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
             .fetch(&pair("EUR", "USD"))
             .await
@@ -337,36 +268,21 @@ mod tests {
 
     #[tokio::test]
     async fn the_key_goes_in_the_query_and_never_into_errors() {
-        let key = "s3cr3t-key-42";
         // The upstream message even echoes the key back: it must not reach the error.
-        let body = error_body(999, "odd_error", &format!("something about {key}"));
-        let (url, seen) = fixed(200, &[], body).await;
-        let source = adapter(&url, json!({"apiKey": key}));
+        let body = error_body(999, "odd_error", &format!("something about {KEY}"));
+        let srv = MockServer::always(Answer::new(200, body)).await;
+        let source = adapter(&srv.url, json!({"apiKey": KEY}));
         let err = source.fetch(&pair("EUR", "USD")).await.expect_err("error");
         assert!(matches!(err, SourceError::Upstream { .. }), "{err:?}");
         assert_eq!(
-            query_of(&seen.uris()[0])
-                .get("access_key")
-                .map(String::as_str),
-            Some(key)
+            srv.seen()[0].query.get("access_key").map(String::as_str),
+            Some(KEY)
         );
-        assert!(!err.to_string().contains(key), "{err}");
-        assert!(!format!("{err:?}").contains(key), "{err:?}");
+        assert!(!err.to_string().contains(KEY), "{err}");
+        assert!(!format!("{err:?}").contains(KEY), "{err:?}");
 
         // A transport error (nobody listening) carries no URL, hence no key either.
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            format!("http://{}", l.local_addr().expect("addr"))
-        };
-        let err = adapter(&closed, json!({"apiKey": key}))
-            .fetch(&pair("EUR", "USD"))
-            .await
-            .expect_err("error");
-        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        assert!(
-            !err.to_string().contains(key) && !format!("{err:?}").contains(key),
-            "{err:?}"
-        );
+        testing::check_unreachable(&subject()).await;
     }
 
     #[tokio::test]
@@ -452,7 +368,7 @@ mod tests {
             (r#"{"success":false}"#.to_owned(), "upstream_error"),
         ];
         for (body, kind) in cases {
-            let (url, _) = fixed(200, &[], body.clone()).await;
+            let url = testing::answering(200, body.clone()).await;
             let err = adapter(&url, json!({}))
                 .fetch(&pair("EUR", "USD"))
                 .await
@@ -463,7 +379,7 @@ mod tests {
             }
         }
         // The same envelope on a non-200 status is read the same way.
-        let (url, _) = fixed(400, &[], MISSING_KEY.to_owned()).await;
+        let url = testing::answering(400, MISSING_KEY).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("EUR", "USD"))
             .await
@@ -473,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_currency_missing_from_quotes_is_not_found() {
-        let (url, _) = fixed(200, &[], LIVE_OK.to_owned()).await;
+        let url = testing::answering(200, LIVE_OK).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("USD", "JPY"))
             .await
@@ -486,7 +402,7 @@ mod tests {
             }
         );
         let body = r#"{"success":true,"source":"USD","quotes":{"USDJPY":null}}"#;
-        let (url, _) = fixed(200, &[], body.to_owned()).await;
+        let url = testing::answering(200, body).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("USD", "JPY"))
             .await
@@ -496,8 +412,8 @@ mod tests {
 
     #[tokio::test]
     async fn impossible_codes_cost_no_request() {
-        let (url, seen) = fixed(200, &[], LIVE_OK.to_owned()).await;
-        let source = adapter(&url, json!({}));
+        let srv = MockServer::always(Answer::new(200, LIVE_OK)).await;
+        let source = adapter(&srv.url, json!({}));
         for (base, quote) in [
             ("BTCX", "USD"),
             ("EUR", "US"),
@@ -507,27 +423,24 @@ mod tests {
             let err = source.fetch(&pair(base, quote)).await.expect_err("error");
             assert_eq!(err.kind(), "not_found", "{base}/{quote}");
         }
-        assert!(seen.uris().is_empty());
+        assert!(srv.seen().is_empty());
     }
 
     #[tokio::test]
     async fn bodies_that_are_not_the_documented_shape_are_malformed() {
-        for body in [
-            "<html>oops</html>",
-            r#"{"success":true,"source":"USD"}"#,
-            r#"{"source":"USD","quotes":{"USDEUR":0.9}}"#,
-            r#"{"success":true,"quotes":{"USDEUR":0}}"#,
-            r#"{"success":true,"quotes":{"USDEUR":"abc"}}"#,
-        ] {
-            let (url, _) = fixed(200, &[], body.to_owned()).await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("USD", "EUR"))
-                .await
-                .expect_err(body);
-            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>oops</html>",
+                r#"{"success":true,"source":"USD"}"#,
+                r#"{"source":"USD","quotes":{"USDEUR":0.9}}"#,
+                r#"{"success":true,"quotes":{"USDEUR":0}}"#,
+                r#"{"success":true,"quotes":{"USDEUR":"abc"}}"#,
+            ],
+        )
+        .await;
         // Garbage with an error status is the status's error.
-        let (url, _) = fixed(404, &[], "<html>no</html>".into()).await;
+        let url = testing::answering(404, "<html>no</html>").await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("USD", "EUR"))
             .await
@@ -537,102 +450,32 @@ mod tests {
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let counter = count.clone();
-        let router = Router::new().fallback(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    let mut h = axum::http::HeaderMap::new();
-                    h.insert("retry-after", "1".parse().expect("header"));
-                    (StatusCode::TOO_MANY_REQUESTS, h, String::new())
-                } else {
-                    (
-                        StatusCode::OK,
-                        axum::http::HeaderMap::new(),
-                        LIVE_OK.to_owned(),
-                    )
-                }
-            }
-        });
-        let url = serve(router).await;
-        let source = adapter(&url, json!({"maxRetries": 1}));
-        let start = Instant::now();
-        let quote = source
-            .fetch(&pair("USD", "GBP"))
-            .await
-            .expect("quote after the retry");
-        assert_eq!(quote.price.value().to_string(), "0.822435");
-        assert_eq!(count.load(Ordering::SeqCst), 2);
-        assert!(
-            start.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        let subject = subject().pair(pair("USD", "GBP"));
+        testing::check_retry_after(&subject, "", LIVE_OK, "0.822435").await;
     }
 
     #[tokio::test]
     async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        let (url, _) = fixed(429, &[("retry-after", "1")], "Too Many Requests".into()).await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
+        testing::check_rate_limited_without_retries(&subject(), "Too Many Requests").await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refused() {
-        for status in [451, 403, 401] {
-            let (url, _) = fixed(status, &[], "blocked".into()).await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("USD", "EUR"))
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
-        }
+        testing::check_refused(
+            &subject(),
+            &[(451, "blocked"), (403, "blocked"), (401, "blocked")],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            LIVE_OK
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_slow_answer_times_out(&subject(), LIVE_OK).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let url = hanging().await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::Timeout {
-                from: ID,
-                timeout: Duration::from_secs(1)
-            }
-        );
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]

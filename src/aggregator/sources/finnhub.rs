@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -37,7 +37,6 @@ pub const TOKEN_HEADER: &str = "x-finnhub-token";
 pub const EXCHANGE: &str = "BINANCE";
 
 const ID: SourceId = SourceId::Finnhub;
-const MAX_MESSAGE: usize = 200;
 
 pub struct Finnhub {
     client: SourceClient,
@@ -107,11 +106,7 @@ impl Finnhub {
     }
 
     fn clean(&self, message: &str) -> String {
-        let mut text: String = message.chars().filter(|c| !c.is_control()).collect();
-        if let Some(key) = &self.api_key {
-            text = text.replace(key.expose().trim(), "***");
-        }
-        text.chars().take(MAX_MESSAGE).collect()
+        upstream_message(message, self.api_key.as_ref().map(|k| k.expose().trim()))
     }
 }
 
@@ -195,127 +190,31 @@ fn is_null_or_zero(raw: &RawValue) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::extract::Request;
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-    use axum::response::{IntoResponse, Response};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, pair, Answer, MockServer, Subject};
 
     const KEY: &str = "fh-c0ffee0123456789";
 
-    #[derive(Clone)]
-    struct Answer {
-        status: u16,
-        headers: Vec<(&'static str, &'static str)>,
-        body: String,
-        delay: Duration,
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(Finnhub::new(&c, None).expect("adapter")))
+            .pair(pair("BTC/USDT"))
+            .key(KEY)
     }
 
-    fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: vec![("content-type", "application/json")],
-            body: body.to_owned(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    #[derive(Clone, Debug)]
-    struct Seen {
-        path: String,
-        query: BTreeMap<String, String>,
-        headers: HeaderMap,
-    }
-
-    struct Server {
-        url: String,
-        hits: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<Seen>>>,
-    }
-
-    impl Server {
-        fn hits(&self) -> usize {
-            self.hits.load(Ordering::SeqCst)
-        }
-
-        fn seen(&self) -> Vec<Seen> {
-            self.seen.lock().expect("lock").clone()
-        }
-    }
-
-    async fn server(answers: Vec<Answer>) -> Server {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let answers = Arc::new(answers);
-        let (h, s) = (hits.clone(), seen.clone());
-        let router = Router::new().fallback(move |req: Request| {
-            let (hits, seen, answers) = (h.clone(), s.clone(), answers.clone());
-            async move {
-                let request = Seen {
-                    path: req.uri().path().to_owned(),
-                    query: url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect(),
-                    headers: req.headers().clone(),
-                };
-                let n = hits.fetch_add(1, Ordering::SeqCst);
-                let a = answers[n.min(answers.len() - 1)].clone();
-                seen.lock().expect("lock").push(request);
-                tokio::time::sleep(a.delay).await;
-                let mut headers = HeaderMap::new();
-                for (k, v) in &a.headers {
-                    headers.insert(
-                        HeaderName::from_static(k),
-                        HeaderValue::from_str(v).expect("header"),
-                    );
-                }
-                let status = StatusCode::from_u16(a.status).expect("status");
-                let response: Response = (status, headers, a.body).into_response();
-                response
-            }
-        });
-        let url = testing::serve(router).await;
-        Server { url, hits, seen }
-    }
-
-    fn source(url: &str, extra: serde_json::Value) -> Finnhub {
-        let mut cfg = json!({"baseUrl": format!("{url}/api/v1"), "apiKey": KEY, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-            c.extend(e.clone());
-        }
-        Finnhub::new(&testing::config(ID, cfg), None).expect("adapter")
-    }
-
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
-    }
-
-    fn shown(e: &SourceError) -> String {
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains(KEY), "key leaked: {text}");
-        text
+    /// The adapter against a test server (`url` plays the host; the API path is Finnhub's).
+    fn source(url: &str, extra: serde_json::Value) -> Box<dyn Source> {
+        subject().source(&format!("{url}/api/v1"), extra)
     }
 
     async fn error_for(status: u16, body: &str) -> SourceError {
-        let srv = server(vec![answer(status, body)]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect_err("error");
-        shown(&err);
-        err
+        subject().error_for(Answer::new(status, body)).await
     }
 
     #[tokio::test]
     async fn quote_keeps_the_exact_decimal_and_sends_the_token_header() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"c":67123.40000000001,"d":120.5,"dp":0.18,"h":67500,"l":66800,"o":67000,"pc":67002.9,"t":1729766400}"#,
         )])
@@ -335,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_documented_stock_quote_parses() {
-        let srv = server(vec![answer(
+        let srv = MockServer::scripted(vec![Answer::new(
             200,
             r#"{"c":261.74,"h":263.31,"l":260.68,"o":261.07,"pc":259.45,"t":1582641000}"#,
         )])
@@ -414,122 +313,57 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_and_bad_prices_are_malformed() {
-        for body in [
-            "<html>",
-            "[0]",
-            r#"{"d":1}"#,
-            r#"{"c":-5,"t":1}"#,
-            r#"{"c":"abc"}"#,
-        ] {
-            let err = error_for(200, body).await;
-            assert!(
-                matches!(err, SourceError::Malformed { .. }),
-                "{body}: {err:?}"
-            );
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>",
+                "[0]",
+                r#"{"d":1}"#,
+                r#"{"c":-5,"t":1}"#,
+                r#"{"c":"abc"}"#,
+            ],
+        )
+        .await;
     }
+
+    const LIMIT_REACHED: &str =
+        r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#;
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let mut limited = answer(
-            429,
-            r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#,
-        );
-        limited.headers.push(("retry-after", "1"));
-        let srv = server(vec![limited.clone(), answer(200, r#"{"c":3.25,"t":1}"#)]).await;
-        let started = Instant::now();
-        let q = source(&srv.url, json!({"maxRetries": 2}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect("quote after retry");
-        assert_eq!(q.price.to_string(), "3.25");
-        assert_eq!(srv.hits(), 2);
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        testing::check_retry_after(&subject(), LIMIT_REACHED, r#"{"c":3.25,"t":1}"#, "3.25").await;
+    }
 
-        let srv = server(vec![limited]).await;
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect_err("limited");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
-        assert_eq!(srv.hits(), 1);
+    #[tokio::test]
+    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+        testing::check_rate_limited_without_retries(&subject(), LIMIT_REACHED).await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refusals() {
-        for status in [451, 403] {
-            let err = error_for(status, r#"{"error":"blocked"}"#).await;
-            assert!(
-                matches!(err, SourceError::Refused { .. }),
-                "{status}: {err:?}"
-            );
-        }
+        let blocked = r#"{"error":"blocked"}"#;
+        testing::check_refused(&subject(), &[(451, blocked), (403, blocked)]).await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let mut slow = answer(200, r#"{"c":1,"t":1}"#);
-        slow.delay = Duration::from_secs(3);
-        let srv = server(vec![slow]).await;
-        let started = Instant::now();
-        let err = source(&srv.url, json!({}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_slow_answer_times_out(&subject(), r#"{"c":1,"t":1}"#).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let started = Instant::now();
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect_err("timeout");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(started.elapsed() < Duration::from_millis(2500));
-        shown(&err);
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn an_unreachable_host_is_unreachable() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let err = source(&format!("http://{addr}"), json!({}))
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect_err("unreachable");
-        assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        shown(&err);
+        testing::check_unreachable(&subject()).await;
     }
 
     #[tokio::test]
     async fn upstream_messages_never_echo_the_key() {
         let err = error_for(200, &format!(r#"{{"error":"Invalid API key {KEY}"}}"#)).await;
         assert!(matches!(err, SourceError::Refused { .. }), "{err:?}");
-        assert!(shown(&err).contains("Invalid API key ***"));
+        assert!(subject().shown(&err).contains("Invalid API key ***"));
     }
 }

@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -37,8 +37,6 @@ use crate::config::values::RedactedUrl;
 pub const DEFAULT_BASE_URL: &str = "https://api.frankfurter.dev/v1";
 
 const ID: SourceId = SourceId::Frankfurter;
-/// Upstream messages quoted in errors are cut to this many characters.
-const MAX_MESSAGE: usize = 200;
 
 pub struct Frankfurter {
     client: SourceClient,
@@ -68,13 +66,6 @@ fn currency(code: &str) -> Option<String> {
         .then(|| code.to_ascii_uppercase())
 }
 
-fn short(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect()
-}
-
 #[derive(Deserialize)]
 struct Body<'a> {
     base: Option<String>,
@@ -99,7 +90,7 @@ fn parse(pair: &Pair, base: &str, quote: &str, response: &Response) -> Result<Qu
             StatusCode::UNPROCESSABLE_ENTITY if message == "bad currency pair" => not_found(pair),
             _ => SourceError::Upstream {
                 from: ID,
-                reason: short(&format!("HTTP {status} {message}")),
+                reason: upstream_message(&format!("HTTP {status} {message}"), None),
             },
         });
     }
@@ -116,7 +107,7 @@ fn parse(pair: &Pair, base: &str, quote: &str, response: &Response) -> Result<Qu
         if !answered.eq_ignore_ascii_case(base) {
             return Err(SourceError::Malformed {
                 from: ID,
-                reason: short(&format!("asked for base {base}, got {answered}")),
+                reason: upstream_message(&format!("asked for base {base}, got {answered}"), None),
             });
         }
     }
@@ -161,18 +152,10 @@ impl Source for Frankfurter {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::http::{StatusCode, Uri};
-    use axum::routing::get;
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{config, serve};
+    use crate::aggregator::sources::testing::{self, config, Answer, MockServer, Subject};
 
     /// Frankfurter's documented answers (ocr-and-sources.md B.10, frankfurter lib/versions/v1).
     const LATEST_OK: &str =
@@ -185,84 +168,33 @@ mod tests {
     }
 
     fn adapter(url: &str, extra: serde_json::Value) -> Frankfurter {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
-        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        Frankfurter::new(&config(ID, json), None).expect("adapter")
+        Frankfurter::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
 
-    #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<String>>>);
-
-    impl Seen {
-        fn uris(&self) -> Vec<String> {
-            self.0.lock().expect("lock").clone()
-        }
-    }
-
-    /// A server answering every request with `status`, `headers` and `body`.
-    async fn fixed(
-        status: u16,
-        headers: &[(&'static str, &'static str)],
-        body: &str,
-    ) -> (String, Seen) {
-        let seen = Seen::default();
-        let record = seen.clone();
-        let headers: Vec<_> = headers.to_vec();
-        let body = body.to_owned();
-        let router = Router::new().fallback(move |uri: Uri| {
-            let record = record.clone();
-            let headers = headers.clone();
-            let body = body.clone();
-            async move {
-                record.0.lock().expect("lock").push(uri.to_string());
-                let mut map = axum::http::HeaderMap::new();
-                for (k, v) in headers {
-                    map.insert(k, v.parse().expect("header"));
-                }
-                (StatusCode::from_u16(status).expect("status"), map, body)
-            }
-        });
-        (serve(router).await, seen)
-    }
-
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                open.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn query_of(uri: &str) -> HashMap<String, String> {
-        let url = reqwest::Url::parse(&format!("http://x{uri}")).expect("uri");
-        url.query_pairs().into_owned().collect()
+    fn subject() -> Subject {
+        Subject::new(ID, |c| {
+            Box::new(Frankfurter::new(&c, None).expect("adapter"))
+        })
+        .pair(pair("USD", "EUR"))
     }
 
     #[tokio::test]
     async fn latest_rate_is_read_exactly() {
-        let (url, seen) = fixed(200, &[], LATEST_OK).await;
-        let source = adapter(&url, json!({}));
+        let srv = MockServer::always(Answer::new(200, LATEST_OK)).await;
+        let source = adapter(&srv.url, json!({}));
         let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.85911");
         assert_eq!(quote.symbol, "USD/EUR");
         assert_eq!(source.symbol(&pair("usd", "eur")), "USD/EUR");
-        let uris = seen.uris();
-        assert_eq!(uris.len(), 1);
-        assert!(uris[0].starts_with("/latest?"), "{}", uris[0]);
-        let query = query_of(&uris[0]);
+        let seen = srv.seen();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].uri.starts_with("/latest?"), "{}", seen[0].uri);
+        let query = &seen[0].query;
         assert_eq!(query.get("base").map(String::as_str), Some("USD"));
         assert_eq!(query.get("symbols").map(String::as_str), Some("EUR"));
 
         let body = r#"{"amount":1.0,"base":"EUR","date":"2025-10-24","rates":{"USD":1.071234567890123456789}}"#;
-        let (url, _) = fixed(200, &[], body).await;
+        let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
             .fetch(&pair("EUR", "USD"))
             .await
@@ -282,45 +214,29 @@ mod tests {
     /// The legacy host answers 301 to `/v1/…` on frankfurter.dev; the redirect is followed.
     #[tokio::test]
     async fn the_legacy_redirect_is_followed() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let legacy_hits = hits.clone();
-        let router = Router::new()
-            .route(
-                "/latest",
-                get(move |uri: Uri| {
-                    legacy_hits.fetch_add(1, Ordering::SeqCst);
-                    let query = uri.query().unwrap_or("").to_owned();
-                    async move {
-                        let mut h = axum::http::HeaderMap::new();
-                        h.insert(
-                            "location",
-                            format!("/v1/latest?{query}").parse().expect("header"),
-                        );
-                        (StatusCode::MOVED_PERMANENTLY, h, "")
-                    }
-                }),
-            )
-            .route(
-                "/v1/latest",
-                get(|uri: Uri| async move {
-                    let query = query_of(&uri.to_string());
-                    assert_eq!(query.get("base").map(String::as_str), Some("USD"));
-                    LATEST_OK
-                }),
-            );
-        let url = serve(router).await;
-        let quote = adapter(&url, json!({}))
+        let srv = MockServer::reply(|_, seen| match seen.path.as_str() {
+            "/latest" => {
+                Answer::new(301, "").header("location", format!("/v1/latest?{}", seen.raw_query))
+            }
+            "/v1/latest" => Answer::new(200, LATEST_OK),
+            _ => Answer::new(404, ""),
+        })
+        .await;
+        let quote = adapter(&srv.url, json!({}))
             .fetch(&pair("USD", "EUR"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.85911");
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        let seen = srv.seen();
+        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["/latest", "/v1/latest"]);
+        assert_eq!(seen[1].query.get("base").map(String::as_str), Some("USD"));
     }
 
     #[tokio::test]
     async fn unknown_currencies_and_same_currency_are_not_found() {
         for (status, body) in [(404, NOT_FOUND), (422, BAD_PAIR)] {
-            let (url, _) = fixed(status, &[], body).await;
+            let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
                 .fetch(&pair("EUR", "XYZ"))
                 .await
@@ -334,7 +250,7 @@ mod tests {
             );
         }
         // 200 without the asked quote.
-        let (url, _) = fixed(200, &[], LATEST_OK).await;
+        let url = testing::answering(200, LATEST_OK).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("USD", "GBP"))
             .await
@@ -349,14 +265,14 @@ mod tests {
             (400, "bad"),
             (405, ""),
         ] {
-            let (url, _) = fixed(status, &[], body).await;
+            let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
                 .fetch(&pair("USD", "EUR"))
                 .await
                 .expect_err(body);
             assert_eq!(err.kind(), "upstream_error", "{status} {body} -> {err:?}");
         }
-        let (url, _) = fixed(422, &[], r#"{"message":"invalid amount"}"#).await;
+        let url = testing::answering(422, r#"{"message":"invalid amount"}"#).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("USD", "EUR"))
             .await
@@ -366,126 +282,53 @@ mod tests {
 
     #[tokio::test]
     async fn impossible_codes_cost_no_request() {
-        let (url, seen) = fixed(200, &[], LATEST_OK).await;
-        let source = adapter(&url, json!({}));
+        let srv = MockServer::always(Answer::new(200, LATEST_OK)).await;
+        let source = adapter(&srv.url, json!({}));
         for (base, quote) in [("USDT", "EUR"), ("EUR", "E"), ("bitcoin", "usd")] {
             let err = source.fetch(&pair(base, quote)).await.expect_err("error");
             assert_eq!(err.kind(), "not_found", "{base}/{quote}");
         }
-        assert!(seen.uris().is_empty());
+        assert!(srv.seen().is_empty());
     }
 
     #[tokio::test]
     async fn bodies_that_are_not_the_documented_shape_are_malformed() {
-        for body in [
-            "<html>oops</html>",
-            r#"{"amount":1.0,"base":"USD","date":"2026-07-29"}"#,
-            r#"{"amount":1.0,"base":"EUR","date":"2026-07-29","rates":{"EUR":0.85911}}"#,
-            r#"{"amount":1.0,"base":"USD","rates":{"EUR":-1}}"#,
-            r#"{"amount":1.0,"base":"USD","rates":{"EUR":"x"}}"#,
-        ] {
-            let (url, _) = fixed(200, &[], body).await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("USD", "EUR"))
-                .await
-                .expect_err(body);
-            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>oops</html>",
+                r#"{"amount":1.0,"base":"USD","date":"2026-07-29"}"#,
+                r#"{"amount":1.0,"base":"EUR","date":"2026-07-29","rates":{"EUR":0.85911}}"#,
+                r#"{"amount":1.0,"base":"USD","rates":{"EUR":-1}}"#,
+                r#"{"amount":1.0,"base":"USD","rates":{"EUR":"x"}}"#,
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let counter = count.clone();
-        let router = Router::new().fallback(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    let mut h = axum::http::HeaderMap::new();
-                    h.insert("retry-after", "1".parse().expect("header"));
-                    (StatusCode::TOO_MANY_REQUESTS, h, "")
-                } else {
-                    (StatusCode::OK, axum::http::HeaderMap::new(), LATEST_OK)
-                }
-            }
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let quote = adapter(&url, json!({"maxRetries": 1}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect("quote after the retry");
-        assert_eq!(quote.price.value().to_string(), "0.85911");
-        assert_eq!(count.load(Ordering::SeqCst), 2);
-        assert!(
-            start.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_retry_after(&subject(), "", LATEST_OK, "0.85911").await;
     }
 
     #[tokio::test]
     async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        let (url, _) = fixed(429, &[("retry-after", "1")], "").await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
+        testing::check_rate_limited_without_retries(&subject(), "").await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refused() {
-        for status in [451, 403] {
-            let (url, _) = fixed(status, &[], "blocked").await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("USD", "EUR"))
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
-        }
+        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            LATEST_OK
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_slow_answer_times_out(&subject(), LATEST_OK).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let url = hanging().await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::Timeout {
-                from: ID,
-                timeout: Duration::from_secs(1)
-            }
-        );
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -400,74 +400,36 @@ fn malformed(reason: impl AsRef<str>) -> SourceError {
     }
 }
 
-/// Upstream text, bounded before it goes into an error.
-fn clip(text: &str) -> String {
-    const MAX: usize = 160;
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
     use axum::extract::Query;
-    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
-    use axum::response::IntoResponse;
+    use axum::http::Uri;
     use axum::routing::get;
     use axum::Router;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, answering, dec, pair, Answer, Subject};
 
     /// Live capture (ocr-and-sources.md B.4).
     const BTC: &str = r#"{"error":[],"result":{"XXBTZUSD":{"a":["84036.10000","2","2.000"],"b":["84036.00000","1","1.000"],"c":["84036.00000","0.00112355"],"v":["702.24523395","3307.38151293"],"p":["84259.58809","84073.56822"],"t":[33153,135029],"l":["83740.10000","82832.30000"],"h":["84861.80000","84914.80000"],"o":"84380.00000"}}}"#;
     const UNKNOWN: &str = r#"{"error":["EQuery:Unknown asset pair"]}"#;
     const KEY: &str = "kraken-key-5ecr3t";
 
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
-    }
-
     fn source_with(url: &str, extra: Value) -> Kraken {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        Kraken::new(&testing::config(ID, json), None).expect("source")
+        Kraken::new(&testing::config_at(ID, url, extra), None).expect("source")
     }
 
     fn source(url: &str) -> Kraken {
         source_with(url, json!({}))
     }
 
-    async fn answering(status: u16, body: &'static str) -> String {
-        let status = StatusCode::from_u16(status).expect("status");
-        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
-    }
-
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn dec(text: &str) -> Decimal {
-        Decimal::from_str_exact(text).expect("decimal")
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(Kraken::new(&c, None).expect("source"))).key(KEY)
     }
 
     fn entry(last: &str) -> String {
@@ -838,137 +800,51 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limit_is_retried_after_retry_after() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        let router = Router::new().fallback(move || {
-            let h = h.clone();
-            async move {
-                if h.fetch_add(1, Ordering::SeqCst) == 0 {
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [(header::RETRY_AFTER, "1")],
-                        "",
-                    )
-                        .into_response()
-                } else {
-                    (StatusCode::OK, BTC).into_response()
-                }
-            }
-        });
-        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
-        let started = Instant::now();
-        let q = s
-            .fetch(&pair("BTC/USD"))
-            .await
-            .expect("quote after the retry");
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-        assert_eq!(q.price.value(), dec("84036"));
+        testing::check_retry_after(&subject(), "", BTC, "84036.00000").await;
     }
 
     #[tokio::test]
     async fn rate_limit_without_retries_reports_retry_after() {
-        let router = Router::new().fallback(|| async {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                "",
-            )
-        });
-        let s = source(&testing::serve(router).await);
-        assert_eq!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            })
-        );
+        testing::check_rate_limited_without_retries(&subject(), "").await;
     }
 
     #[tokio::test]
     async fn geo_block_and_forbidden_are_refusals() {
-        for status in [451, 403] {
-            let s = source(&answering(status, "").await);
-            assert!(
-                matches!(
-                    s.fetch(&pair("BTC/USD")).await,
-                    Err(SourceError::Refused { .. })
-                ),
-                "{status}"
-            );
-        }
+        testing::check_refused(&subject(), &[(451, ""), (403, "")]).await;
     }
 
     #[tokio::test]
     async fn garbage_is_malformed() {
-        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        let html = "<html><body>maintenance</body></html>";
+        testing::check_malformed(
+            &subject(),
+            &[html, r#"{"error":[],"result":{"XXBTZUSD":{"c":"67000"}}}"#],
+        )
+        .await;
+        let s = source(&answering(200, html).await);
         assert!(matches!(
             s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s =
-            source(&answering(200, r#"{"error":[],"result":{"XXBTZUSD":{"c":"67000"}}}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
             Err(SourceError::Malformed { .. })
         ));
     }
 
     #[tokio::test]
     async fn slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            BTC
-        });
-        let s = source(&testing::serve(router).await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_slow_answer_times_out(&subject(), BTC).await;
     }
 
     #[tokio::test]
     async fn hanging_connection_times_out() {
-        let s = source(&hanging().await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USD")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn user_agent_is_sent_and_the_api_key_never_is() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = seen.clone();
-        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
-            let seen = s2.clone();
-            async move {
-                let mut line = uri.to_string();
-                for (name, value) in &headers {
-                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
-                }
-                seen.lock().expect("lock").push(line);
-                UNKNOWN
-            }
-        });
-        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
-        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
-        let seen = seen.lock().expect("lock");
-        assert_eq!(seen.len(), 1);
-        assert!(
-            seen[0].contains("user-agent=enclave-price-aggregator/"),
-            "{}",
-            seen[0]
-        );
-        assert!(!seen[0].contains(KEY), "{}", seen[0]);
-        assert!(!format!("{e} {e:?}").contains(KEY));
+        let subject = subject().pair(pair("FOO/BAR"));
+        let (outcome, seen) =
+            testing::check_key_not_sent(&subject, Answer::new(200, UNKNOWN)).await;
+        outcome.expect_err("error");
+        let agent = seen.headers["user-agent"].to_str().expect("text");
+        assert!(agent.starts_with("enclave-price-aggregator/"), "{agent}");
     }
 }

@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -37,8 +37,6 @@ const ID: SourceId = SourceId::Kucoin;
 const LEVEL1_PATH: &str = "api/v1/market/orderbook/level1";
 const SYMBOLS_PATH: &str = "api/v2/symbols";
 const SUCCESS: &str = "200000";
-/// Upstream messages quoted in errors are cut to this many characters.
-const MAX_MESSAGE: usize = 200;
 
 pub struct Kucoin {
     client: SourceClient,
@@ -53,13 +51,6 @@ impl Kucoin {
             client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
         })
     }
-}
-
-fn short(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect()
 }
 
 /// KuCoin's envelope. `code` is documented as a string; a number is accepted too.
@@ -127,10 +118,10 @@ fn unwrap<'a>(response: &'a Response, what: &str) -> Result<Option<&'a RawValue>
         }
     };
     if code != SUCCESS {
-        let reason = short(&format!(
-            "code {code}: {}",
-            envelope.msg.as_deref().unwrap_or("")
-        ));
+        let reason = upstream_message(
+            &format!("code {code}: {}", envelope.msg.as_deref().unwrap_or("")),
+            None,
+        );
         return Err(match code.as_str() {
             "900001" | "400100" => Failure::NotFound,
             "429000" | "1015" => Failure::Error(SourceError::RateLimited {
@@ -238,121 +229,54 @@ impl Source for Kucoin {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::http::{StatusCode, Uri};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{config, serve};
+    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
 
     /// KuCoin's documented answers (ocr-and-sources.md B.12, kucoin-api-docs).
     const LEVEL1_OK: &str = r#"{"code":"200000","data":{"time":1550653727731,"sequence":"1550467636704","price":"0.03715005","size":"0.17","bestBid":"0.03710768","bestBidSize":"3.803","bestAsk":"0.03715004","bestAskSize":"1.788"}}"#;
     const LEVEL1_UNKNOWN: &str = r#"{"code":"200000","data":null}"#;
     const SYMBOLS_OK: &str = r#"{"code":"200000","data":[{"symbol":"BTC-USDT","name":"BTC-USDT","baseCurrency":"BTC","quoteCurrency":"USDT","feeCurrency":"USDT","market":"USDS","baseMinSize":"0.00001","quoteMinSize":"0.1","baseMaxSize":"10000000000","quoteMaxSize":"99999999","baseIncrement":"0.00000001","quoteIncrement":"0.000001","priceIncrement":"0.1","priceLimitRate":"0.1","minFunds":"0.1","isMarginEnabled":true,"enableTrading":true},{"symbol":"ENJ-ETH","name":"ENJ-ETH","baseCurrency":"ENJ","quoteCurrency":"ETH","feeCurrency":"ETH","market":"ALTS","baseMinSize":"0.01","quoteMinSize":"0.0001","baseMaxSize":"10000000000","quoteMaxSize":"99999999","baseIncrement":"0.0001","quoteIncrement":"0.0000001","priceIncrement":"0.0000001","priceLimitRate":"0.1","minFunds":"0.0001","isMarginEnabled":false,"enableTrading":true},{"symbol":"OLD-BTC","name":"OLD-BTC","baseCurrency":"OLD","quoteCurrency":"BTC","feeCurrency":"BTC","market":"BTC","baseMinSize":"1","quoteMinSize":"0.00001","baseMaxSize":"10000000000","quoteMaxSize":"99999999","baseIncrement":"1","quoteIncrement":"0.00000001","priceIncrement":"0.00000001","priceLimitRate":"0.1","minFunds":"0.00001","isMarginEnabled":false,"enableTrading":false}]}"#;
 
+    const KEY: &str = "kc-key-123";
+
     fn pair(base: &str, quote: &str) -> Pair {
         Pair::new(base, quote).expect("pair")
     }
 
     fn adapter(url: &str, extra: serde_json::Value) -> Kucoin {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
-        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        Kucoin::new(&config(ID, json), None).expect("adapter")
+        Kucoin::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
 
-    #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<(String, axum::http::HeaderMap)>>>);
-
-    impl Seen {
-        fn uris(&self) -> Vec<String> {
-            self.0
-                .lock()
-                .expect("lock")
-                .iter()
-                .map(|(u, _)| u.clone())
-                .collect()
-        }
-    }
-
-    /// A server answering every request with `status`, `headers` and `body`.
-    async fn fixed(
-        status: u16,
-        headers: &[(&'static str, &'static str)],
-        body: &str,
-    ) -> (String, Seen) {
-        let seen = Seen::default();
-        let record = seen.clone();
-        let headers: Vec<_> = headers.to_vec();
-        let body = body.to_owned();
-        let router =
-            Router::new().fallback(move |uri: Uri, request_headers: axum::http::HeaderMap| {
-                let record = record.clone();
-                let headers = headers.clone();
-                let body = body.clone();
-                async move {
-                    record
-                        .0
-                        .lock()
-                        .expect("lock")
-                        .push((uri.to_string(), request_headers));
-                    let mut map = axum::http::HeaderMap::new();
-                    for (k, v) in headers {
-                        map.insert(k, v.parse().expect("header"));
-                    }
-                    (StatusCode::from_u16(status).expect("status"), map, body)
-                }
-            });
-        (serve(router).await, seen)
-    }
-
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                open.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn query_of(uri: &str) -> HashMap<String, String> {
-        let url = reqwest::Url::parse(&format!("http://x{uri}")).expect("uri");
-        url.query_pairs().into_owned().collect()
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(Kucoin::new(&c, None).expect("adapter")))
+            .pair(pair("BTC", "USDT"))
+            .key(KEY)
     }
 
     #[tokio::test]
     async fn level1_price_is_read_exactly() {
-        let (url, seen) = fixed(200, &[], LEVEL1_OK).await;
-        let source = adapter(&url, json!({}));
+        let srv = MockServer::always(Answer::new(200, LEVEL1_OK)).await;
+        let source = adapter(&srv.url, json!({}));
         let quote = source.fetch(&pair("enj", "eth")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.03715005");
         assert_eq!(quote.symbol, "ENJ-ETH");
         assert_eq!(source.symbol(&pair("enj", "eth")), "ENJ-ETH");
-        let uris = seen.uris();
-        assert_eq!(uris.len(), 1);
+        let seen = srv.seen();
+        assert_eq!(seen.len(), 1);
         assert!(
-            uris[0].starts_with("/api/v1/market/orderbook/level1?"),
+            seen[0].uri.starts_with("/api/v1/market/orderbook/level1?"),
             "{}",
-            uris[0]
+            seen[0].uri
         );
         assert_eq!(
-            query_of(&uris[0]).get("symbol").map(String::as_str),
+            seen[0].query.get("symbol").map(String::as_str),
             Some("ENJ-ETH")
         );
 
         let body = r#"{"code":"200000","data":{"time":1729766400000,"sequence":"1","price":"67123.45000000","size":"10","bestBid":"67123.4","bestBidSize":"1","bestAsk":"67123.5","bestAskSize":"1"}}"#;
-        let (url, _) = fixed(200, &[], body).await;
+        let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
             .fetch(&pair("BTC", "USDT"))
             .await
@@ -363,17 +287,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_configured_key_is_not_sent() {
-        let (url, seen) = fixed(200, &[], LEVEL1_OK).await;
-        adapter(&url, json!({"apiKey": "kc-key-123"}))
-            .fetch(&pair("ENJ", "ETH"))
-            .await
-            .expect("quote");
-        let (uri, headers) = seen.0.lock().expect("lock")[0].clone();
-        assert!(!uri.contains("kc-key-123"));
-        assert!(headers.values().all(|v| v
-            .to_str()
-            .map(|s| !s.contains("kc-key-123"))
-            .unwrap_or(true)));
+        let subject = subject().pair(pair("ENJ", "ETH"));
+        let (outcome, _) = testing::check_key_not_sent(&subject, Answer::new(200, LEVEL1_OK)).await;
+        outcome.expect("quote");
     }
 
     #[tokio::test]
@@ -392,7 +308,7 @@ mod tests {
             (200, r#"{"code":"400100","msg":"Invalid Parameter."}"#),
             (400, r#"{"code":"400100","msg":"Invalid Parameter."}"#),
         ] {
-            let (url, _) = fixed(status, &[], body).await;
+            let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
                 .fetch(&pair("XYZ", "USDT"))
                 .await
@@ -452,7 +368,7 @@ mod tests {
                 "upstream_error",
             ),
         ] {
-            let (url, _) = fixed(status, &[], body).await;
+            let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
                 .fetch(&pair("BTC", "USDT"))
                 .await
@@ -462,12 +378,8 @@ mod tests {
                 assert_eq!(retry_after, None);
             }
         }
-        let (url, _) = fixed(
-            200,
-            &[],
-            r#"{"code":"500000","msg":"Internal Server Error"}"#,
-        )
-        .await;
+        let url =
+            testing::answering(200, r#"{"code":"500000","msg":"Internal Server Error"}"#).await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("BTC", "USDT"))
             .await
@@ -477,22 +389,19 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_that_are_not_the_documented_shape_are_malformed() {
-        for body in [
-            "<html>oops</html>",
-            r#"{"data":{"price":"1"}}"#,
-            r#"{"code":"200000","data":[1,2]}"#,
-            r#"{"code":"200000","data":{"price":"0"}}"#,
-            r#"{"code":"200000","data":{"price":"abc"}}"#,
-        ] {
-            let (url, _) = fixed(200, &[], body).await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("BTC", "USDT"))
-                .await
-                .expect_err(body);
-            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
-        }
+        testing::check_malformed(
+            &subject(),
+            &[
+                "<html>oops</html>",
+                r#"{"data":{"price":"1"}}"#,
+                r#"{"code":"200000","data":[1,2]}"#,
+                r#"{"code":"200000","data":{"price":"0"}}"#,
+                r#"{"code":"200000","data":{"price":"abc"}}"#,
+            ],
+        )
+        .await;
         // Garbage with an error status is the status's error (e.g. a proxy's HTML page).
-        let (url, _) = fixed(400, &[], "<html>bad request</html>").await;
+        let url = testing::answering(400, "<html>bad request</html>").await;
         let err = adapter(&url, json!({}))
             .fetch(&pair("BTC", "USDT"))
             .await
@@ -502,13 +411,14 @@ mod tests {
 
     #[tokio::test]
     async fn instruments_are_the_tradable_symbols() {
-        let (url, seen) = fixed(200, &[], SYMBOLS_OK).await;
-        let pairs = adapter(&url, json!({}))
+        let srv = MockServer::always(Answer::new(200, SYMBOLS_OK)).await;
+        let pairs = adapter(&srv.url, json!({}))
             .instruments()
             .await
             .expect("instruments");
         assert_eq!(pairs, vec![pair("BTC", "USDT"), pair("ENJ", "ETH")]);
-        assert_eq!(seen.uris(), vec!["/api/v2/symbols".to_owned()]);
+        let uris: Vec<String> = srv.seen().into_iter().map(|s| s.uri).collect();
+        assert_eq!(uris, vec!["/api/v2/symbols".to_owned()]);
 
         for (body, kind) in [
             (
@@ -519,7 +429,7 @@ mod tests {
             (r#"{"code":"200000","data":{"x":1}}"#, "malformed"),
             ("garbage", "malformed"),
         ] {
-            let (url, _) = fixed(200, &[], body).await;
+            let url = testing::answering(200, body).await;
             let err = adapter(&url, json!({}))
                 .instruments()
                 .await
@@ -530,65 +440,24 @@ mod tests {
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let counter = count.clone();
-        let router = Router::new().fallback(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    let mut h = axum::http::HeaderMap::new();
-                    h.insert("retry-after", "1".parse().expect("header"));
-                    (StatusCode::TOO_MANY_REQUESTS, h, "")
-                } else {
-                    (StatusCode::OK, axum::http::HeaderMap::new(), LEVEL1_OK)
-                }
-            }
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let quote = adapter(&url, json!({"maxRetries": 1}))
-            .fetch(&pair("ENJ", "ETH"))
-            .await
-            .expect("quote after the retry");
-        assert_eq!(quote.price.value().to_string(), "0.03715005");
-        assert_eq!(count.load(Ordering::SeqCst), 2);
-        assert!(
-            start.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        let subject = subject().pair(pair("ENJ", "ETH"));
+        testing::check_retry_after(&subject, "", LEVEL1_OK, "0.03715005").await;
     }
 
     #[tokio::test]
     async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        let (url, _) = fixed(
-            429,
-            &[("retry-after", "1")],
+        testing::check_rate_limited_without_retries(
+            &subject(),
             r#"{"code":"429000","msg":"Too Many Requests"}"#,
         )
         .await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refused() {
+        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
         for status in [451, 403] {
-            let (url, _) = fixed(status, &[], "blocked").await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("BTC", "USDT"))
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
+            let url = testing::answering(status, "blocked").await;
             let err = adapter(&url, json!({}))
                 .instruments()
                 .await
@@ -599,38 +468,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            LEVEL1_OK
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
-            .await
-            .expect_err("error");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_slow_answer_times_out(&subject(), LEVEL1_OK).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let url = hanging().await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::Timeout {
-                from: ID,
-                timeout: Duration::from_secs(1)
-            }
-        );
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]

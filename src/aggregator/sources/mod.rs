@@ -83,6 +83,30 @@ impl SourceError {
     }
 }
 
+/// Upstream messages quoted in errors are cut to this many characters.
+const MAX_MESSAGE: usize = 200;
+
+/// An upstream message fit for an error: control characters removed, then every occurrence of
+/// `secret` (the API key as sent, when there is one) replaced by `***`, then cut to
+/// [`MAX_MESSAGE`] characters. An empty secret is ignored.
+pub(crate) fn upstream_message(text: &str, secret: Option<&str>) -> String {
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "***");
+    }
+    text.chars().take(MAX_MESSAGE).collect()
+}
+
+/// Upstream text (a symbol, a message) bounded before it goes into an error: at most 160
+/// characters, `…` marking a cut.
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
 /// Results of a batch fetch: every asked pair appears, with its own outcome.
 pub type BatchResult = BTreeMap<Pair, Result<Quote, SourceError>>;
 
@@ -118,5 +142,65 @@ pub trait Source: Send + Sync {
             from: self.id(),
             what: "instrument lists",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_messages_lose_the_secret() {
+        assert_eq!(
+            upstream_message("the parameter apikey K3Y is invalid, K3Y!", Some("K3Y")),
+            "the parameter apikey *** is invalid, ***!"
+        );
+        assert_eq!(upstream_message("no key here", Some("K3Y")), "no key here");
+        assert_eq!(upstream_message("K3Y stays", None), "K3Y stays");
+        // An empty secret replaces nothing (a plain `replace("", …)` would insert everywhere).
+        assert_eq!(upstream_message("abc", Some("")), "abc");
+    }
+
+    #[test]
+    fn upstream_messages_lose_control_characters_even_inside_the_secret() {
+        assert_eq!(
+            upstream_message("line\none\r\n\ttab\u{0}\u{7f}end", None),
+            "lineonetabend"
+        );
+        // Characters are removed first, so a key split by a newline is still found.
+        assert_eq!(
+            upstream_message("key K3\nY here", Some("K3Y")),
+            "key *** here"
+        );
+        assert_eq!(upstream_message("é ü → ok", None), "é ü → ok");
+    }
+
+    #[test]
+    fn upstream_messages_are_cut_at_200_characters() {
+        let long = "é".repeat(250);
+        let cut = upstream_message(&long, None);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE);
+        assert_eq!(cut, "é".repeat(200));
+        assert_eq!(upstream_message(&"x".repeat(200), None), "x".repeat(200));
+        // The cut comes after the key is replaced: the key cannot survive in part.
+        let text = format!("{}SECRETKEY", "a".repeat(195));
+        assert_eq!(
+            upstream_message(&text, Some("SECRETKEY")),
+            format!("{}***", "a".repeat(195))
+        );
+        let text = format!("{}SECRETKEY", "a".repeat(198));
+        assert_eq!(
+            upstream_message(&text, Some("SECRETKEY")),
+            format!("{}**", "a".repeat(198))
+        );
+    }
+
+    #[test]
+    fn clip_bounds_text_and_marks_the_cut() {
+        assert_eq!(clip("short"), "short");
+        assert_eq!(clip(&"x".repeat(160)), "x".repeat(160));
+        assert_eq!(clip(&"ü".repeat(161)), format!("{}…", "ü".repeat(160)));
+        // Control characters are not its business.
+        assert_eq!(clip("a\nb"), "a\nb");
     }
 }

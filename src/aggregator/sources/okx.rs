@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -279,31 +279,19 @@ fn malformed(reason: impl AsRef<str>) -> SourceError {
     }
 }
 
-/// Upstream text, bounded before it goes into an error.
-fn clip(text: &str) -> String {
-    const MAX: usize = 160;
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
     use axum::extract::Query;
-    use axum::http::{header, HeaderMap as Headers, StatusCode, Uri};
-    use axum::response::IntoResponse;
+    use axum::http::Uri;
     use axum::routing::get;
     use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing;
+    use crate::aggregator::sources::testing::{self, answering, dec, pair, Answer, Subject};
 
     /// Live capture (ocr-and-sources.md B.2).
     const BTC: &str = r#"{"code":"0","data":[{"instType":"SPOT","instId":"BTC-USDT","last":"84070.9","lastSz":"0.06810322","askPx":"84071","askSz":"0.61943805","bidPx":"84070.9","bidSz":"4.80941911","open24h":"84515.8","high24h":"84944.4","low24h":"82874.5","volCcy24h":"511984068.580413188","vol24h":"6094.07117965","ts":"1790323049365","sodUtc0":"84409.9","sodUtc8":"84419.6"}],"msg":""}"#;
@@ -312,43 +300,20 @@ mod tests {
     const NO_INSTRUMENT_NEW: &str = r#"{"code":"51001","data":[],"msg":"Instrument ID, Instrument ID code, or Spread ID doesn't exist."}"#;
     const KEY: &str = "okx-key-5ecr3t";
 
-    fn pair(text: &str) -> Pair {
-        Pair::parse(text).expect("pair")
-    }
+    const TOO_MANY: &str = r#"{"msg":"Too Many Requests","code":"50011"}"#;
 
     fn source_with(url: &str, extra: Value) -> Okx {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000, "rps": null});
-        if let (Some(obj), Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        Okx::new(&testing::config(ID, json), None).expect("source")
+        Okx::new(&testing::config_at(ID, url, extra), None).expect("source")
     }
 
     fn source(url: &str) -> Okx {
         source_with(url, json!({}))
     }
 
-    async fn answering(status: u16, body: &'static str) -> String {
-        let status = StatusCode::from_u16(status).expect("status");
-        testing::serve(Router::new().fallback(move || async move { (status, body) })).await
-    }
-
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    fn dec(text: &str) -> Decimal {
-        Decimal::from_str_exact(text).expect("decimal")
+    fn subject() -> Subject {
+        Subject::new(ID, |c| Box::new(Okx::new(&c, None).expect("source")))
+            .pair(pair("BTC/USDT"))
+            .key(KEY)
     }
 
     fn ticker(inst_id: &str, last: &str) -> String {
@@ -580,142 +545,54 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limit_is_retried_after_retry_after() {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        let router = Router::new().fallback(move || {
-            let h = h.clone();
-            async move {
-                if h.fetch_add(1, Ordering::SeqCst) == 0 {
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [(header::RETRY_AFTER, "1")],
-                        r#"{"msg":"Too Many Requests","code":"50011"}"#,
-                    )
-                        .into_response()
-                } else {
-                    (StatusCode::OK, BTC).into_response()
-                }
-            }
-        });
-        let s = source_with(&testing::serve(router).await, json!({"maxRetries": 1}));
-        let started = Instant::now();
-        let q = s
-            .fetch(&pair("BTC/USDT"))
-            .await
-            .expect("quote after the retry");
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-        assert_eq!(q.price.value(), dec("84070.9"));
+        testing::check_retry_after(&subject(), TOO_MANY, BTC, "84070.9").await;
     }
 
     #[tokio::test]
     async fn rate_limit_without_retries_reports_retry_after() {
-        let router = Router::new().fallback(|| async {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                r#"{"msg":"Too Many Requests","code":"50011"}"#,
-            )
-        });
-        let s = source(&testing::serve(router).await);
-        assert_eq!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            })
-        );
+        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
     }
 
     #[tokio::test]
     async fn geo_block_and_forbidden_are_refusals() {
-        for status in [451, 403] {
-            let s = source(&answering(status, r#"{"msg":"","code":"51155"}"#).await);
-            assert!(
-                matches!(
-                    s.fetch(&pair("BTC/USDT")).await,
-                    Err(SourceError::Refused { .. })
-                ),
-                "{status}"
-            );
-        }
+        let body = r#"{"msg":"","code":"51155"}"#;
+        testing::check_refused(&subject(), &[(451, body), (403, body)]).await;
     }
 
     #[tokio::test]
     async fn garbage_is_malformed() {
-        let s = source(&answering(200, "<html><body>maintenance</body></html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        let html = "<html><body>maintenance</body></html>";
+        testing::check_malformed(
+            &subject(),
+            &[
+                html,
+                r#"{"data":[]}"#,
+                r#"{"code":"0","msg":"","data":[{"instId":"BTC-USDT"}]}"#,
+            ],
+        )
+        .await;
+        let s = source(&answering(200, html).await);
         assert!(matches!(
             s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(200, r#"{"data":[]}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(
-            &answering(
-                200,
-                r#"{"code":"0","msg":"","data":[{"instId":"BTC-USDT"}]}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
             Err(SourceError::Malformed { .. })
         ));
     }
 
     #[tokio::test]
     async fn slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            BTC
-        });
-        let s = source(&testing::serve(router).await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_slow_answer_times_out(&subject(), BTC).await;
     }
 
     #[tokio::test]
     async fn hanging_connection_times_out() {
-        let s = source(&hanging().await);
-        let started = Instant::now();
-        let e = s.fetch(&pair("BTC/USDT")).await.expect_err("timeout");
-        assert!(matches!(e, SourceError::Timeout { .. }), "{e:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
     async fn api_key_is_never_sent_nor_shown() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = seen.clone();
-        let router = Router::new().fallback(move |uri: Uri, headers: Headers| {
-            let seen = s2.clone();
-            async move {
-                let mut line = uri.to_string();
-                for (name, value) in &headers {
-                    line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("")));
-                }
-                seen.lock().expect("lock").push(line);
-                NO_INSTRUMENT
-            }
-        });
-        let s = source_with(&testing::serve(router).await, json!({"apiKey": KEY}));
-        let e = s.fetch(&pair("FOO/BAR")).await.expect_err("error");
-        let seen = seen.lock().expect("lock");
-        assert_eq!(seen.len(), 1);
-        assert!(!seen[0].contains(KEY), "{}", seen[0]);
-        assert!(!format!("{e} {e:?}").contains(KEY));
+        let subject = subject().pair(pair("FOO/BAR"));
+        let (outcome, _) =
+            testing::check_key_not_sent(&subject, Answer::new(200, NO_INSTRUMENT)).await;
+        outcome.expect_err("error");
     }
 }

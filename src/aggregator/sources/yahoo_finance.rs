@@ -49,7 +49,7 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -61,8 +61,6 @@ pub const BROWSER_USER_AGENT: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/138.0.0.0 Safari/537.36";
 
 const ID: SourceId = SourceId::YahooFinance;
-/// Upstream messages quoted in errors are cut to this many characters.
-const MAX_MESSAGE: usize = 200;
 /// Remembered pair → ticker resolutions; the map is emptied when it grows past this.
 const MAX_RESOLVED: usize = 4096;
 
@@ -98,13 +96,6 @@ fn candidates(pair: &Pair) -> Vec<String> {
     } else {
         vec![format!("{base}-{quote}"), base]
     }
-}
-
-fn short(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_MESSAGE)
-        .collect()
 }
 
 pub struct YahooFinance {
@@ -226,11 +217,14 @@ fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, Sourc
         let code = error.code.unwrap_or_default();
         let description = error.description.unwrap_or_default();
         if code.eq_ignore_ascii_case("Not Found") {
-            return Ok(Lookup::Absent(short(&format!("{ticker}: {description}"))));
+            return Ok(Lookup::Absent(upstream_message(
+                &format!("{ticker}: {description}"),
+                None,
+            )));
         }
         return Err(SourceError::Upstream {
             from: ID,
-            reason: short(&format!("{code}: {description}")),
+            reason: upstream_message(&format!("{code}: {description}"), None),
         });
     }
     if !status.is_success() {
@@ -255,10 +249,10 @@ fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, Sourc
         reason: "chart.result[0].meta has no currency".into(),
     })?;
     if currency != pair.quote && currency != pair.quote.to_ascii_uppercase() {
-        return Ok(Lookup::Absent(short(&format!(
-            "{ticker} is priced in {currency}, not {}",
-            pair.quote
-        ))));
+        return Ok(Lookup::Absent(upstream_message(
+            &format!("{ticker} is priced in {currency}, not {}", pair.quote),
+            None,
+        )));
     }
     let raw = match meta.regular_market_price {
         Some(raw) if raw.get().trim() != "null" => raw,
@@ -315,17 +309,10 @@ impl Source for YahooFinance {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use axum::http::{StatusCode, Uri};
-    use axum::Router;
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{config, serve};
+    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
 
     /// Yahoo's answers (ocr-and-sources.md B.11): a chart for a ticker, and the 404 for unknown ones.
     fn chart(symbol: &str, currency: &str, kind: &str, price: &str) -> String {
@@ -340,97 +327,35 @@ mod tests {
     }
 
     fn adapter(url: &str, extra: serde_json::Value) -> YahooFinance {
-        let mut json = json!({"baseUrl": url, "maxRetries": 0, "timeoutMs": 1000});
-        if let (Some(obj), serde_json::Value::Object(more)) = (json.as_object_mut(), extra) {
-            obj.extend(more);
-        }
-        YahooFinance::new(&config(ID, json), None).expect("adapter")
+        YahooFinance::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
 
-    /// Requests the server saw: (path, query, User-Agent).
-    #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<(String, String, String)>>>);
-
-    impl Seen {
-        fn paths(&self) -> Vec<String> {
-            self.0
-                .lock()
-                .expect("lock")
-                .iter()
-                .map(|(p, _, _)| p.clone())
-                .collect()
-        }
-        fn all(&self) -> Vec<(String, String, String)> {
-            self.0.lock().expect("lock").clone()
-        }
+    fn subject() -> Subject {
+        Subject::new(ID, |c| {
+            Box::new(YahooFinance::new(&c, None).expect("adapter"))
+        })
+        .pair(pair("BTC", "USD"))
     }
 
     /// A Yahoo-like server: `tickers` maps a ticker to (status, body); others get the 404.
-    async fn yahoo(tickers: &[(&str, u16, String)]) -> (String, Seen) {
-        let seen = Seen::default();
-        let record = seen.clone();
-        let table: Arc<HashMap<String, (u16, String)>> = Arc::new(
-            tickers
+    async fn yahoo(tickers: &[(&str, u16, String)]) -> MockServer {
+        let paths: Vec<(String, Answer)> = tickers
+            .iter()
+            .map(|(t, s, b)| (format!("/v8/finance/chart/{t}"), Answer::new(*s, b.clone())))
+            .collect();
+        MockServer::per_path(
+            paths
                 .iter()
-                .map(|(t, s, b)| ((*t).to_owned(), (*s, b.clone())))
+                .map(|(p, a)| (p.as_str(), vec![a.clone()]))
                 .collect(),
-        );
-        let router = Router::new().fallback(move |uri: Uri, headers: axum::http::HeaderMap| {
-            let record = record.clone();
-            let table = table.clone();
-            async move {
-                let ua = headers
-                    .get("user-agent")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                record.0.lock().expect("lock").push((
-                    uri.path().to_owned(),
-                    uri.query().unwrap_or("").to_owned(),
-                    ua,
-                ));
-                let ticker = uri.path().strip_prefix("/v8/finance/chart/").unwrap_or("");
-                match table.get(ticker) {
-                    Some((status, body)) => {
-                        (StatusCode::from_u16(*status).expect("status"), body.clone())
-                    }
-                    None => (StatusCode::NOT_FOUND, NOT_FOUND.to_owned()),
-                }
-            }
-        });
-        (serve(router).await, seen)
+            Answer::new(404, NOT_FOUND),
+        )
+        .await
     }
 
-    /// A server answering every request with `status`, `headers` and `body`.
-    async fn fixed(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> String {
-        let headers: Vec<_> = headers.to_vec();
-        let body = body.to_owned();
-        let router = Router::new().fallback(move || {
-            let headers = headers.clone();
-            let body = body.clone();
-            async move {
-                let mut map = axum::http::HeaderMap::new();
-                for (k, v) in headers {
-                    map.insert(k, v.parse().expect("header"));
-                }
-                (StatusCode::from_u16(status).expect("status"), map, body)
-            }
-        });
-        serve(router).await
-    }
-
-    async fn hanging() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                open.push(socket);
-            }
-        });
-        format!("http://{addr}")
+    /// The paths the server was asked for, in order.
+    fn paths(srv: &MockServer) -> Vec<String> {
+        srv.seen().into_iter().map(|s| s.path).collect()
     }
 
     #[test]
@@ -450,29 +375,28 @@ mod tests {
 
     #[tokio::test]
     async fn an_exchange_listed_ticker_in_its_currency_is_read_exactly() {
-        let (url, seen) = yahoo(&[(
+        let srv = yahoo(&[(
             "C3M.PA",
             200,
             chart("C3M.PA", "EUR", "EQUITY", "4.2350000000000000001"),
         )])
         .await;
-        let source = adapter(&url, json!({}));
+        let source = adapter(&srv.url, json!({}));
         let quote = source.fetch(&pair("C3M.PA", "EUR")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "4.2350000000000000001");
         assert_eq!(quote.symbol, "C3M.PA");
-        let all = seen.all();
+        let all = srv.seen();
         assert_eq!(all.len(), 1);
-        let (path, query, ua) = &all[0];
-        assert_eq!(path, "/v8/finance/chart/C3M.PA");
-        assert_eq!(query, "interval=1d&range=1d");
-        assert_eq!(ua, BROWSER_USER_AGENT);
+        assert_eq!(all[0].path, "/v8/finance/chart/C3M.PA");
+        assert_eq!(all[0].raw_query, "interval=1d&range=1d");
+        assert_eq!(all[0].headers["user-agent"], BROWSER_USER_AGENT);
     }
 
     /// reference-solution.md §10 item 25: `X/EUR` must not be priced with the USD listing `X`.
     #[tokio::test]
     async fn x_eur_is_not_the_usd_listing() {
-        let (url, seen) = yahoo(&[("X", 200, chart("X", "USD", "EQUITY", "38.12"))]).await;
-        let source = adapter(&url, json!({}));
+        let srv = yahoo(&[("X", 200, chart("X", "USD", "EQUITY", "38.12"))]).await;
+        let source = adapter(&srv.url, json!({}));
         let err = source
             .fetch(&pair("X", "EUR"))
             .await
@@ -485,7 +409,7 @@ mod tests {
             }
         );
         assert_eq!(
-            seen.paths(),
+            paths(&srv),
             ["/v8/finance/chart/X-EUR", "/v8/finance/chart/X"]
         );
         // In its own currency the listing is found.
@@ -497,7 +421,7 @@ mod tests {
     /// `BTC/USD` is the crypto ticker, never the `BTC` ETF in the same currency.
     #[tokio::test]
     async fn crypto_pairs_use_the_crypto_ticker() {
-        let (url, seen) = yahoo(&[
+        let srv = yahoo(&[
             (
                 "BTC-USD",
                 200,
@@ -506,34 +430,34 @@ mod tests {
             ("BTC", 200, chart("BTC", "USD", "ETF", "41.07")),
         ])
         .await;
-        let source = adapter(&url, json!({}));
+        let source = adapter(&srv.url, json!({}));
         assert_eq!(source.symbol(&pair("BTC", "USD")), "BTC-USD");
         let quote = source.fetch(&pair("BTC", "USD")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "67123.45");
         assert_eq!(quote.symbol, "BTC-USD");
-        assert_eq!(seen.paths(), ["/v8/finance/chart/BTC-USD"]);
+        assert_eq!(paths(&srv), ["/v8/finance/chart/BTC-USD"]);
     }
 
     /// A failing crypto ticker (5xx, timeout) is an error, not a reason to try the bare listing.
     #[tokio::test]
     async fn errors_do_not_fall_back_to_another_instrument() {
-        let (url, seen) = yahoo(&[
+        let srv = yahoo(&[
             ("BTC-USD", 500, "oops".into()),
             ("BTC", 200, chart("BTC", "USD", "ETF", "41.07")),
         ])
         .await;
-        let err = adapter(&url, json!({}))
+        let err = adapter(&srv.url, json!({}))
             .fetch(&pair("BTC", "USD"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "upstream_error", "{err:?}");
-        assert_eq!(seen.paths(), ["/v8/finance/chart/BTC-USD"]);
+        assert_eq!(paths(&srv), ["/v8/finance/chart/BTC-USD"]);
     }
 
     #[tokio::test]
     async fn a_bare_stock_is_found_after_the_crypto_ticker_and_remembered() {
-        let (url, seen) = yahoo(&[("COIN", 200, chart("COIN", "USD", "EQUITY", "262.82"))]).await;
-        let source = adapter(&url, json!({}));
+        let srv = yahoo(&[("COIN", 200, chart("COIN", "USD", "EQUITY", "262.82"))]).await;
+        let source = adapter(&srv.url, json!({}));
         let quote = source.fetch(&pair("COIN", "USD")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "262.82");
         assert_eq!(quote.symbol, "COIN");
@@ -543,7 +467,7 @@ mod tests {
             .await
             .expect("second quote");
         assert_eq!(
-            seen.paths(),
+            paths(&srv),
             [
                 "/v8/finance/chart/COIN-USD",
                 "/v8/finance/chart/COIN",
@@ -554,26 +478,26 @@ mod tests {
 
     #[tokio::test]
     async fn fiat_pairs_use_the_fx_ticker() {
-        let (url, seen) = yahoo(&[(
+        let srv = yahoo(&[(
             "EURUSD=X",
             200,
             chart("EURUSD=X", "USD", "CURRENCY", "1.0712"),
         )])
         .await;
-        let quote = adapter(&url, json!({}))
+        let quote = adapter(&srv.url, json!({}))
             .fetch(&pair("EUR", "USD"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "1.0712");
         assert_eq!(quote.symbol, "EURUSD=X");
-        assert_eq!(seen.paths(), ["/v8/finance/chart/EURUSD=X"]);
+        assert_eq!(paths(&srv), ["/v8/finance/chart/EURUSD=X"]);
     }
 
     /// LSE listings answer in pence (`GBp`): that is not `GBP`.
     #[tokio::test]
     async fn pence_are_not_pounds() {
-        let (url, _) = yahoo(&[("VOD.L", 200, chart("VOD.L", "GBp", "EQUITY", "72.5"))]).await;
-        let source = adapter(&url, json!({}));
+        let srv = yahoo(&[("VOD.L", 200, chart("VOD.L", "GBp", "EQUITY", "72.5"))]).await;
+        let source = adapter(&srv.url, json!({}));
         let err = source
             .fetch(&pair("VOD.L", "GBP"))
             .await
@@ -593,8 +517,8 @@ mod tests {
             (200, r#"{"chart":{"result":null,"error":null}}"#.to_owned()),
             (200, chart("C3M.PA", "EUR", "EQUITY", "null")),
         ] {
-            let (url, _) = yahoo(&[("C3M.PA", status, body.clone())]).await;
-            let err = adapter(&url, json!({}))
+            let srv = yahoo(&[("C3M.PA", status, body.clone())]).await;
+            let err = adapter(&srv.url, json!({}))
                 .fetch(&pair("C3M.PA", "EUR"))
                 .await
                 .expect_err(&body);
@@ -606,16 +530,16 @@ mod tests {
     async fn other_chart_errors_are_upstream_errors() {
         let body = r#"{"chart":{"result":null,"error":{"code":"Bad Request","description":"Invalid input - interval=1x is not supported"}}}"#;
         for status in [400, 200] {
-            let (url, _) = yahoo(&[("C3M.PA", status, body.to_owned())]).await;
-            let err = adapter(&url, json!({}))
+            let srv = yahoo(&[("C3M.PA", status, body.to_owned())]).await;
+            let err = adapter(&srv.url, json!({}))
                 .fetch(&pair("C3M.PA", "EUR"))
                 .await
                 .expect_err("error");
             assert_eq!(err.kind(), "upstream_error", "{err:?}");
             assert!(err.to_string().contains("Bad Request"), "{err}");
         }
-        let (url, _) = yahoo(&[("C3M.PA", 400, "<html></html>".into())]).await;
-        let err = adapter(&url, json!({}))
+        let srv = yahoo(&[("C3M.PA", 400, "<html></html>".into())]).await;
+        let err = adapter(&srv.url, json!({}))
             .fetch(&pair("C3M.PA", "EUR"))
             .await
             .expect_err("error");
@@ -624,124 +548,51 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_that_are_not_the_documented_shape_are_malformed() {
-        for body in [
-            "<html>oops</html>".to_owned(),
-            r#"{"finance":{}}"#.to_owned(),
-            r#"{"chart":{"result":[{"timestamp":[1]}],"error":null}}"#.to_owned(),
-            r#"{"chart":{"result":[{"meta":{"regularMarketPrice":1.5}}],"error":null}}"#.to_owned(),
-            chart("C3M.PA", "EUR", "EQUITY", "0"),
-            chart("C3M.PA", "EUR", "EQUITY", "\"abc\""),
-        ] {
-            let (url, _) = yahoo(&[("C3M.PA", 200, body.clone())]).await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("C3M.PA", "EUR"))
-                .await
-                .expect_err(&body);
-            assert_eq!(err.kind(), "malformed", "{body} -> {err:?}");
-        }
+        let zero = chart("C3M.PA", "EUR", "EQUITY", "0");
+        let text = chart("C3M.PA", "EUR", "EQUITY", "\"abc\"");
+        testing::check_malformed(
+            &subject().pair(pair("C3M.PA", "EUR")),
+            &[
+                "<html>oops</html>",
+                r#"{"finance":{}}"#,
+                r#"{"chart":{"result":[{"timestamp":[1]}],"error":null}}"#,
+                r#"{"chart":{"result":[{"meta":{"regularMarketPrice":1.5}}],"error":null}}"#,
+                &zero,
+                &text,
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn http_429_is_retried_after_retry_after() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let counter = count.clone();
-        let router = Router::new().fallback(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    let mut h = axum::http::HeaderMap::new();
-                    h.insert("retry-after", "1".parse().expect("header"));
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        h,
-                        "Too Many Requests".to_owned(),
-                    )
-                } else {
-                    (
-                        StatusCode::OK,
-                        axum::http::HeaderMap::new(),
-                        chart("AAPL", "USD", "EQUITY", "201.5"),
-                    )
-                }
-            }
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let quote = adapter(&url, json!({"maxRetries": 1}))
-            .fetch(&pair("AAPL.MX", "USD"))
-            .await
-            .expect("quote after the retry");
-        assert_eq!(quote.price.value().to_string(), "201.5");
-        assert_eq!(count.load(Ordering::SeqCst), 2);
-        assert!(
-            start.elapsed() >= Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_retry_after(
+            &subject().pair(pair("AAPL.MX", "USD")),
+            "Too Many Requests",
+            &chart("AAPL", "USD", "EQUITY", "201.5"),
+            "201.5",
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        let url = fixed(429, &[("retry-after", "1")], "Too Many Requests").await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USD"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: Some(Duration::from_secs(1))
-            }
-        );
+        testing::check_rate_limited_without_retries(&subject(), "Too Many Requests").await;
     }
 
     #[tokio::test]
     async fn geo_blocks_and_forbidden_are_refused() {
-        for status in [451, 403] {
-            let url = fixed(status, &[], "blocked").await;
-            let err = adapter(&url, json!({}))
-                .fetch(&pair("BTC", "USD"))
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
-        }
+        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
     }
 
     #[tokio::test]
     async fn a_slow_answer_times_out() {
-        let router = Router::new().fallback(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            NOT_FOUND
-        });
-        let url = serve(router).await;
-        let start = Instant::now();
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USD"))
-            .await
-            .expect_err("error");
-        assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            start.elapsed()
-        );
+        testing::check_slow_answer_times_out(&subject(), NOT_FOUND).await;
     }
 
     #[tokio::test]
     async fn a_hanging_connection_times_out() {
-        let url = hanging().await;
-        let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USD"))
-            .await
-            .expect_err("error");
-        assert_eq!(
-            err,
-            SourceError::Timeout {
-                from: ID,
-                timeout: Duration::from_secs(1)
-            }
-        );
+        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]
