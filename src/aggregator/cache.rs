@@ -15,6 +15,8 @@ use super::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
 
 pub type Key = (SourceId, Pair);
+/// See [`Cache::with_watcher`].
+pub type Watcher = Arc<dyn Fn(&Key, bool) + Send + Sync>;
 type Outcome = Result<Quote, SourceError>;
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,8 @@ pub enum CacheError {
 pub struct Cache {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
     metrics: Option<AggregatorMetrics>,
+    /// Told when a key starts or stops being tracked (stream subscriptions follow it).
+    watcher: Option<Watcher>,
     max_entries: usize,
     /// A failed fetch is answered from the cache this long before the source is asked again,
     /// so a failing pair cannot turn client requests into an upstream flood.
@@ -81,6 +85,7 @@ impl Cache {
         Self {
             entries: Arc::new(Mutex::new(HashMap::new())),
             metrics: None,
+            watcher: None,
             max_entries,
             error_hold,
         }
@@ -90,6 +95,18 @@ impl Cache {
     pub fn with_metrics(mut self, metrics: AggregatorMetrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Calls `watcher` with every key that starts (`true`) or stops (`false`) being tracked.
+    pub fn with_watcher(mut self, watcher: Watcher) -> Self {
+        self.watcher = Some(watcher);
+        self
+    }
+
+    fn tell(&self, key: &Key, tracked: bool) {
+        if let Some(w) = &self.watcher {
+            w(key, tracked);
+        }
     }
 
     fn count(&self, counter: impl FnOnce(&AggregatorMetrics)) {
@@ -114,10 +131,11 @@ impl Cache {
         wait: Duration,
     ) -> Result<Quote, CacheError> {
         let key = (source.id(), pair.clone());
-        let mut receiver = {
+        let (mut receiver, added) = {
             let now = Instant::now();
             let mut entries = self.lock();
-            if !entries.contains_key(&key) && entries.len() >= self.max_entries {
+            let added = !entries.contains_key(&key);
+            if added && entries.len() >= self.max_entries {
                 return Err(CacheError::Full(self.max_entries));
             }
             let entry = entries
@@ -138,11 +156,15 @@ impl Cache {
                     return Err(CacheError::Source(error.clone()));
                 }
             }
-            match &entry.inflight {
+            let receiver = match &entry.inflight {
                 Some(rx) => rx.clone(),
                 None => self.start_fetch(entry, key.clone(), source, now),
-            }
+            };
+            (receiver, added)
         };
+        if added {
+            self.tell(&key, true);
+        }
         let result = tokio::time::timeout(wait, async {
             loop {
                 if let Some(outcome) = receiver.borrow_and_update().clone() {
@@ -302,12 +324,26 @@ impl Cache {
             }
             keep
         });
+        for key in &removed {
+            self.tell(key, false);
+        }
         removed
     }
 
     /// Forgets one key (a pair the source does not know).
     pub fn remove(&self, key: &Key) {
-        self.lock().remove(key);
+        if self.lock().remove(key).is_some() {
+            self.tell(key, false);
+        }
+    }
+
+    /// A price from a stream: refreshes a tracked entry without touching fetches in flight.
+    pub fn update_from_stream(&self, key: &Key, quote: Quote) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.quote = Some((quote, Instant::now()));
+            entry.error = None;
+            entry.failures = 0;
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,241 @@
+//! Finnhub trades, `wss://ws.finnhub.io?token=<key>` (the key travels in the URL query, so the
+//! URL is never logged; the manager logs only scheme, host and path).
+//!
+//! Topic: the REST adapter's symbol, `BINANCE:BTCUSDT`. One symbol per message:
+//! `{"type":"subscribe","symbol":"BINANCE:BTCUSDT"}` / `{"type":"unsubscribe",…}`. Trades:
+//! `{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":67123.4,"t":1729766400123,"v":0.01}]}` —
+//! `p` is a JSON number, read from its text; of several trades of one symbol in a message the
+//! latest (`t`) wins. The server's `{"type":"ping"}` is answered with `{"type":"pong"}`, and the
+//! client sends `{"type":"ping"}` every heartbeat. Errors `{"type":"error","msg":"…"}` are logged.
+
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
+use url::Url;
+
+use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use crate::aggregator::pair::Pair;
+use crate::aggregator::price::Price;
+use crate::aggregator::sources::finnhub::EXCHANGE;
+use crate::config::schema::sources::SourceId;
+use crate::config::secret::Secret;
+
+pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
+
+pub struct Finnhub {
+    token: Secret<String>,
+}
+
+impl Finnhub {
+    pub fn new(token: Secret<String>) -> Self {
+        Self { token }
+    }
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    data: Option<Vec<Trade>>,
+    msg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Trade {
+    s: Option<String>,
+    p: Option<Box<RawValue>>,
+    t: Option<serde_json::Value>,
+}
+
+impl StreamProtocol for Finnhub {
+    fn id(&self) -> SourceId {
+        SourceId::Finnhub
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    /// The configured or default URL with `token=<key>` added (unless it already has one).
+    fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
+        let mut url = match configured {
+            Some(u) => u.clone(),
+            None => Url::parse(DEFAULT_URL)?,
+        };
+        if !url.query_pairs().any(|(k, _)| k == "token") {
+            url.query_pairs_mut()
+                .append_pair("token", self.token.expose());
+        }
+        Ok(url)
+    }
+
+    fn topic(&self, pair: &Pair) -> String {
+        let upper = pair.upper();
+        format!("{EXCHANGE}:{}{}", upper.base, upper.quote)
+    }
+
+    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
+        topics
+            .iter()
+            .map(|t| json_message(&json!({"type": "subscribe", "symbol": t})))
+            .collect()
+    }
+
+    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
+        topics
+            .iter()
+            .map(|t| json_message(&json!({"type": "unsubscribe", "symbol": t})))
+            .collect()
+    }
+
+    fn parse(&self, message: &Message) -> Incoming {
+        let Some(text) = text_of(message) else {
+            return Incoming::Ignore;
+        };
+        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+            return Incoming::Error(format!("unreadable message: {}", clip(text)));
+        };
+        match frame.kind.as_deref() {
+            Some("ping") => return Incoming::Reply(json_message(&json!({"type": "pong"}))),
+            Some("error") => {
+                return Incoming::Error(clip(&format!(
+                    "error: {}",
+                    frame.msg.as_deref().unwrap_or("")
+                )))
+            }
+            Some("trade") => {}
+            _ => return Incoming::Ignore,
+        }
+        // The latest trade per symbol, in the order the symbols first appear.
+        let mut latest: Vec<(String, Option<u64>, Box<RawValue>)> = Vec::new();
+        for trade in frame.data.unwrap_or_default() {
+            let (Some(symbol), Some(p)) = (trade.s, trade.p) else {
+                continue;
+            };
+            let t = trade.t.as_ref().and_then(serde_json::Value::as_u64);
+            match latest.iter_mut().find(|(s, _, _)| *s == symbol) {
+                Some(entry) if t >= entry.1 => *entry = (symbol, t, p),
+                Some(_) => {}
+                None => latest.push((symbol, t, p)),
+            }
+        }
+        let mut updates = Vec::new();
+        let mut bad = Vec::new();
+        for (symbol, _, p) in latest {
+            match Price::from_json(&p) {
+                Ok(price) => updates.push((symbol, price)),
+                Err(e) => bad.push(format!("{symbol}: {e}")),
+            }
+        }
+        if !updates.is_empty() {
+            Incoming::Updates(updates)
+        } else if !bad.is_empty() {
+            Incoming::Error(clip(&bad.join("; ")))
+        } else {
+            Incoming::Ignore
+        }
+    }
+
+    fn heartbeat(&self) -> Option<Message> {
+        Some(json_message(&json!({"type": "ping"})))
+    }
+
+    fn max_topics_per_message(&self) -> Option<usize> {
+        Some(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finnhub() -> Finnhub {
+        Finnhub::new(Secret::from("s3cr3t"))
+    }
+
+    fn text(m: &Message) -> &str {
+        text_of(m).expect("text")
+    }
+
+    #[test]
+    fn the_token_goes_into_the_query() {
+        let u = finnhub().url(None).expect("url");
+        assert_eq!(u.as_str(), "wss://ws.finnhub.io/?token=s3cr3t");
+        let configured = Url::parse("ws://127.0.0.1:9/x").expect("url");
+        let u = finnhub().url(Some(&configured)).expect("url");
+        assert_eq!(u.as_str(), "ws://127.0.0.1:9/x?token=s3cr3t");
+        let configured = Url::parse("ws://127.0.0.1:9/x?token=other").expect("url");
+        let u = finnhub().url(Some(&configured)).expect("url");
+        assert_eq!(u.as_str(), "ws://127.0.0.1:9/x?token=other");
+    }
+
+    #[test]
+    fn one_symbol_per_message() {
+        let f = finnhub();
+        assert_eq!(
+            f.topic(&Pair::new("btc", "usdt").expect("pair")),
+            "BINANCE:BTCUSDT"
+        );
+        let m = f.subscribe(
+            &["BINANCE:BTCUSDT".to_owned(), "BINANCE:ETHUSDT".to_owned()],
+            1,
+        );
+        let texts: Vec<_> = m.iter().map(text).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"type":"subscribe","symbol":"BINANCE:BTCUSDT"}"#,
+                r#"{"type":"subscribe","symbol":"BINANCE:ETHUSDT"}"#
+            ]
+        );
+        assert_eq!(
+            text(&f.unsubscribe(&["BINANCE:BTCUSDT".to_owned()], 2)[0]),
+            r#"{"type":"unsubscribe","symbol":"BINANCE:BTCUSDT"}"#
+        );
+        assert_eq!(f.max_topics_per_message(), Some(1));
+    }
+
+    #[test]
+    fn trades_pings_and_errors() {
+        let f = finnhub();
+        let m = Message::text(
+            r#"{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":67123.4,"t":1729766400123,"v":0.01}]}"#,
+        );
+        let Incoming::Updates(u) = f.parse(&m) else {
+            panic!("no update")
+        };
+        assert_eq!(u[0].0, "BINANCE:BTCUSDT");
+        assert_eq!(u[0].1.value().to_string(), "67123.4");
+        // Several trades: the latest per symbol.
+        let m = Message::text(
+            r#"{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":1.5,"t":3,"v":1},{"s":"BINANCE:ETHUSDT","p":2.5,"t":1,"v":1},{"s":"BINANCE:BTCUSDT","p":1.25,"t":2,"v":1},{"s":"BINANCE:BTCUSDT","p":1.75,"t":3,"v":1}]}"#,
+        );
+        let Incoming::Updates(u) = f.parse(&m) else {
+            panic!("no update")
+        };
+        let got: Vec<_> = u.iter().map(|(s, p)| (s.as_str(), p.to_string())).collect();
+        assert_eq!(
+            got,
+            [
+                ("BINANCE:BTCUSDT", "1.75".to_owned()),
+                ("BINANCE:ETHUSDT", "2.5".to_owned())
+            ]
+        );
+        assert_eq!(
+            f.parse(&Message::text(r#"{"type":"ping"}"#)),
+            Incoming::Reply(Message::text(r#"{"type":"pong"}"#))
+        );
+        assert_eq!(f.heartbeat(), Some(Message::text(r#"{"type":"ping"}"#)));
+        assert_eq!(
+            f.parse(&Message::text(
+                r#"{"type":"error","msg":"Subscribing to too many symbols"}"#
+            )),
+            Incoming::Error("error: Subscribing to too many symbols".into())
+        );
+        assert_eq!(
+            f.parse(&Message::text(r#"{"type":"trade","data":[]}"#)),
+            Incoming::Ignore
+        );
+    }
+}
