@@ -135,6 +135,24 @@ async fn streamed_prices_keep_a_tracked_pair_fresh_without_rest_requests() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(streamed.is_some(), "no streamed price reached the cache");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("enclave_aggregator_stream_connected{source=\"binance\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("enclave_aggregator_stream_subscriptions{source=\"binance\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE enclave_aggregator_stream_messages_total counter"),
+        "{metrics}"
+    );
     assert_eq!(
         hits.load(Ordering::SeqCst),
         1,

@@ -11,4 +11,5 @@ pub mod refresh;
 pub mod registry;
 pub mod service;
 pub mod sources;
+pub mod streaming;
 pub mod streams;

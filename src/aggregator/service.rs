@@ -11,16 +11,13 @@ use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::api::{router, Api};
-use super::cache::{Cache, Key, Watcher};
+use super::cache::Cache;
 use super::metrics::{AggregatorMetrics, Measured};
 use super::pair::Pair;
-use super::price::Price;
 use super::refresh::{self, ttl_for};
 use super::registry;
-use super::sources::Quote;
 use super::sources::Source;
-use super::streams::{self, manager::StreamHandle};
-use crate::config::schema::aggregator::AggregatorConfig;
+use super::streaming::StreamSet;
 use crate::config::schema::sources::SourceId;
 use crate::config::Config;
 use crate::telemetry::{self, Pusher};
@@ -63,6 +60,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     .with_metrics(metrics.clone())
     .with_watcher(streams.watcher());
     streams.start(&aggregator, &sources, &cache);
+    registry.register(Box::new(streams.clone()))?;
     let feeds = config
         .feeds
         .iter()
@@ -113,71 +111,6 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     streams.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
     Ok(())
-}
-
-/// The running streams, one per streaming source: tracked pairs are subscribed, dropped pairs
-/// unsubscribed, and every streamed price refreshes the cache.
-#[derive(Clone, Default)]
-struct StreamSet {
-    handles: Arc<std::sync::Mutex<BTreeMap<SourceId, StreamHandle>>>,
-}
-
-impl StreamSet {
-    fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SourceId, StreamHandle>> {
-        self.handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn watcher(&self) -> Watcher {
-        let set = self.clone();
-        Arc::new(move |(id, pair): &Key, tracked: bool| {
-            if let Some(handle) = set.lock().get(id) {
-                if tracked {
-                    handle.subscribe(pair.clone());
-                } else {
-                    handle.unsubscribe(pair.clone());
-                }
-            }
-        })
-    }
-
-    fn start(
-        &self,
-        config: &AggregatorConfig,
-        sources: &BTreeMap<SourceId, Arc<dyn Source>>,
-        cache: &Cache,
-    ) {
-        for (id, source) in sources {
-            let Some(source_config) = config.sources.get(id) else {
-                continue;
-            };
-            let (cache, source, id) = (cache.clone(), source.clone(), *id);
-            let on_update: Arc<dyn Fn(Pair, Price) + Send + Sync> = Arc::new(move |pair, price| {
-                let quote = Quote {
-                    price,
-                    symbol: source.symbol(&pair),
-                    received_at: std::time::SystemTime::now(),
-                };
-                cache.update_from_stream(&(id, pair), quote);
-            });
-            if let Some(handle) = streams::start(id, source_config, on_update) {
-                tracing::info!(source = %id, "streaming");
-                self.lock().insert(id, handle);
-            }
-        }
-    }
-
-    async fn shutdown(&self) {
-        let handles: Vec<StreamHandle> = std::mem::take(&mut *self.lock()).into_values().collect();
-        for handle in handles {
-            handle.shutdown().await;
-        }
-    }
 }
 
 /// s6 readiness: a newline on the descriptor once the API accepts connections.
