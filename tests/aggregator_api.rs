@@ -88,6 +88,7 @@ async fn start(config: AggregatorConfig) -> String {
         feeds: Arc::new(BTreeMap::new()),
         registry: prometheus::Registry::new(),
         metrics: None,
+        market_data: enclave::aggregator::market_data::MarketData::disabled(),
     };
     serve(router(api)).await
 }
@@ -261,4 +262,26 @@ async fn the_reference_routes_keep_their_shapes() {
     let (_, one) = get_json(format!("{base}/quote/pairs/binance")).await;
     assert_eq!(one["source"], "binance");
     assert_eq!(one["pairs"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn global_market_data_is_404_until_loaded_and_its_status_says_why() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let b = binance(&[("BTCUSDT", "100")], Duration::ZERO, hits).await;
+    let base = start(aggregator_config(
+        json!({"sources": {"binance": {"baseUrl": b}}}),
+    ))
+    .await;
+    let (status, body) = get_json(format!("{base}/market-data/global")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body["message"],
+        "Global market data not available yet. Please try again in a few moments."
+    );
+    let (status, body) = get_json(format!("{base}/market-data/global/status")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"enabled": false, "available": false, "dataAgeMs": null, "lastUpdateAt": null})
+    );
 }

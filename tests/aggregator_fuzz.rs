@@ -58,6 +58,7 @@ fn harness() -> Harness {
             feeds: Arc::new(BTreeMap::new()),
             registry: prometheus::Registry::new(),
             metrics: None,
+            market_data: enclave::aggregator::market_data::MarketData::disabled(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::aggregate::{aggregate, Leg, LegState, Policy};
 use super::cache::{Cache, CacheError};
+use super::market_data::MarketData;
 use super::metrics::AggregatorMetrics;
 use super::pair::Pair;
 use super::refresh::ttl_for;
@@ -36,6 +37,7 @@ pub struct Api {
     pub registry: prometheus::Registry,
     /// API request counts and latencies, when the service measures itself.
     pub metrics: Option<AggregatorMetrics>,
+    pub market_data: MarketData,
 }
 
 pub fn router(api: Api) -> Router {
@@ -48,6 +50,8 @@ pub fn router(api: Api) -> Router {
         .route("/quote/pairs/{source}", get(pairs_of_source))
         .route("/quote/{source}/{base}/{quote}", get(quote))
         .route("/quotes/batch", get(quotes_batch))
+        .route("/market-data/global", get(market_global))
+        .route("/market-data/global/status", get(market_status))
         .fallback(not_found)
         .with_state(api);
     match measured {
@@ -229,6 +233,22 @@ fn cache_error(e: &CacheError, source: SourceId, pair: &Pair, wait: Duration) ->
             ),
         },
     }
+}
+
+async fn market_global(State(api): State<Api>) -> Response {
+    match api.market_data.global() {
+        Some(data) => Json(data).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "Global market data not available yet. Please try again in a few moments.",
+            None,
+        )
+        .into_response(),
+    }
+}
+
+async fn market_status(State(api): State<Api>) -> Json<Value> {
+    Json(api.market_data.status())
 }
 
 async fn pairs_all(State(api): State<Api>) -> Json<Value> {

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod api;
 pub mod cache;
+pub mod market_data;
 pub mod metrics;
 pub mod pair;
 pub mod price;

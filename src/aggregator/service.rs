@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::api::{router, Api};
 use super::cache::Cache;
+use super::market_data::MarketData;
 use super::metrics::{AggregatorMetrics, Measured};
 use super::pair::Pair;
 use super::refresh::{self, ttl_for};
@@ -61,6 +62,8 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     .with_watcher(streams.watcher());
     streams.start(&aggregator, &sources, &cache);
     registry.register(Box::new(streams.clone()))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let market_data = MarketData::start(&aggregator, stopped.clone())?;
     let feeds = config
         .feeds
         .iter()
@@ -73,6 +76,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         feeds: Arc::new(feeds),
         registry: registry.clone(),
         metrics: Some(metrics.clone()),
+        market_data,
     };
     let pusher = Pusher::start(
         &registry,
@@ -88,7 +92,6 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         preload(&cache, &sources, &aggregator, path)?;
     }
     notify_ready(notify_fd);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(refresh::run(
         cache,
         sources,
