@@ -73,7 +73,9 @@ async fn measure(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().as_str().to_owned();
     let started = std::time::Instant::now();
+    metrics.http_in_flight.inc();
     let response = next.run(request).await;
+    metrics.http_in_flight.dec();
     let status = response.status().as_u16().to_string();
     metrics
         .http_requests
@@ -103,8 +105,10 @@ impl IntoResponse for ApiError {
         let mut body = json!({
             "statusCode": self.status.as_u16(),
             "timestamp": iso(SystemTime::now()),
+            // The batch API's contract is {"error": "...", "field": "..."}; the reference's
+            // clients read "message" and "statusCode". Both carry the description.
+            "error": self.message,
             "message": self.message,
-            "error": self.status.canonical_reason().unwrap_or("error"),
         });
         if let Some(f) = self.field {
             body["field"] = Value::from(f);

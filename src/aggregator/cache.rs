@@ -232,6 +232,7 @@ impl Cache {
             return;
         }
         let wanted: Vec<Pair> = senders.iter().map(|(p, _)| p.clone()).collect();
+        let started = std::time::Instant::now();
         let results: BatchResult = match source.max_batch() {
             Some(max) if wanted.len() > 1 => {
                 let mut all = BatchResult::new();
@@ -254,6 +255,11 @@ impl Cache {
                     .collect()
             }
         };
+        self.count(|m| {
+            m.refetch_duration
+                .with_label_values(&[id.name()])
+                .observe(started.elapsed().as_secs_f64())
+        });
         let mut results = results;
         for (pair, tx) in senders {
             let outcome = results.remove(&pair).unwrap_or_else(|| {

@@ -20,6 +20,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 #[derive(Clone)]
 pub struct AggregatorMetrics {
+    pub http_in_flight: prometheus::IntGauge,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub cache_hits: IntCounterVec,
@@ -27,7 +28,9 @@ pub struct AggregatorMetrics {
     pub source_requests: IntCounterVec,
     pub source_duration: HistogramVec,
     pub refetches: IntCounterVec,
+    pub refetch_duration: HistogramVec,
     pub tracked_pairs: IntGaugeVec,
+    pub stale_quotes: IntGaugeVec,
     pub quote_age: GaugeVec,
 }
 
@@ -43,6 +46,10 @@ impl AggregatorMetrics {
             )
         };
         let m = Self {
+            http_in_flight: prometheus::IntGauge::new(
+                "enclave_aggregator_http_requests_in_flight",
+                "API requests being served.",
+            )?,
             http_requests: counter(
                 "enclave_aggregator_http_requests_total",
                 "API requests by route, method and status.",
@@ -78,6 +85,18 @@ impl AggregatorMetrics {
                 "Pre-expiry and retry refetches by source and outcome.",
                 &["source", "outcome"],
             )?,
+            refetch_duration: histogram(
+                "enclave_aggregator_refetch_duration_seconds",
+                "Duration of one refetch round of a source (single fetches or batches).",
+                &["source"],
+            )?,
+            stale_quotes: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_aggregator_stale_quotes",
+                    "Tracked pairs whose cached quote is past its TTL.",
+                ),
+                &["source"],
+            )?,
             tracked_pairs: IntGaugeVec::new(
                 Opts::new("enclave_aggregator_tracked_pairs", "Pairs tracked per source."),
                 &["source"],
@@ -90,7 +109,10 @@ impl AggregatorMetrics {
                 &["source", "pair"],
             )?,
         };
+        registry.register(Box::new(m.http_in_flight.clone()))?;
         registry.register(Box::new(m.http_requests.clone()))?;
+        registry.register(Box::new(m.refetch_duration.clone()))?;
+        registry.register(Box::new(m.stale_quotes.clone()))?;
         registry.register(Box::new(m.http_duration.clone()))?;
         registry.register(Box::new(m.cache_hits.clone()))?;
         registry.register(Box::new(m.cache_misses.clone()))?;

@@ -118,9 +118,13 @@ pub async fn run(
 fn observe_tracked(cache: &Cache, metrics: &AggregatorMetrics) {
     let now = Instant::now();
     let mut per_source: BTreeMap<SourceId, i64> = BTreeMap::new();
+    let mut stale: BTreeMap<SourceId, i64> = BTreeMap::new();
     metrics.quote_age.reset();
     for ((source, pair), entry) in cache.snapshot() {
         *per_source.entry(source).or_default() += 1;
+        if entry.quote.is_some() && entry.fresh(now).is_none() {
+            *stale.entry(source).or_default() += 1;
+        }
         if let Some((_, at)) = &entry.quote {
             metrics
                 .quote_age
@@ -129,11 +133,17 @@ fn observe_tracked(cache: &Cache, metrics: &AggregatorMetrics) {
         }
     }
     metrics.tracked_pairs.reset();
+    metrics.stale_quotes.reset();
     for (source, count) in per_source {
         metrics
             .tracked_pairs
             .with_label_values(&[source.name()])
             .set(count);
+        let stale_count = stale.get(&source).copied().unwrap_or(0);
+        metrics
+            .stale_quotes
+            .with_label_values(&[source.name()])
+            .set(stale_count);
     }
 }
 
