@@ -285,3 +285,28 @@ async fn global_market_data_is_404_until_loaded_and_its_status_says_why() {
         json!({"enabled": false, "available": false, "dataAgeMs": null, "lastUpdateAt": null})
     );
 }
+
+#[tokio::test]
+async fn more_pairs_than_may_be_tracked_get_a_429_not_a_5xx() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let b = binance(&[("AUSDT", "1"), ("BUSDT", "1")], Duration::ZERO, hits).await;
+    let base = start(aggregator_config(
+        json!({"maxTrackedPairs": 1, "sources": {"binance": {"baseUrl": b}}}),
+    ))
+    .await;
+    let (status, _) = get_json(format!("{base}/quote/binance/A/USDT")).await;
+    assert_eq!(status, 200);
+    let (status, body) = get_json(format!("{base}/quote/binance/B/USDT")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at most 1 pairs")),
+        "{body}"
+    );
+    let (_, body) = get_json(format!("{base}/quotes/batch?pairs=B-USDT")).await;
+    assert_eq!(
+        body["quotes"]["B-USDT"]["sources"][0]["reason"],
+        "tracked_pair_limit"
+    );
+}

@@ -97,7 +97,12 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        // A failure prints its minimal input; no regression file beside the sources.
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
 
     #[test]
     fn no_query_or_path_gets_a_5xx_or_grows_the_cache_unbounded(

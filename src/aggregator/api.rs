@@ -206,8 +206,10 @@ async fn quote(
 
 fn cache_error(e: &CacheError, source: SourceId, pair: &Pair, wait: Duration) -> ApiError {
     match e {
+        // The client asked for more distinct pairs than may be tracked: its request, not our
+        // failure, hence a 4xx.
         CacheError::Full(n) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
             format!("at most {n} pairs can be tracked; try again when unused pairs have expired"),
             None,
         ),
