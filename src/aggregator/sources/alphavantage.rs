@@ -18,18 +18,17 @@
 //!     currencies than asked → `Malformed`.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
-use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    configured_key, price_of, upstream_message, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -59,11 +58,7 @@ impl AlphaVantage {
             }
             _ => client.url("query"),
         };
-        let api_key = config
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().trim().is_empty())
-            .cloned();
+        let api_key = configured_key(config);
         Ok(Self {
             client,
             endpoint,
@@ -84,22 +79,16 @@ impl AlphaVantage {
         if let Some(message) = text("Error Message") {
             let lower = message.to_ascii_lowercase();
             return Some(if lower.contains("apikey") || lower.contains("api key") {
-                SourceError::Refused {
-                    from: ID,
-                    reason: upstream_message(
-                        &message,
-                        self.api_key.as_ref().map(|k| k.expose().trim()),
-                    ),
-                }
+                SourceError::refused(
+                    ID,
+                    upstream_message(&message, self.api_key.as_ref().map(|k| k.expose().trim())),
+                )
             } else {
-                not_found(pair)
+                SourceError::not_found(ID, pair)
             });
         }
         if text("Note").is_some() || text("Information").is_some() {
-            return Some(SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            });
+            return Some(SourceError::rate_limited(ID));
         }
         None
     }
@@ -136,16 +125,15 @@ impl Source for AlphaVantage {
             return Err(e);
         }
         if response.status != StatusCode::OK {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {}", response.status),
-            });
+            return Err(SourceError::http_status(ID, response.status));
         }
-        let top = top.ok_or_else(|| malformed("the body is not a JSON object"))?;
+        let top = top.ok_or_else(|| SourceError::malformed(ID, "the body is not a JSON object"))?;
         let rate: BTreeMap<String, Box<RawValue>> = top
             .get(RATE)
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .ok_or_else(|| malformed("no \"Realtime Currency Exchange Rate\" object"))?;
+            .ok_or_else(|| {
+                SourceError::malformed(ID, "no \"Realtime Currency Exchange Rate\" object")
+            })?;
         for (field, asked) in [
             ("1. From_Currency Code", &upper.base),
             ("3. To_Currency Code", &upper.quote),
@@ -153,54 +141,18 @@ impl Source for AlphaVantage {
             if let Some(raw) = rate.get(field) {
                 let code = serde_json::from_str::<String>(raw.get()).unwrap_or_default();
                 if !code.eq_ignore_ascii_case(asked) {
-                    return Err(malformed(&format!(
-                        "a rate for {field} {code:.16}, asked {asked}"
-                    )));
+                    return Err(SourceError::malformed(
+                        ID,
+                        format!("a rate for {field} {code:.16}, asked {asked}"),
+                    ));
                 }
             }
         }
         let raw = rate
             .get("5. Exchange Rate")
-            .ok_or_else(|| malformed("no \"5. Exchange Rate\""))?;
-        Ok(Quote {
-            price: price_of(raw, pair)?,
-            symbol: self.symbol(pair),
-            received_at: SystemTime::now(),
-        })
+            .ok_or_else(|| SourceError::malformed(ID, "no \"5. Exchange Rate\""))?;
+        Ok(Quote::now(price_of(ID, raw, pair)?, self.symbol(pair)))
     }
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: &str) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: reason.into(),
-    }
-}
-
-/// The rate: positive → the price; `null` or zero → no price; anything else is malformed.
-fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        if is_null_or_zero(raw) {
-            not_found(pair)
-        } else {
-            malformed(&e.to_string())
-        }
-    })
-}
-
-fn is_null_or_zero(raw: &RawValue) -> bool {
-    let text = raw.get().trim().trim_matches('"').trim();
-    text == "null"
-        || Decimal::from_str_exact(text)
-            .or_else(|_| Decimal::from_scientific(text))
-            .is_ok_and(|d| d.is_zero())
 }
 
 #[cfg(test)]

@@ -13,20 +13,18 @@
 //! public (security type NONE) and a key gives them nothing.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -48,17 +46,8 @@ const TOO_MANY_REQUESTS: i64 = -1003;
 /// weight, 4), which keeps the URL short (500 symbols would be ~10 kB of query).
 const MAX_SYMBOLS_PARAM: usize = 100;
 
-/// One ticker's price as read from the body (the pair it belongs to is not known yet).
-#[derive(Debug, Clone)]
-enum Read {
-    Price(Price),
-    /// Zero: the symbol has no price.
-    NoPrice,
-    /// Not a price; the reason.
-    Bad(String),
-}
-
-type Prices = HashMap<String, Read>;
+/// Ticker prices by symbol.
+type Prices = HashMap<String, PriceRead>;
 
 pub struct Binance {
     client: SourceClient,
@@ -83,17 +72,19 @@ impl Binance {
     async fn tickers(&self, symbols: Option<&[String]>) -> Result<Prices, SourceError> {
         let mut url = self.client.url(TICKER_PRICE);
         if let Some(symbols) = symbols {
-            let list = serde_json::to_string(symbols).map_err(|e| malformed(e.to_string()))?;
+            let list = serde_json::to_string(symbols)
+                .map_err(|e| SourceError::malformed_clipped(ID, e.to_string()))?;
             url.query_pairs_mut().append_pair("symbols", &list);
         }
         let response = self.client.get(url, HeaderMap::new()).await?;
         if !response.status.is_success() {
             return Err(error_answer(&response, "one of the asked symbols"));
         }
-        let tickers: Vec<Ticker<'_>> = parse(&response.body)?;
+        let tickers: Vec<Ticker<'_>> = parse_json(ID, &response.body)?;
         let mut out = HashMap::with_capacity(tickers.len());
         for t in tickers {
-            out.entry(t.symbol).or_insert_with(|| read(t.price));
+            out.entry(t.symbol)
+                .or_insert_with(|| PriceRead::of(t.price));
         }
         Ok(out)
     }
@@ -144,14 +135,14 @@ impl Source for Binance {
         if !response.status.is_success() {
             return Err(error_answer(&response, &pair.to_string()));
         }
-        let ticker: Ticker<'_> = parse(&response.body)?;
+        let ticker: Ticker<'_> = parse_json(ID, &response.body)?;
         if ticker.symbol != symbol {
-            return Err(malformed(format!(
-                "asked {symbol}, got {}",
-                clip(&ticker.symbol)
-            )));
+            return Err(SourceError::malformed_clipped(
+                ID,
+                format!("asked {symbol}, got {}", clip(&ticker.symbol)),
+            ));
         }
-        quote(pair, symbol, &read(ticker.price))
+        PriceRead::of(ticker.price).quote(ID, pair, symbol)
     }
 
     fn max_batch(&self) -> Option<usize> {
@@ -187,8 +178,9 @@ impl Source for Binance {
                     if all.is_none() {
                         all = Some(self.tickers(None).await);
                     }
-                    all.clone()
-                        .unwrap_or_else(|| Err(malformed("no ticker list")))
+                    all.clone().unwrap_or_else(|| {
+                        Err(SourceError::malformed_clipped(ID, "no ticker list"))
+                    })
                 }
                 other => other,
             };
@@ -196,8 +188,8 @@ impl Source for Binance {
                 let symbol = self.symbol(pair);
                 let result = match &answer {
                     Ok(prices) => match prices.get(&symbol) {
-                        Some(price) => quote(pair, symbol, price),
-                        None => Err(not_found(pair)),
+                        Some(price) => price.quote(ID, pair, symbol),
+                        None => Err(SourceError::not_found(ID, pair)),
                     },
                     Err(e) => Err(e.clone()),
                 };
@@ -216,7 +208,7 @@ impl Source for Binance {
         if !response.status.is_success() {
             return Err(error_answer(&response, "exchange information"));
         }
-        let info: ExchangeInfo = parse(&response.body)?;
+        let info: ExchangeInfo = parse_json(ID, &response.body)?;
         Ok(info
             .symbols
             .into_iter()
@@ -237,67 +229,13 @@ fn error_answer(response: &Response, asked: &str) -> SourceError {
                 pair: asked.to_owned(),
             }
         }
-        Some(e) if e.code == TOO_MANY_REQUESTS => SourceError::RateLimited {
-            from: ID,
-            retry_after: None,
-        },
-        _ if status == StatusCode::IM_A_TEAPOT => SourceError::RateLimited {
-            from: ID,
-            retry_after: None,
-        },
-        Some(e) => SourceError::Upstream {
-            from: ID,
-            reason: format!("HTTP {status}: code {} {}", e.code, clip(&e.msg)),
-        },
-        None => SourceError::Upstream {
-            from: ID,
-            reason: format!("HTTP {status}"),
-        },
-    }
-}
-
-/// The price text as Binance wrote it.
-fn read(raw: &RawValue) -> Read {
-    match Price::from_json(raw) {
-        Ok(price) => Read::Price(price),
-        Err(e) => {
-            let text = raw.get().trim().trim_matches('"');
-            if Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
-                Read::NoPrice
-            } else {
-                Read::Bad(e.to_string())
-            }
-        }
-    }
-}
-
-fn quote(pair: &Pair, symbol: String, read: &Read) -> Result<Quote, SourceError> {
-    match read {
-        Read::Price(price) => Ok(Quote {
-            price: *price,
-            symbol,
-            received_at: SystemTime::now(),
-        }),
-        Read::NoPrice => Err(not_found(pair)),
-        Read::Bad(reason) => Err(malformed(format!("price: {reason}"))),
-    }
-}
-
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SourceError> {
-    serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: impl AsRef<str>) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: clip(reason.as_ref()),
+        Some(e) if e.code == TOO_MANY_REQUESTS => SourceError::rate_limited(ID),
+        _ if status == StatusCode::IM_A_TEAPOT => SourceError::rate_limited(ID),
+        Some(e) => SourceError::upstream(
+            ID,
+            format!("HTTP {status}: code {} {}", e.code, clip(&e.msg)),
+        ),
+        None => SourceError::http_status(ID, status),
     }
 }
 
@@ -305,6 +243,7 @@ fn malformed(reason: impl AsRef<str>) -> SourceError {
 mod tests {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
 
     use axum::extract::Query;
     use axum::http::{StatusCode, Uri};

@@ -15,19 +15,14 @@
 //! The API key, if configured, is not sent: market data is public and Bybit authentication
 //! needs a signature.
 
-use std::str::FromStr;
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{clip, Quote, Source, SourceError};
+use crate::aggregator::sources::{clip, exchange_price, parse_json, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -74,28 +69,19 @@ impl Bybit {
         // The code first: an error's `result` (`{}`) need not have the success shape.
         let head: Head = match serde_json::from_slice(&response.body) {
             Ok(h) => h,
-            Err(_) if !status.is_success() => {
-                return Err(SourceError::Upstream {
-                    from: ID,
-                    reason: format!("HTTP {status}"),
-                })
-            }
-            Err(e) => return Err(malformed(e.to_string())),
+            Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
+            Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
         };
         if head.ret_code != 0 {
             return Err(in_band(head.ret_code, &head.ret_msg, asked));
         }
         if !status.is_success() {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            });
+            return Err(SourceError::http_status(ID, status));
         }
-        let envelope: Envelope<T> =
-            serde_json::from_slice(&response.body).map_err(|e| malformed(e.to_string()))?;
+        let envelope: Envelope<T> = parse_json(ID, &response.body)?;
         envelope
             .result
-            .ok_or_else(|| malformed("retCode 0 without result"))
+            .ok_or_else(|| SourceError::malformed_clipped(ID, "retCode 0 without result"))
     }
 }
 
@@ -156,19 +142,18 @@ impl Source for Bybit {
                 &pair.to_string(),
             )
             .await?;
-        let ticker = result.list.first().ok_or_else(|| not_found(pair))?;
+        let ticker = result
+            .list
+            .first()
+            .ok_or_else(|| SourceError::not_found(ID, pair))?;
         if ticker.symbol != symbol {
-            return Err(malformed(format!(
-                "asked {symbol}, got {}",
-                clip(&ticker.symbol)
-            )));
+            return Err(SourceError::malformed_clipped(
+                ID,
+                format!("asked {symbol}, got {}", clip(&ticker.symbol)),
+            ));
         }
-        let price = read_price(&ticker.last_price, pair)?;
-        Ok(Quote {
-            price,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+        let price = exchange_price(ID, &ticker.last_price, pair, "lastPrice")?;
+        Ok(Quote::now(price, symbol))
     }
 
     /// Spot instruments with status `Trading`.
@@ -205,44 +190,11 @@ fn in_band(code: i64, msg: &str, asked: &str) -> SourceError {
             from: ID,
             pair: asked.to_owned(),
         },
-        10006 | 10018 | 10429 => SourceError::RateLimited {
-            from: ID,
-            retry_after: None,
-        },
-        10003 | 10004 | 10005 | 10009 | 10010 => SourceError::Refused {
-            from: ID,
-            reason: format!("retCode {code}: {}", clip(msg)),
-        },
-        _ => SourceError::Upstream {
-            from: ID,
-            reason: format!("retCode {code}: {}", clip(msg)),
-        },
-    }
-}
-
-/// The price text as Bybit wrote it; empty or zero is "no price".
-fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        let text = raw.get().trim().trim_matches('"');
-        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
-            not_found(pair)
-        } else {
-            malformed(format!("lastPrice: {e}"))
+        10006 | 10018 | 10429 => SourceError::rate_limited(ID),
+        10003 | 10004 | 10005 | 10009 | 10010 => {
+            SourceError::refused(ID, format!("retCode {code}: {}", clip(msg)))
         }
-    })
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: impl AsRef<str>) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: clip(reason.as_ref()),
+        _ => SourceError::upstream(ID, format!("retCode {code}: {}", clip(msg))),
     }
 }
 

@@ -13,20 +13,15 @@
 //! The API key, if configured, is not sent: prices are public, and Coinbase's authenticated
 //! API needs a signed JWT that a key alone cannot give.
 
-use std::str::FromStr;
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{clip, Quote, Source, SourceError};
+use crate::aggregator::sources::{clip, exchange_price, Quote, Source, SourceError};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -91,39 +86,32 @@ impl Source for Coinbase {
         let status = response.status;
         let answer: Answer<'_> = match serde_json::from_slice(&response.body) {
             Ok(a) => a,
-            Err(_) if !status.is_success() => {
-                return Err(SourceError::Upstream {
-                    from: ID,
-                    reason: format!("HTTP {status}"),
-                })
-            }
-            Err(e) => return Err(malformed(e.to_string())),
+            Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
+            Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
         };
         if let Some(errors) = answer.errors.as_deref().filter(|e| !e.is_empty()) {
             return Err(in_band(status, errors, pair));
         }
         if !status.is_success() {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            });
+            return Err(SourceError::http_status(ID, status));
         }
-        let spot = answer.data.ok_or_else(|| malformed("no data"))?;
+        let spot = answer
+            .data
+            .ok_or_else(|| SourceError::malformed_clipped(ID, "no data"))?;
         if !spot.base.eq_ignore_ascii_case(&pair.base)
             || !spot.currency.eq_ignore_ascii_case(&pair.quote)
         {
-            return Err(malformed(format!(
-                "asked {symbol}, got {}-{}",
-                clip(&spot.base),
-                clip(&spot.currency)
-            )));
+            return Err(SourceError::malformed_clipped(
+                ID,
+                format!(
+                    "asked {symbol}, got {}-{}",
+                    clip(&spot.base),
+                    clip(&spot.currency)
+                ),
+            ));
         }
-        let price = read_price(spot.amount, pair)?;
-        Ok(Quote {
-            price,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+        let price = exchange_price(ID, spot.amount, pair, "amount")?;
+        Ok(Quote::now(price, symbol))
     }
 }
 
@@ -138,10 +126,7 @@ fn in_band(status: StatusCode, errors: &[ApiError], pair: &Pair) -> SourceError 
         clip(&format!("HTTP {status}: {}", parts.join("; ")))
     };
     if has(&["rate_limit_exceeded"]) {
-        SourceError::RateLimited {
-            from: ID,
-            retry_after: None,
-        }
+        SourceError::rate_limited(ID)
     } else if has(&[
         "authentication_error",
         "invalid_token",
@@ -151,44 +136,13 @@ fn in_band(status: StatusCode, errors: &[ApiError], pair: &Pair) -> SourceError 
         "personal_details_required",
         "unverified_email",
     ]) {
-        SourceError::Refused {
-            from: ID,
-            reason: described(),
-        }
+        SourceError::refused(ID, described())
     } else if has(&["not_found", "invalid_request", "validation_error"])
         && !status.is_server_error()
     {
-        SourceError::PairNotFound {
-            from: ID,
-            pair: pair.to_string(),
-        }
+        SourceError::not_found(ID, pair)
     } else {
-        SourceError::Upstream {
-            from: ID,
-            reason: described(),
-        }
-    }
-}
-
-/// The amount as Coinbase wrote it; zero is "no price".
-fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        let text = raw.get().trim().trim_matches('"');
-        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
-            SourceError::PairNotFound {
-                from: ID,
-                pair: pair.to_string(),
-            }
-        } else {
-            malformed(format!("amount: {e}"))
-        }
-    })
-}
-
-fn malformed(reason: impl AsRef<str>) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: clip(reason.as_ref()),
+        SourceError::upstream(ID, described())
     }
 }
 

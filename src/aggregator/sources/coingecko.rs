@@ -20,19 +20,19 @@
 //!   `PairNotFound`; a `null` or zero price → `PairNotFound`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{upstream_message, BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    comma_joined, configured_key, key_header_value, price_of, upstream_message, BatchResult, Quote,
+    Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -79,18 +79,9 @@ impl CoinGecko {
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
         let mut headers = HeaderMap::new();
-        let api_key = config
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().trim().is_empty())
-            .cloned();
+        let api_key = configured_key(config);
         if let Some(key) = &api_key {
-            let mut value =
-                HeaderValue::from_str(key.expose().trim()).map_err(|_| SourceError::Refused {
-                    from: ID,
-                    reason: "the API key is not a valid HTTP header value".into(),
-                })?;
-            value.set_sensitive(true);
+            let value = key_header_value(ID, key.expose().trim())?;
             headers.insert(key_header(config.base_url.as_ref()), value);
         }
         let max_batch = config
@@ -117,8 +108,8 @@ impl CoinGecko {
     ) -> Result<Reply, SourceError> {
         let mut url = self.client.url("simple/price");
         url.query_pairs_mut()
-            .append_pair("ids", &join(ids))
-            .append_pair("vs_currencies", &join(vs))
+            .append_pair("ids", &comma_joined(ids))
+            .append_pair("vs_currencies", &comma_joined(vs))
             .append_pair("precision", "full");
         let response = self.client.get(url, self.headers.clone()).await?;
         let top: Option<BTreeMap<String, Box<RawValue>>> =
@@ -132,12 +123,10 @@ impl CoinGecko {
         match response.status {
             StatusCode::OK => {
                 if let Some((_, message)) = error {
-                    return Err(SourceError::Upstream {
-                        from: ID,
-                        reason: self.clean(&message),
-                    });
+                    return Err(SourceError::upstream(ID, self.clean(&message)));
                 }
-                let top = top.ok_or_else(|| malformed("the body is not a JSON object"))?;
+                let top =
+                    top.ok_or_else(|| SourceError::malformed(ID, "the body is not a JSON object"))?;
                 let mut prices = BTreeMap::new();
                 for (id, raw) in top {
                     // Anything that is not an object of prices is skipped: its pairs are absent.
@@ -156,12 +145,11 @@ impl CoinGecko {
             StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => {
                 Ok(Reply::Rejected)
             }
-            status => Err(SourceError::Upstream {
-                from: ID,
-                reason: match error {
-                    Some((_, message)) => format!("HTTP {status}: {}", self.clean(&message)),
-                    None => format!("HTTP {status}"),
-                },
+            status => Err(match error {
+                Some((_, message)) => {
+                    SourceError::upstream(ID, format!("HTTP {status}: {}", self.clean(&message)))
+                }
+                None => SourceError::http_status(ID, status),
             }),
         }
     }
@@ -169,14 +157,11 @@ impl CoinGecko {
     /// A CoinGecko error code that decides the outcome whatever the HTTP status.
     fn judge_code(&self, code: i64, message: &str) -> Option<SourceError> {
         match code {
-            429 => Some(SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            }),
-            401 | 403 | 1020 | 10002 | 10005 | 10010 | 10011 => Some(SourceError::Refused {
-                from: ID,
-                reason: format!("error {code}: {}", self.clean(message)),
-            }),
+            429 => Some(SourceError::rate_limited(ID)),
+            401 | 403 | 1020 | 10002 | 10005 | 10010 | 10011 => Some(SourceError::refused(
+                ID,
+                format!("error {code}: {}", self.clean(message)),
+            )),
             _ => None,
         }
     }
@@ -196,12 +181,8 @@ impl CoinGecko {
         let raw = prices
             .get(&symbol)
             .and_then(|cells| cells.get(&Self::vs_currency(pair)))
-            .ok_or_else(|| not_found(pair))?;
-        Ok(Quote {
-            price: price_of(raw, pair)?,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+            .ok_or_else(|| SourceError::not_found(ID, pair))?;
+        Ok(Quote::now(price_of(ID, raw, pair)?, symbol))
     }
 
     /// One request for up to `max_batch` pairs.
@@ -216,7 +197,7 @@ impl CoinGecko {
                 }
             }
             Reply::Rejected if pairs.len() == 1 => {
-                out.insert(pairs[0].clone(), Err(not_found(&pairs[0])));
+                out.insert(pairs[0].clone(), Err(SourceError::not_found(ID, &pairs[0])));
             }
             // Which id or currency was rejected is not said: ask pair by pair, so one bad pair
             // does not make every pair of the batch "not found".
@@ -246,7 +227,7 @@ impl Source for CoinGecko {
         let vs = BTreeSet::from([Self::vs_currency(pair)]);
         match self.request(&ids, &vs).await? {
             Reply::Prices(prices) => self.pick(&prices, pair),
-            Reply::Rejected => Err(not_found(pair)),
+            Reply::Rejected => Err(SourceError::not_found(ID, pair)),
         }
     }
 
@@ -279,47 +260,6 @@ impl Source for CoinGecko {
             _ => Ok(out),
         }
     }
-}
-
-fn join(items: &BTreeSet<String>) -> String {
-    items
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: &str) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: reason.into(),
-    }
-}
-
-/// A price cell: positive → the price; `null` or zero → no price; anything else is malformed.
-fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        if is_null_or_zero(raw) {
-            not_found(pair)
-        } else {
-            malformed(&e.to_string())
-        }
-    })
-}
-
-fn is_null_or_zero(raw: &RawValue) -> bool {
-    let text = raw.get().trim().trim_matches('"').trim();
-    text == "null"
-        || Decimal::from_str_exact(text)
-            .or_else(|_| Decimal::from_scientific(text))
-            .is_ok_and(|d| d.is_zero())
 }
 
 #[derive(Deserialize)]

@@ -25,19 +25,20 @@
 //!   make every pair of the batch "not found".
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{upstream_message, BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    comma_joined, configured_key, key_header_value, price_of, upstream_message, BatchResult, Quote,
+    Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -108,18 +109,9 @@ impl CryptoCompare {
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
         let mut headers = HeaderMap::new();
-        let api_key = config
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().trim().is_empty())
-            .cloned();
+        let api_key = configured_key(config);
         if let Some(key) = &api_key {
-            let mut value = HeaderValue::from_str(&format!("Apikey {}", key.expose().trim()))
-                .map_err(|_| SourceError::Refused {
-                    from: ID,
-                    reason: "the API key is not a valid HTTP header value".into(),
-                })?;
-            value.set_sensitive(true);
+            let value = key_header_value(ID, &format!("Apikey {}", key.expose().trim()))?;
             headers.insert(AUTHORIZATION, value);
         }
         let max_batch = config
@@ -152,7 +144,7 @@ impl CryptoCompare {
             StatusCode::OK => {
                 let top: BTreeMap<String, Box<RawValue>> =
                     serde_json::from_slice(&response.body)
-                        .map_err(|_| malformed("the body is not a JSON object"))?;
+                        .map_err(|_| SourceError::malformed(ID, "the body is not a JSON object"))?;
                 Ok(Reply::Found(
                     top.into_iter()
                         .map(|(k, v)| (k.to_ascii_uppercase(), v))
@@ -160,10 +152,7 @@ impl CryptoCompare {
                 ))
             }
             StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => Ok(Reply::Rejected),
-            status => Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            }),
+            status => Err(SourceError::http_status(ID, status)),
         }
     }
 
@@ -181,10 +170,7 @@ impl CryptoCompare {
             .iter()
             .any(|k| lower.contains(k))
         {
-            return Err(SourceError::Refused {
-                from: ID,
-                reason: self.clean(message),
-            });
+            return Err(SourceError::refused(ID, self.clean(message)));
         }
         let bad_param = envelope
             .param_with_error
@@ -196,10 +182,7 @@ impl CryptoCompare {
         {
             return Ok(Reply::Rejected);
         }
-        Err(SourceError::Upstream {
-            from: ID,
-            reason: self.clean(message),
-        })
+        Err(SourceError::upstream(ID, self.clean(message)))
     }
 
     fn clean(&self, message: &str) -> String {
@@ -207,12 +190,8 @@ impl CryptoCompare {
     }
 
     fn quote(&self, pair: &Pair, raw: Option<&RawValue>) -> Result<Quote, SourceError> {
-        let raw = raw.ok_or_else(|| not_found(pair))?;
-        Ok(Quote {
-            price: price_of(raw, pair)?,
-            symbol: self.symbol(pair),
-            received_at: SystemTime::now(),
-        })
+        let raw = raw.ok_or_else(|| SourceError::not_found(ID, pair))?;
+        Ok(Quote::now(price_of(ID, raw, pair)?, self.symbol(pair)))
     }
 
     /// Pairs grouped into `pricemulti` requests within the batch size and parameter limits.
@@ -250,7 +229,7 @@ impl CryptoCompare {
     async fn fetch_chunk(&self, pairs: &[&Pair]) -> Result<BatchResult, SourceError> {
         let fsyms: BTreeSet<String> = pairs.iter().map(|p| p.base.to_ascii_uppercase()).collect();
         let tsyms: BTreeSet<String> = pairs.iter().map(|p| p.quote.to_ascii_uppercase()).collect();
-        let (fsyms, tsyms) = (join(&fsyms), join(&tsyms));
+        let (fsyms, tsyms) = (comma_joined(&fsyms), comma_joined(&tsyms));
         let mut out = BatchResult::new();
         match self
             .request("data/pricemulti", &[("fsyms", &fsyms), ("tsyms", &tsyms)])
@@ -275,7 +254,7 @@ impl CryptoCompare {
                 }
             }
             Reply::Rejected if pairs.len() == 1 => {
-                out.insert(pairs[0].clone(), Err(not_found(pairs[0])));
+                out.insert(pairs[0].clone(), Err(SourceError::not_found(ID, pairs[0])));
             }
             Reply::Rejected => {
                 for pair in pairs {
@@ -306,7 +285,7 @@ impl Source for CryptoCompare {
         ];
         match self.request("data/price", &query).await? {
             Reply::Found(top) => self.quote(pair, top.get(&upper.quote).map(|r| &**r)),
-            Reply::Rejected => Err(not_found(pair)),
+            Reply::Rejected => Err(SourceError::not_found(ID, pair)),
         }
     }
 
@@ -341,14 +320,6 @@ impl Source for CryptoCompare {
     }
 }
 
-fn join(items: &BTreeSet<String>) -> String {
-    items
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Length of the comma-joined list.
 fn joined_len(items: &BTreeSet<String>) -> usize {
     items
@@ -356,39 +327,6 @@ fn joined_len(items: &BTreeSet<String>) -> usize {
         .map(|s| s.len() + 1)
         .sum::<usize>()
         .saturating_sub(1)
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: &str) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: reason.into(),
-    }
-}
-
-/// A price cell: positive → the price; `null` or zero → no price; anything else is malformed.
-fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        if is_null_or_zero(raw) {
-            not_found(pair)
-        } else {
-            malformed(&e.to_string())
-        }
-    })
-}
-
-fn is_null_or_zero(raw: &RawValue) -> bool {
-    let text = raw.get().trim().trim_matches('"').trim();
-    text == "null"
-        || Decimal::from_str_exact(text)
-            .or_else(|_| Decimal::from_scientific(text))
-            .is_ok_and(|d| d.is_zero())
 }
 
 #[cfg(test)]

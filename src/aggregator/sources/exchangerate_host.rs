@@ -20,7 +20,6 @@
 //! | anything else | | `Upstream` |
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -56,13 +55,6 @@ impl ExchangeRateHost {
         })
     }
 
-    fn not_found(pair: &Pair) -> SourceError {
-        SourceError::PairNotFound {
-            from: ID,
-            pair: pair.to_string(),
-        }
-    }
-
     /// An upstream message fit for an error: without the API key (as sent), bounded in length.
     fn scrub(&self, text: &str) -> String {
         upstream_message(text, self.api_key.as_ref().map(|k| k.expose().as_str()))
@@ -72,59 +64,40 @@ impl ExchangeRateHost {
         let body: Body<'_> = match serde_json::from_slice(&response.body) {
             Ok(body) => body,
             Err(_) if !response.status.is_success() => {
-                return Err(SourceError::Upstream {
-                    from: ID,
-                    reason: format!("HTTP {}", response.status),
-                })
+                return Err(SourceError::http_status(ID, response.status))
             }
             Err(e) => {
-                return Err(SourceError::Malformed {
-                    from: ID,
-                    reason: format!("not a /live answer: {e}"),
-                })
+                return Err(SourceError::malformed(
+                    ID,
+                    format!("not a /live answer: {e}"),
+                ))
             }
         };
         if body.success == Some(false) || body.error.is_some() {
             return Err(self.in_band_error(pair, body.error.as_ref()));
         }
         if !response.status.is_success() {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {}", response.status),
-            });
+            return Err(SourceError::http_status(ID, response.status));
         }
         if body.success != Some(true) {
-            return Err(SourceError::Malformed {
-                from: ID,
-                reason: "no \"success\" flag".into(),
-            });
+            return Err(SourceError::malformed(ID, "no \"success\" flag"));
         }
-        let quotes = body.quotes.ok_or_else(|| SourceError::Malformed {
-            from: ID,
-            reason: "no \"quotes\" object".into(),
-        })?;
+        let quotes = body
+            .quotes
+            .ok_or_else(|| SourceError::malformed(ID, "no \"quotes\" object"))?;
         let raw = match quotes.get(symbol) {
             Some(raw) if raw.get().trim() != "null" => *raw,
-            _ => return Err(Self::not_found(pair)),
+            _ => return Err(SourceError::not_found(ID, pair)),
         };
-        let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
-            from: ID,
-            reason: format!("quotes.{symbol}: {e}"),
-        })?;
-        Ok(Quote {
-            price,
-            symbol: symbol.to_owned(),
-            received_at: SystemTime::now(),
-        })
+        let price = Price::from_json(raw)
+            .map_err(|e| SourceError::malformed(ID, format!("quotes.{symbol}: {e}")))?;
+        Ok(Quote::now(price, symbol))
     }
 
     /// `success:false`: the error code decides the kind (table in the module documentation).
     fn in_band_error(&self, pair: &Pair, error: Option<&ApiError>) -> SourceError {
         let Some(error) = error else {
-            return SourceError::Upstream {
-                from: ID,
-                reason: "success:false without an error object".into(),
-            };
+            return SourceError::upstream(ID, "success:false without an error object");
         };
         let code = error.code.as_ref().and_then(code_number);
         let reason = self.scrub(&format!(
@@ -134,13 +107,10 @@ impl ExchangeRateHost {
             error.info.as_deref().unwrap_or(""),
         ));
         match code {
-            Some(101 | 102 | 105) => SourceError::Refused { from: ID, reason },
-            Some(103 | 106 | 404 | 201 | 202) => Self::not_found(pair),
-            Some(104) => SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            },
-            _ => SourceError::Upstream { from: ID, reason },
+            Some(101 | 102 | 105) => SourceError::refused(ID, reason),
+            Some(103 | 106 | 404 | 201 | 202) => SourceError::not_found(ID, pair),
+            Some(104) => SourceError::rate_limited(ID),
+            _ => SourceError::upstream(ID, reason),
         }
     }
 }
@@ -190,7 +160,7 @@ impl Source for ExchangeRateHost {
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
         let (Some(source), Some(target)) = (currency(&pair.base), currency(&pair.quote)) else {
-            return Err(Self::not_found(pair));
+            return Err(SourceError::not_found(ID, pair));
         };
         let mut url = self.client.url("live");
         {

@@ -15,18 +15,17 @@
 //!   is `Malformed`.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::StatusCode;
-use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    configured_key, key_header_value, price_of, upstream_message, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
 use crate::config::values::RedactedUrl;
@@ -51,18 +50,9 @@ impl Finnhub {
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
         let mut headers = HeaderMap::new();
-        let api_key = config
-            .api_key
-            .as_ref()
-            .filter(|k| !k.expose().trim().is_empty())
-            .cloned();
+        let api_key = configured_key(config);
         if let Some(key) = &api_key {
-            let mut value =
-                HeaderValue::from_str(key.expose().trim()).map_err(|_| SourceError::Refused {
-                    from: ID,
-                    reason: "the API key is not a valid HTTP header value".into(),
-                })?;
-            value.set_sensitive(true);
+            let value = key_header_value(ID, key.expose().trim())?;
             headers.insert(HeaderName::from_static(TOKEN_HEADER), value);
         }
         Ok(Self {
@@ -77,10 +67,7 @@ impl Finnhub {
         let lower = message.to_ascii_lowercase();
         let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
         if has(&["limit"]) {
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            }
+            SourceError::rate_limited(ID)
         } else if has(&[
             "api key",
             "apikey",
@@ -91,17 +78,11 @@ impl Finnhub {
             "premium",
             "permission",
         ]) {
-            SourceError::Refused {
-                from: ID,
-                reason: self.clean(message),
-            }
+            SourceError::refused(ID, self.clean(message))
         } else if has(&["symbol"]) {
-            not_found(pair)
+            SourceError::not_found(ID, pair)
         } else {
-            SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}: {}", self.clean(message)),
-            }
+            SourceError::upstream(ID, format!("HTTP {status}: {}", self.clean(message)))
         }
     }
 
@@ -137,55 +118,14 @@ impl Source for Finnhub {
             return Err(self.judge_message(pair, response.status, &message));
         }
         if response.status != StatusCode::OK {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {}", response.status),
-            });
+            return Err(SourceError::http_status(ID, response.status));
         }
-        let top = top.ok_or_else(|| malformed("the body is not a JSON object"))?;
+        let top = top.ok_or_else(|| SourceError::malformed(ID, "the body is not a JSON object"))?;
         let current = top
             .get("c")
-            .ok_or_else(|| malformed("no current price `c`"))?;
-        Ok(Quote {
-            price: price_of(current, pair)?,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+            .ok_or_else(|| SourceError::malformed(ID, "no current price `c`"))?;
+        Ok(Quote::now(price_of(ID, current, pair)?, symbol))
     }
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: &str) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: reason.into(),
-    }
-}
-
-/// The current price: positive → the price; `null` or zero (the all-zero "no data" quote) → no
-/// price; anything else is malformed.
-fn price_of(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        if is_null_or_zero(raw) {
-            not_found(pair)
-        } else {
-            malformed(&e.to_string())
-        }
-    })
-}
-
-fn is_null_or_zero(raw: &RawValue) -> bool {
-    let text = raw.get().trim().trim_matches('"').trim();
-    text == "null"
-        || Decimal::from_str_exact(text)
-            .or_else(|_| Decimal::from_scientific(text))
-            .is_ok_and(|d| d.is_zero())
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@
 //! | 200 without the quote in `rates` | `PairNotFound` |
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -53,13 +52,6 @@ impl Frankfurter {
     }
 }
 
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
 /// An ISO 4217 code as Frankfurter knows them: three ASCII letters, upper-cased.
 fn currency(code: &str) -> Option<String> {
     (code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()))
@@ -86,44 +78,36 @@ fn parse(pair: &Pair, base: &str, quote: &str, response: &Response) -> Result<Qu
             .and_then(|b| b.message)
             .unwrap_or_default();
         return Err(match status {
-            StatusCode::NOT_FOUND => not_found(pair),
-            StatusCode::UNPROCESSABLE_ENTITY if message == "bad currency pair" => not_found(pair),
-            _ => SourceError::Upstream {
-                from: ID,
-                reason: upstream_message(&format!("HTTP {status} {message}"), None),
-            },
+            StatusCode::NOT_FOUND => SourceError::not_found(ID, pair),
+            StatusCode::UNPROCESSABLE_ENTITY if message == "bad currency pair" => {
+                SourceError::not_found(ID, pair)
+            }
+            _ => SourceError::upstream(
+                ID,
+                upstream_message(&format!("HTTP {status} {message}"), None),
+            ),
         });
     }
-    let body: Body<'_> =
-        serde_json::from_slice(&response.body).map_err(|e| SourceError::Malformed {
-            from: ID,
-            reason: format!("not a /latest answer: {e}"),
-        })?;
-    let rates = body.rates.ok_or_else(|| SourceError::Malformed {
-        from: ID,
-        reason: "no \"rates\" object".into(),
-    })?;
+    let body: Body<'_> = serde_json::from_slice(&response.body)
+        .map_err(|e| SourceError::malformed(ID, format!("not a /latest answer: {e}")))?;
+    let rates = body
+        .rates
+        .ok_or_else(|| SourceError::malformed(ID, "no \"rates\" object"))?;
     if let Some(answered) = body.base.as_deref() {
         if !answered.eq_ignore_ascii_case(base) {
-            return Err(SourceError::Malformed {
-                from: ID,
-                reason: upstream_message(&format!("asked for base {base}, got {answered}"), None),
-            });
+            return Err(SourceError::malformed(
+                ID,
+                upstream_message(&format!("asked for base {base}, got {answered}"), None),
+            ));
         }
     }
     let raw = match rates.get(quote) {
         Some(raw) if raw.get().trim() != "null" => *raw,
-        _ => return Err(not_found(pair)),
+        _ => return Err(SourceError::not_found(ID, pair)),
     };
-    let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
-        from: ID,
-        reason: format!("rates.{quote}: {e}"),
-    })?;
-    Ok(Quote {
-        price,
-        symbol: format!("{base}/{quote}"),
-        received_at: SystemTime::now(),
-    })
+    let price = Price::from_json(raw)
+        .map_err(|e| SourceError::malformed(ID, format!("rates.{quote}: {e}")))?;
+    Ok(Quote::now(price, format!("{base}/{quote}")))
 }
 
 #[async_trait]
@@ -139,7 +123,7 @@ impl Source for Frankfurter {
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
         let (Some(base), Some(quote)) = (currency(&pair.base), currency(&pair.quote)) else {
-            return Err(not_found(pair));
+            return Err(SourceError::not_found(ID, pair));
         };
         let mut url = self.client.url("latest");
         url.query_pairs_mut()

@@ -21,19 +21,17 @@
 //! API needs a signature.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -45,18 +43,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.kraken.com";
 const TICKER: &str = "/0/public/Ticker";
 const ASSET_PAIRS: &str = "/0/public/AssetPairs";
 
-/// One ticker's price as read from the body (the pair it belongs to is not known yet).
-#[derive(Debug, Clone)]
-enum Read {
-    Price(Price),
-    /// Zero: the pair has no price.
-    NoPrice,
-    /// Not a price; the reason.
-    Bad(String),
-}
-
 /// Prices by Kraken pair name (the result keys).
-type Prices = BTreeMap<String, Read>;
+type Prices = BTreeMap<String, PriceRead>;
 
 pub struct Kraken {
     client: SourceClient,
@@ -90,24 +78,16 @@ impl Kraken {
             .into_iter()
             .map(|(key, t)| {
                 let price = match t.c.first() {
-                    Some(raw) => read(raw),
-                    None => Read::Bad("no last trade price (c)".to_owned()),
+                    Some(raw) => PriceRead::of(raw),
+                    None => PriceRead::Bad("no last trade price (c)".to_owned()),
                 };
                 (key, price)
             })
             .collect())
     }
 
-    fn quote(&self, pair: &Pair, price: &Read) -> Result<Quote, SourceError> {
-        match price {
-            Read::Price(price) => Ok(Quote {
-                price: *price,
-                symbol: self.symbol(pair),
-                received_at: SystemTime::now(),
-            }),
-            Read::NoPrice => Err(not_found(pair)),
-            Read::Bad(reason) => Err(malformed(format!("price: {reason}"))),
-        }
+    fn quote(&self, pair: &Pair, price: &PriceRead) -> Result<Quote, SourceError> {
+        price.quote(ID, pair, self.symbol(pair))
     }
 }
 
@@ -145,28 +125,19 @@ fn read_answer<'a, T: Deserialize<'a>>(
     // The error list first: an error answer's other fields need not have the success shape.
     let head: Head = match serde_json::from_slice(body) {
         Ok(h) => h,
-        Err(_) if !status.is_success() => {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            })
-        }
-        Err(e) => return Err(malformed(e.to_string())),
+        Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
+        Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
     };
     if let Some(e) = in_band(&head.error, asked) {
         return Err(e);
     }
     if !status.is_success() {
-        return Err(SourceError::Upstream {
-            from: ID,
-            reason: format!("HTTP {status}"),
-        });
+        return Err(SourceError::http_status(ID, status));
     }
-    let envelope: Envelope<T> =
-        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    let envelope: Envelope<T> = parse_json(ID, body)?;
     envelope
         .result
-        .ok_or_else(|| malformed("no result and no error"))
+        .ok_or_else(|| SourceError::malformed_clipped(ID, "no result and no error"))
 }
 
 /// Kraken's `error` entries (`<severity><category>:<message>`; `W…` are warnings).
@@ -196,20 +167,11 @@ fn in_band(errors: &[String], asked: Option<&str>) -> Option<SourceError> {
                 || e.starts_with("EGeneral:Too many requests")
                 || e.starts_with("EService:Throttled")
         }) {
-            SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            }
+            SourceError::rate_limited(ID)
         } else if any(&|e| e.starts_with("EGeneral:Permission denied")) {
-            SourceError::Refused {
-                from: ID,
-                reason: clip(&errors.join(", ")),
-            }
+            SourceError::refused(ID, clip(&errors.join(", ")))
         } else {
-            SourceError::Upstream {
-                from: ID,
-                reason: clip(&errors.join(", ")),
-            }
+            SourceError::upstream(ID, clip(&errors.join(", ")))
         },
     )
 }
@@ -258,7 +220,7 @@ fn key_matches(key: &str, pair: &Pair) -> bool {
 }
 
 /// The entry of `prices` that is `pair`: the exact symbol first, then Kraken's other names.
-fn lookup<'p>(prices: &'p Prices, pair: &Pair, symbol: &str) -> Option<&'p Read> {
+fn lookup<'p>(prices: &'p Prices, pair: &Pair, symbol: &str) -> Option<&'p PriceRead> {
     prices.get(symbol).or_else(|| {
         prices
             .iter()
@@ -282,16 +244,16 @@ impl Source for Kraken {
         let prices = self.tickers(Some(&symbol), &pair.to_string()).await?;
         // One pair asked, so one entry: whatever Kraken calls it, it is this pair.
         let price = match prices.len() {
-            0 => return Err(not_found(pair)),
+            0 => return Err(SourceError::not_found(ID, pair)),
             1 => prices.values().next(),
             _ => lookup(&prices, pair, &symbol),
         };
         match price {
             Some(p) => self.quote(pair, p),
-            None => Err(malformed(format!(
-                "{} entries, none for {symbol}",
-                prices.len()
-            ))),
+            None => Err(SourceError::malformed_clipped(
+                ID,
+                format!("{} entries, none for {symbol}", prices.len()),
+            )),
         }
     }
 
@@ -323,8 +285,9 @@ impl Source for Kraken {
                     if all.is_none() {
                         all = Some(self.tickers(None, "the ticker list").await);
                     }
-                    all.clone()
-                        .unwrap_or_else(|| Err(malformed("no ticker list")))
+                    all.clone().unwrap_or_else(|| {
+                        Err(SourceError::malformed_clipped(ID, "no ticker list"))
+                    })
                 }
                 other => other,
             };
@@ -338,7 +301,7 @@ impl Source for Kraken {
             for pair in chunk {
                 let result = match lookup(&prices, pair, &self.symbol(pair)) {
                     Some(price) => self.quote(pair, price),
-                    None if full_list => Err(not_found(pair)),
+                    None if full_list => Err(SourceError::not_found(ID, pair)),
                     // Kraken answered without error, so it knows the pair under a name these
                     // rules do not derive: ask for it alone.
                     None => self.fetch(pair).await,
@@ -368,35 +331,6 @@ impl Source for Kraken {
                 Pair::new(&base, &quote).ok()
             })
             .collect())
-    }
-}
-
-/// The price text as Kraken wrote it.
-fn read(raw: &RawValue) -> Read {
-    match Price::from_json(raw) {
-        Ok(price) => Read::Price(price),
-        Err(e) => {
-            let text = raw.get().trim().trim_matches('"');
-            if Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
-                Read::NoPrice
-            } else {
-                Read::Bad(e.to_string())
-            }
-        }
-    }
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: impl AsRef<str>) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: clip(reason.as_ref()),
     }
 }
 

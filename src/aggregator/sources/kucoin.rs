@@ -16,8 +16,6 @@
 //! | `400001`–`400007` (key/signature/IP whitelist/permission), `411100` (user frozen) | `Refused` |
 //! | `404000`, `500000`, anything else | `Upstream` |
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
@@ -89,32 +87,26 @@ fn unwrap<'a>(response: &'a Response, what: &str) -> Result<Option<&'a RawValue>
     let envelope: Envelope<'a> = match serde_json::from_slice(&response.body) {
         Ok(envelope) => envelope,
         Err(_) if !status.is_success() => {
-            return Err(Failure::Error(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            }))
+            return Err(Failure::Error(SourceError::http_status(ID, status)))
         }
         Err(e) => {
-            return Err(Failure::Error(SourceError::Malformed {
-                from: ID,
-                reason: format!("not a {what} answer: {e}"),
-            }))
+            return Err(Failure::Error(SourceError::malformed(
+                ID,
+                format!("not a {what} answer: {e}"),
+            )))
         }
     };
     let code = match &envelope.code {
         Some(serde_json::Value::String(s)) => s.trim().to_owned(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
         _ if !status.is_success() => {
-            return Err(Failure::Error(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            }))
+            return Err(Failure::Error(SourceError::http_status(ID, status)))
         }
         _ => {
-            return Err(Failure::Error(SourceError::Malformed {
-                from: ID,
-                reason: "no \"code\" in the answer".into(),
-            }))
+            return Err(Failure::Error(SourceError::malformed(
+                ID,
+                "no \"code\" in the answer",
+            )))
         }
     };
     if code != SUCCESS {
@@ -124,20 +116,14 @@ fn unwrap<'a>(response: &'a Response, what: &str) -> Result<Option<&'a RawValue>
         );
         return Err(match code.as_str() {
             "900001" | "400100" => Failure::NotFound,
-            "429000" | "1015" => Failure::Error(SourceError::RateLimited {
-                from: ID,
-                retry_after: None,
-            }),
+            "429000" | "1015" => Failure::Error(SourceError::rate_limited(ID)),
             "400001" | "400002" | "400003" | "400004" | "400005" | "400006" | "400007"
-            | "411100" => Failure::Error(SourceError::Refused { from: ID, reason }),
-            _ => Failure::Error(SourceError::Upstream { from: ID, reason }),
+            | "411100" => Failure::Error(SourceError::refused(ID, reason)),
+            _ => Failure::Error(SourceError::upstream(ID, reason)),
         });
     }
     if !status.is_success() {
-        return Err(Failure::Error(SourceError::Upstream {
-            from: ID,
-            reason: format!("HTTP {status}"),
-        }));
+        return Err(Failure::Error(SourceError::http_status(ID, status)));
     }
     Ok(envelope.data.filter(|d| d.get().trim() != "null"))
 }
@@ -156,36 +142,23 @@ impl Source for Kucoin {
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
         let symbol = self.symbol(pair);
-        let not_found = || SourceError::PairNotFound {
-            from: ID,
-            pair: pair.to_string(),
-        };
         let mut url = self.client.url(LEVEL1_PATH);
         url.query_pairs_mut().append_pair("symbol", &symbol);
         let response = self.client.get(url, HeaderMap::new()).await?;
         let data = match unwrap(&response, "level1") {
             Ok(Some(data)) => data,
-            Ok(None) | Err(Failure::NotFound) => return Err(not_found()),
+            Ok(None) | Err(Failure::NotFound) => return Err(SourceError::not_found(ID, pair)),
             Err(Failure::Error(e)) => return Err(e),
         };
-        let level1: Level1<'_> =
-            serde_json::from_str(data.get()).map_err(|e| SourceError::Malformed {
-                from: ID,
-                reason: format!("level1 data: {e}"),
-            })?;
+        let level1: Level1<'_> = serde_json::from_str(data.get())
+            .map_err(|e| SourceError::malformed(ID, format!("level1 data: {e}")))?;
         let raw = match level1.price {
             Some(raw) if raw.get().trim() != "null" => raw,
-            _ => return Err(not_found()),
+            _ => return Err(SourceError::not_found(ID, pair)),
         };
-        let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
-            from: ID,
-            reason: format!("data.price: {e}"),
-        })?;
-        Ok(Quote {
-            price,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+        let price = Price::from_json(raw)
+            .map_err(|e| SourceError::malformed(ID, format!("data.price: {e}")))?;
+        Ok(Quote::now(price, symbol))
     }
 
     /// `GET /api/v2/symbols`: every symbol with `enableTrading`, as (baseCurrency, quoteCurrency).
@@ -197,25 +170,17 @@ impl Source for Kucoin {
             .await?;
         let data = match unwrap(&response, "symbols") {
             Ok(Some(data)) => data,
-            Ok(None) => {
-                return Err(SourceError::Malformed {
-                    from: ID,
-                    reason: "symbols answer without data".into(),
-                })
-            }
+            Ok(None) => return Err(SourceError::malformed(ID, "symbols answer without data")),
             Err(Failure::NotFound) => {
-                return Err(SourceError::Upstream {
-                    from: ID,
-                    reason: "the symbol list was refused as a bad request".into(),
-                })
+                return Err(SourceError::upstream(
+                    ID,
+                    "the symbol list was refused as a bad request",
+                ))
             }
             Err(Failure::Error(e)) => return Err(e),
         };
-        let symbols: Vec<SymbolInfo> =
-            serde_json::from_str(data.get()).map_err(|e| SourceError::Malformed {
-                from: ID,
-                reason: format!("symbols data: {e}"),
-            })?;
+        let symbols: Vec<SymbolInfo> = serde_json::from_str(data.get())
+            .map_err(|e| SourceError::malformed(ID, format!("symbols data: {e}")))?;
         let mut pairs: Vec<Pair> = symbols
             .into_iter()
             .filter(|s| s.enable_trading)

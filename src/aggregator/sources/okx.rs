@@ -12,20 +12,19 @@
 //! a signature (secret and passphrase) that a key alone cannot give.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::client::{Response, SourceClient};
-use crate::aggregator::sources::{clip, BatchResult, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    clip, exchange_price, parse_json, BatchResult, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -77,12 +76,11 @@ impl Okx {
         match head {
             Ok(h) if response.status.is_success() && h.code() == "0" => Ok(response),
             Ok(h) if h.code.is_some() && h.code() != "0" => Err(in_band(&h.code(), &h.msg, asked)),
-            _ if !response.status.is_success() => Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {}", response.status),
-            }),
-            Ok(_) => Err(malformed("no code in the answer")),
-            Err(e) => Err(malformed(e.to_string())),
+            _ if !response.status.is_success() => {
+                Err(SourceError::http_status(ID, response.status))
+            }
+            Ok(_) => Err(SourceError::malformed_clipped(ID, "no code in the answer")),
+            Err(e) => Err(SourceError::malformed_clipped(ID, e.to_string())),
         }
     }
 }
@@ -141,20 +139,19 @@ impl Source for Okx {
         let response = self
             .call(TICKER, &[("instId", &symbol)], &pair.to_string())
             .await?;
-        let data: Data<Ticker<'_>> = parse(&response.body)?;
-        let ticker = data.data.first().ok_or_else(|| not_found(pair))?;
+        let data: Data<Ticker<'_>> = parse_json(ID, &response.body)?;
+        let ticker = data
+            .data
+            .first()
+            .ok_or_else(|| SourceError::not_found(ID, pair))?;
         if ticker.inst_id != symbol {
-            return Err(malformed(format!(
-                "asked {symbol}, got {}",
-                clip(&ticker.inst_id)
-            )));
+            return Err(SourceError::malformed_clipped(
+                ID,
+                format!("asked {symbol}, got {}", clip(&ticker.inst_id)),
+            ));
         }
-        let price = read_price(ticker.last, pair)?;
-        Ok(Quote {
-            price,
-            symbol,
-            received_at: SystemTime::now(),
-        })
+        let price = exchange_price(ID, ticker.last, pair, "price")?;
+        Ok(Quote::now(price, symbol))
     }
 
     fn max_batch(&self) -> Option<usize> {
@@ -182,7 +179,7 @@ impl Source for Okx {
                 return Ok(out);
             }
         };
-        let data: Data<Ticker<'_>> = match parse(&response.body) {
+        let data: Data<Ticker<'_>> = match parse_json(ID, &response.body) {
             Ok(d) => d,
             Err(e) => {
                 out.extend(pairs.iter().map(|p| (p.clone(), Err(e.clone()))));
@@ -197,12 +194,12 @@ impl Source for Okx {
         for pair in pairs {
             let symbol = self.symbol(pair);
             let result = match by_id.get(symbol.as_str()) {
-                Some(raw) => read_price(raw, pair).map(|price| Quote {
+                Some(raw) => exchange_price(ID, raw, pair, "price").map(|price| Quote {
                     price,
                     symbol,
                     received_at,
                 }),
-                None => Err(not_found(pair)),
+                None => Err(SourceError::not_found(ID, pair)),
             };
             out.insert(pair.clone(), result);
         }
@@ -214,7 +211,7 @@ impl Source for Okx {
         let response = self
             .call(INSTRUMENTS, &[("instType", "SPOT")], "the spot instruments")
             .await?;
-        let data: Data<Instrument> = parse(&response.body)?;
+        let data: Data<Instrument> = parse_json(ID, &response.body)?;
         Ok(data
             .data
             .into_iter()
@@ -238,44 +235,8 @@ fn in_band(code: &str, msg: &str, asked: &str) -> SourceError {
             pair: asked.to_owned(),
         },
         // "Rate limit reached" / "Requests too frequent".
-        "50011" | "50061" => SourceError::RateLimited {
-            from: ID,
-            retry_after: None,
-        },
-        _ => SourceError::Upstream {
-            from: ID,
-            reason: format!("code {}: {}", clip(code), clip(msg)),
-        },
-    }
-}
-
-/// The price text as OKX wrote it; empty or zero (no trade yet) is "no price".
-fn read_price(raw: &RawValue, pair: &Pair) -> Result<Price, SourceError> {
-    Price::from_json(raw).map_err(|e| {
-        let text = raw.get().trim().trim_matches('"');
-        if text.is_empty() || Decimal::from_str(text).is_ok_and(|d| d.is_zero()) {
-            not_found(pair)
-        } else {
-            malformed(format!("price: {e}"))
-        }
-    })
-}
-
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SourceError> {
-    serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
-}
-
-fn not_found(pair: &Pair) -> SourceError {
-    SourceError::PairNotFound {
-        from: ID,
-        pair: pair.to_string(),
-    }
-}
-
-fn malformed(reason: impl AsRef<str>) -> SourceError {
-    SourceError::Malformed {
-        from: ID,
-        reason: clip(reason.as_ref()),
+        "50011" | "50061" => SourceError::rate_limited(ID),
+        _ => SourceError::upstream(ID, format!("code {}: {}", clip(code), clip(msg))),
     }
 }
 

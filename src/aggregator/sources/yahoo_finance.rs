@@ -38,7 +38,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, USER_AGENT};
@@ -192,26 +191,18 @@ fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, Sourc
     let chart = match serde_json::from_slice::<Root<'_>>(&response.body) {
         Ok(Root { chart: Some(chart) }) => chart,
         Ok(_) if status.is_success() => {
-            return Err(SourceError::Malformed {
-                from: ID,
-                reason: "no \"chart\" object".into(),
-            })
+            return Err(SourceError::malformed(ID, "no \"chart\" object"))
         }
         Err(e) if status.is_success() => {
-            return Err(SourceError::Malformed {
-                from: ID,
-                reason: format!("not a chart answer: {e}"),
-            })
+            return Err(SourceError::malformed(
+                ID,
+                format!("not a chart answer: {e}"),
+            ))
         }
         _ if status == StatusCode::NOT_FOUND => {
             return Ok(Lookup::Absent(format!("{ticker}: HTTP 404")))
         }
-        _ => {
-            return Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            })
-        }
+        _ => return Err(SourceError::http_status(ID, status)),
     };
     if let Some(error) = chart.error {
         let code = error.code.unwrap_or_default();
@@ -222,32 +213,27 @@ fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, Sourc
                 None,
             )));
         }
-        return Err(SourceError::Upstream {
-            from: ID,
-            reason: upstream_message(&format!("{code}: {description}"), None),
-        });
+        return Err(SourceError::upstream(
+            ID,
+            upstream_message(&format!("{code}: {description}"), None),
+        ));
     }
     if !status.is_success() {
         return if status == StatusCode::NOT_FOUND {
             Ok(Lookup::Absent(format!("{ticker}: HTTP 404")))
         } else {
-            Err(SourceError::Upstream {
-                from: ID,
-                reason: format!("HTTP {status}"),
-            })
+            Err(SourceError::http_status(ID, status))
         };
     }
     let Some(first) = chart.result.and_then(|r| r.into_iter().next()) else {
         return Ok(Lookup::Absent(format!("{ticker}: empty result")));
     };
-    let meta = first.meta.ok_or_else(|| SourceError::Malformed {
-        from: ID,
-        reason: "chart.result[0] has no meta".into(),
-    })?;
-    let currency = meta.currency.ok_or_else(|| SourceError::Malformed {
-        from: ID,
-        reason: "chart.result[0].meta has no currency".into(),
-    })?;
+    let meta = first
+        .meta
+        .ok_or_else(|| SourceError::malformed(ID, "chart.result[0] has no meta"))?;
+    let currency = meta
+        .currency
+        .ok_or_else(|| SourceError::malformed(ID, "chart.result[0].meta has no currency"))?;
     if currency != pair.quote && currency != pair.quote.to_ascii_uppercase() {
         return Ok(Lookup::Absent(upstream_message(
             &format!("{ticker} is priced in {currency}, not {}", pair.quote),
@@ -258,15 +244,9 @@ fn parse(ticker: &str, pair: &Pair, response: &Response) -> Result<Lookup, Sourc
         Some(raw) if raw.get().trim() != "null" => raw,
         _ => return Ok(Lookup::Absent(format!("{ticker}: no regularMarketPrice"))),
     };
-    let price = Price::from_json(raw).map_err(|e| SourceError::Malformed {
-        from: ID,
-        reason: format!("meta.regularMarketPrice: {e}"),
-    })?;
-    Ok(Lookup::Found(Quote {
-        price,
-        symbol: ticker.to_owned(),
-        received_at: SystemTime::now(),
-    }))
+    let price = Price::from_json(raw)
+        .map_err(|e| SourceError::malformed(ID, format!("meta.regularMarketPrice: {e}")))?;
+    Ok(Lookup::Found(Quote::now(price, ticker)))
 }
 
 #[async_trait]
@@ -300,10 +280,7 @@ impl Source for YahooFinance {
             }
         }
         self.forget(pair);
-        Err(SourceError::PairNotFound {
-            from: ID,
-            pair: pair.to_string(),
-        })
+        Err(SourceError::not_found(ID, pair))
     }
 }
 
