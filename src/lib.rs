@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod logging;
+pub mod node;
 pub mod paths;
 pub mod postgres;
 pub mod process_metrics;
