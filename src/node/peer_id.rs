@@ -15,7 +15,9 @@ pub struct PeerId(pub [u8; 32]);
 pub enum PeerIdError {
     #[error("peer id is not base58")]
     NotBase58,
-    #[error("peer id is not a libp2p Ed25519 identity (expected 38 bytes starting 00 24 08 01 12 20)")]
+    #[error(
+        "peer id is not a libp2p Ed25519 identity (expected 38 bytes starting 00 24 08 01 12 20)"
+    )]
     NotEd25519,
 }
 

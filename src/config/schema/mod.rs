@@ -4,6 +4,7 @@
 pub mod aggregator;
 pub mod consensus;
 pub mod feeds;
+pub mod node_options;
 pub mod nodes;
 pub mod sources;
 pub mod telemetry;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use self::aggregator::{read_aggregator, AggregatorConfig};
 use self::consensus::{read_consensus, ConsensusConfig};
 use self::feeds::{read_feeds, FeedConfig};
+use self::node_options::{read_node_options, NodeOptions};
 use self::nodes::{read_nodes, NodesConfig, PortsConfig};
 use self::telemetry::{read_telemetry, TelemetryConfig};
 use super::reader::{Fields, Report};
@@ -58,6 +60,7 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     pub telemetry: TelemetryConfig,
     pub consensus: ConsensusConfig,
+    pub node: NodeOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +136,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         .unwrap_or_default();
     let consensus = f.object(r, "consensus");
     let consensus = read_consensus(r, consensus, nodes.oracles().len());
+    let node = f.object(r, "node");
+    let node = read_node_options(r, node);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -149,6 +154,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         feeds,
         telemetry,
         consensus,
+        node,
     })
 }
 
