@@ -1,0 +1,77 @@
+//! `enclave keys init | show`: every node's keys and the OCR shared secret (oneshot
+//! `node-keys`), and what an operator registers on-chain.
+
+use serde::Serialize;
+
+use super::{Cli, KeysCommand};
+use crate::config::load_verified_with_key_file;
+use crate::config::schema::nodes::BOOTSTRAP_NODE;
+use crate::exit;
+use crate::node::keys::{KeyStore, NodePublicKeys};
+use crate::node::peer_id::PeerId;
+
+pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
+    let root = cli.root();
+    let verified =
+        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let config = verified.config;
+    let store = KeyStore::from_config(&root, &config);
+    // Both commands generate what is missing first, so `show` never reports keys that a later
+    // `init` would replace.
+    let publics = store.ensure_all(&config.nodes.all())?;
+    match command {
+        KeysCommand::Init => {
+            tracing::info!(
+                nodes = publics.len(),
+                dir = %store.dir().display(),
+                "node keys ready"
+            );
+        }
+        KeysCommand::Show => {
+            let shown = Shown {
+                shared_secret_file: store.shared_secret_file().display().to_string(),
+                nodes: publics.iter().map(ShownNode::from).collect(),
+            };
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Shown {
+    shared_secret_file: String,
+    nodes: Vec<ShownNode>,
+}
+
+/// A node's public keys with its role, in the order an operator reads them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShownNode {
+    node: u32,
+    role: &'static str,
+    peer_id: PeerId,
+    offchain_public_key: String,
+    onchain_signing_address: String,
+    transmitter_address: String,
+    config_public_key: String,
+}
+
+impl From<&NodePublicKeys> for ShownNode {
+    fn from(p: &NodePublicKeys) -> Self {
+        Self {
+            node: p.node,
+            role: if p.node == BOOTSTRAP_NODE {
+                "bootstrap"
+            } else {
+                "oracle"
+            },
+            peer_id: p.peer_id,
+            offchain_public_key: hex::encode(p.offchain_public_key),
+            onchain_signing_address: p.onchain_signing_address.to_checksum(None),
+            transmitter_address: p.transmitter_address.to_checksum(None),
+            config_public_key: hex::encode(p.config_public_key),
+        }
+    }
+}
