@@ -1,0 +1,347 @@
+//! Who may connect: the certificate verifiers of both TLS sides. There is no CA; a certificate
+//! is just a carrier for the peer's Ed25519 key, which must be one of the configured peers (and,
+//! for a dialer, the very peer it meant to reach). The TLS 1.3 handshake signature, checked with
+//! the crypto provider's algorithms, proves the peer holds that key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use super::stats::{bump, Stats};
+use crate::node::peer_id::PeerId;
+
+/// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },
+/// BIT STRING (0 unused bits) } — RFC 8410 fixes this encoding, so anything else is not Ed25519.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The peers allowed on this node's connections (never including the node itself).
+pub(crate) type Allowed = Arc<HashSet<PeerId>>;
+
+/// The Ed25519 key a certificate carries, if it parses as X.509 and its key is Ed25519.
+pub(crate) fn peer_id_of(cert: &CertificateDer<'_>) -> Option<PeerId> {
+    let parsed = webpki::EndEntityCert::try_from(cert).ok()?;
+    let spki = parsed.subject_public_key_info();
+    let key = spki.as_ref().strip_prefix(&ED25519_SPKI_PREFIX[..])?;
+    let key: [u8; 32] = key.try_into().ok()?;
+    Some(PeerId(key))
+}
+
+/// Whether a failed handshake was our verifier's refusal (already counted and logged there).
+pub(crate) fn is_refusal(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+}
+
+/// The checks both sides share; counts and logs a refusal.
+struct Policy {
+    allowed: Allowed,
+    algorithms: WebPkiSupportedAlgorithms,
+    stats: Arc<Stats>,
+    side: &'static str,
+}
+
+impl Policy {
+    fn check_certificate(
+        &self,
+        cert: &CertificateDer<'_>,
+        expected: Option<PeerId>,
+    ) -> Result<PeerId, rustls::Error> {
+        let refuse = |why: &str| {
+            bump(&self.stats.handshake_refusals);
+            tracing::warn!(
+                side = self.side,
+                "refused a peer during the TLS handshake: {why}"
+            );
+            rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        };
+        let Some(peer) = peer_id_of(cert) else {
+            return Err(refuse("its certificate does not carry an Ed25519 key"));
+        };
+        if !self.allowed.contains(&peer) {
+            return Err(refuse(&format!("{} is not in the peer set", peer.short())));
+        }
+        if let Some(expected) = expected {
+            if peer != expected {
+                return Err(refuse(&format!(
+                    "dialed {} but {} answered",
+                    expected.short(),
+                    peer.short()
+                )));
+            }
+        }
+        Ok(peer)
+    }
+
+    fn check_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|e| {
+            bump(&self.stats.handshake_refusals);
+            tracing::warn!(side = self.side, error = %e, "refused a peer: its handshake signature does not verify");
+            // One error kind for every refusal, so callers can tell refusals from other failures.
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+        })
+    }
+}
+
+fn no_tls12() -> rustls::Error {
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered)
+}
+
+/// Every key is Ed25519, so that is the only handshake signature we ask for or accept.
+fn schemes() -> Vec<SignatureScheme> {
+    vec![SignatureScheme::ED25519]
+}
+
+/// The acceptor's check of a dialer: any allowed peer.
+pub(crate) struct PeerClientVerifier(Policy);
+
+impl PeerClientVerifier {
+    pub fn new(allowed: Allowed, algorithms: WebPkiSupportedAlgorithms, stats: Arc<Stats>) -> Self {
+        Self(Policy {
+            allowed,
+            algorithms,
+            stats,
+            side: "accept",
+        })
+    }
+}
+
+impl fmt::Debug for PeerClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerClientVerifier({} peers)", self.0.allowed.len())
+    }
+}
+
+impl ClientCertVerifier for PeerClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.check_certificate(end_entity, None)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(no_tls12())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.check_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
+
+/// The dialer's check of the acceptor: exactly the peer it dialed (an allowed one).
+pub(crate) struct PeerServerVerifier {
+    policy: Policy,
+    expected: PeerId,
+}
+
+impl PeerServerVerifier {
+    pub fn new(
+        expected: PeerId,
+        allowed: Allowed,
+        algorithms: WebPkiSupportedAlgorithms,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            policy: Policy {
+                allowed,
+                algorithms,
+                stats,
+                side: "dial",
+            },
+            expected,
+        }
+    }
+}
+
+impl fmt::Debug for PeerServerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerServerVerifier(expects {})", self.expected.short())
+    }
+}
+
+impl ServerCertVerifier for PeerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.policy
+            .check_certificate(end_entity, Some(self.expected))?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(no_tls12())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.policy.check_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::node::p2p::tls::{provider, TlsIdentity};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn id(seed: u8) -> PeerId {
+        PeerId(key(seed).verifying_key().to_bytes())
+    }
+
+    fn cert(seed: u8) -> CertificateDer<'static> {
+        TlsIdentity::new(&key(seed))
+            .expect("identity")
+            .certificate()
+            .clone()
+    }
+
+    fn allowed(seeds: &[u8]) -> Allowed {
+        Arc::new(seeds.iter().map(|s| id(*s)).collect())
+    }
+
+    fn refusals(stats: &Stats) -> u64 {
+        stats.handshake_refusals.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_peer_id_is_the_certificates_ed25519_key() {
+        assert_eq!(peer_id_of(&cert(1)), Some(id(1)));
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+        let other = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .self_signed(&p256)
+            .expect("cert");
+        assert_eq!(peer_id_of(other.der()), None);
+        assert_eq!(
+            peer_id_of(&CertificateDer::from(b"not a certificate".to_vec())),
+            None
+        );
+    }
+
+    #[test]
+    fn the_acceptor_admits_allowed_keys_only_and_counts_refusals() {
+        let stats = Arc::new(Stats::default());
+        let verifier = PeerClientVerifier::new(
+            allowed(&[1, 2]),
+            provider().signature_verification_algorithms,
+            stats.clone(),
+        );
+        let now = UnixTime::now();
+        assert!(verifier.verify_client_cert(&cert(1), &[], now).is_ok());
+        assert!(verifier.verify_client_cert(&cert(2), &[], now).is_ok());
+        assert_eq!(refusals(&stats), 0);
+        let refused = verifier
+            .verify_client_cert(&cert(3), &[], now)
+            .expect_err("unknown key");
+        assert_eq!(
+            refused,
+            rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        );
+        assert_eq!(refusals(&stats), 1);
+        assert!(verifier.client_auth_mandatory());
+        assert_eq!(
+            verifier.supported_verify_schemes(),
+            vec![SignatureScheme::ED25519]
+        );
+    }
+
+    #[test]
+    fn the_dialer_admits_only_the_peer_it_dialed() {
+        let stats = Arc::new(Stats::default());
+        let verifier = PeerServerVerifier::new(
+            id(2),
+            allowed(&[1, 2]),
+            provider().signature_verification_algorithms,
+            stats.clone(),
+        );
+        let name = crate::node::p2p::tls::server_name();
+        let now = UnixTime::now();
+        assert!(verifier
+            .verify_server_cert(&cert(2), &[], &name, &[], now)
+            .is_ok());
+        // Allowed, but not who we dialed (a stale address now used by another oracle).
+        assert!(verifier
+            .verify_server_cert(&cert(1), &[], &name, &[], now)
+            .is_err());
+        assert!(verifier
+            .verify_server_cert(&cert(3), &[], &name, &[], now)
+            .is_err());
+        assert_eq!(refusals(&stats), 2);
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_other_failures() {
+        let refusal = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature),
+        );
+        assert!(is_refusal(&refusal));
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate),
+        );
+        assert!(!is_refusal(&alert));
+        assert!(!is_refusal(&std::io::Error::other("reset")));
+    }
+}
