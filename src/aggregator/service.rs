@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,7 +90,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     if let Some(path) = &aggregator.pairs_file_path {
         preload(&cache, &sources, &aggregator, path)?;
     }
-    notify_ready(notify_fd);
+    crate::supervisor::readiness::notify_ready(notify_fd);
     tokio::spawn(refresh::run(
         cache,
         sources,
@@ -114,16 +113,6 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     streams.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
     Ok(())
-}
-
-/// s6 readiness: a newline on the descriptor once the API accepts connections.
-fn notify_ready(fd: Option<i32>) {
-    let Some(fd) = fd else { return };
-    // SAFETY: the supervisor handed us this descriptor for exactly this write; we own it now.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    if let Err(e) = std::io::Write::write_all(&mut &file, b"\n") {
-        tracing::warn!(fd, error = %e, "cannot notify readiness");
-    }
 }
 
 /// Registers the pairs of `pairsFilePath` (`{"binance": ["BTC/USDT", …], …}`) and fetches them

@@ -2,6 +2,8 @@
 
 mod aggregator_cmd;
 mod config_cmd;
+mod keys_cmd;
+mod node_cmd;
 mod postgres_cmd;
 mod process_metrics_cmd;
 
@@ -73,12 +75,25 @@ pub enum Command {
         #[arg(long, value_name = "FD")]
         notify_fd: Option<i32>,
     },
+    /// One consensus node (longrun template `node@`): node 1 is the bootstrap (peer discovery),
+    /// nodes 2..N are oracles (OCR consensus, reports, node API on 6600+i).
+    Node {
+        /// Which node (the supervisor sets NODE_NUMBER for each template instance).
+        #[arg(long, env = "NODE_NUMBER", value_name = "N")]
+        node: u32,
+        /// Write a newline to this descriptor once the node API accepts connections (s6 readiness).
+        #[arg(long, value_name = "FD")]
+        notify_fd: Option<i32>,
+    },
     /// Per-service CPU, memory, restarts and the PostgreSQL metrics, served and pushed
     /// (longrun `process-metrics`).
     ProcessMetrics,
     /// The embedded PostgreSQL services.
     #[command(subcommand)]
     Postgres(PostgresCommand),
+    /// Every node's keys and the OCR shared secret in <spSecretsDir>.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +110,16 @@ pub enum PostgresCommand {
     /// Create or update one role and one database per node with fresh passwords (oneshot
     /// `postgres-init`); waits until the server accepts connections.
     Init,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate whatever is missing: every node's keys and the OCR shared secret (oneshot
+    /// `node-keys`; idempotent, never replaces a key). Prints nothing secret.
+    Init,
+    /// Like `init`, then print every node's public keys and addresses as JSON, for registering
+    /// them on-chain.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,8 +224,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { json, check } => Ok(supervisor::status::run(&cli.root(), *json, *check)),
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
+        Command::Keys(command) => keys_cmd::run(&cli, command),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
+        Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),
     }
 }
 

@@ -2,4 +2,18 @@
 //! oracles that agree on every feed's price through OCR1 and produce reports the on-chain
 //! `OffchainAggregator` accepts.
 
+pub mod api;
+pub mod contract_state;
+pub mod feed_task;
+pub mod keys;
+pub mod metrics;
+pub mod observe;
+pub mod ocr1;
+pub mod oracle_set;
+pub mod p2p;
+pub mod p2p_metrics;
 pub mod peer_id;
+pub mod protocol;
+pub mod service;
+pub mod status;
+pub mod store;

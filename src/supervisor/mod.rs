@@ -9,7 +9,7 @@ pub mod logs;
 pub mod metrics;
 mod orchestrator;
 pub mod process;
-mod readiness;
+pub mod readiness;
 pub mod restart;
 pub mod state;
 pub mod status;

@@ -1,9 +1,20 @@
 //! s6 readiness notification: the service writes a line to its `notification-fd` when ready.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+
+/// The service side: a newline on the descriptor the supervisor handed over (`--notify-fd`),
+/// written once the service accepts work.
+pub fn notify_ready(fd: Option<i32>) {
+    let Some(fd) = fd else { return };
+    // SAFETY: the supervisor handed us this descriptor for exactly this write; we own it now.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Err(e) = std::io::Write::write_all(&mut &file, b"\n") {
+        tracing::warn!(fd, error = %e, "cannot notify readiness");
+    }
+}
 
 /// Completes when a newline arrives on the pipe. A pipe closed without one (or unusable) never
 /// completes: the service is then not ready, and its `timeout-up` or its exit decides.

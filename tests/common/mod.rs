@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod don;
 pub mod harness;
+pub mod price_server;
 pub mod receivers;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,441 @@
+//! `enclave node`: starts node i. Node 1 runs the bootstrap (P2P discovery and its API); nodes
+//! 2..N run the oracle: keys, database, P2P, one protocol instance per feed, observer and API.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use super::api::{self, Api, OracleApi};
+use super::contract_state::{FinalizedContractState, LatestAnswer};
+use super::feed_task::{FeedTask, Input, Shared, INBOX};
+use super::keys::{KeyStore, OracleKeys};
+use super::metrics::NodeMetrics;
+use super::observe::Observer;
+use super::ocr1::leader::leader_selection_key;
+use super::ocr1::types::ConfigDigest;
+use super::oracle_set::OracleSet;
+use super::p2p::{self, Inbound, NetworkConfig, NetworkHandle};
+use super::peer_id::PeerId;
+use super::protocol::config::InstanceConfig;
+use super::protocol::messages::Envelope;
+use super::protocol::pacemaker::PacemakerState;
+use super::store::Store;
+use crate::config::schema::nodes::BOOTSTRAP_NODE;
+use crate::config::Config;
+use crate::paths::Root;
+use crate::postgres::layout::Layout;
+use crate::telemetry::{self, Pusher};
+
+const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+const PEER_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+const PACEMAKER_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {node} is not in this configuration (nodes are 1..{total})")]
+    UnknownNode { node: u32, total: u32 },
+    #[error(transparent)]
+    Keys(#[from] super::keys::KeyError),
+    #[error(transparent)]
+    OracleSet(#[from] super::oracle_set::OracleSetError),
+    #[error("cannot read node {node}'s database credentials: {source}")]
+    Credentials {
+        node: u32,
+        #[source]
+        source: crate::postgres::pgpass::PgpassError,
+    },
+    #[error(transparent)]
+    Database(#[from] crate::postgres::db::DbError),
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+    #[error("P2P: {0}")]
+    P2p(#[from] p2p::P2pError),
+    #[error("cannot listen on {addr} for the node API: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Observer(#[from] super::observe::ObserveError),
+    #[error(transparent)]
+    Push(#[from] telemetry::push::PushError),
+    #[error(transparent)]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn run(
+    config: &Config,
+    root: &Root,
+    node: u32,
+    notify_fd: Option<i32>,
+) -> Result<(), NodeError> {
+    if node == 0 || node > config.nodes.total {
+        return Err(NodeError::UnknownNode {
+            node,
+            total: config.nodes.total,
+        });
+    }
+    let keys = KeyStore::from_config(root, config);
+    let own = keys.load_or_generate(node)?;
+    let set = OracleSet::load(&keys, config)?;
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(NodeMetrics::register(&registry)?);
+    let (network, inbound) = p2p::start(network_config(config, node, &own, &set)).await?;
+    registry.register(Box::new(super::p2p_metrics::StatsCollector::new(
+        network.clone(),
+    )))?;
+    let others = set.oracles.len() - usize::from(node != BOOTSTRAP_NODE);
+    metrics.peers_expected.set(others as i64);
+    let (stop, stopped) = watch::channel(false);
+    let (oracle, tasks) = if node == BOOTSTRAP_NODE {
+        tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery only");
+        drop(inbound);
+        (None, Vec::new())
+    } else {
+        let (oracle, tasks) = start_oracle(
+            config,
+            root,
+            node,
+            &own,
+            &keys,
+            &set,
+            &network,
+            inbound,
+            metrics.clone(),
+            stopped.clone(),
+        )
+        .await?;
+        (Some(oracle), tasks)
+    };
+    let oracle_peers: Arc<HashSet<PeerId>> = Arc::new(set.peer_ids().into_iter().collect());
+    tokio::spawn(peer_gauge(
+        network.clone(),
+        oracle_peers.clone(),
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    let api_state = Api {
+        node,
+        oracle,
+        network: network.clone(),
+        oracle_peers,
+        peers_expected: others,
+        peers_needed: if node == BOOTSTRAP_NODE {
+            0
+        } else {
+            2 * config.consensus.f
+        },
+        registry: registry.clone(),
+    };
+    let addr = SocketAddr::new(
+        IpAddr::from([127, 0, 0, 1]),
+        config.ports.node_api_base + node as u16,
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })?;
+    let pusher = Pusher::start(
+        &registry,
+        &telemetry::targets_for(config, false),
+        &telemetry::identity(config, &format!("node-{node}")),
+    )?;
+    tracing::info!(%addr, node, "node API listening");
+    crate::supervisor::readiness::notify_ready(notify_fd);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    axum::serve(listener, api::router(api_state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!(node, "stopping");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    network.shutdown().await;
+    pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
+    Ok(())
+}
+
+fn network_config(config: &Config, node: u32, own: &OracleKeys, set: &OracleSet) -> NetworkConfig {
+    let port = config.ports.node_p2p_base + node as u16;
+    let announce = config
+        .node
+        .announce_host
+        .as_ref()
+        .map(|host| vec![format!("{host}:{port}")])
+        .unwrap_or_default();
+    let bootstrap = (node != BOOTSTRAP_NODE).then(|| {
+        let address = config.node.bootstrap_address.clone().unwrap_or_else(|| {
+            format!(
+                "127.0.0.1:{}",
+                config.ports.node_p2p_base + BOOTSTRAP_NODE as u16
+            )
+        });
+        (set.bootstrap.peer_id, address)
+    });
+    NetworkConfig {
+        identity: own.offchain().clone(),
+        listen: SocketAddr::new(config.node.listen_host, port),
+        announce,
+        bootstrap,
+        peers: set.peer_ids(),
+        static_addresses: HashMap::new(),
+        max_frame_bytes: config.node.max_frame_bytes,
+        reconnect_min: Duration::from_millis(200),
+        reconnect_max: Duration::from_secs(10),
+        send_queue: 4096,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_oracle(
+    config: &Config,
+    root: &Root,
+    node: u32,
+    own: &OracleKeys,
+    keys: &KeyStore,
+    set: &OracleSet,
+    network: &NetworkHandle,
+    inbound: mpsc::Receiver<Inbound>,
+    metrics: Arc<NodeMetrics>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(Arc<OracleApi>, Vec<tokio::task::JoinHandle<()>>), NodeError> {
+    let layout = Layout::new(root, config);
+    let credentials = crate::postgres::pgpass::read(&layout.pgpass(node))
+        .map_err(|source| NodeError::Credentials { node, source })?;
+    let pool = crate::postgres::db::connect(&credentials, node).await?;
+    let store = Store::new(pool);
+    let me = set.index_of(node).ok_or(NodeError::UnknownNode {
+        node,
+        total: config.nodes.total,
+    })?;
+    let secret = keys.shared_secret()?;
+    let secret_hash = alloy_primitives::keccak256(secret.expose()).0;
+    let leader_key = leader_selection_key(secret.expose());
+    let offchain_keys = set.offchain_keys()?;
+    let observer = Observer::start(
+        aggregator_url(config),
+        config.aggregator.max_pairs_per_request,
+        config.node.observation_timeout,
+        metrics.observation_latency.clone(),
+    )?;
+    let contract = Arc::new(FinalizedContractState::default());
+    let (pacemaker_writes, pacemaker_queue) = mpsc::channel(PACEMAKER_QUEUE);
+    let status = Arc::new(super::status::NodeStatus::default());
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        observer,
+        contract: contract.clone(),
+        network: network.clone(),
+        peers: set.peer_ids(),
+        nodes: set.nodes(),
+        onchain_key: own.onchain().clone(),
+        metrics: metrics.clone(),
+        status,
+        pacemaker_writes,
+    });
+    let mut tasks = vec![tokio::spawn(write_pacemaker_states(
+        store.clone(),
+        pacemaker_queue,
+        metrics.clone(),
+    ))];
+    let mut routes = HashMap::new();
+    let mut feeds = Vec::new();
+    for feed in &config.feeds {
+        let digest = set.digest(config, feed, secret_hash)?;
+        if let Some(latest) = store.latest_finalized(&feed.name, digest).await? {
+            contract.record(
+                &feed.name,
+                LatestAnswer {
+                    digest,
+                    epoch: latest.epoch,
+                    round: latest.round,
+                    answer: latest.answer,
+                    timestamp: latest.finalized_at,
+                },
+            );
+        }
+        let state = store
+            .pacemaker(digest)
+            .await?
+            .unwrap_or_else(|| PacemakerState::initial(set.oracles.len()));
+        let c = &config.consensus;
+        let cfg = Arc::new(InstanceConfig {
+            feed: feed.name.clone(),
+            digest,
+            n: set.oracles.len(),
+            f: c.f,
+            me,
+            r_max: c.r_max,
+            delta_progress: c.delta_progress,
+            delta_resend: c.delta_resend,
+            delta_round: c.delta_round,
+            delta_grace: c.delta_grace,
+            leader_key,
+            offchain_keys: offchain_keys.clone(),
+            signers: set.signers(),
+            offchain_key: own.offchain().clone(),
+        });
+        let (tx, rx) = mpsc::channel(INBOX);
+        routes.insert(digest, tx.clone());
+        let task = FeedTask::new(feed.clone(), cfg, state, shared.clone(), tx);
+        tasks.push(tokio::spawn(task.run(rx, stopped.clone())));
+        feeds.push((feed.clone(), digest));
+        tracing::info!(feed = %feed.name, digest = %digest, "protocol instance started");
+    }
+    let index: HashMap<PeerId, u8> = set
+        .peer_ids()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((p, u8::try_from(i).ok()?)))
+        .collect();
+    tokio::spawn(route(inbound, index, routes, set.nodes(), metrics.clone()));
+    tokio::spawn(prune(store, config.node.retention, metrics, stopped));
+    Ok((Arc::new(OracleApi { shared, feeds }), tasks))
+}
+
+fn aggregator_url(config: &Config) -> url::Url {
+    let host = match config.aggregator.host {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        other => other,
+    };
+    let base = format!("http://{}/", SocketAddr::new(host, config.aggregator.port));
+    // A SocketAddr always forms a valid URL.
+    base.parse()
+        .unwrap_or_else(|_| url::Url::parse("http://127.0.0.1:3000/").expect("static URL"))
+}
+
+/// Hands every inbound frame to its feed's instance; frames that do not decode or name no feed
+/// of ours are counted and dropped.
+async fn route(
+    mut inbound: mpsc::Receiver<Inbound>,
+    index: HashMap<PeerId, u8>,
+    feeds: HashMap<ConfigDigest, mpsc::Sender<Input>>,
+    nodes: Vec<u32>,
+    metrics: Arc<NodeMetrics>,
+) {
+    while let Some(frame) = inbound.recv().await {
+        let Some(&from) = index.get(&frame.from) else {
+            continue;
+        };
+        let node = nodes
+            .get(usize::from(from))
+            .copied()
+            .unwrap_or(0)
+            .to_string();
+        let envelope = match Envelope::decode(&frame.payload) {
+            Ok(e) => e,
+            Err(_) => {
+                metrics
+                    .rejected
+                    .with_label_values(&[&node, "undecodable"])
+                    .inc();
+                continue;
+            }
+        };
+        let Some(feed) = feeds.get(&envelope.digest) else {
+            metrics
+                .rejected
+                .with_label_values(&[&node, "unknown_digest"])
+                .inc();
+            continue;
+        };
+        if feed
+            .try_send(Input::Message {
+                from,
+                message: envelope.message,
+            })
+            .is_err()
+        {
+            metrics
+                .rejected
+                .with_label_values(&[&node, "inbox_full"])
+                .inc();
+        }
+    }
+}
+
+/// Writes pacemaker states, newest per instance, so a burst of epoch changes costs one write each.
+async fn write_pacemaker_states(
+    store: Store,
+    mut queue: mpsc::Receiver<(String, ConfigDigest, PacemakerState)>,
+    metrics: Arc<NodeMetrics>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut latest = HashMap::new();
+        latest.insert(first.1, (first.0, first.2));
+        while let Ok((feed, digest, state)) = queue.try_recv() {
+            latest.insert(digest, (feed, state));
+        }
+        for (digest, (feed, state)) in latest {
+            if let Err(e) = store.save_pacemaker(digest, &feed, &state).await {
+                tracing::error!(%feed, error = %e, "cannot save the pacemaker state");
+                metrics
+                    .store_errors
+                    .with_label_values(&["save_pacemaker"])
+                    .inc();
+            }
+        }
+    }
+}
+
+async fn prune(
+    store: Store,
+    retention: Duration,
+    metrics: Arc<NodeMetrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        match store.prune(retention).await {
+            Ok(p) if p.reports + p.signed_rounds > 0 => tracing::info!(
+                reports = p.reports,
+                signed_rounds = p.signed_rounds,
+                "old history deleted"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete old history");
+                metrics.store_errors.with_label_values(&["prune"]).inc();
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn peer_gauge(
+    network: NetworkHandle,
+    oracles: Arc<HashSet<PeerId>>,
+    metrics: Arc<NodeMetrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let connected = network
+            .connected()
+            .iter()
+            .filter(|p| oracles.contains(p))
+            .count();
+        metrics.peers_connected.set(connected as i64);
+        tokio::select! {
+            _ = tokio::time::sleep(PEER_GAUGE_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}

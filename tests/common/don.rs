@@ -1,0 +1,255 @@
+//! A decentralized oracle network of real processes for tests: the supervisor runs PostgreSQL,
+//! the price aggregator (against a local Binance-format server) and `node-keys`; the test runs
+//! each `enclave node` itself, so it can kill, restart or leave out any of them.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use enclave::supervisor::state::Status;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use super::harness::{free_port, wait_until, Enclave};
+use super::price_server::PriceServer;
+
+pub const T: Duration = Duration::from_secs(90);
+
+/// Consensus timing for tests: fast rounds on a private chain id (no libocr chain minimums).
+pub fn fast_consensus() -> Value {
+    json!({"deltaProgressMs": 3000, "deltaResendMs": 1000, "deltaRoundMs": 1000,
+           "deltaGraceMs": 200, "deltaStageMs": 1000, "rMax": 3})
+}
+
+pub struct Don {
+    pub enclave: Enclave,
+    pub prices: PriceServer,
+    pub total: u32,
+    pub api_base: u16,
+    pub p2p_base: u16,
+    pub feeds: Vec<String>,
+    nodes: HashMap<u32, Child>,
+    logs: PathBuf,
+}
+
+/// `(feed name, Binance symbol, base, quote, price)`.
+pub type Feed<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+/// A base such that base+1..=base+count are all free.
+fn free_range(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (fastrand::u16(..40_000) / 10) * 10;
+        let listeners: Vec<_> = (1..=count)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if listeners.len() == usize::from(count) {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+impl Don {
+    /// Configures `total` nodes (node 1 the bootstrap) and the feeds, starts the supporting
+    /// services and, unless listed in `skip`, every node.
+    pub fn start(
+        total: u32,
+        feeds: &[Feed<'_>],
+        skip: &[u32],
+        configure: impl FnOnce(&mut Value),
+    ) -> Don {
+        let prices = PriceServer::start();
+        for (_, symbol, _, _, price) in feeds {
+            prices.set(symbol, price);
+        }
+        let mut enclave = Enclave::new();
+        enclave.use_repo_services();
+        let api_base = free_range(total as u16);
+        let p2p_base = free_range(total as u16);
+        let pg_port = free_port();
+        let aggregator_port = free_port();
+        let base_url = prices.base.clone();
+        let feed_configs: Vec<Value> = feeds
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _, base, quote, _))| {
+                json!({"name": name, "decimals": 8, "contractAddress": format!("0x{:040x}", 0xfeed00 + i),
+                       "alphaPPB": 5_000_000, "heartbeatMs": 60_000,
+                       "legs": [{"source": "binance", "base": base, "quote": quote}]})
+            })
+            .collect();
+        let list: Vec<String> = (1..=total).map(|i| i.to_string()).collect();
+        enclave.configure(|s| {
+            s["totalNodes"] = json!(total);
+            s["nodesList"] = json!(list.join(" "));
+            s["primaryNodes"] = json!(list.join(" "));
+            s["pgPort"] = json!(pg_port);
+            s["chainlinkChainId"] = json!(1337);
+            s["ports"]["nodeApiBase"] = json!(api_base);
+            s["ports"]["nodeP2pBase"] = json!(p2p_base);
+            s["consensus"] = fast_consensus();
+            s["priceAggregatorConfig"] = json!({
+                "port": aggregator_port,
+                "sources": {"binance": {"baseUrl": base_url, "rps": null, "ttl": 1000}},
+            });
+            s["feeds"] = Value::from(feed_configs);
+            configure(s);
+        });
+        enclave.start(&[
+            "--only",
+            "node-keys",
+            "--only",
+            "postgres-init",
+            "--only",
+            "price-aggregator",
+        ]);
+        enclave.wait_status("node-keys", Status::Finished, T);
+        enclave.wait_status("postgres-init", Status::Finished, T);
+        enclave.wait_status("price-aggregator", Status::Up, T);
+        let logs = enclave.root.join("node-logs");
+        fs::create_dir_all(&logs).expect("mkdir");
+        let mut don = Don {
+            enclave,
+            prices,
+            total,
+            api_base,
+            p2p_base,
+            feeds: feeds.iter().map(|f| f.0.to_owned()).collect(),
+            nodes: HashMap::new(),
+            logs,
+        };
+        for node in 1..=total {
+            if !skip.contains(&node) {
+                don.spawn(node);
+            }
+        }
+        don
+    }
+
+    pub fn spawn(&mut self, node: u32) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("node-{node}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .arg("--root")
+            .arg(&self.enclave.root)
+            .args(["node", "--node", &node.to_string()])
+            .env_remove("CONFIGURATION_PATH")
+            .env_remove("ENCLAVE_ROOT")
+            .env_remove("NODE_NUMBER")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("enclave node starts");
+        self.nodes.insert(node, child);
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn crash(&mut self, node: u32) {
+        if let Some(mut child) = self.nodes.remove(&node) {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self, node: u32) -> bool {
+        self.nodes
+            .get_mut(&node)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn stop(&mut self, node: u32) -> Option<i32> {
+        let mut child = self.nodes.remove(&node)?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        child.wait().ok()?.code()
+    }
+
+    pub fn api(&self, node: u32, path: &str) -> Option<(u16, String)> {
+        Enclave::http_get(self.api_base + node as u16, path)
+    }
+
+    pub fn json(&self, node: u32, path: &str) -> Option<(u16, Value)> {
+        let (code, body) = self.api(node, path)?;
+        Some((code, serde_json::from_str(&body).ok()?))
+    }
+
+    pub fn latest(&self, node: u32, feed: &str) -> Option<Value> {
+        match self.json(node, &format!("/v1/feeds/{feed}/latest"))? {
+            (200, v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Waits until `node` has a finalized report of `feed` that `accept` likes.
+    pub fn wait_latest(
+        &self,
+        node: u32,
+        feed: &str,
+        what: &str,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut found = None;
+        wait_until(T, &format!("node {node}, {feed}: {what}"), || {
+            found = self.latest(node, feed).filter(|v| accept(v));
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    pub fn metric(&self, node: u32, name_and_labels: &str) -> f64 {
+        let Some((_, text)) = self.api(node, "/metrics") else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with(name_and_labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// `enclave keys show`.
+    pub fn keys(&self) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .arg("--root")
+            .arg(&self.enclave.root)
+            .args(["keys", "show"])
+            .env_remove("CONFIGURATION_PATH")
+            .env_remove("ENCLAVE_ROOT")
+            .output()
+            .expect("keys show");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("keys JSON")
+    }
+
+    pub fn logs(&self, node: u32) -> String {
+        fs::read_to_string(self.logs.join(format!("node-{node}.log"))).unwrap_or_default()
+    }
+
+    pub fn oracles(&self) -> Vec<u32> {
+        (2..=self.total).collect()
+    }
+}
+
+impl Drop for Don {
+    fn drop(&mut self) {
+        let nodes: Vec<u32> = self.nodes.keys().copied().collect();
+        for node in nodes {
+            self.crash(node);
+        }
+        // The enclave (PostgreSQL, aggregator) stops in its own Drop.
+    }
+}

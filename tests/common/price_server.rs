@@ -1,0 +1,93 @@
+//! A Binance-format spot ticker server (`GET /api/v3/ticker/price?symbol=…` or `symbols=[…]`,
+//! ocr-and-sources.md B.1) whose prices the test sets while it runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+pub struct PriceServer {
+    pub base: String,
+    prices: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl PriceServer {
+    pub fn start() -> Self {
+        let prices: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let served = prices.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(format!("http://{}", listener.local_addr().expect("addr")))
+                    .expect("send");
+                let app = axum::Router::new().route(
+                    "/api/v3/ticker/price",
+                    axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
+                        let prices = served.clone();
+                        async move { ticker(&prices, &q) }
+                    }),
+                );
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("price server started");
+        Self { base, prices }
+    }
+
+    /// Sets the price of a Binance symbol such as `BTCUSDT`.
+    pub fn set(&self, symbol: &str, price: &str) {
+        self.prices
+            .lock()
+            .expect("lock")
+            .insert(symbol.to_owned(), price.to_owned());
+    }
+}
+
+fn ticker(prices: &Mutex<HashMap<String, String>>, q: &HashMap<String, String>) -> Response {
+    let prices = prices.lock().expect("lock");
+    let entry = |symbol: &str| {
+        prices
+            .get(symbol)
+            .map(|p| json!({"symbol": symbol, "price": p}))
+    };
+    if let Some(symbol) = q.get("symbol") {
+        return match entry(symbol) {
+            Some(v) => axum::Json(v).into_response(),
+            None => invalid_symbol(),
+        };
+    }
+    let wanted: Vec<String> = match q.get("symbols") {
+        Some(list) => serde_json::from_str(list).unwrap_or_default(),
+        None => prices.keys().cloned().collect(),
+    };
+    let mut out = Vec::new();
+    for symbol in &wanted {
+        match entry(symbol) {
+            Some(v) => out.push(v),
+            None => return invalid_symbol(),
+        }
+    }
+    axum::Json(Value::from(out)).into_response()
+}
+
+fn invalid_symbol() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"code": -1121, "msg": "Invalid symbol."})),
+    )
+        .into_response()
+}
