@@ -111,7 +111,12 @@ struct FollowerRound {
     report_req_seen: bool,
     sent_report: bool,
     sent_echo: bool,
+    /// Progress made (reported or decided not to); the pacemaker's timer was reset.
     completed: bool,
+    /// The DON's report for this round was handed out. A follower that decided not to report
+    /// still records a report the others finalized, so its idea of the latest answer stays in
+    /// step with theirs.
+    finalized: bool,
     echoes: Vec<bool>,
     /// The report already verified this round, so identical echoes cost no signature checks.
     verified: Option<AttestedReportMany>,
@@ -638,13 +643,16 @@ impl Instance {
             });
         }
         let echoes = self.follower.echoes.iter().filter(|e| **e).count();
-        if echoes > self.cfg.f && !self.follower.completed {
+        if echoes > self.cfg.f && !self.follower.finalized {
+            self.follower.finalized = true;
             self.out.push(Output::Finalized {
                 epoch,
                 round,
                 report,
             });
-            self.complete_round(now);
+            if !self.follower.completed {
+                self.complete_round(now);
+            }
         }
     }
 

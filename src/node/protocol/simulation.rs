@@ -44,6 +44,8 @@ pub struct Simulation {
     pub events: Vec<(u8, Event)>,
     /// Whether followers sign (shouldReport); the tests of the protocol itself always report.
     pub report_every_round: bool,
+    /// Oracles that always decide not to report (their view of the latest answer differs).
+    pub skips: Vec<bool>,
 }
 
 pub fn timing() -> (Duration, Duration, Duration, Duration) {
@@ -105,6 +107,7 @@ impl Simulation {
             finalized: Vec::new(),
             events: Vec::new(),
             report_every_round: true,
+            skips: vec![false; n],
         }
     }
 
@@ -154,7 +157,7 @@ impl Simulation {
                     round,
                     observations,
                 } => {
-                    let decision = if self.report_every_round {
+                    let decision = if self.report_every_round && !self.skips[usize::from(from)] {
                         let cfg = self.instances[usize::from(from)].config().clone();
                         let bytes =
                             verify::report_bytes(&cfg, epoch, round, &observations).expect("valid");
@@ -424,6 +427,23 @@ mod tests {
             sim.finalized_by(3).len() > count_before,
             "the restarted oracle finalizes again"
         );
+        check_agreement(&sim);
+    }
+
+    #[test]
+    fn a_follower_that_decided_not_to_report_still_records_the_dons_report() {
+        let mut sim = Simulation::new(4, 1, vec![Honest; 4]);
+        sim.skips[3] = true;
+        sim.start_all();
+        sim.run(Duration::from_secs(10));
+        let rounds = |o: u8| -> Vec<(u32, u8)> {
+            sim.finalized_by(o)
+                .iter()
+                .map(|f| (f.epoch, f.round))
+                .collect()
+        };
+        assert!(!rounds(0).is_empty());
+        assert_eq!(rounds(3), rounds(0));
         check_agreement(&sim);
     }
 
