@@ -162,6 +162,10 @@ impl Don {
         }
     }
 
+    pub fn pid(&self, node: u32) -> Option<u32> {
+        self.nodes.get(&node).map(Child::id)
+    }
+
     pub fn is_running(&mut self, node: u32) -> bool {
         self.nodes
             .get_mut(&node)
