@@ -19,8 +19,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -43,11 +49,25 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 fn main() {
     let names: Vec<(String, String, String)> = (0..FEEDS)
-        .map(|i| (format!("F{i:03}-USD"), format!("F{i:03}USDT"), format!("F{i:03}")))
+        .map(|i| {
+            (
+                format!("F{i:03}-USD"),
+                format!("F{i:03}USDT"),
+                format!("F{i:03}"),
+            )
+        })
         .collect();
     let feeds: Vec<common::don::Feed<'_>> = names
         .iter()
-        .map(|(name, symbol, base)| (name.as_str(), symbol.as_str(), base.as_str(), "USDT", "100.00"))
+        .map(|(name, symbol, base)| {
+            (
+                name.as_str(),
+                symbol.as_str(),
+                base.as_str(),
+                "USDT",
+                "100.00",
+            )
+        })
         .collect();
     let don = Don::start(5, &feeds, &[], |s| {
         s["consensus"] = json!({"deltaProgressMs": 5000, "deltaResendMs": 2000, "deltaRoundMs": 1000,
@@ -61,7 +81,10 @@ fn main() {
     for node in 2..=5 {
         don.wait_latest(node, "F000-USD", "a first report", |_| true);
     }
-    println!("consensus bench: 4 oracles, {FEEDS} feeds, ΔRound 1 s; first reports after {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "consensus bench: 4 oracles, {FEEDS} feeds, ΔRound 1 s; first reports after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     std::thread::sleep(WARM_UP);
     let pids: Vec<(u32, u32)> = (1..=5).filter_map(|n| Some((n, don.pid(n)?))).collect();
     let cpu0: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
@@ -72,7 +95,10 @@ fn main() {
     std::thread::sleep(MEASURE);
     let elapsed = t0.elapsed().as_secs_f64();
     let (f1, s1) = (finalized(2), started_rounds(2));
-    println!("rounds started:   {:.1}/s (node 2's view)", (s1 - s0) / elapsed);
+    println!(
+        "rounds started:   {:.1}/s (node 2's view)",
+        (s1 - s0) / elapsed
+    );
     println!("rounds finalized: {:.1}/s", (f1 - f0) / elapsed);
     let mut durations: Vec<u64> = Vec::new();
     for feed in names.iter().take(FEEDS) {
@@ -94,6 +120,9 @@ fn main() {
     for ((node, pid), c0) in pids.iter().zip(cpu0) {
         let cpu = (cpu_seconds(*pid) - c0) / elapsed * 100.0;
         let role = if *node == 1 { "bootstrap" } else { "oracle" };
-        println!("node {node} ({role}): CPU {cpu:.1}% of a core, RSS {:.1} MB", rss_mb(*pid));
+        println!(
+            "node {node} ({role}): CPU {cpu:.1}% of a core, RSS {:.1} MB",
+            rss_mb(*pid)
+        );
     }
 }

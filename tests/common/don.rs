@@ -41,7 +41,7 @@ pub struct Don {
 pub type Feed<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// A base such that base+1..=base+count are all free.
-fn free_range(count: u16) -> u16 {
+pub fn free_range(count: u16) -> u16 {
     for _ in 0..200 {
         let base = 20_000 + (fastrand::u16(..40_000) / 10) * 10;
         let listeners: Vec<_> = (1..=count)
