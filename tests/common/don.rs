@@ -43,7 +43,8 @@ pub type Feed<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
 /// A base such that base+1..=base+count are all free.
 pub fn free_range(count: u16) -> u16 {
     for _ in 0..200 {
-        let base = 20_000 + (fastrand::u16(..40_000) / 10) * 10;
+        // Below the kernel's ephemeral range (32768+), where free_port() and dialers draw from.
+        let base = 20_000 + (fastrand::u16(..12_000) / 10) * 10;
         let listeners: Vec<_> = (1..=count)
             .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
