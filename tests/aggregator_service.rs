@@ -6,41 +6,18 @@ mod common;
 use std::time::Duration;
 
 use common::harness::{free_port, wait_until, Enclave};
+use common::price_server::PriceServer;
 use enclave::supervisor::state::Status;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
 
-/// A Binance-format ticker server on its own thread; returns its base URL.
-fn binance_server() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                .expect("send");
-            let app = axum::Router::new().route(
-                "/api/v3/ticker/price",
-                axum::routing::get(|| async {
-                    axum::Json(json!({"symbol": "BTCUSDT", "price": "67123.45000000"}))
-                }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    rx.recv_timeout(T).expect("server started")
-}
-
 #[test]
 fn the_supervised_aggregator_becomes_ready_and_serves_the_batch_api() {
-    let upstream = binance_server();
+    let prices = PriceServer::start();
+    prices.set("BTCUSDT", "67123.45000000");
+    let upstream = prices.base.clone();
     let mut e = Enclave::new();
     e.use_repo_services();
     let port = free_port();

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::api::{router, Api};
 use super::cache::Cache;
@@ -98,14 +97,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         Some(metrics),
         stopped.clone(),
     ));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    };
+    let shutdown = crate::supervisor::readiness::termination()?;
     axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -327,7 +327,9 @@ impl FeedTask {
                 m.rejected
                     .with_label_values(&[&node_of(from).to_string(), kind])
                     .inc();
-                tracing::warn!(feed, from_node = node_of(from), kind, %why, "message rejected");
+                // Debug, not warn: a faulty peer can send these as fast as it likes; the counter
+                // is what shows it.
+                tracing::debug!(feed, from_node = node_of(from), kind, %why, "message rejected");
             }
             Event::ReportRequested {
                 epoch,

@@ -6,7 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, Api, OracleApi};
@@ -31,6 +30,7 @@ use crate::postgres::layout::Layout;
 use crate::telemetry::{self, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const PEER_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const PACEMAKER_QUEUE: usize = 4096;
@@ -149,21 +149,17 @@ pub async fn run(
     )?;
     tracing::info!(%addr, node, "node API listening");
     crate::supervisor::readiness::notify_ready(notify_fd);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    };
+    let shutdown = crate::supervisor::readiness::termination()?;
     axum::serve(listener, api::router(api_state))
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!(node, "stopping");
     let _ = stop.send(true);
-    for task in tasks {
-        let _ = task.await;
+    // Feed tasks stop at once; the pacemaker writer finishes its queue. Bounded, so a stuck
+    // database cannot hold the shutdown past the supervisor's grace period.
+    let finished = futures_util::future::join_all(tasks);
+    if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, finished).await.is_err() {
+        tracing::warn!(node, "some tasks did not finish within the shutdown timeout");
     }
     network.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;

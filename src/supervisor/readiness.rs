@@ -5,6 +5,20 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+/// The service side of a stop: completes on SIGTERM (the supervisor's down-signal) or SIGINT.
+/// The handlers are installed before this returns, so a signal arriving early is not lost.
+pub fn termination() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
 /// The service side: a newline on the descriptor the supervisor handed over (`--notify-fd`),
 /// written once the service accepts work.
 pub fn notify_ready(fd: Option<i32>) {
