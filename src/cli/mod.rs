@@ -2,6 +2,7 @@
 
 mod aggregator_cmd;
 mod config_cmd;
+mod don_config_cmd;
 mod keys_cmd;
 mod node_cmd;
 mod postgres_cmd;
@@ -91,6 +92,14 @@ pub enum Command {
     /// The embedded PostgreSQL services.
     #[command(subcommand)]
     Postgres(PostgresCommand),
+    /// Print, per feed, the OCR1 configuration its contract needs for this enclave's oracles
+    /// (signers, transmitters, threshold, schedule, keys, encrypted shared secret, `encoded`,
+    /// digest). The shared secret is dealt afresh each run, so the encryptions differ each time.
+    DonConfig {
+        /// Only this feed.
+        #[arg(long, value_name = "NAME")]
+        feed: Option<String>,
+    },
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -225,6 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
+        Command::DonConfig { feed } => don_config_cmd::run(&cli, feed.as_deref()),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
         Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod contract_state;
+pub mod don_config;
 pub mod feed_task;
 pub mod keys;
 pub mod metrics;

@@ -4,7 +4,9 @@
 use alloy_primitives::Address;
 
 use super::keys::{KeyError, KeyStore, NodePublicKeys};
-use super::ocr1::config_digest::{config_digest, encode_offchain_config, OffchainConfig};
+use super::ocr1::config_digest::{
+    config_digest, encode_offchain_config, OffchainConfig, SharedSecretEncryptions,
+};
 use super::ocr1::types::ConfigDigest;
 use super::peer_id::PeerId;
 use crate::config::schema::feeds::FeedConfig;
@@ -81,17 +83,15 @@ impl OracleSet {
             .collect()
     }
 
-    /// The OCR1 config digest of `feed`: the contract's formula over this oracle set and the
-    /// consensus parameters, with the feed's contract address, so no two feeds share a digest
-    /// and any difference in keys, parameters or shared secret splits the network loudly.
-    pub fn digest(
+    /// The version-1 offchain configuration of `feed` (libocr's `encoded` components).
+    pub fn offchain_config(
         &self,
         config: &Config,
         feed: &FeedConfig,
-        shared_secret_hash: [u8; 32],
-    ) -> Result<ConfigDigest, OracleSetError> {
+        encryptions: SharedSecretEncryptions,
+    ) -> OffchainConfig {
         let c = &config.consensus;
-        let offchain = OffchainConfig {
+        OffchainConfig {
             delta_progress_ns: nanos(c.delta_progress),
             delta_resend_ns: nanos(c.delta_resend),
             delta_round_ns: nanos(c.delta_round),
@@ -103,25 +103,61 @@ impl OracleSet {
             s: c.transmission_schedule.clone(),
             offchain_public_keys: self.oracles.iter().map(|o| *o.peer_id.as_bytes()).collect(),
             peer_ids: self.oracles.iter().map(|o| o.peer_id.to_string()).collect(),
-            shared_secret_encryptions: super::ocr1::config_digest::SharedSecretEncryptions {
-                diffie_hellman_point: [0u8; 32],
-                shared_secret_hash,
-                encryptions: Vec::new(),
-            },
-        };
-        let encoded = encode_offchain_config(&offchain).map_err(|e| OracleSetError::Encoding {
-            feed: feed.name.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(config_digest(
+            shared_secret_encryptions: encryptions,
+        }
+    }
+
+    pub fn encode(
+        &self,
+        config: &Config,
+        feed: &FeedConfig,
+        encryptions: SharedSecretEncryptions,
+    ) -> Result<Vec<u8>, OracleSetError> {
+        encode_offchain_config(&self.offchain_config(config, feed, encryptions)).map_err(|e| {
+            OracleSetError::Encoding {
+                feed: feed.name.clone(),
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    /// The OCR1 config digest `feed`'s contract computes for this configuration at `config_count`.
+    pub fn contract_digest(
+        &self,
+        config: &Config,
+        feed: &FeedConfig,
+        config_count: u64,
+        encoded: &[u8],
+    ) -> ConfigDigest {
+        config_digest(
             Address::from(feed.contract_address.0),
-            LOCAL_CONFIG_COUNT,
+            config_count,
             &self.signers(),
             &self.transmitters(),
-            c.f as u8,
+            config.consensus.f as u8,
             ENCODED_CONFIG_VERSION,
-            &encoded,
-        ))
+            encoded,
+        )
+    }
+
+    /// The digest the oracles use when no contract configuration is read (off-chain mode): the
+    /// OCR1 formula over the feed's contract address, this oracle set, `f`, the consensus
+    /// parameters and the shared secret's hash (no encryptions: they are random per dealing), so
+    /// no two feeds share a digest and any difference in keys, parameters or shared secret splits
+    /// the network loudly.
+    pub fn digest(
+        &self,
+        config: &Config,
+        feed: &FeedConfig,
+        shared_secret_hash: [u8; 32],
+    ) -> Result<ConfigDigest, OracleSetError> {
+        let encryptions = SharedSecretEncryptions {
+            diffie_hellman_point: [0u8; 32],
+            shared_secret_hash,
+            encryptions: Vec::new(),
+        };
+        let encoded = self.encode(config, feed, encryptions)?;
+        Ok(self.contract_digest(config, feed, LOCAL_CONFIG_COUNT, &encoded))
     }
 }
 

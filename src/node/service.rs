@@ -158,8 +158,14 @@ pub async fn run(
     // Feed tasks stop at once; the pacemaker writer finishes its queue. Bounded, so a stuck
     // database cannot hold the shutdown past the supervisor's grace period.
     let finished = futures_util::future::join_all(tasks);
-    if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, finished).await.is_err() {
-        tracing::warn!(node, "some tasks did not finish within the shutdown timeout");
+    if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, finished)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            node,
+            "some tasks did not finish within the shutdown timeout"
+        );
     }
     network.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;

@@ -10,5 +10,6 @@ pub mod leader;
 pub mod observation;
 pub mod permutation;
 pub mod report;
+pub mod shared_secret;
 pub mod signature;
 pub mod types;
