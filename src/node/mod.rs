@@ -18,3 +18,4 @@ pub mod protocol;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod transmission;
