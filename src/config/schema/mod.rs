@@ -2,6 +2,7 @@
 //! our additions, read with every problem collected.
 
 pub mod aggregator;
+pub mod chain_options;
 pub mod consensus;
 pub mod feeds;
 pub mod node_options;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use self::aggregator::{read_aggregator, AggregatorConfig};
+use self::chain_options::{read_chain_options, ChainOptions};
 use self::consensus::{read_consensus, ConsensusConfig};
 use self::feeds::{read_feeds, FeedConfig};
 use self::node_options::{read_node_options, NodeOptions};
@@ -61,6 +63,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub consensus: ConsensusConfig,
     pub node: NodeOptions,
+    pub chain_options: ChainOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +141,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let consensus = read_consensus(r, consensus, nodes.oracles().len());
     let node = f.object(r, "node");
     let node = read_node_options(r, node);
+    let chain_options = f.object(r, "chain");
+    let chain_options = read_chain_options(r, chain_options);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -155,6 +160,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         telemetry,
         consensus,
         node,
+        chain_options,
     })
 }
 

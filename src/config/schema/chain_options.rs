@@ -1,0 +1,244 @@
+//! `chain`: how the oracles use the EVM chain named by `chainlinkChainId` and
+//! `chainlinkRpcHttpUrl`: whether they transmit at all, transaction fees, timeouts, how they
+//! read the contracts, and which `setConfig` the contracts have.
+
+use std::time::Duration;
+
+use crate::config::reader::{Fields, Report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GasType {
+    /// Type-0 transactions with an EIP-155 chain id (what the reference deployment sends).
+    Legacy,
+    /// Type-2 (EIP-1559) transactions.
+    Eip1559,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetConfigFunction {
+    /// The Super Protocol contract's `setConfig(DonConfig)` (67dd81f0).
+    SuperProtocol,
+    /// libocr's `setConfig(address[],address[],uint8,uint64,bytes)` (585aa7de).
+    Standard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainOptions {
+    /// `false`: reports are produced and stored but nothing is read from or sent to a chain
+    /// (local testing); the DON's latest report stands in for the contract.
+    pub enabled: bool,
+    pub rpc_timeout: Duration,
+    pub gas_type: GasType,
+    pub gas_limit: u64,
+    /// Fixed legacy gas price; `None` asks the node.
+    pub gas_price_wei: Option<u128>,
+    pub max_fee_per_gas_wei: Option<u128>,
+    pub max_priority_fee_per_gas_wei: Option<u128>,
+    /// No fee ever exceeds this, replacements included.
+    pub max_gas_price_wei: u128,
+    pub gas_bump_percent: u32,
+    pub receipt_timeout: Duration,
+    /// No receipt after this long: the transaction is re-sent with bumped fees.
+    pub rebroadcast_after: Duration,
+    /// Largest block range of one `eth_getLogs` request.
+    pub max_log_range: u64,
+    /// How often each oracle checks the contracts' configuration.
+    pub contract_poll_interval: Duration,
+    pub set_config_function: SetConfigFunction,
+}
+
+impl Default for ChainOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rpc_timeout: Duration::from_secs(10),
+            gas_type: GasType::Legacy,
+            gas_limit: 500_000,
+            gas_price_wei: None,
+            max_fee_per_gas_wei: None,
+            max_priority_fee_per_gas_wei: None,
+            max_gas_price_wei: 1_000_000_000_000,
+            gas_bump_percent: 20,
+            receipt_timeout: Duration::from_secs(120),
+            rebroadcast_after: Duration::from_secs(30),
+            max_log_range: 5_000,
+            contract_poll_interval: Duration::from_secs(60),
+            set_config_function: SetConfigFunction::SuperProtocol,
+        }
+    }
+}
+
+pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions {
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.chain"));
+    let d = ChainOptions::default();
+    let ms = Duration::from_millis;
+    let gas_type = match f.string(r, "gasType") {
+        None => d.gas_type,
+        Some("legacy") => GasType::Legacy,
+        Some("eip1559") => GasType::Eip1559,
+        Some(_) => {
+            r.error(f.path_of("gasType"), "must be \"legacy\" or \"eip1559\"");
+            d.gas_type
+        }
+    };
+    let set_config_function = match f.string(r, "setConfigFunction") {
+        None => d.set_config_function,
+        Some("superprotocol") => SetConfigFunction::SuperProtocol,
+        Some("standard") => SetConfigFunction::Standard,
+        Some(_) => {
+            r.error(
+                f.path_of("setConfigFunction"),
+                "must be \"superprotocol\" or \"standard\"",
+            );
+            d.set_config_function
+        }
+    };
+    let options = ChainOptions {
+        enabled: f.boolean(r, "enabled").unwrap_or(d.enabled),
+        rpc_timeout: ms(f
+            .integer(r, "rpcTimeoutMs", 1_000, 60_000)
+            .unwrap_or(10_000)),
+        gas_type,
+        gas_limit: f
+            .integer(r, "gasLimit", 21_000, 30_000_000)
+            .unwrap_or(d.gas_limit),
+        gas_price_wei: f.big_integer(r, "gasPriceWei", 0),
+        max_fee_per_gas_wei: f.big_integer(r, "maxFeePerGasWei", 1),
+        max_priority_fee_per_gas_wei: f.big_integer(r, "maxPriorityFeePerGasWei", 0),
+        max_gas_price_wei: f
+            .big_integer(r, "maxGasPriceWei", 1)
+            .unwrap_or(d.max_gas_price_wei),
+        gas_bump_percent: f.integer(r, "gasBumpPercent", 10, 1000).unwrap_or(20) as u32,
+        receipt_timeout: ms(f
+            .integer(r, "receiptTimeoutMs", 5_000, 3_600_000)
+            .unwrap_or(120_000)),
+        rebroadcast_after: ms(f
+            .integer(r, "rebroadcastAfterMs", 1_000, 600_000)
+            .unwrap_or(30_000)),
+        max_log_range: f
+            .integer(r, "maxLogRange", 100, 100_000)
+            .unwrap_or(d.max_log_range),
+        contract_poll_interval: ms(f
+            .integer(r, "contractPollIntervalMs", 1_000, 3_600_000)
+            .unwrap_or(60_000)),
+        set_config_function,
+    };
+    let fee_fields = [
+        (
+            "gasPriceWei",
+            options.gas_price_wei.is_some(),
+            GasType::Legacy,
+        ),
+        (
+            "maxFeePerGasWei",
+            options.max_fee_per_gas_wei.is_some(),
+            GasType::Eip1559,
+        ),
+        (
+            "maxPriorityFeePerGasWei",
+            options.max_priority_fee_per_gas_wei.is_some(),
+            GasType::Eip1559,
+        ),
+    ];
+    for (field, set, applies_to) in fee_fields {
+        if set && applies_to != options.gas_type {
+            r.error(
+                f.path_of(field),
+                format!(
+                    "does not apply to gasType {:?}",
+                    gas_type_name(options.gas_type)
+                ),
+            );
+        }
+    }
+    for (field, value) in [
+        ("gasPriceWei", options.gas_price_wei),
+        ("maxFeePerGasWei", options.max_fee_per_gas_wei),
+    ] {
+        if value.is_some_and(|v| v > options.max_gas_price_wei) {
+            r.error(f.path_of(field), "must not exceed maxGasPriceWei");
+        }
+    }
+    if options.rebroadcast_after >= options.receipt_timeout {
+        r.error(
+            f.path_of("rebroadcastAfterMs"),
+            "must be less than receiptTimeoutMs",
+        );
+    }
+    f.finish(r, &[]);
+    options
+}
+
+fn gas_type_name(t: GasType) -> &'static str {
+    match t {
+        GasType::Legacy => "legacy",
+        GasType::Eip1559 => "eip1559",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(value: serde_json::Value) -> (ChainOptions, Report) {
+        let mut r = Report::default();
+        let f = Fields::of(&mut r, "solution.chain", &value);
+        (read_chain_options(&mut r, f), r)
+    }
+
+    #[test]
+    fn defaults_are_the_reference_deployments_legacy_transactions() {
+        let (o, r) = read(json!({}));
+        assert!(r.is_ok());
+        assert_eq!(o, ChainOptions::default());
+        assert!(o.enabled);
+    }
+
+    #[test]
+    fn eip1559_settings_are_read() {
+        let (o, r) = read(
+            json!({"enabled": false, "gasType": "eip1559", "maxFeePerGasWei": "3000000000",
+            "maxPriorityFeePerGasWei": 1000000, "gasLimit": 300000, "receiptTimeoutMs": 60000,
+            "rebroadcastAfterMs": 10000, "setConfigFunction": "standard"}),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert!(!o.enabled);
+        assert_eq!(o.gas_type, GasType::Eip1559);
+        assert_eq!(o.max_fee_per_gas_wei, Some(3_000_000_000));
+        assert_eq!(o.set_config_function, SetConfigFunction::Standard);
+    }
+
+    #[test]
+    fn contradictions_are_errors_naming_the_field() {
+        for (value, field) in [
+            (json!({"gasType": "fast"}), "solution.chain.gasType"),
+            (
+                json!({"maxFeePerGasWei": 5}),
+                "solution.chain.maxFeePerGasWei",
+            ),
+            (
+                json!({"gasType": "eip1559", "gasPriceWei": 5}),
+                "solution.chain.gasPriceWei",
+            ),
+            (
+                json!({"gasPriceWei": "2000000000000"}),
+                "solution.chain.gasPriceWei",
+            ),
+            (
+                json!({"rebroadcastAfterMs": 200000}),
+                "solution.chain.rebroadcastAfterMs",
+            ),
+            (json!({"gasLimit": 100}), "solution.chain.gasLimit"),
+            (
+                json!({"setConfigFunction": "x"}),
+                "solution.chain.setConfigFunction",
+            ),
+            (json!({"gas": {}}), "solution.chain.gas"),
+        ] {
+            let (_, r) = read(value.clone());
+            assert!(!r.is_ok(), "{value} accepted");
+            assert!(format!("{r:?}").contains(field), "{value}: {r:?}");
+        }
+    }
+}
