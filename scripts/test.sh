@@ -9,6 +9,8 @@ ensure_rust_component rustfmt clippy
 # Real parts the tests run: the PostgreSQL server (tests start their own clusters), the
 # metric receivers (Pushgateway, VictoriaMetrics with vmauth) and promtool.
 ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics
+# The EVM dev chain (py-evm, Vyper) and its compiled OffchainAggregator, in .local/devchain-venv.
+scripts/devchain/ensure.sh
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

@@ -1,0 +1,348 @@
+//! A real EVM chain for tests: `scripts/devchain/devchain.py` (py-evm behind a geth-like
+//! JSON-RPC, see notes/README-devchain.md) on a free port, with the tests' own OCR1
+//! `OffchainAggregator` deployable in one call.
+//!
+//! ```ignore
+//! let chain = DevChain::start();
+//! let feed = chain.deploy_aggregator(8, "BTC / USD", 1, 10i128.pow(20));
+//! chain.set_automine(false);
+//! ```
+//!
+//! The Python environment is made by `scripts/devchain/ensure.sh` (once per test process). The
+//! chain process dies with its `DevChain`, and also when the test process dies without dropping
+//! it: it exits when its stdin (held here) closes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::repo;
+
+/// How long one JSON-RPC request may take (a cold py-evm call can take a few seconds).
+const RPC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the chain may take to print its ready line.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A JSON-RPC error answered by the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    /// Revert data (`0x…`) for `execution reverted` errors (code 3).
+    pub data: Option<String>,
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JSON-RPC error {}: {}", self.code, self.message)?;
+        if let Some(data) = &self.data {
+            write!(f, " (data {data})")?;
+        }
+        Ok(())
+    }
+}
+
+pub struct DevChain {
+    /// `http://127.0.0.1:<port>`.
+    pub rpc: String,
+    pub chain_id: u64,
+    /// Funded accounts, `(checksummed address, 0x private key)`; none is the owner.
+    pub accounts: Vec<(String, String)>,
+    /// The account that deploys aggregators and owns them (setConfig, requestNewRound).
+    pub owner: (String, String),
+    host_port: String,
+    child: Child,
+    /// Held open: the chain exits when it closes.
+    _stdin: ChildStdin,
+    log: tempfile::NamedTempFile,
+}
+
+/// Why the dev chain cannot run on this machine (no `python3`, or no `venv` module), if so.
+/// Tests print `SKIPPED: <reason>` and return; any other failure is a test failure.
+pub fn skip_reason() -> Option<String> {
+    let python = std::env::var("DEVCHAIN_PYTHON").unwrap_or_else(|_| "python3".into());
+    match Command::new(&python)
+        .args(["-c", "import venv, ensurepip"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Err(_) => Some(format!("{python} not found")),
+        Ok(status) if !status.success() => Some(format!(
+            "{python} cannot create virtual environments (no venv/ensurepip module)"
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The venv's Python, after `scripts/devchain/ensure.sh` ran (once per process).
+pub fn python() -> PathBuf {
+    static ENSURED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ENSURED
+        .get_or_init(|| {
+            let output = Command::new(repo().join("scripts/devchain/ensure.sh"))
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run scripts/devchain/ensure.sh: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "scripts/devchain/ensure.sh failed ({}):\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            let venv = std::env::var_os("DEVCHAIN_VENV")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo().join(".local/devchain-venv"));
+            Ok(venv.join("bin/python"))
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl DevChain {
+    /// A fresh chain with chain id 1337.
+    pub fn start() -> DevChain {
+        Self::start_with_chain_id(1337)
+    }
+
+    pub fn start_with_chain_id(chain_id: u64) -> DevChain {
+        let python = python();
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = Command::new(python)
+            .arg(repo().join("scripts/devchain/devchain.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(["--chain-id", &chain_id.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().expect("log file"))
+            .spawn()
+            .expect("devchain.py starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) if !line.trim().is_empty() => line,
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "devchain.py did not get ready ({}):\n{}",
+                    if outcome.is_err() {
+                        "timed out"
+                    } else {
+                        "exited"
+                    },
+                    std::fs::read_to_string(log.path()).unwrap_or_default()
+                );
+            }
+        };
+        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let account = |v: &Value| {
+            (
+                v["address"].as_str().expect("address").to_owned(),
+                v["privateKey"].as_str().expect("privateKey").to_owned(),
+            )
+        };
+        let rpc = ready["rpc"].as_str().expect("rpc").to_owned();
+        let chain = DevChain {
+            host_port: rpc.trim_start_matches("http://").to_owned(),
+            rpc,
+            chain_id: ready["chainId"].as_u64().expect("chainId"),
+            accounts: ready["accounts"]
+                .as_array()
+                .expect("accounts")
+                .iter()
+                .map(account)
+                .collect(),
+            owner: account(&ready["owner"]),
+            child,
+            _stdin: stdin,
+            log,
+        };
+        assert_eq!(chain.chain_id, chain_id);
+        chain
+    }
+
+    /// What the chain wrote to stderr so far (for failure messages).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// A JSON-RPC call; panics on an error answer (use [`try_rpc_call`] to inspect errors).
+    pub fn rpc_call(&self, method: &str, params: Value) -> Value {
+        self.try_rpc_call(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e}"))
+    }
+
+    /// A JSON-RPC call: the result, or the error object the chain answered.
+    pub fn try_rpc_call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (status, body) = self
+            .post(&request.to_string())
+            .unwrap_or_else(|e| panic!("{method}: {e}\n{}", self.logs()));
+        let response: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{method}: HTTP {status}, not JSON ({e}): {body}"));
+        match response.get("error") {
+            Some(error) => Err(RpcError {
+                code: error["code"].as_i64().unwrap_or_default(),
+                message: error["message"].as_str().unwrap_or_default().to_owned(),
+                data: error["data"].as_str().map(str::to_owned),
+            }),
+            None => Ok(response["result"].clone()),
+        }
+    }
+
+    /// `POST /` with `body` → (HTTP status, response body). Plain HTTP/1.1 over std::net: the
+    /// tests need no HTTP client of their own.
+    pub fn post(&self, body: &str) -> Result<(u16, String), String> {
+        let mut stream = std::net::TcpStream::connect(&self.host_port)
+            .map_err(|e| format!("connect {}: {e}", self.rpc))?;
+        stream.set_read_timeout(Some(RPC_TIMEOUT)).ok();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.host_port,
+            body.len()
+        )
+        .map_err(|e| format!("send: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("read: {e}"))?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP response: {response:?}"))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line: {head:?}"))?;
+        Ok((status, body.to_owned()))
+    }
+
+    /// Deploys `scripts/devchain/OffchainAggregator.vy` from the owner account, mined at once
+    /// (whatever the automine setting; the owner must have no pending transaction).
+    pub fn deploy_aggregator(
+        &self,
+        decimals: u8,
+        description: &str,
+        min: i128,
+        max: i128,
+    ) -> String {
+        self.rpc_call(
+            "dev_deployAggregator",
+            json!([{"decimals": decimals, "description": description,
+                    "minAnswer": min.to_string(), "maxAnswer": max.to_string()}]),
+        )
+        .as_str()
+        .expect("address")
+        .to_owned()
+    }
+
+    /// Sets the balance of `address` to `wei` (visible at once at "latest").
+    pub fn fund(&self, address: &str, wei: u128) {
+        self.rpc_call("dev_fund", json!([address, format!("{wei:#x}")]));
+    }
+
+    /// On (the default): every accepted transaction is mined at once. Off: transactions wait
+    /// for [`mine`]. Turning it on mines what waits.
+    pub fn set_automine(&self, on: bool) {
+        self.rpc_call("dev_setAutomine", json!([on]));
+    }
+
+    /// Mines the pending transactions (at least one block); returns the new head's number.
+    pub fn mine(&self) -> u64 {
+        quantity(&self.rpc_call("dev_mine", json!([])))
+    }
+
+    /// Forgets every pending transaction (a dropped transaction); returns their hashes.
+    pub fn drop_pending(&self) -> Vec<String> {
+        self.rpc_call("dev_dropPending", json!([]))
+            .as_array()
+            .expect("hashes")
+            .iter()
+            .map(|h| h.as_str().expect("hash").to_owned())
+            .collect()
+    }
+
+    /// Moves the clock of the following blocks forward.
+    pub fn increase_time(&self, seconds: u64) {
+        self.rpc_call("dev_increaseTime", json!([seconds]));
+    }
+
+    pub fn block_number(&self) -> u64 {
+        quantity(&self.rpc_call("eth_blockNumber", json!([])))
+    }
+
+    pub fn balance(&self, address: &str) -> u128 {
+        quantity_u128(&self.rpc_call("eth_getBalance", json!([address, "latest"])))
+    }
+
+    /// `eth_call` from `from` (None: the zero address) → the returned data as bytes.
+    pub fn call(&self, from: Option<&str>, to: &str, data: &[u8]) -> Result<Vec<u8>, RpcError> {
+        let mut request = json!({"to": to, "input": format!("0x{}", hex::encode(data))});
+        if let Some(from) = from {
+            request["from"] = json!(from);
+        }
+        self.try_rpc_call("eth_call", json!([request, "latest"]))
+            .map(|v| hex::decode(v.as_str().expect("hex").trim_start_matches("0x")).expect("hex"))
+    }
+
+    /// The receipt of `tx_hash`, waiting up to `timeout` for it to be mined.
+    pub fn wait_receipt(&self, tx_hash: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let receipt = self.rpc_call("eth_getTransactionReceipt", json!([tx_hash]));
+            if !receipt.is_null() {
+                return receipt;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{tx_hash} not mined within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A JSON-RPC hex quantity (`"0x1a"`) as a number.
+pub fn quantity(value: &Value) -> u64 {
+    u64::try_from(quantity_u128(value)).unwrap_or_else(|_| panic!("over u64: {value}"))
+}
+
+/// A JSON-RPC hex quantity as a u128 (balances, wei amounts).
+pub fn quantity_u128(value: &Value) -> u128 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a quantity: {value}"));
+    u128::from_str_radix(text.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|e| panic!("not a quantity: {text}: {e}"))
+}
+
+impl Drop for DevChain {
+    fn drop(&mut self) {
+        // SIGTERM first (it stops serving cleanly), SIGKILL if it lingers.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
