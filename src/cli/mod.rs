@@ -99,6 +99,10 @@ pub enum Command {
         /// Only this feed.
         #[arg(long, value_name = "NAME")]
         feed: Option<String>,
+        /// Put it on the contracts (skipping those that already have it), sending from
+        /// `chain.adminPrivateKey` or node 1's transmitter key.
+        #[arg(long)]
+        submit: bool,
     },
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
@@ -234,7 +238,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
-        Command::DonConfig { feed } => don_config_cmd::run(&cli, feed.as_deref()),
+        Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
         Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),

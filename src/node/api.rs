@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::contract_state::ContractState;
 use super::feed_task::Shared;
 use super::ocr1::signature::recover_signer;
 use super::ocr1::types::ConfigDigest;
@@ -40,7 +39,17 @@ pub struct Api {
 
 pub struct OracleApi {
     pub shared: Arc<Shared>,
-    pub feeds: Vec<(FeedConfig, ConfigDigest)>,
+    /// The feeds whose protocol instance runs, with their config digest (with a chain, a feed
+    /// starts once its contract's configuration is read).
+    pub feeds: std::sync::RwLock<Vec<(FeedConfig, ConfigDigest)>>,
+    /// Every configured feed, started or not.
+    pub configured: Vec<FeedConfig>,
+}
+
+impl OracleApi {
+    pub fn running(&self) -> Vec<(FeedConfig, ConfigDigest)> {
+        self.feeds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 pub fn router(api: Api) -> Router {
@@ -118,6 +127,15 @@ async fn health(State(api): State<Api>) -> Response {
         let (aggregator, problem) = aggregator_health(oracle);
         body["aggregator"] = aggregator;
         reasons.extend(problem);
+        let running = oracle.running();
+        for feed in &oracle.configured {
+            if !running.iter().any(|(f, _)| f.name == feed.name) {
+                reasons.push(format!(
+                    "feed {}: waiting for its contract configuration",
+                    feed.name
+                ));
+            }
+        }
         let database = tokio::time::timeout(
             DB_CHECK_TIMEOUT,
             crate::postgres::db::health(oracle.shared.store.pool(), api.node),
@@ -170,7 +188,7 @@ async fn feeds(State(api): State<Api>) -> Response {
     };
     let status = oracle.shared.status.feeds();
     let mut out = Vec::new();
-    for (feed, digest) in &oracle.feeds {
+    for (feed, digest) in &oracle.running() {
         let position = status.get(&feed.name);
         let latest = oracle
             .shared
@@ -205,7 +223,15 @@ async fn latest(State(api): State<Api>, Path(name): Path<String>) -> Response {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    let Some((feed, digest)) = oracle.feeds.iter().find(|(f, _)| f.name == name) else {
+    let running = oracle.running();
+    let Some((feed, digest)) = running.iter().find(|(f, _)| f.name == name) else {
+        if oracle.configured.iter().any(|f| f.name == name) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("feed {name} has not started: its contract configuration is not read yet"),
+                None,
+            );
+        }
         return error(
             StatusCode::NOT_FOUND,
             format!("unknown feed {:?}", excerpt(&name)),
@@ -298,7 +324,7 @@ async fn rounds(State(api): State<Api>, Query(query): Query<RoundsQuery>) -> Res
     };
     let feed = query.feed.as_deref().filter(|f| !f.is_empty());
     if let Some(name) = feed {
-        if !oracle.feeds.iter().any(|(f, _)| f.name == name) {
+        if !oracle.configured.iter().any(|f| f.name == name) {
             return error(
                 StatusCode::NOT_FOUND,
                 format!("unknown feed {:?}", excerpt(name)),

@@ -27,6 +27,9 @@ pub struct ContractStateError(pub String);
 #[async_trait::async_trait]
 pub trait ContractState: Send + Sync {
     async fn latest(&self, feed: &str) -> Result<Option<LatestAnswer>, ContractStateError>;
+
+    /// The DON finalized `answer` for `feed` (it may reach the contract later, or never).
+    fn finalized(&self, _feed: &str, _answer: LatestAnswer) {}
 }
 
 /// The latest report finalized by the DON, per feed.
@@ -54,6 +57,10 @@ impl ContractState for FinalizedContractState {
     async fn latest(&self, feed: &str) -> Result<Option<LatestAnswer>, ContractStateError> {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         Ok(latest.get(feed).cloned())
+    }
+
+    fn finalized(&self, feed: &str, answer: LatestAnswer) {
+        self.record(feed, answer);
     }
 }
 

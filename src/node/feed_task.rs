@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use alloy_primitives::{aliases::I192, keccak256};
 use tokio::sync::{mpsc, watch};
 
-use super::contract_state::{should_report, ContractState, FinalizedContractState, LatestAnswer};
+use super::contract_state::{should_report, ContractState, LatestAnswer};
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
 use super::ocr1::int192::scale_price;
@@ -47,7 +47,9 @@ pub enum Input {
 pub struct Shared {
     pub store: Store,
     pub observer: Observer,
-    pub contract: Arc<FinalizedContractState>,
+    pub contract: Arc<dyn ContractState>,
+    /// Finalized reports go here to be sent on chain (`None`: no chain).
+    pub transmissions: Option<mpsc::Sender<super::onchain::transmitter::ToTransmit>>,
     pub network: NetworkHandle,
     /// Oracle index → its peer.
     pub peers: Vec<PeerId>,
@@ -240,7 +242,7 @@ impl FeedTask {
             return;
         };
         let now = SystemTime::now();
-        self.shared.contract.record(
+        self.shared.contract.finalized(
             &self.feed.name,
             LatestAnswer {
                 digest: cfg.digest,
@@ -285,14 +287,35 @@ impl FeedTask {
             finalized_at: now,
         };
         let shared = self.shared.clone();
+        let (alpha_ppb, delta_c) = (self.feed.alpha_ppb, self.feed.heartbeat);
         tokio::spawn(async move {
-            if let Err(e) = shared.store.save_finalized(&stored).await {
-                tracing::error!(feed = %stored.feed, epoch, round, error = %e, "cannot store a finalized report");
-                shared
-                    .metrics
-                    .store_errors
-                    .with_label_values(&["save_finalized"])
-                    .inc();
+            match shared.store.save_finalized(&stored).await {
+                // Queued only once stored: the pending row is what a restart re-sends.
+                Ok(true) => {
+                    if let Some(queue) = &shared.transmissions {
+                        let report = super::onchain::transmitter::ToTransmit {
+                            feed: stored.feed.clone(),
+                            digest: stored.digest,
+                            er: super::ocr1::types::EpochRound { epoch, round },
+                            report: stored.report,
+                            signatures: stored.signatures,
+                            median: stored.answer,
+                            alpha_ppb,
+                            delta_c,
+                            finalized_at: stored.finalized_at,
+                        };
+                        let _ = queue.send(report).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(feed = %stored.feed, epoch, round, error = %e, "cannot store a finalized report");
+                    shared
+                        .metrics
+                        .store_errors
+                        .with_label_values(&["save_finalized"])
+                        .inc();
+                }
             }
         });
         tracing::info!(feed = %self.feed.name, epoch, round, answer = %answer, "report finalized");

@@ -3,6 +3,7 @@
 //! `OffchainAggregator` accepts.
 
 pub mod api;
+pub mod chain;
 pub mod contract_state;
 pub mod don_config;
 pub mod feed_task;
@@ -10,6 +11,8 @@ pub mod keys;
 pub mod metrics;
 pub mod observe;
 pub mod ocr1;
+pub mod onchain;
+pub mod oracle;
 pub mod oracle_set;
 pub mod p2p;
 pub mod p2p_metrics;

@@ -3,23 +3,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, Api, OracleApi};
-use super::contract_state::{FinalizedContractState, LatestAnswer};
-use super::feed_task::{FeedTask, Input, Shared, INBOX};
+use super::chain::{ChainMetrics, TxSender};
+use super::contract_state::{ContractState, FinalizedContractState};
+use super::feed_task::{Input, Shared};
 use super::keys::{KeyStore, OracleKeys};
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
-use super::ocr1::leader::leader_selection_key;
 use super::ocr1::types::ConfigDigest;
+use super::onchain::faucet::Faucet;
+use super::onchain::OnchainMetrics;
+use super::oracle::{self, Routes, Starter, Tasks};
 use super::oracle_set::OracleSet;
 use super::p2p::{self, Inbound, NetworkConfig, NetworkHandle};
 use super::peer_id::PeerId;
-use super::protocol::config::InstanceConfig;
 use super::protocol::messages::Envelope;
 use super::protocol::pacemaker::PacemakerState;
 use super::store::Store;
@@ -63,6 +65,10 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Observer(#[from] super::observe::ObserveError),
+    #[error("chain: {0}")]
+    Chain(#[from] super::chain::ChainError),
+    #[error("faucet: {0}")]
+    Faucet(String),
     #[error(transparent)]
     Push(#[from] telemetry::push::PushError),
     #[error(transparent)]
@@ -96,9 +102,12 @@ pub async fn run(
     metrics.peers_expected.set(others as i64);
     let (stop, stopped) = watch::channel(false);
     let (oracle, tasks) = if node == BOOTSTRAP_NODE {
-        tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery only");
+        tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery and transmitter balances");
         drop(inbound);
-        (None, Vec::new())
+        if config.chain_options.enabled {
+            start_balance_watch(config, &set, &registry, stopped.clone())?;
+        }
+        (None, Arc::new(Mutex::new(Vec::new())))
     } else {
         let (oracle, tasks) = start_oracle(
             config,
@@ -110,6 +119,7 @@ pub async fn run(
             &network,
             inbound,
             metrics.clone(),
+            &registry,
             stopped.clone(),
         )
         .await?;
@@ -157,6 +167,7 @@ pub async fn run(
     let _ = stop.send(true);
     // Feed tasks stop at once; the pacemaker writer finishes its queue. Bounded, so a stuck
     // database cannot hold the shutdown past the supervisor's grace period.
+    let tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
     let finished = futures_util::future::join_all(tasks);
     if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, finished)
         .await
@@ -214,8 +225,9 @@ async fn start_oracle(
     network: &NetworkHandle,
     inbound: mpsc::Receiver<Inbound>,
     metrics: Arc<NodeMetrics>,
+    registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
-) -> Result<(Arc<OracleApi>, Vec<tokio::task::JoinHandle<()>>), NodeError> {
+) -> Result<(Arc<OracleApi>, Tasks), NodeError> {
     let layout = Layout::new(root, config);
     let credentials = crate::postgres::pgpass::read(&layout.pgpass(node))
         .map_err(|source| NodeError::Credentials { node, source })?;
@@ -226,78 +238,115 @@ async fn start_oracle(
         total: config.nodes.total,
     })?;
     let secret = keys.shared_secret()?;
-    let secret_hash = alloy_primitives::keccak256(secret.expose()).0;
-    let leader_key = leader_selection_key(secret.expose());
-    let offchain_keys = set.offchain_keys()?;
     let observer = Observer::start(
         aggregator_url(config),
         config.aggregator.max_pairs_per_request,
         config.node.observation_timeout,
         metrics.observation_latency.clone(),
     )?;
-    let contract = Arc::new(FinalizedContractState::default());
+    let tasks: Tasks = Arc::new(Mutex::new(Vec::new()));
     let (pacemaker_writes, pacemaker_queue) = mpsc::channel(PACEMAKER_QUEUE);
-    let status = Arc::new(super::status::NodeStatus::default());
+    tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(tokio::spawn(write_pacemaker_states(
+            store.clone(),
+            pacemaker_queue,
+            metrics.clone(),
+        )));
+    let chain = if config.chain_options.enabled {
+        let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
+        let rpc = oracle::rpc_client(config, Some(chain_metrics.clone()))?;
+        tokio::spawn(oracle::watch_chain_id(
+            rpc.clone(),
+            config.chain.chain_id,
+            config
+                .chain_options
+                .contract_poll_interval
+                .min(Duration::from_secs(10)),
+        ));
+        Some(
+            oracle::chain_parts(
+                config,
+                rpc,
+                own,
+                me,
+                set,
+                secret.expose(),
+                store.clone(),
+                registry,
+                chain_metrics,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let local_contract = chain
+        .is_none()
+        .then(|| Arc::new(FinalizedContractState::default()));
+    let contract: Arc<dyn ContractState> = match (&chain, &local_contract) {
+        (Some(parts), _) => parts.contract_state.clone(),
+        (None, Some(local)) => local.clone(),
+        (None, None) => unreachable!("one of the two is set"),
+    };
     let shared = Arc::new(Shared {
         store: store.clone(),
         observer,
-        contract: contract.clone(),
+        contract,
+        transmissions: chain.as_ref().map(|c| c.transmissions.clone()),
         network: network.clone(),
         peers: set.peer_ids(),
         nodes: set.nodes(),
         onchain_key: own.onchain().clone(),
         metrics: metrics.clone(),
-        status,
+        status: Arc::new(super::status::NodeStatus::default()),
         pacemaker_writes,
     });
-    let mut tasks = vec![tokio::spawn(write_pacemaker_states(
-        store.clone(),
-        pacemaker_queue,
-        metrics.clone(),
-    ))];
-    let mut routes = HashMap::new();
-    let mut feeds = Vec::new();
-    for feed in &config.feeds {
-        let digest = set.digest(config, feed, secret_hash)?;
-        if let Some(latest) = store.latest_finalized(&feed.name, digest).await? {
-            contract.record(
-                &feed.name,
-                LatestAnswer {
-                    digest,
-                    epoch: latest.epoch,
-                    round: latest.round,
-                    answer: latest.answer,
-                    timestamp: latest.finalized_at,
-                },
-            );
+    let api = Arc::new(OracleApi {
+        shared: shared.clone(),
+        feeds: RwLock::new(Vec::new()),
+        configured: config.feeds.clone(),
+    });
+    let routes: Routes = Arc::new(RwLock::new(HashMap::new()));
+    let starter = Arc::new(Starter {
+        config: Arc::new(config.clone()),
+        set: set.clone(),
+        me,
+        own_offchain: own.offchain().clone(),
+        store: store.clone(),
+        shared,
+        routes: routes.clone(),
+        tasks: tasks.clone(),
+        api: api.clone(),
+        stopped: stopped.clone(),
+        local_contract,
+    });
+    match chain {
+        None => {
+            let secret_hash = alloy_primitives::keccak256(secret.expose()).0;
+            for feed in &config.feeds {
+                let digest = set.digest(config, feed, secret_hash)?;
+                starter.start(feed, digest, secret.expose()).await?;
+            }
         }
-        let state = store
-            .pacemaker(digest)
-            .await?
-            .unwrap_or_else(|| PacemakerState::initial(set.oracles.len()));
-        let c = &config.consensus;
-        let cfg = Arc::new(InstanceConfig {
-            feed: feed.name.clone(),
-            digest,
-            n: set.oracles.len(),
-            f: c.f,
-            me,
-            r_max: c.r_max,
-            delta_progress: c.delta_progress,
-            delta_resend: c.delta_resend,
-            delta_round: c.delta_round,
-            delta_grace: c.delta_grace,
-            leader_key,
-            offchain_keys: offchain_keys.clone(),
-            signers: set.signers(),
-            offchain_key: own.offchain().clone(),
-        });
-        let (tx, rx) = mpsc::channel(INBOX);
-        routes.insert(digest, tx.clone());
-        let task = FeedTask::new(feed.clone(), cfg, state, shared.clone(), tx);
-        tasks.push(tokio::spawn(task.run(rx, stopped.clone())));
-        feeds.push((feed.clone(), digest));
-        tracing::info!(feed = %feed.name, digest = %digest, "protocol instance started");
+        Some(parts) => {
+            for feed in &config.feeds {
+                if let Some(contract) = parts.contracts.get(&feed.name) {
+                    tokio::spawn(oracle::follow_contract(
+                        starter.clone(),
+                        feed.clone(),
+                        contract.clone(),
+                        own.config().clone(),
+                    ));
+                }
+            }
+            let run = parts.transmitter.clone().run(parts.queue, stopped.clone());
+            tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(tokio::spawn(run));
+        }
     }
     let index: HashMap<PeerId, u8> = set
         .peer_ids()
@@ -307,7 +356,65 @@ async fn start_oracle(
         .collect();
     tokio::spawn(route(inbound, index, routes, set.nodes(), metrics.clone()));
     tokio::spawn(prune(store, config.node.retention, metrics, stopped));
-    Ok((Arc::new(OracleApi { shared, feeds }), tasks))
+    Ok((api, tasks))
+}
+
+/// Node 1 watches every transmitter's balance and, with `faucetPrivateKey`, tops them up: one
+/// task for the whole enclave.
+fn start_balance_watch(
+    config: &Config,
+    set: &OracleSet,
+    registry: &prometheus::Registry,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
+    let metrics = Arc::new(OnchainMetrics::register(registry)?);
+    let rpc = oracle::rpc_client(config, Some(chain_metrics.clone()))?;
+    let options = &config.chain_options;
+    let (sender, interval, min_wei, topup_wei) = match &config.faucet {
+        Some(f) => {
+            let key = faucet_key(f.private_key.expose())?;
+            let sender = TxSender::new(
+                rpc.clone(),
+                config.chain.chain_id,
+                key,
+                oracle::gas_policy(options),
+            )?
+            .with_metrics(chain_metrics);
+            (Some(sender), f.check_interval, f.min_wei, f.topup_wei)
+        }
+        None => (None, options.contract_poll_interval, 0, 0),
+    };
+    let faucet = Faucet {
+        rpc: rpc.clone(),
+        sender,
+        targets: set
+            .oracles
+            .iter()
+            .map(|o| (o.node, o.transmitter_address))
+            .collect(),
+        min_wei,
+        topup_wei,
+        interval,
+        receipt_timeout: options.receipt_timeout,
+        rebroadcast_after: options.rebroadcast_after,
+        metrics,
+    };
+    tokio::spawn(oracle::watch_chain_id(
+        rpc,
+        config.chain.chain_id,
+        Duration::from_secs(10),
+    ));
+    tokio::spawn(faucet.run(stopped));
+    Ok(())
+}
+
+fn faucet_key(hex_key: &str) -> Result<k256::ecdsa::SigningKey, NodeError> {
+    let text = hex_key.trim();
+    let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .map_err(|_| NodeError::Faucet("faucetPrivateKey is not hex".into()))?;
+    k256::ecdsa::SigningKey::from_slice(&bytes)
+        .map_err(|_| NodeError::Faucet("faucetPrivateKey is not a valid secp256k1 key".into()))
 }
 
 fn aggregator_url(config: &Config) -> url::Url {
@@ -327,7 +434,7 @@ fn aggregator_url(config: &Config) -> url::Url {
 async fn route(
     mut inbound: mpsc::Receiver<Inbound>,
     index: HashMap<PeerId, u8>,
-    feeds: HashMap<ConfigDigest, mpsc::Sender<Input>>,
+    feeds: Routes,
     nodes: Vec<u32>,
     metrics: Arc<NodeMetrics>,
 ) {
@@ -350,7 +457,12 @@ async fn route(
                 continue;
             }
         };
-        let Some(feed) = feeds.get(&envelope.digest) else {
+        let feed = feeds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&envelope.digest)
+            .cloned();
+        let Some(feed) = feed else {
             metrics
                 .rejected
                 .with_label_values(&[&node, "unknown_digest"])

@@ -226,6 +226,58 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
+    /// A pending transmission is done with (sent, skipped or given up).
+    pub async fn forget_pending(
+        &self,
+        digest: ConfigDigest,
+        epoch: u32,
+        round: u8,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM ocr_pending_transmissions WHERE config_digest = $1 AND epoch = $2 AND round = $3")
+            .bind(digest.0.as_slice())
+            .bind(i64::from(epoch))
+            .bind(i16::from(round))
+            .execute(&self.pool)
+            .await
+            .map_err(query("removing a pending transmission"))?;
+        Ok(())
+    }
+
+    /// Pending transmissions of `feed` under `digest` (after a restart), oldest first; those
+    /// created more than `max_age` ago are deleted instead (libocr PR #131: an old pending report
+    /// must not hold the feed back).
+    pub async fn take_pending(
+        &self,
+        feed: &str,
+        digest: ConfigDigest,
+        max_age: Duration,
+    ) -> Result<Vec<FinalizedReport>, StoreError> {
+        sqlx::query(
+            "DELETE FROM ocr_pending_transmissions WHERE feed = $1 AND config_digest = $2
+             AND created_at < now() - make_interval(secs => $3)",
+        )
+        .bind(feed)
+        .bind(digest.0.as_slice())
+        .bind(max_age.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(query("dropping old pending transmissions"))?;
+        let rows = sqlx::query(
+            "SELECT r.epoch, r.round, r.report, r.signatures, r.observers, r.observations::text[], r.answer::text,
+                    (extract(epoch FROM r.finalized_at) * 1000)::bigint
+             FROM ocr_pending_transmissions p JOIN ocr_finalized_reports r USING (config_digest, epoch, round)
+             WHERE p.feed = $1 AND p.config_digest = $2 ORDER BY r.epoch, r.round",
+        )
+        .bind(feed)
+        .bind(digest.0.as_slice())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading pending transmissions"))?;
+        rows.into_iter()
+            .map(|row| finalized_from_row(feed, digest, &row))
+            .collect()
+    }
+
     /// The newest finalized report of `feed` under `digest`.
     pub async fn latest_finalized(
         &self,

@@ -108,6 +108,8 @@ impl Enclave {
         solution_value["ports"]["supervisor"] = serde_json::json!(free_port());
         solution_value["ports"]["processMetrics"] = serde_json::json!(free_port());
         solution_value["telemetry"]["targets"] = serde_json::json!([]);
+        // No chain unless a test starts one.
+        solution_value["chain"] = serde_json::json!({"enabled": false});
         mutate(&mut solution_value);
         let key_text = fs::read_to_string(dev_private_key_path()).expect("dev key");
         let key = PrivateKey::from_pkcs8_text(&key_text).expect("dev key parses");

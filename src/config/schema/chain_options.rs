@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::reader::{Fields, Report};
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GasType {
@@ -45,6 +46,9 @@ pub struct ChainOptions {
     /// How often each oracle checks the contracts' configuration.
     pub contract_poll_interval: Duration,
     pub set_config_function: SetConfigFunction,
+    /// The key `enclave don-config --submit` sends with (the contracts' owner/admin); node 1's
+    /// transmitter key when absent, as in the reference deployment.
+    pub admin_private_key: Option<Secret<String>>,
 }
 
 impl Default for ChainOptions {
@@ -64,6 +68,7 @@ impl Default for ChainOptions {
             max_log_range: 5_000,
             contract_poll_interval: Duration::from_secs(60),
             set_config_function: SetConfigFunction::SuperProtocol,
+            admin_private_key: None,
         }
     }
 }
@@ -122,6 +127,7 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
             .integer(r, "contractPollIntervalMs", 1_000, 3_600_000)
             .unwrap_or(60_000)),
         set_config_function,
+        admin_private_key: read_key(r, &mut f, "adminPrivateKey"),
     };
     let fee_fields = [
         (
@@ -167,6 +173,19 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
     }
     f.finish(r, &[]);
     options
+}
+
+fn read_key(r: &mut Report, f: &mut Fields<'_>, field: &str) -> Option<Secret<String>> {
+    let text = f.string(r, field)?;
+    let hex_part = text.trim().strip_prefix("0x").unwrap_or(text.trim());
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        r.error(
+            f.path_of(field),
+            "must be 64 hex digits (optionally 0x-prefixed)",
+        );
+        return None;
+    }
+    Some(Secret::new(hex_part.to_owned()))
 }
 
 fn gas_type_name(t: GasType) -> &'static str {
@@ -235,6 +254,10 @@ mod tests {
                 "solution.chain.setConfigFunction",
             ),
             (json!({"gas": {}}), "solution.chain.gas"),
+            (
+                json!({"adminPrivateKey": "abc"}),
+                "solution.chain.adminPrivateKey",
+            ),
         ] {
             let (_, r) = read(value.clone());
             assert!(!r.is_ok(), "{value} accepted");

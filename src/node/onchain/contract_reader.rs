@@ -1,0 +1,90 @@
+//! `ContractState` read from the feeds' aggregator contracts: `latestTransmissionDetails` (as an
+//! eth_call from this oracle's transmitter, an EOA), cached briefly so that the followers of one
+//! round share one read per feed instead of hammering the RPC.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+
+use crate::node::chain::AggregatorContract;
+use crate::node::contract_state::{ContractState, ContractStateError, LatestAnswer};
+
+type Cached = (Instant, Option<LatestAnswer>);
+
+pub struct ChainContractState {
+    contracts: HashMap<String, AggregatorContract>,
+    from: Address,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+    metrics: Option<Arc<super::OnchainMetrics>>,
+}
+
+impl ChainContractState {
+    pub fn new(
+        contracts: HashMap<String, AggregatorContract>,
+        from: Address,
+        ttl: Duration,
+        metrics: Option<Arc<super::OnchainMetrics>>,
+    ) -> Self {
+        Self {
+            contracts,
+            from,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn cached(&self, feed: &str) -> Option<Option<LatestAnswer>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(feed)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl ContractState for ChainContractState {
+    async fn latest(&self, feed: &str) -> Result<Option<LatestAnswer>, ContractStateError> {
+        if let Some(hit) = self.cached(feed) {
+            return Ok(hit);
+        }
+        let contract = self
+            .contracts
+            .get(feed)
+            .ok_or_else(|| ContractStateError(format!("no contract for feed {feed}")))?;
+        let details = contract
+            .latest_transmission_details(self.from)
+            .await
+            .map_err(|e| ContractStateError(e.to_string()))?;
+        let latest = (details.epoch != 0 || details.round != 0).then(|| LatestAnswer {
+            digest: details.digest,
+            epoch: details.epoch,
+            round: details.round,
+            answer: details.latest_answer,
+            timestamp: UNIX_EPOCH + Duration::from_secs(details.latest_timestamp),
+        });
+        if let (Some(m), Some(l)) = (&self.metrics, &latest) {
+            let age = SystemTime::now()
+                .duration_since(l.timestamp)
+                .unwrap_or_default();
+            m.answer_age
+                .with_label_values(&[feed])
+                .set(age.as_secs_f64());
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(feed.to_owned(), (Instant::now(), latest.clone()));
+        Ok(latest)
+    }
+
+    fn finalized(&self, feed: &str, _answer: LatestAnswer) {
+        // The contract changes once the report lands: read it afresh next time.
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(feed);
+    }
+}

@@ -1,0 +1,48 @@
+//! The oracles on chain: reading the feeds' contracts (their configuration and latest answer),
+//! transmitting finalized reports, and keeping the transmitters funded.
+
+pub mod config_tracker;
+pub mod contract_reader;
+pub mod faucet;
+pub mod submit;
+pub mod transmitter;
+
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+
+pub struct OnchainMetrics {
+    pub transmissions: IntCounterVec,
+    pub gas_used: IntCounter,
+    pub answer_age: GaugeVec,
+    pub balances: GaugeVec,
+    pub topups: IntCounterVec,
+}
+
+impl OnchainMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            transmissions: IntCounterVec::new(
+                Opts::new("enclave_node_transmissions_total", "Finalized reports handled by this oracle's transmitter, by outcome (landed, stale, reverted, error, and the reasons not to send: contract_has_newer, already_on_chain, pending_without_deviation, not_scheduled, …)."),
+                &["outcome"],
+            )?,
+            gas_used: IntCounter::new("enclave_node_transmit_gas_used_total", "Gas used by this oracle's transmit transactions.")?,
+            answer_age: GaugeVec::new(
+                Opts::new("enclave_chain_contract_answer_age_seconds", "Age of each feed contract's latest answer when last read."),
+                &["feed"],
+            )?,
+            balances: GaugeVec::new(
+                Opts::new("enclave_chain_transmitter_balance_wei", "Balance of each oracle's transmitter account (read by node 1)."),
+                &["node", "address"],
+            )?,
+            topups: IntCounterVec::new(
+                Opts::new("enclave_chain_faucet_topups_total", "Transmitter top-ups sent from the faucet key, by result."),
+                &["result"],
+            )?,
+        };
+        registry.register(Box::new(m.transmissions.clone()))?;
+        registry.register(Box::new(m.gas_used.clone()))?;
+        registry.register(Box::new(m.answer_age.clone()))?;
+        registry.register(Box::new(m.balances.clone()))?;
+        registry.register(Box::new(m.topups.clone()))?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,349 @@
+//! Starting an oracle (nodes 2..N): its database, observer, contract state, one protocol instance
+//! per feed and, with a chain, the transmitter. With a chain a feed's instance starts once its
+//! contract's configuration names this oracle set (the digest and shared secret come from it);
+//! without one (`chain.enabled: false`) every feed starts at once with a locally derived digest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::api::OracleApi;
+use super::chain::{AggregatorContract, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender};
+use super::contract_state::{FinalizedContractState, LatestAnswer};
+use super::feed_task::{FeedTask, Input, Shared, INBOX};
+use super::keys::OracleKeys;
+use super::ocr1::leader::leader_selection_key;
+use super::ocr1::types::{ConfigDigest, EpochRound};
+use super::onchain::config_tracker::{self, TrackError};
+use super::onchain::contract_reader::ChainContractState;
+use super::onchain::transmitter::{ToTransmit, Transmitter};
+use super::onchain::OnchainMetrics;
+use super::oracle_set::OracleSet;
+use super::protocol::config::InstanceConfig;
+use super::protocol::pacemaker::PacemakerState;
+use super::service::NodeError;
+use super::store::Store;
+use super::transmission::schedule::Schedule;
+use crate::config::schema::chain_options::{ChainOptions, GasType};
+use crate::config::schema::feeds::FeedConfig;
+use crate::config::Config;
+
+pub type Routes = Arc<RwLock<HashMap<ConfigDigest, mpsc::Sender<Input>>>>;
+pub type Tasks = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// Exit code when a contract's configuration changes under a running oracle: the supervisor
+/// restarts it, and the new configuration is read at start.
+pub const EXIT_CONFIG_CHANGED: i32 = 75;
+
+/// What starting one feed's instance needs.
+pub struct Starter {
+    pub config: Arc<Config>,
+    pub set: OracleSet,
+    pub me: u8,
+    pub own_offchain: ed25519_dalek::SigningKey,
+    pub store: Store,
+    pub shared: Arc<Shared>,
+    pub routes: Routes,
+    pub tasks: Tasks,
+    pub api: Arc<OracleApi>,
+    pub stopped: watch::Receiver<bool>,
+    pub local_contract: Option<Arc<FinalizedContractState>>,
+}
+
+impl Starter {
+    /// Starts `feed`'s instance under `digest`, with the leader key from `secret`.
+    pub async fn start(
+        &self,
+        feed: &FeedConfig,
+        digest: ConfigDigest,
+        secret: &[u8; 16],
+    ) -> Result<(), NodeError> {
+        if let Some(local) = &self.local_contract {
+            if let Some(latest) = self.store.latest_finalized(&feed.name, digest).await? {
+                local.record(
+                    &feed.name,
+                    LatestAnswer {
+                        digest,
+                        epoch: latest.epoch,
+                        round: latest.round,
+                        answer: latest.answer,
+                        timestamp: latest.finalized_at,
+                    },
+                );
+            }
+        }
+        let n = self.set.oracles.len();
+        let state = self
+            .store
+            .pacemaker(digest)
+            .await?
+            .unwrap_or_else(|| PacemakerState::initial(n));
+        let c = &self.config.consensus;
+        let cfg = Arc::new(InstanceConfig {
+            feed: feed.name.clone(),
+            digest,
+            n,
+            f: c.f,
+            me: self.me,
+            r_max: c.r_max,
+            delta_progress: c.delta_progress,
+            delta_resend: c.delta_resend,
+            delta_round: c.delta_round,
+            delta_grace: c.delta_grace,
+            leader_key: leader_selection_key(secret),
+            offchain_keys: self.set.offchain_keys()?,
+            signers: self.set.signers(),
+            offchain_key: self.own_offchain.clone(),
+        });
+        let (tx, rx) = mpsc::channel(INBOX);
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, tx.clone());
+        let task = FeedTask::new(feed.clone(), cfg, state, self.shared.clone(), tx);
+        let handle = tokio::spawn(task.run(rx, self.stopped.clone()));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        self.api
+            .feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((feed.clone(), digest));
+        tracing::info!(feed = %feed.name, digest = %digest, "protocol instance started");
+        Ok(())
+    }
+}
+
+/// The chain side of an oracle.
+pub struct ChainParts {
+    pub contracts: HashMap<String, AggregatorContract>,
+    pub contract_state: Arc<ChainContractState>,
+    pub transmissions: mpsc::Sender<ToTransmit>,
+    pub transmitter: Arc<Transmitter>,
+    pub queue: mpsc::Receiver<ToTransmit>,
+}
+
+pub fn gas_policy(options: &ChainOptions) -> GasPolicy {
+    GasPolicy {
+        kind: match options.gas_type {
+            GasType::Legacy => GasKind::Legacy {
+                gas_price_wei: options.gas_price_wei,
+            },
+            GasType::Eip1559 => GasKind::Eip1559 {
+                max_fee_per_gas_wei: options.max_fee_per_gas_wei,
+                max_priority_fee_per_gas_wei: options.max_priority_fee_per_gas_wei,
+            },
+        },
+        gas_limit: options.gas_limit,
+        max_gas_price_wei: options.max_gas_price_wei,
+        bump_percent: options.gas_bump_percent,
+    }
+}
+
+/// An RPC client for the configured chain. It does not contact the node: an unreachable RPC at
+/// start must not crash-loop the service (see [`watch_chain_id`]).
+pub fn rpc_client(
+    config: &Config,
+    metrics: Option<Arc<ChainMetrics>>,
+) -> Result<Arc<RpcClient>, NodeError> {
+    let mut rpc = RpcClient::new(
+        config.chain.rpc_http_url.expose().clone(),
+        config.chain_options.rpc_timeout,
+    )?;
+    if let Some(m) = metrics {
+        rpc = rpc.with_metrics(m);
+    }
+    Ok(Arc::new(rpc))
+}
+
+/// Exit code when the RPC endpoint serves another chain than `chainlinkChainId`: a configuration
+/// error, as for an invalid configuration.
+pub const EXIT_WRONG_CHAIN: i32 = 78;
+
+/// Asks the endpoint for its chain id until it answers; another chain than configured stops the
+/// node (sending transactions signed for one chain to another is never right).
+pub async fn watch_chain_id(rpc: Arc<RpcClient>, expected: u64, retry: Duration) {
+    loop {
+        match rpc.check_chain_id(expected).await {
+            Ok(()) => return,
+            Err(e @ super::chain::ChainError::WrongChain { .. }) => {
+                tracing::error!(error = %e, "wrong chain; stopping");
+                std::process::exit(EXIT_WRONG_CHAIN);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the chain id yet; retrying");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn chain_parts(
+    config: &Config,
+    rpc: Arc<RpcClient>,
+    own: &OracleKeys,
+    me: u8,
+    set: &OracleSet,
+    secret: &[u8; 16],
+    store: Store,
+    registry: &prometheus::Registry,
+    chain_metrics: Arc<ChainMetrics>,
+) -> Result<ChainParts, NodeError> {
+    let options = &config.chain_options;
+    let metrics = Arc::new(OnchainMetrics::register(registry)?);
+    let contracts: HashMap<String, AggregatorContract> = config
+        .feeds
+        .iter()
+        .map(|f| {
+            let address = alloy_primitives::Address::from(f.contract_address.0);
+            (
+                f.name.clone(),
+                AggregatorContract::new(rpc.clone(), address)
+                    .with_max_log_range(options.max_log_range),
+            )
+        })
+        .collect();
+    let sender = TxSender::new(
+        rpc.clone(),
+        config.chain.chain_id,
+        own.transmitter().clone(),
+        gas_policy(options),
+    )?
+    .with_metrics(chain_metrics);
+    let from = sender.address();
+    // A round's followers decide within ΔGrace of each other: one read serves them all.
+    let ttl = (config.consensus.delta_round / 2).min(Duration::from_secs(5));
+    let contract_state = Arc::new(ChainContractState::new(
+        contracts.clone(),
+        from,
+        ttl,
+        Some(metrics.clone()),
+    ));
+    let schedule = Schedule::new(
+        secret,
+        config.consensus.transmission_schedule.clone(),
+        config.consensus.delta_stage,
+        set.oracles.len(),
+    );
+    let transmitter = Arc::new(Transmitter {
+        contracts: contracts.clone(),
+        sender: Arc::new(sender),
+        schedule,
+        me,
+        store,
+        receipt_timeout: options.receipt_timeout,
+        rebroadcast_after: options.rebroadcast_after,
+        metrics,
+        last: Mutex::new(HashMap::new()),
+    });
+    let (transmissions, queue) = mpsc::channel(1024);
+    Ok(ChainParts {
+        contracts,
+        contract_state,
+        transmissions,
+        transmitter,
+        queue,
+    })
+}
+
+/// Waits for `feed`'s contract configuration, starts the instance, then watches for a change.
+pub async fn follow_contract(
+    starter: Arc<Starter>,
+    feed: FeedConfig,
+    contract: AggregatorContract,
+    config_key: x25519_dalek::StaticSecret,
+) {
+    let poll = starter.config.chain_options.contract_poll_interval;
+    let mut stopped = starter.stopped.clone();
+    let mut last_problem = String::new();
+    let onchain = loop {
+        match config_tracker::read(
+            &contract,
+            &starter.config,
+            &feed,
+            &starter.set,
+            usize::from(starter.me),
+            &config_key,
+        )
+        .await
+        {
+            Ok(onchain) => break onchain,
+            Err(e) => {
+                let text = e.to_string();
+                if text != last_problem {
+                    match e {
+                        TrackError::Chain { .. } => {
+                            tracing::warn!(error = %text, "cannot read the contract configuration; retrying")
+                        }
+                        _ => tracing::error!(error = %text, "feed not started"),
+                    }
+                    last_problem = text;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stopped.changed() => return,
+        }
+    };
+    if let Err(e) = starter
+        .start(&feed, onchain.digest, &onchain.shared_secret)
+        .await
+    {
+        tracing::error!(feed = %feed.name, error = %e, "cannot start the protocol instance");
+        return;
+    }
+    if let Some(queue) = &starter.shared.transmissions {
+        if let Err(e) = requeue_pending(&starter.store, &feed, onchain.digest, queue).await {
+            tracing::warn!(feed = %feed.name, error = %e, "cannot re-queue pending transmissions");
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stopped.changed() => return,
+        }
+        if let Ok(details) = contract.latest_config_details().await {
+            if details.digest != onchain.digest {
+                tracing::error!(feed = %feed.name, old = %onchain.digest, new = %details.digest, "the contract's configuration changed; restarting to join it");
+                std::process::exit(EXIT_CONFIG_CHANGED);
+            }
+        }
+    }
+}
+
+/// Re-queues the pending transmissions a previous run left (younger than ΔC; older are dropped).
+pub async fn requeue_pending(
+    store: &Store,
+    feed: &FeedConfig,
+    digest: ConfigDigest,
+    queue: &mpsc::Sender<ToTransmit>,
+) -> Result<(), NodeError> {
+    for r in store
+        .take_pending(&feed.name, digest, feed.heartbeat)
+        .await?
+    {
+        let _ = queue
+            .send(ToTransmit {
+                feed: feed.name.clone(),
+                digest,
+                er: EpochRound {
+                    epoch: r.epoch,
+                    round: r.round,
+                },
+                report: r.report,
+                signatures: r.signatures,
+                median: r.answer,
+                alpha_ppb: feed.alpha_ppb,
+                delta_c: feed.heartbeat,
+                finalized_at: r.finalized_at,
+            })
+            .await;
+    }
+    Ok(())
+}

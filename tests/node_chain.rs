@@ -1,0 +1,138 @@
+//! The DON on a real EVM: the dev chain (py-evm) runs the tests' OCR1 aggregator contract, which
+//! verifies every report with ecrecover. `enclave don-config --submit` configures it, the oracles
+//! read the configuration from it, finalize reports, and the scheduled transmitter lands them.
+
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use common::devchain::{self, DevChain};
+use common::don::{Don, T};
+use common::harness::wait_until;
+use serde_json::{json, Value};
+
+fn latest_answer(chain: &DevChain, contract: &str) -> i128 {
+    // latestRoundData() → (roundId, answer, startedAt, updatedAt, answeredInRound)
+    let data = chain
+        .call(None, contract, &hex::decode("feaf968c").expect("selector"))
+        .unwrap_or_default();
+    if data.len() < 64 {
+        return 0;
+    }
+    let word = &data[32..64];
+    i128::from_be_bytes(word[16..32].try_into().expect("16 bytes"))
+}
+
+fn don_config(don: &Don, submit: bool) -> (i32, Value, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
+    command
+        .arg("--root")
+        .arg(&don.enclave.root)
+        .arg("don-config");
+    if submit {
+        command.arg("--submit");
+    }
+    let out = command
+        .env_remove("CONFIGURATION_PATH")
+        .env_remove("ENCLAVE_ROOT")
+        .output()
+        .expect("don-config runs");
+    let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        value,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_don_configures_its_contract_and_lands_reports_on_a_real_evm() {
+    if let Some(reason) = devchain::skip_reason() {
+        eprintln!("SKIPPED the_don_configures_its_contract…: {reason}");
+        return;
+    }
+    let chain = DevChain::start();
+    let contract = chain.deploy_aggregator(8, "BTC / USD", 1, 1_000_000_000_000_000_000);
+    let rpc = chain.rpc.clone();
+    let admin = chain.owner.1.clone();
+    let address = contract.to_lowercase();
+    let don = Don::start(
+        5,
+        &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "67123.45")],
+        &[],
+        |s| {
+            s["chainlinkRpcHttpUrl"] = json!(rpc);
+            s["chainlinkChainId"] = json!(1337);
+            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
+                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard", "adminPrivateKey": admin});
+            s["feeds"][0]["contractAddress"] = json!(address);
+        },
+    );
+    // Fund every oracle's transmitter.
+    let keys = don.keys();
+    for node in keys["nodes"].as_array().expect("nodes") {
+        chain.fund(
+            node["transmitterAddress"].as_str().expect("address"),
+            10u128.pow(18),
+        );
+    }
+    // Without a configuration on the contract no feed starts, and /health says why.
+    wait_until(
+        T,
+        "health naming the missing contract configuration",
+        || {
+            don.json(2, "/health").is_some_and(|(code, health)| {
+                code == 503
+                    && health["reasons"]
+                        .to_string()
+                        .contains("waiting for its contract configuration")
+            })
+        },
+    );
+
+    let (code, submitted, stderr) = don_config(&don, true);
+    assert_eq!(code, 0, "{submitted}\n{stderr}");
+    assert_eq!(submitted["feeds"][0]["result"], "submitted", "{submitted}");
+    let (code, again, _) = don_config(&don, true);
+    assert_eq!(code, 0);
+    assert_eq!(
+        again["feeds"][0]["result"], "up-to-date",
+        "a second submit changes nothing: {again}"
+    );
+
+    // The median lands on chain.
+    let started = Instant::now();
+    wait_until(T, "the answer on chain", || {
+        latest_answer(&chain, &contract) == 6_712_345_000_000
+    });
+    eprintln!("first answer on chain after {:?}", started.elapsed());
+    let landed = |outcome: &str| -> f64 {
+        don.oracles()
+            .iter()
+            .map(|&n| {
+                don.metric(
+                    n,
+                    &format!("enclave_node_transmissions_total{{outcome=\"{outcome}\"}}"),
+                )
+            })
+            .sum()
+    };
+    wait_until(T, "a landed transmission counted", || {
+        landed("landed") >= 1.0
+    });
+    // The oracles of later stages found the report on chain and did not send it again (or, if
+    // they raced, were told "stale report" and took it quietly).
+    wait_until(T, "later stages stood down", || {
+        landed("already_on_chain") + landed("stale") >= 1.0
+    });
+    assert_eq!(landed("error"), 0.0);
+
+    // A move beyond alphaPPB reaches the chain.
+    don.prices.set("BTCUSDT", "68000.00");
+    wait_until(T, "the moved answer on chain", || {
+        latest_answer(&chain, &contract) == 6_800_000_000_000
+    });
+    let report = don.latest(2, "BTC-USD").expect("latest report");
+    assert_eq!(report["answer"], "68000");
+}
