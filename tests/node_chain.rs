@@ -136,3 +136,65 @@ fn the_don_configures_its_contract_and_lands_reports_on_a_real_evm() {
     let report = don.latest(2, "BTC-USD").expect("latest report");
     assert_eq!(report["answer"], "68000");
 }
+
+#[test]
+fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle() {
+    if let Some(reason) = devchain::skip_reason() {
+        eprintln!("SKIPPED the_faucet_funds…: {reason}");
+        return;
+    }
+    let chain = DevChain::start();
+    let contract = chain.deploy_aggregator(8, "ETH / USD", 1, 1_000_000_000_000_000_000);
+    let rpc = chain.rpc.clone();
+    let admin = chain.owner.1.clone();
+    let faucet = chain.accounts[0].1.clone();
+    let address = contract.to_lowercase();
+    // Oracle node 4 is down the whole time: with f = 1 the others carry on, and when it would
+    // have been the first transmitter, the next stage sends instead.
+    let don = Don::start(
+        5,
+        &[("ETH-USD", "ETHUSDT", "ETH", "USDT", "3456.78")],
+        &[4],
+        |s| {
+            s["chainlinkRpcHttpUrl"] = json!(rpc);
+            s["chainlinkChainId"] = json!(1337);
+            s["faucetPrivateKey"] = json!(faucet);
+            s["faucetMinWei"] = json!("100000000000000000");
+            s["faucetTopupWei"] = json!("60000000000000000");
+            s["balanceTopupCheckIntervalMs"] = json!(5000);
+            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
+                            "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
+                            "adminPrivateKey": admin});
+            s["feeds"][0]["contractAddress"] = json!(address);
+        },
+    );
+    let keys = don.keys();
+    let transmitters: Vec<String> = keys["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "oracle")
+        .map(|n| {
+            n["transmitterAddress"]
+                .as_str()
+                .expect("address")
+                .to_owned()
+        })
+        .collect();
+    // Each empty transmitter needs two top-ups of 0.06 to pass 0.1: all get there.
+    wait_until(T, "every transmitter topped up above faucetMinWei", || {
+        transmitters
+            .iter()
+            .all(|t| chain.balance(t) >= 100_000_000_000_000_000)
+    });
+    wait_until(T, "the top-ups counted", || {
+        don.metric(1, "enclave_chain_faucet_topups_total{result=\"success\"}") >= 8.0
+    });
+    let (code, submitted, stderr) = don_config(&don, true);
+    assert_eq!(code, 0, "{submitted}\n{stderr}");
+    assert_eq!(submitted["feeds"][0]["result"], "submitted", "{submitted}");
+    wait_until(T, "the answer on chain", || {
+        latest_answer(&chain, &contract) == 345_678_000_000
+    });
+    assert!(don.metric(1, "enclave_chain_transmitter_balance_wei{") > 0.0);
+}
