@@ -84,6 +84,12 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "already used by node",
     ),
     (
+        "listen host not an IP address",
+        |s| s["ports"]["listenHost"] = json!("localhost"),
+        "solution.ports.listenHost",
+        "IP address",
+    ),
+    (
         "malformed RPC URL",
         |s| s["chainlinkRpcHttpUrl"] = json!("opbnb-rpc"),
         "solution.chainlinkRpcHttpUrl",
@@ -352,6 +358,16 @@ fn numbers_written_as_strings_are_accepted() {
     assert_eq!(c.restart.max_restarts, 4);
     assert_eq!(c.consensus.r_max, 7);
     assert_eq!(c.aggregator.port, 3001);
+}
+
+#[test]
+fn the_local_endpoints_bind_loopback_unless_configured() {
+    let mut document = read_json(&example_path());
+    let c = validate_document(&document).expect("valid").config;
+    assert_eq!(c.ports.listen_host.to_string(), "127.0.0.1");
+    document["solution"]["ports"]["listenHost"] = json!("0.0.0.0");
+    let c = validate_document(&document).expect("valid").config;
+    assert_eq!(c.ports.listen_host.to_string(), "0.0.0.0");
 }
 
 #[test]

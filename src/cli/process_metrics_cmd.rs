@@ -1,5 +1,5 @@
 //! `enclave process-metrics`: per-service process metrics and the PostgreSQL metrics, served on
-//! 127.0.0.1:`ports.processMetrics` (env `PROCESS_METRICS_PORT`) and pushed to every target.
+//! `ports.listenHost` (127.0.0.1):`ports.processMetrics` (env `PROCESS_METRICS_PORT`) and pushed to every target.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         processes,
         postgres,
         layout,
-        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::new(config.ports.listen_host, port),
         Duration::from_millis(interval_ms),
     ))
 }

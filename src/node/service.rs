@@ -146,7 +146,7 @@ pub async fn run(
         registry: registry.clone(),
     };
     let addr = SocketAddr::new(
-        IpAddr::from([127, 0, 0, 1]),
+        config.ports.listen_host,
         config.ports.node_api_base + node as u16,
     );
     let listener = tokio::net::TcpListener::bind(addr)

@@ -193,7 +193,7 @@ fn supervise(
         )
         .map_err(std::io::Error::other)?;
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.ports.supervisor));
+        let addr = SocketAddr::new(config.ports.listen_host, config.ports.supervisor);
         let server = tokio::spawn(server::serve(
             addr,
             registry.clone(),

@@ -38,6 +38,9 @@ impl NodesConfig {
 /// Local ports. The node API of node i is `node_api_base + i`, its P2P port `node_p2p_base + i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortsConfig {
+    /// The address the supervisor's, the process-metrics exporter's and the node APIs' HTTP
+    /// endpoints bind (127.0.0.1 unless configured; 0.0.0.0 lets Docker publish them).
+    pub listen_host: std::net::IpAddr,
     /// The supervisor's own /metrics and /healthz.
     pub supervisor: u16,
     pub process_metrics: u16,
@@ -180,7 +183,19 @@ fn check_subset(r: &mut Report, path: &str, subset: &[u32], total: u32) {
 
 fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.ports"));
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let listen_host = match f.string(r, "listenHost") {
+        None => loopback,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            r.error(
+                f.path_of("listenHost"),
+                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
+            );
+            loopback
+        }),
+    };
     let ports = PortsConfig {
+        listen_host,
         supervisor: f.integer(r, "supervisor", 1, 65535).unwrap_or(3002) as u16,
         process_metrics: f.integer(r, "processMetrics", 1, 65535).unwrap_or(3003) as u16,
         node_api_base: f.integer(r, "nodeApiBase", 1, 65535).unwrap_or(6600) as u16,
