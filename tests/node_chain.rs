@@ -198,3 +198,88 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
     });
     assert!(don.metric(1, "enclave_chain_transmitter_balance_wei{") > 0.0);
 }
+
+#[test]
+fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed() {
+    if let Some(reason) = devchain::skip_reason() {
+        eprintln!("SKIPPED an_rpc_outage…: {reason}");
+        return;
+    }
+    let chain = DevChain::start();
+    let contract = chain.deploy_aggregator(8, "SOL / USD", 1, 1_000_000_000_000_000_000);
+    let upstream = chain
+        .rpc
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = common::tcp_proxy::TcpProxy::start(upstream);
+    let rpc = format!("http://127.0.0.1:{}", proxy.port);
+    let admin = chain.owner.1.clone();
+    let address = contract.to_lowercase();
+    let don = Don::start(
+        5,
+        &[("SOL-USD", "SOLUSDT", "SOL", "USDT", "150.00")],
+        &[],
+        |s| {
+            s["chainlinkRpcHttpUrl"] = json!(rpc);
+            s["chainlinkChainId"] = json!(1337);
+            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 20000,
+                            "rebroadcastAfterMs": 2000, "setConfigFunction": "standard",
+                            "adminPrivateKey": admin, "rpcTimeoutMs": 2000});
+            s["feeds"][0]["contractAddress"] = json!(address);
+        },
+    );
+    for node in don.keys()["nodes"].as_array().expect("nodes") {
+        chain.fund(
+            node["transmitterAddress"].as_str().expect("address"),
+            10u128.pow(18),
+        );
+    }
+    let (code, submitted, stderr) = don_config(&don, true);
+    assert_eq!(code, 0, "{submitted}\n{stderr}");
+    wait_until(T, "the first answer on chain", || {
+        latest_answer(&chain, &contract) == 15_000_000_000
+    });
+
+    // The RPC goes away for a while: the oracles keep running, and once it is back a move lands.
+    proxy.set_up(false);
+    don.prices.set("SOLUSDT", "153.00");
+    wait_until(T, "RPC errors seen by the oracles", || {
+        don.oracles().iter().any(|&n| {
+            don.metric(
+                n,
+                "enclave_chain_rpc_requests_total{method=\"eth_call\",outcome=\"transport\"}",
+            ) > 0.0
+        })
+    });
+    proxy.set_up(true);
+    wait_until(T, "the move on chain after the outage", || {
+        latest_answer(&chain, &contract) == 15_300_000_000
+    });
+    for node in 1..=5 {
+        assert!(
+            don.json(node, "/health").is_some(),
+            "node {node} stopped answering"
+        );
+    }
+
+    // A transmission the chain drops: mining stops, pending transactions vanish, mining resumes;
+    // the oracles re-send (or send the next report), and the feed moves on.
+    let sent = || -> f64 {
+        don.oracles()
+            .iter()
+            .map(|&n| don.metric(n, "enclave_chain_transactions_total{outcome=\"sent\"}"))
+            .sum()
+    };
+    let before = sent();
+    chain.set_automine(false);
+    don.prices.set("SOLUSDT", "156.00");
+    wait_until(T, "a transmit pending", || sent() > before);
+    let dropped = chain.drop_pending();
+    assert!(!dropped.is_empty(), "nothing was pending");
+    chain.set_automine(true);
+    wait_until(T, "the move on chain after the drop", || {
+        chain.mine();
+        latest_answer(&chain, &contract) == 15_600_000_000
+    });
+}

@@ -6,6 +6,7 @@ pub mod don;
 pub mod harness;
 pub mod price_server;
 pub mod receivers;
+pub mod tcp_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
