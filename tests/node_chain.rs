@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::devchain::{self, DevChain};
 use common::don::{Don, T};
@@ -22,6 +22,52 @@ fn latest_answer(chain: &DevChain, contract: &str) -> i128 {
     }
     let word = &data[32..64];
     i128::from_be_bytes(word[16..32].try_into().expect("16 bytes"))
+}
+
+fn latest_round_id(chain: &DevChain, contract: &str) -> u128 {
+    let data = chain
+        .call(None, contract, &hex::decode("feaf968c").expect("selector"))
+        .unwrap_or_default();
+    if data.len() < 32 {
+        return 0;
+    }
+    u128::from_be_bytes(data[16..32].try_into().expect("16 bytes"))
+}
+
+/// `requestNewRound()` from the contract's owner, through the enclave's own transaction sender.
+fn request_new_round(chain: &DevChain, contract: &str) {
+    use enclave::node::chain::{GasPolicy, RpcClient, TxSender, TxStatus};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let rpc = RpcClient::new(chain.rpc.parse().expect("url"), Duration::from_secs(5))
+            .expect("client");
+        let key_hex = chain.owner.1.trim_start_matches("0x");
+        let key =
+            k256::ecdsa::SigningKey::from_slice(&hex::decode(key_hex).expect("hex")).expect("key");
+        let sender = TxSender::new(
+            std::sync::Arc::new(rpc),
+            chain.chain_id,
+            key,
+            GasPolicy::default(),
+        )
+        .expect("sender");
+        let to: alloy_primitives::Address = contract.parse().expect("address");
+        let data = alloy_primitives::Bytes::from(hex::decode("98e5b12a").expect("selector"));
+        let outcome = sender
+            .send_and_wait(
+                to,
+                data,
+                alloy_primitives::U256::ZERO,
+                Duration::from_secs(20),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("requestNewRound mined");
+        assert_eq!(outcome.status, TxStatus::Success);
+    });
 }
 
 fn don_config(don: &Don, submit: bool) -> (i32, Value, String) {
@@ -127,6 +173,14 @@ fn the_don_configures_its_contract_and_lands_reports_on_a_real_evm() {
         landed("already_on_chain") + landed("stale") >= 1.0
     });
     assert_eq!(landed("error"), 0.0);
+
+    // With a flat price and a 60 s heartbeat, only requestNewRound can bring a new round: an
+    // unfulfilled RoundRequested makes the oracles report.
+    let round_before = latest_round_id(&chain, &contract);
+    request_new_round(&chain, &contract);
+    wait_until(T, "the requested round answered on chain", || {
+        latest_round_id(&chain, &contract) > round_before
+    });
 
     // A move beyond alphaPPB reaches the chain.
     don.prices.set("BTCUSDT", "68000.00");

@@ -18,6 +18,8 @@ pub struct LatestAnswer {
     pub round: u8,
     pub answer: I192,
     pub timestamp: SystemTime,
+    /// The latest `RoundRequested` (digest, epoch, round) seen, if any.
+    pub requested: Option<(ConfigDigest, u32, u8)>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,6 +75,8 @@ pub enum ReportReason {
     Heartbeat,
     /// The contract could not be read: err on the side of reporting, as libocr does.
     StateUnavailable,
+    /// Someone asked the contract for a new round (`requestNewRound`) and it is not answered yet.
+    RoundRequested,
 }
 
 impl ReportReason {
@@ -82,6 +86,7 @@ impl ReportReason {
             ReportReason::Deviation => "deviation",
             ReportReason::Heartbeat => "heartbeat",
             ReportReason::StateUnavailable => "state_unavailable",
+            ReportReason::RoundRequested => "round_requested",
         }
     }
 }
@@ -107,7 +112,14 @@ pub fn should_report(
     if latest.timestamp + delta_c < now {
         return Some(ReportReason::Heartbeat);
     }
-    None
+    match latest.requested {
+        Some((d, epoch, round))
+            if d == digest && (epoch, round) >= (latest.epoch, latest.round) =>
+        {
+            Some(ReportReason::RoundRequested)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +145,7 @@ mod tests {
             round: 1,
             answer: int(answer),
             timestamp: now - age,
+            requested: None,
         }))
     }
 
@@ -154,6 +167,7 @@ mod tests {
             round: 1,
             answer: int(5),
             timestamp: now,
+            requested: None,
         }));
         let r = should_report(
             &other,
@@ -211,6 +225,55 @@ mod tests {
     }
 
     #[test]
+    fn an_unfulfilled_round_request_reports_and_a_fulfilled_one_does_not() {
+        let now = SystemTime::now();
+        let c = Duration::from_secs(60);
+        let with = |requested| {
+            Ok(Some(LatestAnswer {
+                digest: digest(),
+                epoch: 3,
+                round: 1,
+                answer: int(1000),
+                timestamp: now,
+                requested,
+            }))
+        };
+        assert_eq!(
+            should_report(
+                &with(Some((digest(), 3, 1))),
+                digest(),
+                int(1000),
+                5_000_000,
+                c,
+                now
+            ),
+            Some(ReportReason::RoundRequested)
+        );
+        assert_eq!(
+            should_report(
+                &with(Some((digest(), 2, 9))),
+                digest(),
+                int(1000),
+                5_000_000,
+                c,
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            should_report(
+                &with(Some((ConfigDigest([7; 16]), 9, 9))),
+                digest(),
+                int(1000),
+                5_000_000,
+                c,
+                now
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn an_unreadable_contract_means_report() {
         let r = should_report(
             &Err(ContractStateError("rpc down".into())),
@@ -233,6 +296,7 @@ mod tests {
             round,
             answer: int(answer),
             timestamp: now,
+            requested: None,
         };
         state.record("F", at(2, 1, 10));
         state.record("F", at(1, 5, 20));

@@ -250,6 +250,7 @@ impl FeedTask {
                 round,
                 answer,
                 timestamp: now,
+                requested: None,
             },
         );
         let m = &self.shared.metrics;

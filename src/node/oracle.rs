@@ -70,6 +70,7 @@ impl Starter {
                         round: latest.round,
                         answer: latest.answer,
                         timestamp: latest.finalized_at,
+                        requested: None,
                     },
                 );
             }

@@ -205,6 +205,10 @@ impl AggregatorContract {
         self
     }
 
+    pub fn rpc(&self) -> &Arc<RpcClient> {
+        &self.rpc
+    }
+
     pub fn address(&self) -> Address {
         self.address
     }

@@ -1,6 +1,7 @@
 //! `ContractState` read from the feeds' aggregator contracts: `latestTransmissionDetails` (as an
-//! eth_call from this oracle's transmitter, an EOA), cached briefly so that the followers of one
-//! round share one read per feed instead of hammering the RPC.
+//! eth_call from this oracle's transmitter, an EOA) and the newest `RoundRequested` log (scanned
+//! incrementally in bounded ranges), cached briefly so that the followers of one round share one
+//! read per feed instead of hammering the RPC.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,14 +11,26 @@ use alloy_primitives::Address;
 
 use crate::node::chain::AggregatorContract;
 use crate::node::contract_state::{ContractState, ContractStateError, LatestAnswer};
+use crate::node::ocr1::types::ConfigDigest;
 
 type Cached = (Instant, Option<LatestAnswer>);
+
+/// How far back the first `RoundRequested` scan of a feed looks, in blocks: about an hour on
+/// opBNB (1-second blocks). Later scans continue from where the last one stopped.
+const FIRST_SCAN_BLOCKS: u64 = 3_600;
+
+#[derive(Default)]
+struct RequestScan {
+    next_block: Option<u64>,
+    latest: Option<(ConfigDigest, u32, u8)>,
+}
 
 pub struct ChainContractState {
     contracts: HashMap<String, AggregatorContract>,
     from: Address,
     ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
+    requests: tokio::sync::Mutex<HashMap<String, RequestScan>>,
     metrics: Option<Arc<super::OnchainMetrics>>,
 }
 
@@ -33,6 +46,7 @@ impl ChainContractState {
             from,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            requests: tokio::sync::Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -43,6 +57,38 @@ impl ChainContractState {
             .get(feed)
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, v)| v.clone())
+    }
+}
+
+impl ChainContractState {
+    /// The newest `RoundRequested` of `feed`'s contract, scanning only the blocks not seen yet.
+    async fn latest_request(
+        &self,
+        feed: &str,
+        contract: &AggregatorContract,
+    ) -> Result<Option<(ConfigDigest, u32, u8)>, ContractStateError> {
+        let mut requests = self.requests.lock().await;
+        let scan = requests.entry(feed.to_owned()).or_default();
+        let from = match scan.next_block {
+            Some(block) => block,
+            None => {
+                let head = contract
+                    .rpc()
+                    .block_number()
+                    .await
+                    .map_err(|e| ContractStateError(e.to_string()))?;
+                head.saturating_sub(FIRST_SCAN_BLOCKS)
+            }
+        };
+        let found = contract
+            .round_requested_since(from)
+            .await
+            .map_err(|e| ContractStateError(e.to_string()))?;
+        if let Some(last) = found.events.last() {
+            scan.latest = Some((last.digest, last.epoch, last.round));
+        }
+        scan.next_block = Some(found.to_block + 1);
+        Ok(scan.latest)
     }
 }
 
@@ -60,12 +106,14 @@ impl ContractState for ChainContractState {
             .latest_transmission_details(self.from)
             .await
             .map_err(|e| ContractStateError(e.to_string()))?;
+        let requested = self.latest_request(feed, contract).await?;
         let latest = (details.epoch != 0 || details.round != 0).then(|| LatestAnswer {
             digest: details.digest,
             epoch: details.epoch,
             round: details.round,
             answer: details.latest_answer,
             timestamp: UNIX_EPOCH + Duration::from_secs(details.latest_timestamp),
+            requested,
         });
         if let (Some(m), Some(l)) = (&self.metrics, &latest) {
             let age = SystemTime::now()
