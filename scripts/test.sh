@@ -7,10 +7,20 @@ cd "$(dirname "$0")/.."
 
 ensure_rust_component rustfmt clippy
 # Real parts the tests run: the PostgreSQL server (tests start their own clusters), the
-# metric receivers (Pushgateway, VictoriaMetrics with vmauth) and promtool.
-ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics
+# metric receivers (Pushgateway, VictoriaMetrics with vmauth), promtool, and python3 for the
+# dashboard checks.
+ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics python3
 # The EVM dev chain (py-evm, Vyper) and its compiled OffchainAggregator, in .local/devchain-venv.
 scripts/devchain/ensure.sh
+
+echo "== dashboards and alert rules" >&2
+# Cheap, no server: rule syntax, rule unit tests, the generated dashboards being current, and
+# their consistency (datasource variable, instance filters, units, metric names that exist).
+# scripts/check-dashboards.sh runs every panel query against a live enclave (not here: slow).
+promtool check rules enclave/prometheus/alerts.yml
+promtool test rules enclave/prometheus/alerts_test.yml
+python3 scripts/build-dashboards.py --check
+python3 scripts/lib/lint_observability.py
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
