@@ -333,7 +333,7 @@ impl Worker {
 
     fn log_failure(&self, error: &str) {
         // The first failure and then every tenth: an unreachable receiver must not flood the log.
-        if self.failures_in_a_row % 10 == 0 {
+        if self.failures_in_a_row.is_multiple_of(10) {
             tracing::warn!(
                 target = %self.target.url,
                 failures_in_a_row = self.failures_in_a_row + 1,

@@ -239,7 +239,7 @@ impl TxSender {
                 Ok(None) => poll_errors = 0,
                 Err(e) => {
                     poll_errors += 1;
-                    if poll_errors == 1 || poll_errors % 10 == 0 {
+                    if poll_errors == 1 || poll_errors.is_multiple_of(10) {
                         tracing::warn!(nonce, error = %e, failures = poll_errors, "cannot poll for the receipt");
                     }
                 }

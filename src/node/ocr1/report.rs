@@ -145,7 +145,9 @@ pub fn median(report: &DecodedReport) -> I192 {
 /// (epoch, round) against the contract's latest, `observations.length > 2f`, and the median
 /// against `minAnswer`/`maxAnswer`.
 pub fn decode_report(report: &[u8]) -> Result<DecodedReport, ReportError> {
-    if report.len() < REPORT_HEADER_BYTES || (report.len() - REPORT_HEADER_BYTES) % 32 != 0 {
+    if report.len() < REPORT_HEADER_BYTES
+        || !(report.len() - REPORT_HEADER_BYTES).is_multiple_of(32)
+    {
         return Err(ReportError::WrongLength(report.len()));
     }
     let (ctx, raw_observers, observations) = <(B256, B256, Vec<I192>)>::abi_decode_params(report)
