@@ -89,7 +89,7 @@ fn a_lying_badly_signing_flooding_oracle_and_an_unknown_peer_change_nothing() {
                 },
             };
             // Alternate: a well-signed lie, then a badly signed one.
-            let observation = if lies % 2 == 0 {
+            let observation = if lies.is_multiple_of(2) {
                 SignedObservation {
                     value: lie,
                     signature: honest_key,
