@@ -60,8 +60,21 @@ impl Starter {
         digest: ConfigDigest,
         secret: &[u8; 16],
     ) -> Result<(), NodeError> {
-        if let Some(local) = &self.local_contract {
-            if let Some(latest) = self.store.latest_finalized(&feed.name, digest).await? {
+        if let Some(latest) = self.store.latest_finalized(&feed.name, digest).await? {
+            // The gauges an alert on feed freshness reads exist from the start, not only after
+            // the next report.
+            let m = &self.shared.metrics;
+            m.latest_answer
+                .with_label_values(&[&feed.name])
+                .set(super::feed_task::decimal_f64(latest.answer, feed.decimals));
+            let at = latest
+                .finalized_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            m.latest_report_time
+                .with_label_values(&[&feed.name])
+                .set(at.as_secs_f64());
+            if let Some(local) = &self.local_contract {
                 local.record(
                     &feed.name,
                     LatestAnswer {
