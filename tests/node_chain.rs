@@ -319,18 +319,12 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed() {
 
     // A transmission the chain drops: mining stops, pending transactions vanish, mining resumes;
     // the oracles re-send (or send the next report), and the feed moves on.
-    let sent = || -> f64 {
-        don.oracles()
-            .iter()
-            .map(|&n| don.metric(n, "enclave_chain_transactions_total{outcome=\"sent\"}"))
-            .sum()
-    };
-    let before = sent();
     chain.set_automine(false);
     don.prices.set("SOLUSDT", "156.00");
-    wait_until(T, "a transmit pending", || sent() > before);
-    let dropped = chain.drop_pending();
-    assert!(!dropped.is_empty(), "nothing was pending");
+    // Whatever a transmitter sends while mining is off stays pending, and is dropped here.
+    wait_until(T, "a pending transmit dropped", || {
+        !chain.drop_pending().is_empty()
+    });
     chain.set_automine(true);
     wait_until(T, "the move on chain after the drop", || {
         chain.mine();
