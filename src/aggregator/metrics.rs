@@ -154,6 +154,18 @@ fn outcome<T>(r: &Result<T, SourceError>) -> &'static str {
     }
 }
 
+/// A batch whose every pair failed is the upstream request failing (adapters report a failed
+/// request per pair, so the batch itself is `Ok`): count it under that error, not as `ok`.
+fn batch_outcome(r: &Result<BatchResult, SourceError>) -> &'static str {
+    match r {
+        Ok(map) if !map.is_empty() && map.values().all(Result::is_err) => map
+            .values()
+            .find_map(|v| v.as_ref().err())
+            .map_or("ok", SourceError::kind),
+        other => outcome(other),
+    }
+}
+
 #[async_trait]
 impl Source for Measured {
     fn id(&self) -> SourceId {
@@ -180,11 +192,48 @@ impl Source for Measured {
         let started = Instant::now();
         let result = self.inner.fetch_batch(pairs).await;
         self.metrics
-            .observe(self.id(), "batch", started, outcome(&result));
+            .observe(self.id(), "batch", started, batch_outcome(&result));
         result
     }
 
     async fn instruments(&self) -> Result<Vec<Pair>, SourceError> {
         self.inner.instruments().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> SourceError {
+        SourceError::Upstream {
+            from: SourceId::Okx,
+            reason: "HTTP 503".into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_where_every_pair_failed_counts_as_the_failure_and_a_partial_one_as_ok() {
+        let btc = Pair::new("BTC", "USDT").unwrap();
+        let eth = Pair::new("ETH", "USDT").unwrap();
+        let all_failed: BatchResult = [
+            (btc.clone(), Err(upstream())),
+            (eth.clone(), Err(upstream())),
+        ]
+        .into();
+        assert_eq!(batch_outcome(&Ok(all_failed)), "upstream_error");
+        let not_found = SourceError::PairNotFound {
+            from: SourceId::Okx,
+            pair: "ETH/USDT".into(),
+        };
+        let quote = Quote {
+            price: "1".parse().unwrap(),
+            symbol: "BTC-USDT".into(),
+            received_at: std::time::SystemTime::now(),
+        };
+        let partial: BatchResult = [(btc, Ok(quote)), (eth, Err(not_found))].into();
+        assert_eq!(batch_outcome(&Ok(partial)), "ok");
+        assert_eq!(batch_outcome(&Ok(BatchResult::new())), "ok");
+        assert_eq!(batch_outcome(&Err(upstream())), "upstream_error");
     }
 }
