@@ -8,14 +8,12 @@
 //! "stale report" and the reason is recovered, and that replacement, re-sending after a drop,
 //! `nonce too low` and `insufficient funds` behave against a real pool.
 //!
-//! The dev chain is found in `$ENCLAVE_DEVCHAIN_DIR` or `<repo>/scripts/devchain`; its Python
-//! environment is made by its `ensure.sh` (honouring `$DEVCHAIN_VENV`). When no dev chain is
-//! there the tests print `SKIPPED` and pass. (Once tests/common/devchain.rs is in this tree, the
-//! small launcher below can give way to its `DevChain`.)
+//! The dev chain is started by tests/common/devchain.rs (its Python environment made by
+//! `scripts/devchain/ensure.sh`); where python3 or its venv module is missing the tests print
+//! `SKIPPED` and pass.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,28 +37,15 @@ use prometheus::Registry;
 use serde_json::{json, Value};
 
 const CHAIN_ID: u64 = 204;
-const START_TIMEOUT: Duration = Duration::from_secs(180);
+/// One transmitter account per oracle of the 4-oracle configuration the tests set.
+const ACCOUNTS: usize = 4;
 
+/// The shared dev chain (tests/common/devchain.rs) with its keys parsed for the client.
 struct DevChain {
     rpc: url::Url,
     owner: SigningKey,
     accounts: Vec<SigningKey>,
-    child: Child,
-    /// The chain exits when this closes (also if the test process dies).
-    _stdin: ChildStdin,
-}
-
-impl Drop for DevChain {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn devchain_dir() -> PathBuf {
-    std::env::var_os("ENCLAVE_DEVCHAIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/devchain"))
+    _chain: common::devchain::DevChain,
 }
 
 fn key(hex_key: &str) -> SigningKey {
@@ -68,53 +53,23 @@ fn key(hex_key: &str) -> SigningKey {
     SigningKey::from_slice(&bytes).expect("key")
 }
 
-/// Starts a dev chain, or `None` (after printing why) when there is none in this tree.
+/// Starts a dev chain, or `None` (after printing why) when this machine cannot run one.
 fn start() -> Option<DevChain> {
-    let dir = devchain_dir();
-    let script = dir.join("devchain.py");
-    if !script.exists() {
-        eprintln!("SKIPPED: no dev chain at {}", script.display());
+    if let Some(reason) = common::devchain::skip_reason() {
+        eprintln!("SKIPPED: {reason}");
         return None;
     }
-    let status = Command::new("bash")
-        .arg(dir.join("ensure.sh"))
-        .status()
-        .expect("run ensure.sh");
-    assert!(status.success(), "ensure.sh failed");
-    let venv = std::env::var_os("DEVCHAIN_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("../../.local/devchain-venv"));
-    let mut child = Command::new(venv.join("bin/python"))
-        .arg(&script)
-        .args(["--port", "0", "--chain-id", &CHAIN_ID.to_string()])
-        .args(["--accounts", "4", "--exit-on-stdin-eof"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start devchain.py");
-    let stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(START_TIMEOUT).expect("devchain ready line");
-    let ready: Value = serde_json::from_str(&line).expect("ready JSON");
-    let accounts = ready["accounts"]
-        .as_array()
-        .expect("accounts")
-        .iter()
-        .map(|a| key(a["privateKey"].as_str().expect("key")))
-        .collect();
+    let chain = common::devchain::DevChain::start_with_chain_id(CHAIN_ID);
     Some(DevChain {
-        rpc: ready["rpc"].as_str().expect("rpc").parse().expect("url"),
-        owner: key(ready["owner"]["privateKey"].as_str().expect("owner key")),
-        accounts,
-        child,
-        _stdin: stdin,
+        rpc: chain.rpc.parse().expect("url"),
+        owner: key(&chain.owner.1),
+        accounts: chain
+            .accounts
+            .iter()
+            .take(ACCOUNTS)
+            .map(|(_, k)| key(k))
+            .collect(),
+        _chain: chain,
     })
 }
 
