@@ -84,6 +84,12 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "already used by node",
     ),
     (
+        "faucet key outside the secp256k1 range",
+        |s| s["faucetPrivateKey"] = json!("0".repeat(64)),
+        "solution.faucetPrivateKey",
+        "not a valid secp256k1 private key",
+    ),
+    (
         "listen host not an IP address",
         |s| s["ports"]["listenHost"] = json!("localhost"),
         "solution.ports.listenHost",

@@ -45,8 +45,8 @@ pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let admin = match &config.chain_options.admin_private_key {
-        Some(key) => k256::ecdsa::SigningKey::from_slice(&hex::decode(key.expose())?)
-            .map_err(|_| anyhow::anyhow!("chain.adminPrivateKey is not a valid secp256k1 key"))?,
+        Some(key) => crate::config::values::secp256k1_private_key(key.expose())
+            .map_err(|message| anyhow::anyhow!("chain.adminPrivateKey {message}"))?,
         None => store
             .load_or_generate(crate::config::schema::nodes::BOOTSTRAP_NODE)?
             .transmitter()

@@ -177,6 +177,42 @@ pub fn is_label_name(s: &str) -> bool {
         && !s.starts_with("__")
 }
 
+/// A secp256k1 private key written as 64 hex digits (optionally `0x`-prefixed), as the
+/// reference's `faucetPrivateKey` is: parsed once here so that a key the chain would refuse
+/// (zero, or beyond the curve order) is a configuration error, not a failure at first use.
+/// The message never contains the key.
+pub fn secp256k1_private_key(text: &str) -> Result<k256::ecdsa::SigningKey, &'static str> {
+    let trimmed = text.trim();
+    let hex_part = trimmed.strip_prefix("0x").unwrap_or(trimmed);
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("must be 64 hex digits (optionally 0x-prefixed)");
+    }
+    let bytes =
+        hex::decode(hex_part).map_err(|_| "must be 64 hex digits (optionally 0x-prefixed)")?;
+    k256::ecdsa::SigningKey::from_slice(&bytes)
+        .map_err(|_| "is not a valid secp256k1 private key (zero or not below the curve order)")
+}
+
+/// Reads `field` as a secp256k1 private key into a secret, reporting a bad one at its path.
+pub fn secp256k1_key_field(
+    r: &mut Report,
+    f: &mut crate::config::reader::Fields<'_>,
+    field: &str,
+) -> Option<crate::config::secret::Secret<String>> {
+    let text = f.string(r, field)?;
+    match secp256k1_private_key(text) {
+        Ok(_) => {
+            let trimmed = text.trim();
+            let hex_part = trimmed.strip_prefix("0x").unwrap_or(trimmed);
+            Some(crate::config::secret::Secret::new(hex_part.to_owned()))
+        }
+        Err(message) => {
+            r.error(f.path_of(field), message);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,11 +410,8 @@ fn start_balance_watch(
 }
 
 fn faucet_key(hex_key: &str) -> Result<k256::ecdsa::SigningKey, NodeError> {
-    let text = hex_key.trim();
-    let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text))
-        .map_err(|_| NodeError::Faucet("faucetPrivateKey is not hex".into()))?;
-    k256::ecdsa::SigningKey::from_slice(&bytes)
-        .map_err(|_| NodeError::Faucet("faucetPrivateKey is not a valid secp256k1 key".into()))
+    crate::config::values::secp256k1_private_key(hex_key)
+        .map_err(|message| NodeError::Faucet(format!("faucetPrivateKey {message}")))
 }
 
 fn aggregator_url(config: &Config) -> url::Url {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
+use crate::config::values::secp256k1_key_field;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GasType {
@@ -127,7 +128,7 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
             .integer(r, "contractPollIntervalMs", 1_000, 3_600_000)
             .unwrap_or(60_000)),
         set_config_function,
-        admin_private_key: read_key(r, &mut f, "adminPrivateKey"),
+        admin_private_key: secp256k1_key_field(r, &mut f, "adminPrivateKey"),
     };
     let fee_fields = [
         (
@@ -173,19 +174,6 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
     }
     f.finish(r, &[]);
     options
-}
-
-fn read_key(r: &mut Report, f: &mut Fields<'_>, field: &str) -> Option<Secret<String>> {
-    let text = f.string(r, field)?;
-    let hex_part = text.trim().strip_prefix("0x").unwrap_or(text.trim());
-    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-        r.error(
-            f.path_of(field),
-            "must be 64 hex digits (optionally 0x-prefixed)",
-        );
-        return None;
-    }
-    Some(Secret::new(hex_part.to_owned()))
 }
 
 fn gas_type_name(t: GasType) -> &'static str {

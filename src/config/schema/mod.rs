@@ -264,11 +264,8 @@ fn read_faucet(r: &mut Report, f: &mut Fields<'_>) -> Option<FaucetConfig> {
         return None;
     };
     let hex_part = key.trim().strip_prefix("0x").unwrap_or(key.trim());
-    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-        r.error(
-            f.path_of("faucetPrivateKey"),
-            "must be 64 hex digits (optionally 0x-prefixed)",
-        );
+    if let Err(message) = super::values::secp256k1_private_key(key) {
+        r.error(f.path_of("faucetPrivateKey"), message);
     }
     if topup_wei < min_wei {
         r.warn(
