@@ -69,3 +69,17 @@ fn don_config_prints_every_feeds_configuration_for_the_enclaves_oracles() {
     assert_ne!(code(&unknown), 0);
     assert!(stderr(&unknown).contains("NOPE"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn a_node_number_outside_the_configuration_is_refused_by_name() {
+    let e = Enclave::new();
+    for node in ["0", "6"] {
+        let out = run(&e, &["node", "--node", node]);
+        assert_ne!(code(&out), 0);
+        assert!(
+            stderr(&out).contains(&format!("node {node} is not in this configuration")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
