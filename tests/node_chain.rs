@@ -12,28 +12,6 @@ use common::don::{Don, T};
 use common::harness::wait_until;
 use serde_json::{json, Value};
 
-fn latest_answer(chain: &DevChain, contract: &str) -> i128 {
-    // latestRoundData() → (roundId, answer, startedAt, updatedAt, answeredInRound)
-    let data = chain
-        .call(None, contract, &hex::decode("feaf968c").expect("selector"))
-        .unwrap_or_default();
-    if data.len() < 64 {
-        return 0;
-    }
-    let word = &data[32..64];
-    i128::from_be_bytes(word[16..32].try_into().expect("16 bytes"))
-}
-
-fn latest_round_id(chain: &DevChain, contract: &str) -> u128 {
-    let data = chain
-        .call(None, contract, &hex::decode("feaf968c").expect("selector"))
-        .unwrap_or_default();
-    if data.len() < 32 {
-        return 0;
-    }
-    u128::from_be_bytes(data[16..32].try_into().expect("16 bytes"))
-}
-
 /// `requestNewRound()` from the contract's owner, through the enclave's own transaction sender.
 fn request_new_round(chain: &DevChain, contract: &str) {
     use enclave::node::chain::{GasPolicy, RpcClient, TxSender, TxStatus};
@@ -150,7 +128,7 @@ fn the_don_configures_its_contract_and_lands_reports_on_a_real_evm() {
     // The median lands on chain.
     let started = Instant::now();
     wait_until(T, "the answer on chain", || {
-        latest_answer(&chain, &contract) == 6_712_345_000_000
+        chain.latest_answer(&contract) == 6_712_345_000_000
     });
     eprintln!("first answer on chain after {:?}", started.elapsed());
     let landed = |outcome: &str| -> f64 {
@@ -176,16 +154,16 @@ fn the_don_configures_its_contract_and_lands_reports_on_a_real_evm() {
 
     // With a flat price and a 60 s heartbeat, only requestNewRound can bring a new round: an
     // unfulfilled RoundRequested makes the oracles report.
-    let round_before = latest_round_id(&chain, &contract);
+    let round_before = chain.latest_round_id(&contract);
     request_new_round(&chain, &contract);
     wait_until(T, "the requested round answered on chain", || {
-        latest_round_id(&chain, &contract) > round_before
+        chain.latest_round_id(&contract) > round_before
     });
 
     // A move beyond alphaPPB reaches the chain.
     don.prices.set("BTCUSDT", "68000.00");
     wait_until(T, "the moved answer on chain", || {
-        latest_answer(&chain, &contract) == 6_800_000_000_000
+        chain.latest_answer(&contract) == 6_800_000_000_000
     });
     let report = don.latest(2, "BTC-USD").expect("latest report");
     assert_eq!(report["answer"], "68000");
@@ -248,7 +226,7 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     assert_eq!(submitted["feeds"][0]["result"], "submitted", "{submitted}");
     wait_until(T, "the answer on chain", || {
-        latest_answer(&chain, &contract) == 345_678_000_000
+        chain.latest_answer(&contract) == 345_678_000_000
     });
     assert!(don.metric(1, "enclave_chain_transmitter_balance_wei{") > 0.0);
 }
@@ -292,7 +270,7 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed() {
     let (code, submitted, stderr) = don_config(&don, true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     wait_until(T, "the first answer on chain", || {
-        latest_answer(&chain, &contract) == 15_000_000_000
+        chain.latest_answer(&contract) == 15_000_000_000
     });
 
     // The RPC goes away for a while: the oracles keep running, and once it is back a move lands.
@@ -308,7 +286,7 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed() {
     });
     proxy.set_up(true);
     wait_until(T, "the move on chain after the outage", || {
-        latest_answer(&chain, &contract) == 15_300_000_000
+        chain.latest_answer(&contract) == 15_300_000_000
     });
     for node in 1..=5 {
         assert!(
@@ -328,6 +306,61 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed() {
     chain.set_automine(true);
     wait_until(T, "the move on chain after the drop", || {
         chain.mine();
-        latest_answer(&chain, &contract) == 15_600_000_000
+        chain.latest_answer(&contract) == 15_600_000_000
+    });
+}
+
+#[test]
+fn with_configure_contracts_node_1_configures_every_contract_itself() {
+    if let Some(reason) = devchain::skip_reason() {
+        eprintln!("SKIPPED with_configure_contracts…: {reason}");
+        return;
+    }
+    let chain = DevChain::start();
+    let contract = chain.deploy_aggregator(8, "LINK / USD", 1, 1_000_000_000_000_000_000);
+    let rpc = chain.rpc.clone();
+    let admin = chain.owner.1.clone();
+    let address = contract.to_lowercase();
+    let mut don = Don::start(
+        5,
+        &[("LINK-USD", "LINKUSDT", "LINK", "USDT", "18.25")],
+        &[],
+        |s| {
+            s["chainlinkRpcHttpUrl"] = json!(rpc);
+            s["chainlinkChainId"] = json!(1337);
+            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
+                            "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
+                            "adminPrivateKey": admin, "configureContracts": true});
+            s["feeds"][0]["contractAddress"] = json!(address);
+        },
+    );
+    for node in don.keys()["nodes"].as_array().expect("nodes") {
+        chain.fund(
+            node["transmitterAddress"].as_str().expect("address"),
+            10u128.pow(18),
+        );
+    }
+    // Nobody runs don-config: node 1 submits, the oracles join, the median lands.
+    wait_until(T, "the answer on chain", || {
+        chain.latest_answer(&contract) == 1_825_000_000
+    });
+    assert_eq!(
+        don.metric(
+            1,
+            "enclave_chain_contract_configurations_total{feed=\"LINK-USD\",result=\"submitted\"}"
+        ),
+        1.0
+    );
+    let (code, again, stderr) = don_config(&don, true);
+    assert_eq!(code, 0, "{again}\n{stderr}");
+    assert_eq!(again["feeds"][0]["result"], "up-to-date", "{again}");
+    // Restarted, node 1 finds the contract configured and sends nothing.
+    don.stop(1);
+    don.spawn(1);
+    wait_until(T, "node 1 found the contract up to date", || {
+        don.metric(
+            1,
+            "enclave_chain_contract_configurations_total{feed=\"LINK-USD\",result=\"up_to_date\"}",
+        ) == 1.0
     });
 }

@@ -11,6 +11,7 @@ use crate::exit;
 use crate::node::chain::AggregatorContract;
 use crate::node::don_config::DonConfig;
 use crate::node::keys::{KeyStore, SharedSecret};
+use crate::node::onchain::configurator::admin_key;
 use crate::node::onchain::submit::{submit, Admin, Submitted};
 use crate::node::oracle;
 use crate::node::oracle_set::{OracleSet, LOCAL_CONFIG_COUNT};
@@ -44,14 +45,8 @@ pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
         );
         return Ok(exit::OK);
     }
-    let admin = match &config.chain_options.admin_private_key {
-        Some(key) => crate::config::values::secp256k1_private_key(key.expose())
-            .map_err(|message| anyhow::anyhow!("chain.adminPrivateKey {message}"))?,
-        None => store
-            .load_or_generate(crate::config::schema::nodes::BOOTSTRAP_NODE)?
-            .transmitter()
-            .clone(),
-    };
+    let node_1 = store.load_or_generate(crate::config::schema::nodes::BOOTSTRAP_NODE)?;
+    let admin = admin_key(&config, node_1.transmitter()).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

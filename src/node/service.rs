@@ -16,7 +16,9 @@ use super::keys::{KeyStore, OracleKeys};
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
 use super::ocr1::types::ConfigDigest;
+use super::onchain::configurator::{self, ContractConfigurator};
 use super::onchain::faucet::Faucet;
+use super::onchain::submit::Admin;
 use super::onchain::OnchainMetrics;
 use super::oracle::{self, Routes, Starter, Tasks};
 use super::oracle_set::OracleSet;
@@ -69,6 +71,8 @@ pub enum NodeError {
     Chain(#[from] super::chain::ChainError),
     #[error("faucet: {0}")]
     Faucet(String),
+    #[error("chain.configureContracts: {0}")]
+    Configurator(String),
     #[error(transparent)]
     Push(#[from] telemetry::push::PushError),
     #[error(transparent)]
@@ -106,6 +110,9 @@ pub async fn run(
         drop(inbound);
         if config.chain_options.enabled {
             start_balance_watch(config, &set, &registry, stopped.clone())?;
+            if config.chain_options.configure_contracts {
+                start_contract_configurator(config, &keys, &own, &set, &registry, stopped.clone())?;
+            }
         }
         (None, Arc::new(Mutex::new(Vec::new())))
     } else {
@@ -406,6 +413,34 @@ fn start_balance_watch(
         Duration::from_secs(10),
     ));
     tokio::spawn(faucet.run(stopped));
+    Ok(())
+}
+
+/// `chain.configureContracts`: node 1 puts every feed's configuration on its contract.
+fn start_contract_configurator(
+    config: &Config,
+    keys: &KeyStore,
+    own: &OracleKeys,
+    set: &OracleSet,
+    registry: &prometheus::Registry,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let key =
+        configurator::admin_key(config, own.transmitter()).map_err(NodeError::Configurator)?;
+    let admin = Admin {
+        rpc: oracle::rpc_client(config, None)?,
+        key,
+        policy: oracle::gas_policy(&config.chain_options),
+    };
+    let configurator = ContractConfigurator {
+        config: config.clone(),
+        set: set.clone(),
+        secret: keys.shared_secret()?,
+        admin,
+        retry_after: config.chain_options.contract_poll_interval,
+        submissions: configurator::submissions_metric(registry)?,
+    };
+    tokio::spawn(configurator.run(stopped));
     Ok(())
 }
 

@@ -111,11 +111,16 @@ impl DevChain {
     }
 
     pub fn start_with_chain_id(chain_id: u64) -> DevChain {
+        Self::start_listening("127.0.0.1", chain_id)
+    }
+
+    /// On a free port of `host` (e.g. the Docker bridge's address, for containers).
+    pub fn start_listening(host: &str, chain_id: u64) -> DevChain {
         let python = python();
         let log = tempfile::NamedTempFile::new().expect("log file");
         let mut child = Command::new(python)
             .arg(repo().join("scripts/devchain/devchain.py"))
-            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(["--host", host, "--port", "0", "--exit-on-stdin-eof"])
             .args(["--chain-id", &chain_id.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -287,6 +292,29 @@ impl DevChain {
 
     pub fn balance(&self, address: &str) -> u128 {
         quantity_u128(&self.rpc_call("eth_getBalance", json!([address, "latest"])))
+    }
+
+    /// `latestRoundData()` of an aggregator → (roundId, answer); (0, 0) before the first
+    /// report or when the call fails.
+    pub fn latest_round(&self, contract: &str) -> (u128, i128) {
+        let data = self
+            .call(None, contract, &[0xfe, 0xaf, 0x96, 0x8c])
+            .unwrap_or_default();
+        if data.len() < 64 {
+            return (0, 0);
+        }
+        let round = u128::from_be_bytes(data[16..32].try_into().expect("16 bytes"));
+        let answer = i128::from_be_bytes(data[48..64].try_into().expect("16 bytes"));
+        (round, answer)
+    }
+
+    /// The answer of the latest round on chain (0 before the first report).
+    pub fn latest_answer(&self, contract: &str) -> i128 {
+        self.latest_round(contract).1
+    }
+
+    pub fn latest_round_id(&self, contract: &str) -> u128 {
+        self.latest_round(contract).0
     }
 
     /// `eth_call` from `from` (None: the zero address) → the returned data as bytes.

@@ -50,6 +50,9 @@ pub struct ChainOptions {
     /// The key `enclave don-config --submit` sends with (the contracts' owner/admin); node 1's
     /// transmitter key when absent, as in the reference deployment.
     pub admin_private_key: Option<Secret<String>>,
+    /// Node 1 puts each feed's configuration on its contract at boot (what `enclave don-config
+    /// --submit` does by hand), with the admin key.
+    pub configure_contracts: bool,
 }
 
 impl Default for ChainOptions {
@@ -70,6 +73,7 @@ impl Default for ChainOptions {
             contract_poll_interval: Duration::from_secs(60),
             set_config_function: SetConfigFunction::SuperProtocol,
             admin_private_key: None,
+            configure_contracts: false,
         }
     }
 }
@@ -129,7 +133,16 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
             .unwrap_or(60_000)),
         set_config_function,
         admin_private_key: secp256k1_key_field(r, &mut f, "adminPrivateKey"),
+        configure_contracts: f
+            .boolean(r, "configureContracts")
+            .unwrap_or(d.configure_contracts),
     };
+    if options.configure_contracts && !options.enabled {
+        r.warn(
+            f.path_of("configureContracts"),
+            "has no effect while chain.enabled is false",
+        );
+    }
     let fee_fields = [
         (
             "gasPriceWei",
@@ -214,6 +227,22 @@ mod tests {
         assert_eq!(o.gas_type, GasType::Eip1559);
         assert_eq!(o.max_fee_per_gas_wei, Some(3_000_000_000));
         assert_eq!(o.set_config_function, SetConfigFunction::Standard);
+    }
+
+    #[test]
+    fn configure_contracts_is_off_unless_asked_and_warned_about_without_a_chain() {
+        let (o, r) = read(json!({"configureContracts": true}));
+        assert!(r.is_ok(), "{r:?}");
+        assert!(o.configure_contracts);
+        let (o, r) = read(json!({"enabled": false, "configureContracts": true}));
+        assert!(r.is_ok(), "{r:?}");
+        assert!(o.configure_contracts);
+        assert!(
+            format!("{r:?}").contains("solution.chain.configureContracts"),
+            "{r:?}"
+        );
+        let (_, r) = read(json!({"configureContracts": "yes"}));
+        assert!(!r.is_ok());
     }
 
     #[test]

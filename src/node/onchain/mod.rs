@@ -2,6 +2,7 @@
 //! transmitting finalized reports, and keeping the transmitters funded.
 
 pub mod config_tracker;
+pub mod configurator;
 pub mod contract_reader;
 pub mod faucet;
 pub mod submit;
