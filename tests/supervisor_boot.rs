@@ -178,10 +178,16 @@ fn an_unknown_type_is_rejected_before_anything_starts() {
 }
 
 #[test]
-fn an_invalid_configuration_exits_78_and_starts_nothing() {
+fn an_invalid_configuration_exits_78_starts_nothing_and_logs_every_problem_with_its_field() {
     let mut e = Enclave::new();
     e.configure(|s| s["totalNodes"] = serde_json::json!("2"));
     assert_rejected_before_start(&mut e, 78, "configuration rejected");
+    let logs = e.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("configuration rejected"))
+        .expect("the rejection line");
+    assert!(line.contains("solution.totalNodes: "), "{line}");
 }
 
 #[test]

@@ -36,8 +36,15 @@ pub enum ConfigError {
     Key(#[from] KeyError),
     #[error("no configuration verifying key: {0}")]
     NoKey(String),
-    #[error("configuration is invalid: {} problem(s)", .0.problems.len())]
+    #[error("configuration is invalid: {}", describe_problems(.0))]
     Invalid(Report),
+}
+
+/// "N problem(s): path: message; …": a rejected configuration in a TEE is only seen through its
+/// log, so every problem is named there (messages never repeat string values: no secret leaks).
+fn describe_problems(report: &Report) -> String {
+    let list: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    format!("{} problem(s): {}", list.len(), list.join("; "))
 }
 
 impl ConfigError {
