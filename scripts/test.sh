@@ -9,7 +9,7 @@ ensure_rust_component rustfmt clippy
 # Real parts the tests run: the PostgreSQL server (tests start their own clusters), the
 # metric receivers (Pushgateway, VictoriaMetrics with vmauth), promtool, and python3 for the
 # dashboard checks.
-ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics python3
+ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics python3 jq
 # The EVM dev chain (py-evm, Vyper) and its compiled OffchainAggregator, in .local/devchain-venv.
 scripts/devchain/ensure.sh
 
@@ -27,6 +27,25 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
+
+echo "== container image for the end-to-end tests (tests/e2e)" >&2
+# With a Docker engine: build the image as an operator would (scripts/build-image.sh, trusting
+# the development key) and let tests/e2e run it. Without one, those tests print why they skip.
+if ! command -v docker >/dev/null 2>&1; then
+    echo "SKIPPED end-to-end tests (tests/e2e): docker is not installed" >&2
+elif ! docker info >/dev/null 2>&1; then
+    echo "SKIPPED end-to-end tests (tests/e2e): the Docker engine does not answer (docker info)" >&2
+else
+    image_log="$(mktemp)"
+    if ! IMAGE=enclave-e2e scripts/build-image.sh >"$image_log" 2>&1; then
+        tail -n 60 "$image_log" >&2
+        echo "scripts/build-image.sh failed (full log: $image_log)" >&2
+        exit 1
+    fi
+    grep -E '^(image|size|base):' "$image_log" >&2
+    rm -f "$image_log"
+    export ENCLAVE_E2E_IMAGE=enclave-e2e:latest
+fi
 
 echo "== cargo test" >&2
 # Unit and integration tests; benchmarks are run by scripts/bench-*.

@@ -18,6 +18,12 @@ pub struct PriceServer {
 
 impl PriceServer {
     pub fn start() -> Self {
+        Self::start_listening("127.0.0.1")
+    }
+
+    /// On a free port of `host` (e.g. the Docker bridge's address, for containers).
+    pub fn start_listening(host: &str) -> Self {
+        let host = host.to_owned();
         let prices: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let served = prices.clone();
@@ -27,7 +33,7 @@ impl PriceServer {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
                     .await
                     .expect("bind");
                 tx.send(format!("http://{}", listener.local_addr().expect("addr")))

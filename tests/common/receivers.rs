@@ -209,6 +209,7 @@ fn with_query(base: &str, path: &str, pairs: &[(&str, &str)]) -> String {
 pub struct Receiver {
     name: &'static str,
     child: Child,
+    host: String,
     port: u16,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -216,11 +217,12 @@ pub struct Receiver {
 
 impl Receiver {
     /// Starts `program args…` (output to a log file in `dir`) and waits until `ready_path` on
-    /// `port` answers 200.
+    /// `host:port` answers 200.
     fn spawn(
         name: &'static str,
         program: &Path,
         args: &[String],
+        host: &str,
         port: u16,
         dir: tempfile::TempDir,
         ready_path: &str,
@@ -239,6 +241,7 @@ impl Receiver {
         let mut receiver = Self {
             name,
             child,
+            host: host.to_owned(),
             port,
             log,
             dir,
@@ -265,7 +268,7 @@ impl Receiver {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -326,14 +329,19 @@ impl Pushgateway {
 
     /// On a given port (to bring a receiver back where a pusher already points).
     pub fn start_on(port: u16) -> Result<Self, String> {
+        Self::start_listening("127.0.0.1", port)
+    }
+
+    /// On `host:port`, e.g. the Docker bridge's address so that containers reach it.
+    pub fn start_listening(host: &str, port: u16) -> Result<Self, String> {
         let program = binary("prometheus-pushgateway")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let args = vec![
-            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.listen-address={host}:{port}"),
             "--persistence.file=".to_owned(),
         ];
         Ok(Self {
-            process: Receiver::spawn("pushgateway", &program, &args, port, dir, "/-/ready"),
+            process: Receiver::spawn("pushgateway", &program, &args, host, port, dir, "/-/ready"),
         })
     }
 
@@ -417,18 +425,31 @@ impl VictoriaMetrics {
     }
 
     pub fn start_on(port: u16) -> Result<Self, String> {
+        Self::start_listening("127.0.0.1", port)
+    }
+
+    /// On `host:port`, e.g. the Docker bridge's address so that containers reach it.
+    pub fn start_listening(host: &str, port: u16) -> Result<Self, String> {
         let program = binary("victoria-metrics")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let args = vec![
-            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-httpListenAddr={host}:{port}"),
             format!("-storageDataPath={}", data.display()),
             "-retentionPeriod=1d".to_owned(),
             // The default 30 s hides fresh samples from queries (telemetry.md B3).
             "-search.latencyOffset=1s".to_owned(),
         ];
         Ok(Self {
-            process: Receiver::spawn("victoria-metrics", &program, &args, port, dir, "/health"),
+            process: Receiver::spawn(
+                "victoria-metrics",
+                &program,
+                &args,
+                host,
+                port,
+                dir,
+                "/health",
+            ),
         })
     }
 
@@ -553,7 +574,7 @@ impl VmAuth {
             format!("-auth.config={}", config.display()),
         ];
         Ok(Self {
-            process: Receiver::spawn("vmauth", &program, &args, port, dir, "/health"),
+            process: Receiver::spawn("vmauth", &program, &args, "127.0.0.1", port, dir, "/health"),
         })
     }
 
