@@ -244,11 +244,12 @@ fn the_image_runs_every_service_lands_reports_on_chain_pushes_metrics_and_stops_
             .collect();
         jobs.is_subset(&stored).then_some(())
     });
-    let landed = vm.query(r#"sum(enclave_node_transmissions_total{outcome="landed"})"#);
-    assert!(
-        landed.first().is_some_and(|(_, v)| *v >= 1.0),
-        "landed transmissions in VictoriaMetrics: {landed:?}"
-    );
+    wait_for(T, "landed transmissions counted in VictoriaMetrics", || {
+        vm.query(r#"sum(enclave_node_transmissions_total{instance="e2e", outcome="landed"})"#)
+            .first()
+            .is_some_and(|(_, v)| *v >= 1.0)
+            .then_some(())
+    });
 
     // 5. No secret of the configuration, the keys or the database in any log or metric.
     let mut secret_values = vec![
