@@ -169,8 +169,12 @@ pub fn load_verified_with_key_file(
     path: &Path,
     key_file: &Path,
 ) -> Result<VerifiedConfig, ConfigError> {
+    load_verified(path, &read_key_file(key_file)?)
+}
+
+/// The verifying key in `key_file` (base64 SPKI, or PEM).
+pub fn read_key_file(key_file: &Path) -> Result<PublicKey, ConfigError> {
     let text = std::fs::read_to_string(key_file)
         .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", key_file.display())))?;
-    let key = PublicKey::from_base64_spki(&text)?;
-    load_verified(path, &key)
+    Ok(PublicKey::from_base64_spki(&text)?)
 }

@@ -13,7 +13,7 @@ pub mod validate;
 pub mod values;
 
 pub use load::{
-    load_verified, load_verified_with_key_file, payload_of, read_document, validate_document,
-    verify_document, ConfigError, Validated, VerifiedConfig, MAX_CONFIG_BYTES,
+    load_verified, load_verified_with_key_file, payload_of, read_document, read_key_file,
+    validate_document, verify_document, ConfigError, Validated, VerifiedConfig, MAX_CONFIG_BYTES,
 };
 pub use schema::Config;

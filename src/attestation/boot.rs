@@ -1,0 +1,529 @@
+//! What `enclave init` does with the identity, between verifying the configuration and starting
+//! the services:
+//!
+//! 1. [`publish`]: make sure every node's keys exist (the same code as `enclave keys init`; the
+//!    `node-keys` oneshot then finds them and only checks them), build the identity, write
+//!    `identity.json`, set the identity metrics, log the document once;
+//! 2. [`attest`]: extend RTMR3 when the platform has it, ask configfs-tsm for a quote when it
+//!    has that, write `identity.quote`, record the outcome in the document and the metrics.
+//!
+//! Keys are ensured here rather than read after the `node-keys` oneshot because the quote binds
+//! the identity at boot, before anything runs: on a first boot there would be no keys to bind
+//! yet. Generating them here is safe: key files are created atomically and never replaced, so
+//! the oneshot (or a node) running at the same time ends up with the same keys.
+//!
+//! Nothing here stops the boot. When the keys cannot be had (a damaged key file), no identity
+//! is published and the `node-keys` oneshot fails the boot with its precise error, as before.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+
+use super::identity::{
+    rfc3339, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
+    QuoteRecord, RtmrRecord, RTMR_EVENT,
+};
+use super::metrics::AttestationMetrics;
+use super::rtmr::{self, RtmrEvent};
+use super::tsm::{self, ConfigFs, Kernel};
+use super::{order_certificate, write_atomic, AttestationPaths, EVENT_LOG_FILE, QUOTE_FILE};
+use crate::config::signature::Verified;
+use crate::config::Config;
+use crate::node::keys::KeyStore;
+use crate::paths::Root;
+
+/// `identity.json` and `identity.quote` are public.
+const PUBLIC_MODE: u32 = 0o644;
+
+/// What the identity is built from at boot.
+pub struct BootFacts<'a> {
+    pub root: &'a Root,
+    pub config: &'a Config,
+    pub verified: &'a Verified,
+    /// Base64 SPKI of the key the configuration was verified with.
+    pub verifying_key: String,
+    pub insecure_key: bool,
+    pub boot_time: SystemTime,
+}
+
+/// A published identity, ready to be attested.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub document: IdentityDocument,
+    pub digests: IdentityDigests,
+}
+
+/// Builds and publishes the identity; `None` (after logging why) when it cannot be built.
+pub fn publish(
+    facts: &BootFacts<'_>,
+    paths: &AttestationPaths,
+    metrics: &AttestationMetrics,
+) -> Option<Published> {
+    metrics.unavailable();
+    // Nothing from an earlier boot may be taken for this one's.
+    for stale in [paths.identity_file(), paths.quote_file()] {
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::error!(path = %stale.display(), error = %e, "cannot remove the previous boot's identity file");
+            }
+            _ => {}
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&paths.identity_dir) {
+        tracing::error!(path = %paths.identity_dir.display(), error = %e, "cannot create the identity directory; no identity published");
+        return None;
+    }
+    let store = KeyStore::from_config(facts.root, facts.config);
+    let nodes = match store.ensure_all(&facts.config.nodes.all()) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::error!(error = %e, "node keys unavailable: no identity published, no attestation");
+            return None;
+        }
+    };
+    let order_certificate = match order_certificate::read(&paths.order_certificate) {
+        Ok(certificate) => certificate,
+        Err(e) => {
+            tracing::error!(error = %e, "the order certificate is left out of the identity");
+            None
+        }
+    };
+    let boot_id = random_boot_id();
+    let identity = Identity::build(IdentityInputs {
+        boot_time: facts.boot_time,
+        boot_id,
+        config_digest: &facts.verified.digest_hex,
+        scheme: facts.verified.scheme,
+        verifying_key: &facts.verifying_key,
+        insecure_key: facts.insecure_key,
+        image_digest: std::env::var(super::IMAGE_DIGEST_ENV).ok(),
+        nodes: &nodes,
+        order_certificate,
+    });
+    let digests = match identity.digests() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot canonicalise the identity; no identity published");
+            return None;
+        }
+    };
+    let document = IdentityDocument {
+        identity,
+        digests: digests.recorded(),
+        attestation: super::identity::Attestation::pending(),
+    };
+    write_document(paths, &document);
+    metrics.identity(&document.identity, &digests);
+    let compact = serde_json::json!({
+        "identity": &document.identity,
+        "digests": &document.digests,
+    });
+    tracing::info!(
+        identity = %compact,
+        file = %paths.identity_file().display(),
+        "enclave identity"
+    );
+    Some(Published { document, digests })
+}
+
+fn random_boot_id() -> [u8; 16] {
+    use k256::elliptic_curve::rand_core::{OsRng, RngCore};
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    id
+}
+
+fn write_document(paths: &AttestationPaths, document: &IdentityDocument) {
+    let path = paths.identity_file();
+    if let Err(e) = write_atomic(&path, document.to_pretty_json().as_bytes(), PUBLIC_MODE) {
+        tracing::error!(path = %path.display(), error = %e, "cannot write the identity document");
+    }
+}
+
+/// Extends RTMR3 and asks for a quote where the platform offers them, then records the outcome
+/// in the document and the metrics. Returns the document as written.
+pub fn attest(
+    fs: &dyn ConfigFs,
+    published: Published,
+    paths: &AttestationPaths,
+    metrics: &AttestationMetrics,
+) -> IdentityDocument {
+    let Published {
+        mut document,
+        digests,
+    } = published;
+    document.attestation.rtmr3 = Some(extend_rtmr3(fs, &document, &digests, paths));
+    metrics.rtmr3_extended(
+        document
+            .attestation
+            .rtmr3
+            .as_ref()
+            .is_some_and(|r| r.extended),
+    );
+    let sha512 = hex::encode(digests.sha512);
+    if !paths.tsm_report_dir.is_dir() {
+        let reason = format!(
+            "no configfs-tsm report interface at {} (not an Intel TDX guest, configfs not mounted, \
+             or not visible in this container); on Super Protocol the order certificate is the proof",
+            paths.tsm_report_dir.display()
+        );
+        tracing::warn!(reason = %reason, "attestation unavailable: no quote binds this identity");
+        document.attestation.status = AttestationStatus::Unavailable;
+        document.attestation.reason = Some(reason);
+        metrics.unavailable();
+    } else {
+        match tsm::request_quote(fs, &paths.tsm_report_dir, &digests.sha512) {
+            Ok(quote) => {
+                let quote_sha256 = hex::encode(Sha256::digest(&quote));
+                match write_atomic(&paths.quote_file(), &quote, PUBLIC_MODE) {
+                    Ok(()) => {
+                        use base64::Engine as _;
+                        tracing::info!(
+                            quote_sha256 = %quote_sha256,
+                            report_data = %sha512,
+                            file = %paths.quote_file().display(),
+                            quote_base64 = %base64::engine::general_purpose::STANDARD.encode(&quote),
+                            "TDX quote obtained: its REPORTDATA is the identity's SHA-512"
+                        );
+                        document.attestation.status = AttestationStatus::Quoted;
+                        document.attestation.quote = Some(QuoteRecord {
+                            file: QUOTE_FILE.to_owned(),
+                            sha256: quote_sha256.clone(),
+                            bytes: quote.len(),
+                            provider: tsm::TDX_PROVIDER.to_owned(),
+                        });
+                        metrics.quoted(&quote_sha256, &sha512);
+                    }
+                    Err(e) => {
+                        let reason = format!(
+                            "cannot write the quote to {}: {e}",
+                            paths.quote_file().display()
+                        );
+                        tracing::error!(reason = %reason, "attestation failed");
+                        document.attestation.status = AttestationStatus::Failed;
+                        document.attestation.reason = Some(reason);
+                        metrics.unavailable();
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(reason = %reason, "attestation failed: no quote binds this identity; the enclave runs on");
+                document.attestation.status = AttestationStatus::Failed;
+                document.attestation.reason = Some(reason);
+                metrics.unavailable();
+            }
+        }
+    }
+    write_document(paths, &document);
+    document
+}
+
+fn extend_rtmr3(
+    fs: &dyn ConfigFs,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    paths: &AttestationPaths,
+) -> RtmrRecord {
+    let record = |extended, value: Option<String>, reason: Option<String>| RtmrRecord {
+        extended,
+        event_log: EVENT_LOG_FILE.to_owned(),
+        value,
+        reason,
+    };
+    if !paths.rtmr3.exists() {
+        return record(
+            false,
+            None,
+            Some(format!("no RTMR3 interface at {}", paths.rtmr3.display())),
+        );
+    }
+    let extension = match rtmr::extend(fs, &paths.rtmr3, &digests.sha384) {
+        Ok(extension) => extension,
+        Err(e) => {
+            tracing::error!(error = %e, "RTMR3 not extended");
+            return record(false, None, Some(e.to_string()));
+        }
+    };
+    let event = RtmrEvent {
+        time: rfc3339(SystemTime::now()),
+        rtmr: 3,
+        event: RTMR_EVENT.to_owned(),
+        boot_id: document.identity.boot_id.clone(),
+        digest: hex::encode(digests.sha384),
+        rtmr_before: extension.before.map(hex::encode),
+        rtmr_after: extension.after.map(hex::encode),
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = rtmr::append_event(&paths.event_log(), &event) {
+        tracing::error!(error = %e, "RTMR3 was extended but the event is not in the log: the log no longer replays");
+        problems.push(e.to_string());
+    }
+    if let Err(e) = rtmr::check(&paths.rtmr3, &extension, &digests.sha384) {
+        tracing::error!(error = %e, "RTMR3 extension");
+        problems.push(e.to_string());
+    }
+    tracing::info!(
+        digest = %event.digest,
+        rtmr3 = event.rtmr_after.as_deref().unwrap_or("unreadable"),
+        log = %paths.event_log().display(),
+        "RTMR3 extended with the identity's SHA-384"
+    );
+    record(
+        true,
+        event.rtmr_after,
+        (!problems.is_empty()).then(|| problems.join("; ")),
+    )
+}
+
+/// [`attest`] with the real kernel interfaces on a thread of its own, waiting at most `wait`
+/// for it: a quote normally takes well under a second, but the host's quoting service can hang,
+/// and that must not hold the boot. A late result is still recorded when it comes.
+pub fn attest_in_background(
+    published: Published,
+    paths: AttestationPaths,
+    metrics: AttestationMetrics,
+    wait: Duration,
+) {
+    let (done, finished) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("attestation".into())
+        .spawn(move || {
+            attest(&Kernel, published, &paths, &metrics);
+            let _ = done.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the attestation thread; no attestation");
+        return;
+    }
+    if finished.recv_timeout(wait).is_err() {
+        tracing::warn!(
+            waited = ?wait,
+            "attestation still running; services start now and its result is recorded when it comes"
+        );
+    }
+}
+
+/// The identity document at `path`, if there is one.
+pub fn read_document(path: &Path) -> std::io::Result<Option<IdentityDocument>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::quote::TdQuote;
+    use crate::attestation::tsm::simulated::{Fault, SimulatedKernel};
+    use crate::config::signature::Scheme;
+    use prometheus::Registry;
+
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        root: Root,
+        paths: AttestationPaths,
+        config: Config,
+        registry: Registry,
+        metrics: AttestationMetrics,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = Root::new(tmp.path());
+        let document = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("configuration.example.json"),
+            )
+            .expect("example"),
+        )
+        .expect("json");
+        let config = crate::config::validate_document(&document)
+            .expect("valid")
+            .config;
+        let paths = AttestationPaths {
+            identity_dir: root.map("/run/enclave"),
+            tsm_report_dir: root.map(tsm::REPORT_DIR),
+            rtmr3: root.map(rtmr::RTMR3_PATH),
+            order_certificate: root.map(order_certificate::ORDER_CERTIFICATE_PATH),
+        };
+        let registry = Registry::new();
+        let metrics = AttestationMetrics::register(&registry).expect("metrics");
+        Setup {
+            _tmp: tmp,
+            root,
+            paths,
+            config,
+            registry,
+            metrics,
+        }
+    }
+
+    fn facts<'a>(s: &'a Setup, verified: &'a Verified) -> BootFacts<'a> {
+        BootFacts {
+            root: &s.root,
+            config: &s.config,
+            verified,
+            verifying_key: "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=".into(),
+            insecure_key: false,
+            boot_time: SystemTime::now(),
+        }
+    }
+
+    fn verified() -> Verified {
+        Verified {
+            scheme: Scheme::Native,
+            digest_hex: "ab".repeat(32),
+        }
+    }
+
+    fn text(registry: &Registry) -> String {
+        crate::telemetry::encode::text(registry)
+    }
+
+    #[test]
+    fn without_a_tee_the_identity_is_published_and_attestation_is_unavailable() {
+        let s = setup();
+        let v = verified();
+        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        assert_eq!(published.document.identity.nodes.len(), 5);
+        let document = attest(&Kernel, published, &s.paths, &s.metrics);
+        assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
+        assert!(document
+            .attestation
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("configfs-tsm"));
+        assert!(!s.paths.quote_file().exists(), "no quote is made up");
+        let written = read_document(&s.paths.identity_file())
+            .expect("read")
+            .expect("exists");
+        assert_eq!(written, document);
+        let metrics = text(&s.registry);
+        assert!(
+            metrics.contains("enclave_attestation_available 0"),
+            "{metrics}"
+        );
+        assert_eq!(
+            metrics.matches("enclave_identity_info{").count(),
+            5,
+            "{metrics}"
+        );
+        assert!(metrics.contains(&format!("config_digest=\"{}\"", "ab".repeat(32))));
+    }
+
+    #[test]
+    fn on_a_tdx_guest_rtmr3_is_extended_and_the_quote_binds_the_identity() {
+        let s = setup();
+        std::fs::create_dir_all(&s.paths.tsm_report_dir).expect("configfs");
+        std::fs::create_dir_all(s.paths.rtmr3.parent().expect("dir")).expect("sysfs");
+        std::fs::write(&s.paths.rtmr3, [0u8; 48]).expect("rtmr3");
+        let kernel = SimulatedKernel::default();
+        let v = verified();
+        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let digests = published.digests;
+        let document = attest(&kernel, published, &s.paths, &s.metrics);
+        assert_eq!(
+            document.attestation.status,
+            AttestationStatus::Quoted,
+            "{document:?}"
+        );
+        let quote = std::fs::read(s.paths.quote_file()).expect("quote");
+        let parsed = TdQuote::parse(&quote).expect("TDX quote");
+        assert_eq!(parsed.report_data, digests.sha512);
+        // The quote was taken after the extension: it reports the extended RTMR3.
+        assert_eq!(parsed.rtmr[3], rtmr::extended(&[0; 48], &digests.sha384));
+        let rtmr3 = document.attestation.rtmr3.expect("rtmr3");
+        assert!(rtmr3.extended && rtmr3.reason.is_none(), "{rtmr3:?}");
+        let events = rtmr::read_events(&std::fs::read_to_string(s.paths.event_log()).expect("log"))
+            .expect("events");
+        assert_eq!(rtmr::replay(&events).expect("replays"), parsed.rtmr[3]);
+        let metrics = text(&s.registry);
+        assert!(
+            metrics.contains("enclave_attestation_available 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("enclave_attestation_rtmr3_extended 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains(&format!(
+            "quote_sha256=\"{}\"",
+            hex::encode(Sha256::digest(&quote))
+        )));
+        // The report entry is gone.
+        assert_eq!(
+            std::fs::read_dir(&s.paths.tsm_report_dir)
+                .expect("dir")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_failing_quote_is_recorded_and_leaves_no_quote_file() {
+        let s = setup();
+        std::fs::create_dir_all(&s.paths.tsm_report_dir).expect("configfs");
+        // A quote file from an earlier boot must not survive.
+        std::fs::create_dir_all(&s.paths.identity_dir).expect("dir");
+        std::fs::write(s.paths.quote_file(), b"old").expect("old quote");
+        let kernel = SimulatedKernel::with_fault(Fault::ConcurrentWriter);
+        let v = verified();
+        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let document = attest(&kernel, published, &s.paths, &s.metrics);
+        assert_eq!(document.attestation.status, AttestationStatus::Failed);
+        assert!(document
+            .attestation
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("another process"));
+        assert!(!s.paths.quote_file().exists());
+        assert!(text(&s.registry).contains("enclave_attestation_available 0"));
+    }
+
+    #[test]
+    fn the_order_certificate_goes_into_the_identity() {
+        let s = setup();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "order 42");
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
+        let v = verified();
+        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let certificate = published
+            .document
+            .identity
+            .order_certificate
+            .expect("certificate");
+        assert_eq!(
+            certificate.sha256_fingerprint,
+            hex::encode(Sha256::digest(cert.der()))
+        );
+        assert!(certificate.subject.contains("order 42"));
+        assert!(text(&s.registry).contains("enclave_order_certificate_info{"));
+    }
+
+    #[test]
+    fn damaged_keys_publish_no_identity() {
+        let s = setup();
+        let store = KeyStore::from_config(&s.root, &s.config);
+        store.ensure_all(&[1]).expect("keys");
+        std::fs::write(store.node_dir(1).join("onchain.key"), "not hex\n").expect("damage");
+        let v = verified();
+        assert!(publish(&facts(&s, &v), &s.paths, &s.metrics).is_none());
+        assert!(!s.paths.identity_file().exists());
+        assert!(text(&s.registry).contains("enclave_attestation_available 0"));
+    }
+}

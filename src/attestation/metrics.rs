@@ -1,0 +1,120 @@
+//! The identity and attestation metrics, in the supervisor's registry (so they are pushed with
+//! its other metrics and reach dashboards).
+
+use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
+
+use super::identity::{Identity, IdentityDigests};
+
+/// Labels of `enclave_identity_info`, one series per node.
+const IDENTITY_LABELS: [&str; 13] = [
+    "identity_sha512",
+    "boot_id",
+    "config_digest",
+    "config_scheme",
+    "version",
+    "git_revision",
+    "image_digest",
+    "node",
+    "role",
+    "peer_id",
+    "offchain_public_key",
+    "onchain_signing_address",
+    "transmitter_address",
+];
+
+#[derive(Clone)]
+pub struct AttestationMetrics {
+    identity: IntGaugeVec,
+    available: IntGauge,
+    quote: IntGaugeVec,
+    rtmr3: IntGauge,
+    order_certificate: IntGaugeVec,
+}
+
+impl AttestationMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            identity: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_identity_info",
+                    "The enclave's identity (value 1), one series per node: the digest a quote binds, \
+                     the configuration, the software and the node's public keys.",
+                ),
+                &IDENTITY_LABELS,
+            )?,
+            available: IntGauge::new(
+                "enclave_attestation_available",
+                "1 when a TDX quote binds this boot's identity, 0 when there is none (no TDX, or it failed).",
+            )?,
+            quote: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_attestation_quote_info",
+                    "The TDX quote of this boot (value 1): its SHA-256 and the REPORTDATA it carries.",
+                ),
+                &["quote_sha256", "identity_sha512"],
+            )?,
+            rtmr3: IntGauge::new(
+                "enclave_attestation_rtmr3_extended",
+                "1 when RTMR3 was extended with this boot's identity.",
+            )?,
+            order_certificate: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_order_certificate_info",
+                    "The Super Protocol order certificate (value 1): its SHA-256 fingerprint and subject.",
+                ),
+                &["sha256_fingerprint", "subject"],
+            )?,
+        };
+        registry.register(Box::new(m.identity.clone()))?;
+        registry.register(Box::new(m.available.clone()))?;
+        registry.register(Box::new(m.quote.clone()))?;
+        registry.register(Box::new(m.rtmr3.clone()))?;
+        registry.register(Box::new(m.order_certificate.clone()))?;
+        Ok(m)
+    }
+
+    pub fn identity(&self, identity: &Identity, digests: &IdentityDigests) {
+        let sha512 = hex::encode(digests.sha512);
+        let image = identity.software.image_digest.clone().unwrap_or_default();
+        for node in &identity.nodes {
+            let number = node.node.to_string();
+            self.identity
+                .with_label_values(&[
+                    sha512.as_str(),
+                    &identity.boot_id,
+                    &identity.configuration.digest,
+                    &identity.configuration.scheme,
+                    &identity.software.version,
+                    &identity.software.git_revision,
+                    &image,
+                    &number,
+                    &node.role,
+                    &node.peer_id,
+                    &node.offchain_public_key,
+                    &node.onchain_signing_address,
+                    &node.transmitter_address,
+                ])
+                .set(1);
+        }
+        if let Some(certificate) = &identity.order_certificate {
+            self.order_certificate
+                .with_label_values(&[&certificate.sha256_fingerprint, &certificate.subject])
+                .set(1);
+        }
+    }
+
+    pub fn quoted(&self, quote_sha256: &str, identity_sha512: &str) {
+        self.quote
+            .with_label_values(&[quote_sha256, identity_sha512])
+            .set(1);
+        self.available.set(1);
+    }
+
+    pub fn unavailable(&self) {
+        self.available.set(0);
+    }
+
+    pub fn rtmr3_extended(&self, extended: bool) {
+        self.rtmr3.set(i64::from(extended));
+    }
+}

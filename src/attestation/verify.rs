@@ -1,0 +1,439 @@
+//! What `enclave verify-identity` checks: the document against itself (its recorded digests),
+//! against a configuration and an expected verifying key, against a TDX quote (REPORTDATA,
+//! debug mode, recorded digest) and against an RTMR3 event log (replay). Each check is a line
+//! of the report; one failed check fails the verification.
+//!
+//! Not checked here: the quote's signature and Intel's certificate chain (that needs Intel's
+//! collateral; a DCAP verifier such as dcap-qvl or Intel's QVL does it), and the measurements
+//! MRTD/RTMR0–2 against reference values of the image (printed for comparison).
+
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use super::identity::{AttestationStatus, IdentityDigests, IdentityDocument, FORMAT};
+use super::quote::TdQuote;
+use super::rtmr;
+use crate::config::signature::PublicKey;
+use crate::config::{json, validate_document, verify_document};
+
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Information, or something not checked.
+    Note,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "PASS",
+            Self::Fail => "FAIL",
+            Self::Note => "note",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  {}", self.outcome, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(&mut self, outcome: Outcome, message: impl Into<String>) {
+        self.checks.push(Check {
+            outcome,
+            message: message.into(),
+        });
+    }
+
+    fn pass_if(&mut self, holds: bool, pass: impl Into<String>, fail: impl Into<String>) {
+        if holds {
+            self.add(Outcome::Pass, pass);
+        } else {
+            self.add(Outcome::Fail, fail);
+        }
+    }
+
+    pub fn failures(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .count()
+    }
+
+    pub fn passes(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Pass)
+            .count()
+    }
+
+    pub fn verified(&self) -> bool {
+        self.failures() == 0
+    }
+}
+
+/// What to verify the identity document against.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    /// The TDX quote's bytes.
+    pub quote: Option<&'a [u8]>,
+    /// The configuration document (as read from its file).
+    pub configuration: Option<&'a Value>,
+    /// The verifying key the enclave's image should trust.
+    pub public_key: Option<&'a PublicKey>,
+    /// The RTMR3 event log's text.
+    pub event_log: Option<&'a str>,
+}
+
+/// Verifies the identity document `text` against `evidence`.
+pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
+    let mut report = Report::default();
+    // Strict parsing: with duplicate keys, two readers could see two different identities.
+    let raw = match json::parse_strict(text) {
+        Ok(v) => v,
+        Err(e) => {
+            report.add(
+                Outcome::Fail,
+                format!("the identity document is not valid JSON: {e}"),
+            );
+            return report;
+        }
+    };
+    let Some(identity_value) = raw.get("identity").filter(|v| v.is_object()) else {
+        report.add(Outcome::Fail, "the document has no \"identity\" object");
+        return report;
+    };
+    let digests = match IdentityDigests::of_value(identity_value) {
+        Ok(d) => d,
+        Err(e) => {
+            report.add(
+                Outcome::Fail,
+                format!("the identity cannot be canonicalised: {e}"),
+            );
+            return report;
+        }
+    };
+    report.add(
+        Outcome::Note,
+        format!(
+            "identity digests (RFC 8785 canonical JSON of \"identity\"): SHA-512 {} (= REPORTDATA), \
+             SHA-384 {} (= RTMR3 event digest)",
+            hex::encode(digests.sha512),
+            hex::encode(digests.sha384)
+        ),
+    );
+    let document: IdentityDocument = match serde_json::from_value(raw.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            report.add(
+                Outcome::Fail,
+                format!("the document does not have the {FORMAT} shape: {e}"),
+            );
+            return report;
+        }
+    };
+    let identity = &document.identity;
+    report.pass_if(
+        identity.format == FORMAT,
+        format!("format {FORMAT}"),
+        format!("format {:?}, this verifier reads {FORMAT}", identity.format),
+    );
+    report.pass_if(
+        document.digests == digests.recorded(),
+        "the recorded digests are those of the identity",
+        "the recorded digests are not those of the identity: the document was edited",
+    );
+    report.pass_if(
+        !identity.configuration.insecure_key,
+        "the configuration was verified with the image's key",
+        "the configuration was verified with a key from the command line (--insecure-public-key-file): a development run",
+    );
+    report.add(
+        Outcome::Note,
+        format!(
+            "boot {} at {}; enclave {} (git {}), image {}; {} nodes",
+            identity.boot_id,
+            identity.boot_time,
+            identity.software.version,
+            identity.software.git_revision,
+            identity
+                .software
+                .image_digest
+                .as_deref()
+                .unwrap_or("not stated"),
+            identity.nodes.len()
+        ),
+    );
+    check_configuration(&mut report, &document, evidence);
+    check_quote(&mut report, &document, &digests, evidence);
+    if let Some(certificate) = &identity.order_certificate {
+        report.add(
+            Outcome::Note,
+            format!(
+                "order certificate SHA-256 {} subject {:?}: compare with the order's report (spctl orders get-report)",
+                certificate.sha256_fingerprint, certificate.subject
+            ),
+        );
+    }
+    report
+}
+
+fn check_configuration(report: &mut Report, document: &IdentityDocument, evidence: &Evidence<'_>) {
+    let stated = &document.identity.configuration;
+    let stated_key = PublicKey::from_base64_spki(&stated.verifying_key);
+    match (evidence.public_key, &stated_key) {
+        (Some(expected), Ok(stated_key)) => report.pass_if(
+            expected.to_spki_der() == stated_key.to_spki_der(),
+            "the verifying key is the expected one",
+            format!(
+                "the verifying key is {}, expected {}",
+                stated.verifying_key,
+                expected.to_base64_spki()
+            ),
+        ),
+        (_, Err(e)) => report.add(
+            Outcome::Fail,
+            format!("the identity's verifying key is unusable: {e}"),
+        ),
+        (None, Ok(_)) => report.add(
+            Outcome::Note,
+            "the verifying key was not compared with an expected one (give --public-key or --public-key-file)",
+        ),
+    }
+    let Some(configuration) = evidence.configuration else {
+        report.add(
+            Outcome::Note,
+            "the configuration was not checked (give --config FILE)",
+        );
+        return;
+    };
+    // The signature is checked with the expected key when given, else with the stated one.
+    let key = match (evidence.public_key, stated_key) {
+        (Some(key), _) => key.clone(),
+        (None, Ok(key)) => key,
+        (None, Err(_)) => return,
+    };
+    match verify_document(configuration, &key) {
+        Ok(verified) => {
+            report.add(
+                Outcome::Pass,
+                format!(
+                    "the configuration's signature is valid ({})",
+                    verified.scheme
+                ),
+            );
+            report.pass_if(
+                verified.digest_hex == stated.digest,
+                format!("the configuration digest {} matches", stated.digest),
+                format!(
+                    "the configuration digest is {}, the identity states {}",
+                    verified.digest_hex, stated.digest
+                ),
+            );
+            report.pass_if(
+                verified.scheme.to_string() == stated.scheme,
+                format!("the signature scheme {} matches", stated.scheme),
+                format!(
+                    "the signature scheme is {}, the identity states {}",
+                    verified.scheme, stated.scheme
+                ),
+            );
+        }
+        Err(e) => report.add(
+            Outcome::Fail,
+            format!("the configuration's signature does not verify: {e}"),
+        ),
+    }
+    match validate_document(configuration) {
+        Ok(valid) => {
+            let expected: Vec<u32> = valid.config.nodes.all();
+            let stated_nodes: Vec<u32> = document.identity.nodes.iter().map(|n| n.node).collect();
+            report.pass_if(
+                expected == stated_nodes,
+                format!(
+                    "the identity lists the configuration's {} nodes",
+                    expected.len()
+                ),
+                format!(
+                    "the identity lists nodes {stated_nodes:?}, the configuration has {expected:?}"
+                ),
+            );
+        }
+        Err(e) => report.add(
+            Outcome::Fail,
+            format!("the configuration is not valid, so the enclave would not have run it: {e}"),
+        ),
+    }
+}
+
+fn check_quote(
+    report: &mut Report,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    evidence: &Evidence<'_>,
+) {
+    let attestation = &document.attestation;
+    let Some(bytes) = evidence.quote else {
+        let message = match attestation.status {
+            AttestationStatus::Quoted => {
+                "no quote given: the document says a quote exists (give --quote identity.quote)"
+                    .to_owned()
+            }
+            status => format!(
+                "no quote: attestation {} ({}); nothing but this document states the identity",
+                status.as_str(),
+                attestation
+                    .reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        };
+        report.add(Outcome::Note, message);
+        check_event_log(report, document, digests, evidence, None);
+        return;
+    };
+    let quote = match TdQuote::parse(bytes) {
+        Ok(q) => q,
+        Err(e) => {
+            report.add(Outcome::Fail, format!("the quote is not a TDX quote: {e}"));
+            check_event_log(report, document, digests, evidence, None);
+            return;
+        }
+    };
+    report.add(
+        Outcome::Pass,
+        format!(
+            "TDX quote v{} (TEE type {:#x}{}), {} bytes",
+            quote.version,
+            quote.tee_type,
+            quote
+                .body_type
+                .map(|t| format!(", body type {t}"))
+                .unwrap_or_default(),
+            bytes.len()
+        ),
+    );
+    report.pass_if(
+        quote.report_data == digests.sha512,
+        "the quote's REPORTDATA is the identity's SHA-512: the quote binds this identity",
+        format!(
+            "the quote's REPORTDATA is {}, the identity's SHA-512 is {}: the quote does not bind this identity",
+            hex::encode(quote.report_data),
+            hex::encode(digests.sha512)
+        ),
+    );
+    report.pass_if(
+        !quote.debug(),
+        "the TD is not in debug mode",
+        "the TD runs in DEBUG mode: the host can read and change its memory",
+    );
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    match &attestation.quote {
+        Some(recorded) => report.pass_if(
+            recorded.sha256 == sha256,
+            "the quote's SHA-256 is the one the document records",
+            format!(
+                "the quote's SHA-256 is {sha256}, the document records {}",
+                recorded.sha256
+            ),
+        ),
+        None => report.add(
+            Outcome::Note,
+            format!(
+                "the document records no quote (status {})",
+                attestation.status.as_str()
+            ),
+        ),
+    }
+    report.add(
+        Outcome::Note,
+        format!(
+            "measurements to compare with the image's reference values: MRTD {} RTMR0 {} RTMR1 {} RTMR2 {} RTMR3 {} MRCONFIGID {}",
+            hex::encode(quote.mr_td),
+            hex::encode(quote.rtmr[0]),
+            hex::encode(quote.rtmr[1]),
+            hex::encode(quote.rtmr[2]),
+            hex::encode(quote.rtmr[3]),
+            hex::encode(quote.mr_config_id)
+        ),
+    );
+    report.add(
+        Outcome::Note,
+        "the quote's signature and Intel certificate chain are NOT verified here: check the quote with a DCAP verifier (dcap-qvl, Intel QVL)",
+    );
+    check_event_log(report, document, digests, evidence, Some(&quote));
+}
+
+fn check_event_log(
+    report: &mut Report,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    evidence: &Evidence<'_>,
+    quote: Option<&TdQuote>,
+) {
+    let Some(text) = evidence.event_log else {
+        return;
+    };
+    let events = match rtmr::read_events(text) {
+        Ok(events) => events,
+        Err(e) => {
+            report.add(
+                Outcome::Fail,
+                format!("the RTMR3 event log is unreadable: {e}"),
+            );
+            return;
+        }
+    };
+    let digest = hex::encode(digests.sha384);
+    report.pass_if(
+        events
+            .iter()
+            .any(|e| e.digest == digest && e.boot_id == document.identity.boot_id),
+        "the RTMR3 event log records this identity's SHA-384",
+        "the RTMR3 event log has no event with this identity's SHA-384 and boot id",
+    );
+    match rtmr::replay(&events) {
+        Ok(value) => {
+            report.add(
+                Outcome::Pass,
+                format!(
+                    "the RTMR3 event log replays ({} events) to {}",
+                    events.len(),
+                    hex::encode(value)
+                ),
+            );
+            if let Some(quote) = quote {
+                report.pass_if(
+                    quote.rtmr[3] == value,
+                    "the quote's RTMR3 equals the replayed event log",
+                    format!(
+                        "the quote's RTMR3 is {}, the event log replays to {}",
+                        hex::encode(quote.rtmr[3]),
+                        hex::encode(value)
+                    ),
+                );
+            }
+        }
+        Err(e) => report.add(
+            Outcome::Fail,
+            format!("the RTMR3 event log does not replay: {e}"),
+        ),
+    }
+}
