@@ -44,7 +44,10 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
 
 /// The verifying key from the flags; without flags and with a `root`, from the environment
 /// (`CONFIGURATION_PUBLIC_KEY`, as the reference image sets it) or the image's key file.
-fn public_key(args: &KeyArgs, root: Option<&Root>) -> Result<Option<PublicKey>, ConfigError> {
+pub(super) fn public_key(
+    args: &KeyArgs,
+    root: Option<&Root>,
+) -> Result<Option<PublicKey>, ConfigError> {
     if let Some(b64) = &args.public_key {
         return Ok(Some(PublicKey::from_base64_spki(b64)?));
     }

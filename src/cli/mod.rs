@@ -7,6 +7,7 @@ mod keys_cmd;
 mod node_cmd;
 mod postgres_cmd;
 mod process_metrics_cmd;
+mod verify_identity_cmd;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,27 @@ pub enum Command {
         /// Exit 1 unless every longrun is up and every oneshot finished (for HEALTHCHECK).
         #[arg(long)]
         check: bool,
+        /// Only the enclave's identity (<root>/run/enclave/identity.json): a summary, or with
+        /// --json the document itself.
+        #[arg(long, conflicts_with = "check")]
+        identity: bool,
+    },
+    /// Check an identity document (identity.json) written by an enclave: its digests, and
+    /// against a configuration, a verifying key, a TDX quote and an RTMR3 event log when given.
+    /// Prints what holds and what does not; exits 1 if anything does not.
+    VerifyIdentity {
+        /// The identity document.
+        identity: PathBuf,
+        /// The TDX quote the enclave wrote beside it (identity.quote).
+        #[arg(long, value_name = "FILE")]
+        quote: Option<PathBuf>,
+        /// The RTMR3 event log (identity-events.jsonl), replayed against the quote's RTMR3.
+        #[arg(long, value_name = "FILE")]
+        event_log: Option<PathBuf>,
+        /// The verifying key the image is expected to trust (the configuration is given with
+        /// the global --config FILE).
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
@@ -234,7 +256,27 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             Ok(supervisor::run(options))
         }
-        Command::Status { json, check } => Ok(supervisor::status::run(&cli.root(), *json, *check)),
+        Command::Status {
+            json,
+            check,
+            identity,
+        } => Ok(if *identity {
+            supervisor::status::run_identity(&cli.root(), *json)
+        } else {
+            supervisor::status::run(&cli.root(), *json, *check)
+        }),
+        Command::VerifyIdentity {
+            identity,
+            quote,
+            event_log,
+            key,
+        } => verify_identity_cmd::run(
+            cli.config.as_deref(),
+            identity,
+            quote.as_deref(),
+            event_log.as_deref(),
+            key,
+        ),
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),

@@ -16,7 +16,10 @@ use super::metrics::{BootPhase, SupervisorMetrics};
 use super::orchestrator::Supervisor;
 use super::process::become_subreaper;
 use super::state::StateDir;
-use crate::config::{load_verified_with_key_file, VerifiedConfig};
+use crate::attestation::boot::{self as identity_boot, BootFacts};
+use crate::attestation::metrics::AttestationMetrics;
+use crate::attestation::AttestationPaths;
+use crate::config::{load_verified, read_key_file, VerifiedConfig};
 use crate::exit;
 use crate::paths::Root;
 use crate::telemetry::{self, server, Pusher};
@@ -25,6 +28,9 @@ pub const DEFAULT_SERVICES_DIR: &str = "/etc/enclave/s6-rc.d";
 const MINIMAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the boot waits for the TDX quote (normally well under a second) before starting the
+/// services anyway.
+const ATTESTATION_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -40,6 +46,7 @@ pub struct InitOptions {
 /// Boots and supervises the tree; returns the container's exit code.
 pub fn run(options: InitOptions) -> u8 {
     let started = std::time::Instant::now();
+    let boot_time = std::time::SystemTime::now();
     let root = match std::path::absolute(options.root.dir()) {
         Ok(dir) => Root::new(dir),
         Err(e) => {
@@ -58,7 +65,10 @@ pub fn run(options: InitOptions) -> u8 {
         }
         None => root.configuration_public_key(),
     };
-    let verified = match load_verified_with_key_file(&config_path, &key_path) {
+    let loaded = read_key_file(&key_path).and_then(|key| {
+        load_verified(&config_path, &key).map(|verified| (key.to_base64_spki(), verified))
+    });
+    let (verifying_key, verified) = match loaded {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("configuration rejected, nothing started: {e}");
@@ -84,8 +94,10 @@ pub fn run(options: InitOptions) -> u8 {
     let env = base_env(&root, &config_path, &key_path);
     let boot = Boot {
         started,
+        boot_time,
         verified_after: started.elapsed(),
         insecure: options.insecure_public_key_file.is_some(),
+        verifying_key,
     };
     supervise(&root, &verified, graph, env, boot)
 }
@@ -140,8 +152,12 @@ fn base_env(root: &Root, config: &Path, key: &Path) -> BTreeMap<String, String> 
 /// When the boot started, how long verification took, and how the key was chosen.
 struct Boot {
     started: std::time::Instant,
+    /// The wall clock at `started`: the identity's boot time.
+    boot_time: std::time::SystemTime,
     verified_after: Duration,
     insecure: bool,
+    /// Base64 SPKI of the key the configuration was verified with.
+    verifying_key: String,
 }
 
 fn supervise(
@@ -174,6 +190,7 @@ fn supervise(
         BootPhase::ConfigurationVerified,
         boot.verified_after.as_secs_f64(),
     );
+    publish_identity(root, verified, &boot, &registry);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,6 +252,31 @@ fn supervise(
             tracing::error!(error = %e, "supervisor failed");
             exit::FAILURE
         }
+    }
+}
+
+/// States the enclave's identity and attests it where the platform can, before any service
+/// starts (src/attestation/boot.rs). Whatever goes wrong here is logged and shown in the
+/// metrics; it never stops the boot.
+fn publish_identity(root: &Root, verified: &VerifiedConfig, boot: &Boot, registry: &Registry) {
+    let metrics = match AttestationMetrics::register(registry) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the attestation metrics");
+            return;
+        }
+    };
+    let paths = AttestationPaths::from_env(root);
+    let facts = BootFacts {
+        root,
+        config: &verified.config,
+        verified: &verified.verified,
+        verifying_key: boot.verifying_key.clone(),
+        insecure_key: boot.insecure,
+        boot_time: boot.boot_time,
+    };
+    if let Some(published) = identity_boot::publish(&facts, &paths, &metrics) {
+        identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT);
     }
 }
 

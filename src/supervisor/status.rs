@@ -2,12 +2,15 @@
 //! JSON, and with `--check` an exit code for health probes.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::attestation::boot::read_document;
+use crate::attestation::identity::IdentityDocument;
+use crate::attestation::identity_file;
 use crate::paths::Root;
 use crate::supervisor::state::{Kind, ServiceState, StateDir, Status};
 
@@ -46,6 +49,7 @@ enum StatusError {
 pub fn run(root: &Root, json: bool, check: bool) -> u8 {
     run_to(
         &StateDir::new(root),
+        Some(&identity_file(root)),
         json,
         check,
         &mut io::stdout(),
@@ -53,7 +57,136 @@ pub fn run(root: &Root, json: bool, check: bool) -> u8 {
     )
 }
 
-fn run_to(dir: &StateDir, json: bool, check: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+/// `enclave status --identity`: the identity document, summarised or (`json`) as it is.
+pub fn run_identity(root: &Root, json: bool) -> u8 {
+    identity_to(
+        &identity_file(root),
+        json,
+        &mut io::stdout(),
+        &mut io::stderr(),
+    )
+}
+
+fn identity_to(path: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let document = match read_document(path) {
+        Ok(Some(document)) => document,
+        Ok(None) => {
+            let _ = writeln!(
+                err,
+                "enclave status: no identity at {}: the supervisor has not published one (is it running, and is --root right?)",
+                path.display()
+            );
+            return 1;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "enclave status: cannot read {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let text = if json {
+        serde_json::to_string(&document).unwrap_or_default()
+    } else {
+        render_identity(&document, path)
+    };
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(err, "enclave status: cannot write to stdout: {e}");
+            1
+        }
+        _ => 0,
+    }
+}
+
+/// The identity as `key  value` lines.
+fn render_identity(document: &IdentityDocument, path: &Path) -> String {
+    let identity = &document.identity;
+    let attestation = &document.attestation;
+    let mut lines = vec![
+        (
+            "identity".to_owned(),
+            format!(
+                "{} (SHA-512, the quote's REPORTDATA; {})",
+                document.digests.sha512,
+                path.display()
+            ),
+        ),
+        (
+            "boot".to_owned(),
+            format!("{} id {}", identity.boot_time, identity.boot_id),
+        ),
+        (
+            "configuration".to_owned(),
+            format!(
+                "{} ({}{})",
+                identity.configuration.digest,
+                identity.configuration.scheme,
+                if identity.configuration.insecure_key {
+                    ", INSECURE key from the command line"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "software".to_owned(),
+            format!(
+                "enclave {} git {} image {}",
+                identity.software.version,
+                identity.software.git_revision,
+                identity.software.image_digest.as_deref().unwrap_or("-")
+            ),
+        ),
+    ];
+    let mut state = attestation.status.as_str().to_owned();
+    if let Some(quote) = &attestation.quote {
+        state.push_str(&format!(": {} (SHA-256 {})", quote.file, quote.sha256));
+    }
+    if let Some(reason) = &attestation.reason {
+        state.push_str(&format!(": {reason}"));
+    }
+    lines.push(("attestation".to_owned(), state));
+    if let Some(rtmr) = &attestation.rtmr3 {
+        let value = if rtmr.extended {
+            format!(
+                "extended, now {}",
+                rtmr.value.as_deref().unwrap_or("unreadable")
+            )
+        } else {
+            format!("not extended: {}", rtmr.reason.as_deref().unwrap_or("-"))
+        };
+        lines.push(("rtmr3".to_owned(), value));
+    }
+    if let Some(certificate) = &identity.order_certificate {
+        lines.push((
+            "order-certificate".to_owned(),
+            format!("{} {}", certificate.sha256_fingerprint, certificate.subject),
+        ));
+    }
+    for node in &identity.nodes {
+        lines.push((
+            format!("node-{}", node.node),
+            format!(
+                "{} peer {} signer {} transmitter {}",
+                node.role, node.peer_id, node.onchain_signing_address, node.transmitter_address
+            ),
+        ));
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    lines
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn run_to(
+    dir: &StateDir,
+    identity: Option<&Path>,
+    json: bool,
+    check: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
     // Output errors are ignored on stderr (nowhere left to report them) and on a closed stdout
     // (`enclave status | head`); the exit code still tells the health.
     let states = match load(dir) {
@@ -64,9 +197,30 @@ fn run_to(dir: &StateDir, json: bool, check: bool, out: &mut dyn Write, err: &mu
         }
     };
     let text = if json {
+        // The array's shape is relied upon; the identity is `--identity --json`.
         render_json(&states)
     } else {
-        render_table(&states)
+        let mut text = render_table(&states);
+        match identity.map(|path| (path, read_document(path))) {
+            Some((path, Ok(Some(document)))) => {
+                text.push_str("\n\n");
+                text.push_str(&render_identity(&document, path));
+            }
+            Some((path, Ok(None))) => {
+                text.push_str(&format!(
+                    "\n\nidentity  not published ({} is absent)",
+                    path.display()
+                ));
+            }
+            Some((path, Err(e))) => {
+                text.push_str(&format!(
+                    "\n\nidentity  unreadable: {}: {e}",
+                    path.display()
+                ));
+            }
+            None => {}
+        }
+        text
     };
     if let Err(e) = writeln!(out, "{text}") {
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -242,7 +396,7 @@ mod tests {
 
     fn run_captured(dir: &StateDir, json: bool, check: bool) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run_to(dir, json, check, &mut out, &mut err);
+        let code = run_to(dir, None, json, check, &mut out, &mut err);
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
         (code, text(out), text(err))
     }
