@@ -401,6 +401,21 @@ fn check_event_log(
             return;
         }
     };
+    if let Some(start) = events.first().and_then(|e| e.rtmr_before.as_deref()) {
+        if start.trim_start_matches('0').is_empty() {
+            report.add(
+                Outcome::Note,
+                "the RTMR3 event log starts from a zero register",
+            );
+        } else {
+            report.add(
+                Outcome::Note,
+                format!(
+                    "the RTMR3 event log starts from {start}, not zero: RTMR3 was extended before                      this log began (by the platform, or an earlier run in the same TD), and this                      log does not say with what"
+                ),
+            );
+        }
+    }
     let digest = hex::encode(digests.sha384);
     report.pass_if(
         events

@@ -493,6 +493,22 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
     }
 
     #[test]
+    fn status_identity_without_a_document_is_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("identity.json");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(identity_to(&path, true, &mut out, &mut err), 1);
+        assert!(out.is_empty());
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("has not published one"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        std::fs::write(&path, "{}").unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(identity_to(&path, false, &mut out, &mut err), 1);
+        assert!(String::from_utf8(err).unwrap().contains("cannot read"));
+    }
+
+    #[test]
     fn a_missing_state_directory_is_explained() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = state_dir(&tmp);
