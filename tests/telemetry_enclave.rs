@@ -76,6 +76,19 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
         "{states:?}"
     );
     assert!(!group_samples(&supervisor, "enclave_configuration_info").is_empty());
+    // The identity, one series per node, and no TEE here.
+    assert_eq!(
+        group_samples(&supervisor, "enclave_identity_info").len(),
+        5,
+        "{supervisor}"
+    );
+    assert_eq!(
+        group_samples(&supervisor, "enclave_attestation_available")
+            .iter()
+            .map(|(_, v)| *v)
+            .collect::<Vec<_>>(),
+        vec![0.0]
+    );
 
     // The exporter's group carries process metrics of postgres and the PostgreSQL metrics.
     wait_until(T, "process and PostgreSQL metrics pushed", || {
