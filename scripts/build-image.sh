@@ -236,6 +236,7 @@ echo "image:   $image:$version ($image:latest)"
 echo "id:      $id"
 echo "digest:  ${digests:-none yet (a registry digest exists once the image is pushed)}"
 echo "size:    $((size / 1000 / 1000)) MB ($size bytes, uncompressed)"
+echo "binary:  sha256 $(sha256sum "$binary" | cut -d' ' -f1) (the identity's software.binarySha256)"
 echo "base:    $base"
 echo "key:     $public_key"
 if [ "${SAVE:-0}" = 1 ]; then

@@ -154,6 +154,7 @@ docker run --detach --name "$name" \
     --cap-drop NET_RAW --cap-drop MKNOD --cap-drop AUDIT_WRITE --cap-drop SYS_CHROOT \
     --cap-drop SETFCAP --cap-drop SETPCAP --cap-drop NET_BIND_SERVICE \
     --add-host host.docker.internal:host-gateway \
+    --env "ENCLAVE_IMAGE_DIGEST=$(docker image inspect --format '{{.Id}}' "$image")" \
     --log-opt max-size=10m --log-opt max-file=3 \
     --mount "type=volume,src=$secrets_volume,dst=/sp/secrets" \
     --mount "type=volume,src=$data_volume,dst=/sp/postgresql/data" \

@@ -48,6 +48,7 @@ impl Set {
             verifying_key: key_text.trim(),
             insecure_key: false,
             image_digest: Some("sha256:0123".into()),
+            binary_sha256: Some("cd".repeat(32)),
             nodes: &nodes,
             order_certificate: None,
         });

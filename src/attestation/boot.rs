@@ -99,6 +99,7 @@ pub fn publish(
         verifying_key: &facts.verifying_key,
         insecure_key: facts.insecure_key,
         image_digest: std::env::var(super::IMAGE_DIGEST_ENV).ok(),
+        binary_sha256: own_binary_sha256(),
         nodes: &nodes,
         order_certificate,
     });
@@ -126,6 +127,21 @@ pub fn publish(
         "enclave identity"
     );
     Some(Published { document, digests })
+}
+
+/// SHA-256 of the running executable; None (logged) when the platform hides it.
+fn own_binary_sha256() -> Option<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    let hashed = std::fs::File::open("/proc/self/exe")
+        .and_then(|mut file| std::io::copy(&mut file, &mut hasher));
+    match hashed {
+        Ok(_) => Some(hex::encode(hasher.finalize())),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read /proc/self/exe: the identity has no binary digest");
+            None
+        }
+    }
 }
 
 fn random_boot_id() -> [u8; 16] {

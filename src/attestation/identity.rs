@@ -84,6 +84,9 @@ pub struct Software {
     /// `ENCLAVE_IMAGE_DIGEST` from the environment (the deployment sets it to the image's
     /// digest), or null.
     pub image_digest: Option<String>,
+    /// SHA-256 (hex) of the running `enclave` executable (`/proc/self/exe`), or null when it
+    /// cannot be read: what a reproducible build of `gitRevision` must produce.
+    pub binary_sha256: Option<String>,
 }
 
 /// One node's public keys.
@@ -134,6 +137,7 @@ pub struct IdentityInputs<'a> {
     pub verifying_key: &'a str,
     pub insecure_key: bool,
     pub image_digest: Option<String>,
+    pub binary_sha256: Option<String>,
     pub nodes: &'a [NodePublicKeys],
     pub order_certificate: Option<OrderCertificate>,
 }
@@ -154,6 +158,7 @@ impl Identity {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 git_revision: env!("ENCLAVE_GIT_REVISION").to_owned(),
                 image_digest: inputs.image_digest.filter(|d| !d.trim().is_empty()),
+                binary_sha256: inputs.binary_sha256,
             },
             nodes: inputs.nodes.iter().map(NodeIdentity::from).collect(),
             order_certificate: inputs.order_certificate,
@@ -354,6 +359,7 @@ mod tests {
             verifying_key: KEY,
             insecure_key: false,
             image_digest: Some("sha256:abc".to_owned()),
+            binary_sha256: Some("ab".repeat(32)),
             nodes,
             order_certificate: None,
         }
@@ -419,6 +425,13 @@ mod tests {
         // Each boot is its own.
         let mut i = inputs(&f.nodes, DIGEST);
         i.boot_id = [8; 16];
+        assert_ne!(base, digest_of(i));
+        // Other software.
+        let mut i = inputs(&f.nodes, DIGEST);
+        i.binary_sha256 = Some("cd".repeat(32));
+        assert_ne!(base, digest_of(i));
+        let mut i = inputs(&f.nodes, DIGEST);
+        i.image_digest = Some("sha256:abd".to_owned());
         assert_ne!(base, digest_of(i));
     }
 

@@ -142,6 +142,11 @@ impl Container {
         stdout
     }
 
+    /// Whether `path` exists inside the container.
+    pub fn exists(&self, path: &str) -> bool {
+        self.exec(&["test", "-e", path]).0
+    }
+
     /// Everything the container wrote to stdout and stderr (every service's lines, prefixed).
     pub fn logs(&self) -> String {
         let out = docker(&["logs", &self.name]);

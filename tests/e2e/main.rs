@@ -155,6 +155,43 @@ fn the_image_runs_every_service_lands_reports_on_chain_pushes_metrics_and_stops_
         .collect();
     assert_eq!(listed, all_services(), "{status}");
 
+    // The enclave states its identity: this configuration, the image (run-docker.sh passes its
+    // id), the binary in it, every node's public keys; no TEE here, so no quote, and a third
+    // party's `verify-identity` against the configuration and the image's key passes.
+    let document: Value =
+        serde_json::from_str(&container.exec_ok(&["cat", "/run/enclave/identity.json"]))
+            .expect("identity.json is JSON");
+    let identity = &document["identity"];
+    let image_id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_eq!(
+        identity["software"]["imageDigest"],
+        image_id.as_str(),
+        "{identity}"
+    );
+    let binary = container.exec_ok(&["sha256sum", "/usr/local/bin/enclave"]);
+    assert_eq!(
+        identity["software"]["binarySha256"].as_str(),
+        binary.split_whitespace().next(),
+        "{identity}"
+    );
+    assert_eq!(
+        identity["nodes"].as_array().map(Vec::len),
+        Some(NODES as usize)
+    );
+    assert!(!container.exists("/run/enclave/identity.quote"));
+    let verified = container.exec(&[
+        "/init",
+        "verify-identity",
+        "/run/enclave/identity.json",
+        "--public-key-file",
+        "/etc/enclave/configuration.pub",
+    ]);
+    assert!(
+        verified.0,
+        "verify-identity failed: {}{}",
+        verified.1, verified.2
+    );
+
     // 2. The aggregator in the container serves /quotes/batch from the host's price server,
     //    and refuses a bad request with a JSON error naming the field.
     let aggregator = format!("http://127.0.0.1:{}", 3000 + offset);
@@ -244,6 +281,21 @@ fn the_image_runs_every_service_lands_reports_on_chain_pushes_metrics_and_stops_
             .collect();
         jobs.is_subset(&stored).then_some(())
     });
+    let supervisor = pushgateway
+        .group(&[("job", "supervisor"), ("instance", "e2e")])
+        .expect("the supervisor's group");
+    let identity_series = common::receivers::group_samples(&supervisor, "enclave_identity_info");
+    assert_eq!(identity_series.len(), NODES as usize, "{identity_series:?}");
+    assert!(identity_series.iter().all(|(labels, _)| {
+        labels.get("config_digest").map(String::as_str)
+            == identity["configuration"]["digest"].as_str()
+    }));
+    let available = common::receivers::group_samples(&supervisor, "enclave_attestation_available");
+    assert_eq!(
+        available.first().map(|(_, v)| *v),
+        Some(0.0),
+        "{available:?}"
+    );
     wait_for(T, "landed transmissions counted in VictoriaMetrics", || {
         vm.query(r#"sum(enclave_node_transmissions_total{instance="e2e", outcome="landed"})"#)
             .first()
