@@ -295,6 +295,19 @@ def overview():
             (None, f"max by (digest, scheme) (enclave_configuration_info{F})", None)],
             "The verified configuration: its digest (`enclave config verify` prints the same) and "
             "signature scheme.", w=8, h=5),
+        stat("Attestation", f"max(enclave_attestation_available{F})", "none",
+             "Whether a TDX quote binds this boot's identity (identity.quote beside "
+             "identity.json). None: no TDX quote interface (a laptop, CI, or a platform that "
+             "keeps it from workloads; the order certificate is the proof there) or it failed "
+             "(the log says why).",
+             mappings=value_map({0: ("none", "orange"), 1: ("TDX quote", "green")})),
+        table("Identity", [
+            (None, "max by (node, role, peer_id, onchain_signing_address, transmitter_address, "
+                   f"version, git_revision, image_digest, identity_sha512) (enclave_identity_info{F})", None)],
+            "The identity this boot stated (`enclave status --identity`): every node's peer id, "
+            "report-signing and transmitter addresses, the software, and the SHA-512 a TDX quote "
+            "binds. Check it with `enclave verify-identity` (README, Verifiable identity).",
+            w=24, h=7, sort=("node", False)),
         table("Alerts", [
             (None, 'max by (alertname, severity, alertstate, job, service, source, feed) '
                        '(ALERTS{instance=~"$instance|"})', None)],

@@ -6,7 +6,7 @@ use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 use super::identity::{Identity, IdentityDigests};
 
 /// Labels of `enclave_identity_info`, one series per node.
-const IDENTITY_LABELS: [&str; 13] = [
+const IDENTITY_LABELS: [&str; 14] = [
     "identity_sha512",
     "boot_id",
     "config_digest",
@@ -14,6 +14,7 @@ const IDENTITY_LABELS: [&str; 13] = [
     "version",
     "git_revision",
     "image_digest",
+    "binary_sha256",
     "node",
     "role",
     "peer_id",
@@ -76,6 +77,7 @@ impl AttestationMetrics {
     pub fn identity(&self, identity: &Identity, digests: &IdentityDigests) {
         let sha512 = hex::encode(digests.sha512);
         let image = identity.software.image_digest.clone().unwrap_or_default();
+        let binary = identity.software.binary_sha256.clone().unwrap_or_default();
         for node in &identity.nodes {
             let number = node.node.to_string();
             self.identity
@@ -87,6 +89,7 @@ impl AttestationMetrics {
                     &identity.software.version,
                     &identity.software.git_revision,
                     &image,
+                    &binary,
                     &number,
                     &node.role,
                     &node.peer_id,
