@@ -749,32 +749,30 @@ def feeds():
             timeseries("Contract answer age",
                        target(f"max by (feed) (enclave_chain_contract_answer_age_seconds{D})", "{{feed}}"),
                        "s", "Age of each feed contract's latest answer when the oracles last read "
-                       "it: what consumers of the contract see. May be empty: only with "
-                       "chain.enabled.", threshold_line=90000),
+                       "it: what consumers of the contract see. Empty while chain.enabled is false.", threshold_line=90000),
             timeseries("Transmissions",
                        target(f"sum by (outcome) (increase(enclave_node_transmissions_total{F}[{RI}]))", "{{outcome}}"),
                        "none", "Finalized reports handled by the oracles' transmitters: landed, "
                        "stale (another oracle was first), reverted, error, or why none was sent "
-                       "(already_on_chain, not_scheduled, …). All feeds. May be empty: only with "
-                       "chain.enabled.", bars=True),
+                       "(already_on_chain, not_scheduled, …). All feeds. Empty while chain.enabled is "
+                       "false.", bars=True),
             timeseries("Transmitter balances",
                        target(f"max by (node) (enclave_chain_transmitter_balance_wei{F}) / 1e18", "node {{node}}"),
                        "none", "Balance of each oracle's transmitter in the chain's native token, read "
                        "by node 1. The dashed line is the default faucetMinWei (alert "
-                       "TransmitterBalanceLow). May be empty: only with chain.enabled.",
+                       "TransmitterBalanceLow). Empty while chain.enabled is false.",
                        threshold_line=0.00002),
             timeseries("Transactions",
                        [target(f"sum by (outcome) (increase(enclave_chain_transactions_total{F}[{RI}]))", "{{outcome}}"),
                         target(f"sum(increase(enclave_node_transmit_gas_used_total{F}[{RI}])) / 1e6", "gas used (millions)")],
                        "none", "Transactions of the enclave (transmits, top-ups, contract "
                        "configurations) by outcome: sent, landed, reverted, replaced (fee bump), "
-                       "dropped; and the gas the transmits used. May be empty: only with "
-                       "chain.enabled.", bars=True),
+                       "dropped; and the gas the transmits used. Empty while chain.enabled is false.", bars=True),
             timeseries("RPC latency",
                        target("histogram_quantile(0.95, sum by (le, method) (rate("
                               f"enclave_chain_rpc_duration_seconds_bucket{F}[{RI}])))", "{{method}} p95"),
-                       "s", "95th percentile of JSON-RPC request latency by method. May be empty: "
-                       "only with chain.enabled."),
+                       "s", "95th percentile of JSON-RPC request latency by method. Empty while "
+                       "chain.enabled is false."),
             timeseries("RPC errors",
                        target(f"sum by (method, outcome) (rate(enclave_chain_rpc_requests_total{sel(I, m('outcome', '!=', 'ok'))}[{RI}]))",
                               "{{method}}: {{outcome}}"),

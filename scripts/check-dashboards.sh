@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks every Grafana panel query (enclave/grafana/dashboards) and the alert rules
 # (enclave/prometheus/alerts.yml) against a real Prometheus fed by a real local enclave:
-# a Pushgateway, Prometheus and `enclave init` with every service, on loopback with free ports
+# a Pushgateway, Prometheus, the EVM dev chain and `enclave init` with every service, on loopback with free ports
 # and a temporary directory, for about two minutes. Fails on any panel query that errors or
 # returns nothing (unless its panel says "may be empty"), any variable without values, any rule
 # that fails to evaluate, and any alert that is (or is not) active against the scenario.
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/ensure.sh
 
 ensure_apt postgresql prometheus prometheus-pushgateway python3
+scripts/devchain/ensure.sh
 python3 scripts/build-dashboards.py --check
 if [[ " $* " != *" --prometheus"* ]]; then
     cargo build --release --locked --quiet

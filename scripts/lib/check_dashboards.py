@@ -12,7 +12,10 @@ What runs, all on 127.0.0.1 with free ports under one temporary directory:
     BTC-USD (binance + okx legs), ETH-USD (binance) and SOL-USD (okx only: it never reports, so the
     failure panels and alerts have something to show), and a second push target, a
     VictoriaMetrics that is down; once the first reports are in, node-5 is killed with SIGKILL
-    (the supervisor restarts it).
+    (the supervisor restarts it);
+  - the EVM dev chain (scripts/devchain) with one OCR1 aggregator per feed, which node 1
+    configures (chain.configureContracts) and whose transmitters its faucet funds, so the chain
+    panels show real transmissions, balances, transactions and RPC latency.
 
 Then every panel target's expression, with the dashboard variables substituted ($instance and the
 other query variables -> `.*`, $__rate_interval -> 1m, $__interval -> 15s, $__range -> 5m), is
@@ -156,6 +159,7 @@ class Run:
         self.keep = keep
         self.procs = []  # (name, Popen, stop signal, grace seconds)
         self.exchange = None
+        self.chain_process = None
 
     def spawn(self, name, args, stop_signal=signal.SIGTERM, grace=10, env=None):
         out = open(self.dir / f"{name}.log", "wb")
@@ -179,13 +183,53 @@ class Run:
                     p.wait()
         if self.exchange:
             self.exchange.stop()
+        if self.chain_process:
+            self.chain_process.stdin.close()  # --exit-on-stdin-eof
+            try:
+                self.chain_process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.chain_process.kill()
+                self.chain_process.wait()
         if self.keep:
             log(f"kept {self.dir}")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def configuration(run, exchange, pushgateway, ports):
+def start_chain(run):
+    """The EVM dev chain (scripts/devchain, installed by scripts/devchain/ensure.sh) with one OCR1
+    aggregator contract per feed: the enclave configures them itself (chain.configureContracts),
+    its faucet funds the transmitters, and the chain panels get real transactions."""
+    python = REPO / ".local" / "devchain-venv" / "bin" / "python"
+    process = subprocess.Popen(
+        [python, REPO / "scripts" / "devchain" / "devchain.py", "--port", "0", "--exit-on-stdin-eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=open(run.dir / "devchain.log", "w"), text=True)
+    run.chain_process = process
+    ready = json.loads(process.stdout.readline() or "null")
+    if not ready:
+        raise RuntimeError(f"the dev chain did not start; see {run.dir}/devchain.log")
+
+    def rpc(method, params):
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+        request = urllib.request.Request(ready["rpc"], body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    contracts = {
+        feed: rpc("dev_deployAggregator", [{"decimals": 8, "description": feed.replace("-", " / "),
+                                            "minAnswer": "1", "maxAnswer": str(10 ** 18)}])
+        for feed in ("BTC-USD", "ETH-USD", "SOL-USD")
+    }
+    log(f"dev chain at {ready['rpc']}, contracts {contracts}")
+    return {"rpc": ready["rpc"], "owner": ready["owner"]["privateKey"],
+            "faucet": ready["accounts"][0]["privateKey"], "contracts": contracts}
+
+
+def configuration(run, exchange, pushgateway, ports, chain):
     document = json.loads((REPO / "configuration.example.json").read_text())
     s = document["solution"]
     s.pop("signature")
@@ -215,12 +259,22 @@ def configuration(run, exchange, pushgateway, ports):
                 "heartbeatMs": 60000,
                 "legs": [{"source": src, "base": b, "quote": q} for src, b, q in legs]}
 
+    c = chain["contracts"]
     s["feeds"] = [
-        feed("BTC-USD", "0x00000000000000000000000000000000000b7c01",
-             [("binance", "BTC", "USDT"), ("okx", "BTC", "USDT")]),
-        feed("ETH-USD", "0x00000000000000000000000000000000000e7c02", [("binance", "ETH", "USDT")]),
-        feed("SOL-USD", "0x00000000000000000000000000000000005a7c03", [("okx", "SOL", "USDT")]),
+        feed("BTC-USD", c["BTC-USD"], [("binance", "BTC", "USDT"), ("okx", "BTC", "USDT")]),
+        feed("ETH-USD", c["ETH-USD"], [("binance", "ETH", "USDT")]),
+        feed("SOL-USD", c["SOL-USD"], [("okx", "SOL", "USDT")]),
     ]
+    s.update({
+        "chainlinkRpcHttpUrl": chain["rpc"],
+        "faucetPrivateKey": chain["faucet"],
+        "faucetMinWei": "100000000000000000",
+        "faucetTopupWei": "300000000000000000",
+        "balanceTopupCheckIntervalMs": 5000,
+        "chain": {"enabled": True, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
+                  "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
+                  "adminPrivateKey": chain["owner"], "configureContracts": True},
+    })
     s["priceAggregatorConfig"] = {
         "port": ports["aggregator"],
         "sources": {
@@ -250,6 +304,7 @@ def configuration(run, exchange, pushgateway, ports):
 
 def start(run, settle):
     run.exchange = exchange = FakeExchange({"BTCUSDT": 67123.45, "ETHUSDT": 3456.78})
+    chain = start_chain(run)
     pg_port, prom_port = free_port(), free_port()
     run.spawn("pushgateway", ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{pg_port}",
                               "--persistence.file="])
@@ -270,7 +325,7 @@ def start(run, settle):
     ports = {"pg": free_port(), "supervisor": free_port(), "process_metrics": free_port(),
              "aggregator": free_port(), "api_base": free_range(TOTAL_NODES),
              "p2p_base": free_range(TOTAL_NODES), "dead_vm": free_port()}
-    root = configuration(run, exchange, pushgateway, ports)
+    root = configuration(run, exchange, pushgateway, ports, chain)
     env = {k: v for k, v in os.environ.items() if k not in ("CONFIGURATION_PATH", "ENCLAVE_ROOT")}
     env["RUST_LOG"] = "info"
     started = time.monotonic()
