@@ -201,18 +201,7 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
         },
     );
     let keys = don.keys();
-    let transmitters: Vec<String> = keys["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter(|n| n["role"] == "oracle")
-        .map(|n| {
-            n["transmitterAddress"]
-                .as_str()
-                .expect("address")
-                .to_owned()
-        })
-        .collect();
+    let transmitters = common::oracle_transmitters(&keys);
     // Each empty transmitter needs two top-ups of 0.06 to pass 0.1: all get there.
     wait_until(T, "every transmitter topped up above faucetMinWei", || {
         transmitters

@@ -43,6 +43,22 @@ pub fn enclave(args: &[&str]) -> Output {
         .expect("enclave runs")
 }
 
+/// The oracles' transmitter addresses from `enclave keys show` output.
+pub fn oracle_transmitters(keys: &serde_json::Value) -> Vec<String> {
+    keys["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "oracle")
+        .map(|n| {
+            n["transmitterAddress"]
+                .as_str()
+                .expect("address")
+                .to_owned()
+        })
+        .collect()
+}
+
 pub fn code(output: &Output) -> i32 {
     output.status.code().expect("exited, not killed")
 }

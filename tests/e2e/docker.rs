@@ -104,6 +104,25 @@ impl Container {
         }
     }
 
+    /// `docker run --detach` of `image` with `config` mounted where the enclave reads it (and
+    /// Docker's anonymous volumes for /sp/secrets and /sp/postgresql/data).
+    pub fn run(name: &str, image: &str, config: &std::path::Path) -> Self {
+        let container = Self::named(name);
+        docker_ok(&[
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--mount",
+            &format!(
+                "type=bind,src={},dst=/sp/configurations/configuration.json,readonly",
+                config.display()
+            ),
+            image,
+        ]);
+        container
+    }
+
     pub fn inspect(&self, format: &str) -> String {
         docker_ok(&["inspect", "--format", format, &self.name])
     }

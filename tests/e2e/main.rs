@@ -212,18 +212,7 @@ fn the_image_runs_every_service_lands_reports_on_chain_pushes_metrics_and_stops_
     //    run by hand afterwards finds nothing to do.
     let keys: Value =
         serde_json::from_str(&container.exec_ok(&["/init", "keys", "show"])).expect("JSON");
-    let transmitters: Vec<String> = keys["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter(|n| n["role"] == "oracle")
-        .map(|n| {
-            n["transmitterAddress"]
-                .as_str()
-                .expect("address")
-                .to_owned()
-        })
-        .collect();
+    let transmitters = common::oracle_transmitters(&keys);
     assert_eq!(transmitters.len(), NODES as usize - 1, "{keys}");
     wait_for(T, "every transmitter funded by the faucet", || {
         transmitters
@@ -351,20 +340,8 @@ fn a_tampered_configuration_ends_the_container_with_77_at_once_and_starts_nothin
     std::fs::write(&config, document.to_string()).expect("write");
 
     let name = format!("enclave-e2e-tampered-{}", std::process::id());
-    let container = Container::named(&name);
     let started = Instant::now();
-    docker_ok(&[
-        "run",
-        "--detach",
-        "--name",
-        &name,
-        "--mount",
-        &format!(
-            "type=bind,src={},dst=/sp/configurations/configuration.json,readonly",
-            config.display()
-        ),
-        &image,
-    ]);
+    let container = Container::run(&name, &image, &config);
     let code = container.wait_exit(Duration::from_secs(30));
     let took = started.elapsed();
     let log = container.logs();
@@ -429,19 +406,7 @@ fn an_aggregator_that_keeps_crashing_ends_the_container_non_zero_after_max_resta
     });
     setup::write_config(&config, &solution, true);
     let name = format!("enclave-e2e-crash-{}", std::process::id());
-    let container = Container::named(&name);
-    docker_ok(&[
-        "run",
-        "--detach",
-        "--name",
-        &name,
-        "--mount",
-        &format!(
-            "type=bind,src={},dst=/sp/configurations/configuration.json,readonly",
-            config.display()
-        ),
-        &image,
-    ]);
+    let container = Container::run(&name, &image, &config);
     container.wait_all_up(BOOT);
 
     // SIGKILL every aggregator process the supervisor starts, until the container ends.
