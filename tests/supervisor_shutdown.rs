@@ -152,3 +152,25 @@ fn a_oneshot_without_down_does_not_hold_up_the_services_below_it() {
     assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
     assert_eq!(e.read_marker("stops"), "stop server\n");
 }
+
+#[test]
+fn a_sigterm_during_the_boot_ends_init_cleanly_with_0() {
+    let mut e = Enclave::new();
+    let log = e.marker("stops");
+    polite(&e, "worker", &log);
+    e.start(&[]);
+    // Right after verification init generates keys and states its identity before its event
+    // loop runs: a SIGTERM there used to kill it with the signal's default action.
+    let deadline = Instant::now() + T;
+    while !e.logs().contains("configuration verified") {
+        assert!(Instant::now() < deadline, "{}", e.logs());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    let logs = e.logs();
+    assert!(
+        logs.contains("starting nothing") || logs.contains("shutting down"),
+        "{logs}"
+    );
+}

@@ -46,6 +46,9 @@ pub struct InitOptions {
 /// Boots and supervises the tree; returns the container's exit code.
 pub fn run(options: InitOptions) -> u8 {
     let started = std::time::Instant::now();
+    if let Err(e) = super::early_signals::install() {
+        tracing::warn!(error = %e, "cannot catch termination signals before the event loop runs");
+    }
     let boot_time = std::time::SystemTime::now();
     let root = match std::path::absolute(options.root.dir()) {
         Ok(dir) => Root::new(dir),

@@ -3,6 +3,7 @@
 //! in reverse order.
 
 pub mod definition;
+mod early_signals;
 pub mod graph;
 mod init;
 pub mod logs;

@@ -192,7 +192,13 @@ impl Supervisor {
         let mut chld = signal(SignalKind::child())?;
         // SIGCHLDs coalesce and one may have come before the handler: sweep regularly too.
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
-        self.start_ready_services();
+        match super::early_signals::requested() {
+            Some(signal) => {
+                tracing::info!(%signal, "stop requested during the boot: starting nothing");
+                self.begin_shutdown(Shutdown::Requested(signal));
+            }
+            None => self.start_ready_services(),
+        }
         while !self.is_done() {
             tokio::select! {
                 Some(event) = self.inbox.recv() => self.handle(event),
