@@ -51,5 +51,8 @@ echo "== cargo test" >&2
 # Unit and integration tests; benchmarks are run by scripts/bench-*.
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+status=0
+cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
