@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, Api, OracleApi};
-use super::chain::{ChainMetrics, TxSender};
+use super::chain::{ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
 use super::feed_task::{Input, Shared};
 use super::keys::{KeyStore, OracleKeys};
@@ -109,9 +109,17 @@ pub async fn run(
         tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery and transmitter balances");
         drop(inbound);
         if config.chain_options.enabled {
-            start_balance_watch(config, &set, &registry, stopped.clone())?;
+            let rpc = start_balance_watch(config, &set, &registry, stopped.clone())?;
             if config.chain_options.configure_contracts {
-                start_contract_configurator(config, &keys, &own, &set, &registry, stopped.clone())?;
+                start_contract_configurator(
+                    config,
+                    rpc,
+                    &keys,
+                    &own,
+                    &set,
+                    &registry,
+                    stopped.clone(),
+                )?;
             }
         }
         (None, Arc::new(Mutex::new(Vec::new())))
@@ -367,13 +375,14 @@ async fn start_oracle(
 }
 
 /// Node 1 watches every transmitter's balance and, with `faucetPrivateKey`, tops them up: one
-/// task for the whole enclave.
+/// task for the whole enclave. Returns node 1's RPC client (its requests counted in the chain
+/// metrics) for the other chain tasks of node 1.
 fn start_balance_watch(
     config: &Config,
     set: &OracleSet,
     registry: &prometheus::Registry,
     stopped: watch::Receiver<bool>,
-) -> Result<(), NodeError> {
+) -> Result<Arc<RpcClient>, NodeError> {
     let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
     let metrics = Arc::new(OnchainMetrics::register(registry)?);
     let rpc = oracle::rpc_client(config, Some(chain_metrics.clone()))?;
@@ -408,17 +417,18 @@ fn start_balance_watch(
         metrics,
     };
     tokio::spawn(oracle::watch_chain_id(
-        rpc,
+        rpc.clone(),
         config.chain.chain_id,
         Duration::from_secs(10),
     ));
     tokio::spawn(faucet.run(stopped));
-    Ok(())
+    Ok(rpc)
 }
 
 /// `chain.configureContracts`: node 1 puts every feed's configuration on its contract.
 fn start_contract_configurator(
     config: &Config,
+    rpc: Arc<RpcClient>,
     keys: &KeyStore,
     own: &OracleKeys,
     set: &OracleSet,
@@ -428,7 +438,7 @@ fn start_contract_configurator(
     let key =
         configurator::admin_key(config, own.transmitter()).map_err(NodeError::Configurator)?;
     let admin = Admin {
-        rpc: oracle::rpc_client(config, None)?,
+        rpc,
         key,
         policy: oracle::gas_policy(&config.chain_options),
     };

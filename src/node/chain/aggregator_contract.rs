@@ -400,9 +400,7 @@ pub fn sp_set_config_calldata(
     threshold: u8,
     config: &OffchainConfig,
 ) -> Result<Bytes, ConfigError> {
-    if let Some(index) = config.peer_ids.iter().position(|p| p.contains(',')) {
-        return Err(ConfigError::CommaInPeerId(index));
-    }
+    let peer_ids = config.joined_peer_ids()?;
     let sse = &config.shared_secret_encryptions;
     Ok(ISpOffchainAggregator::setConfigCall {
         _config: ISpOffchainAggregator::SetConfigArgs {
@@ -415,7 +413,7 @@ pub fn sp_set_config_calldata(
                 .iter()
                 .map(|k| B256::from(*k))
                 .collect(),
-            peerIDs: config.peer_ids.join(","),
+            peerIDs: peer_ids,
             sharedSecretEncryptions: ISpOffchainAggregator::SharedSecretEncryptions {
                 diffieHellmanPoint: B256::from(sse.diffie_hellman_point),
                 sharedSecretHash: B256::from(sse.shared_secret_hash),

@@ -75,6 +75,17 @@ pub struct OffchainConfig {
     pub shared_secret_encryptions: SharedSecretEncryptions,
 }
 
+impl OffchainConfig {
+    /// The peer ids as the contract stores them: one comma-joined string, so an id that itself
+    /// contains a comma is refused.
+    pub fn joined_peer_ids(&self) -> Result<String, ConfigError> {
+        if let Some(index) = self.peer_ids.iter().position(|p| p.contains(',')) {
+            return Err(ConfigError::CommaInPeerId(index));
+        }
+        Ok(self.peer_ids.join(","))
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("peer id #{0} contains a comma, which would split it in the comma-joined peerIDs")]
@@ -126,9 +137,7 @@ pub fn config_digest(
 /// starts with the tuple's offset word 0x20, as Go's `abi.Arguments.Pack` and Solidity's
 /// `abi.encode(struct)` both produce.
 pub fn encode_offchain_config(config: &OffchainConfig) -> Result<Vec<u8>, ConfigError> {
-    if let Some(index) = config.peer_ids.iter().position(|p| p.contains(',')) {
-        return Err(ConfigError::CommaInPeerId(index));
-    }
+    let peer_ids = config.joined_peer_ids()?;
     let sse = &config.shared_secret_encryptions;
     let encoded = SetConfigEncodedComponents {
         deltaProgress: config.delta_progress_ns,
@@ -145,7 +154,7 @@ pub fn encode_offchain_config(config: &OffchainConfig) -> Result<Vec<u8>, Config
             .iter()
             .map(|k| B256::from(*k))
             .collect(),
-        peerIDs: config.peer_ids.join(","),
+        peerIDs: peer_ids,
         sharedSecretEncryptions: SharedSecretEncryptionsAbi {
             diffieHellmanPoint: B256::from(sse.diffie_hellman_point),
             sharedSecretHash: B256::from(sse.shared_secret_hash),
