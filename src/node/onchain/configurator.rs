@@ -43,7 +43,7 @@ pub fn submissions_metric(registry: &Registry) -> Result<IntCounterVec, promethe
 impl ContractConfigurator {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut pending: Vec<FeedConfig> = self.config.feeds.clone();
-        while !pending.is_empty() {
+        loop {
             let mut failed = Vec::new();
             for feed in pending {
                 if !self.configure(&feed).await {
