@@ -64,7 +64,12 @@ fn is_executable(path: &Path) -> bool {
 
 /// A loopback port that was free a moment ago (bind to port 0, read it, release it).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    free_port_on("127.0.0.1")
+}
+
+/// A port of `host` that was free a moment ago.
+pub fn free_port_on(host: &str) -> u16 {
+    let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("bind {host}:0: {e}"));
     listener.local_addr().expect("local address").port()
 }
 

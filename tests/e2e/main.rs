@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use common::devchain::{self, DevChain};
 use common::price_server::PriceServer;
-use common::receivers::{get, wait_for, Pushgateway, VictoriaMetrics};
+use common::receivers::{free_port_on, get, wait_for, Pushgateway, VictoriaMetrics};
 use docker::{bridge_gateway, docker, docker_ok, image_or_skip_reason, tail, Container};
 use serde_json::{json, Value};
-use setup::{free_port_offset, free_port_on, Secrets, NODES};
+use setup::{free_port_offset, Secrets, NODES};
 
 /// Boot to every service up: the first boot runs initdb and generates the keys.
 const BOOT: Duration = Duration::from_secs(180);

@@ -35,12 +35,6 @@ pub fn free_port_offset() -> u16 {
     panic!("no free range of host ports to publish on");
 }
 
-/// A port free on `host` a moment ago.
-pub fn free_port_on(host: &str) -> u16 {
-    let listener = TcpListener::bind((host, 0)).expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// Values that only the configuration knows and that must never show up in a log or a metric.
 pub struct Secrets {
     pub binance_api_key: String,
