@@ -254,6 +254,8 @@ pub async fn chain_parts(
         rebroadcast_after: options.rebroadcast_after,
         metrics,
         last: Mutex::new(HashMap::new()),
+        bounds: Mutex::new(HashMap::new()),
+        out_of_bounds_logged: Mutex::new(HashMap::new()),
     });
     let (transmissions, queue) = mpsc::channel(1024);
     Ok(ChainParts {
