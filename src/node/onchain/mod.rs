@@ -1,10 +1,12 @@
 //! The oracles on chain: reading the feeds' contracts (their configuration and latest answer),
 //! transmitting finalized reports, and keeping the transmitters funded.
 
+pub mod billing_watch;
 pub mod config_tracker;
 pub mod configurator;
 pub mod contract_reader;
 pub mod faucet;
+pub mod payees;
 pub mod submit;
 pub mod transmitter;
 
