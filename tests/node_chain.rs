@@ -98,6 +98,8 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
     let rpc = chain.rpc.clone();
     let admin = chain.owner.1.clone();
     let address = contract.to_lowercase();
+    // Oracle node 3 is paid elsewhere than the others (who default to the admin).
+    let node_3_payee = chain.accounts[5].0.clone();
     let don = Don::start(
         5,
         &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "67123.45")],
@@ -106,7 +108,8 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
             s["chainlinkRpcHttpUrl"] = json!(rpc);
             s["chainlinkChainId"] = json!(1337);
             s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard", "adminPrivateKey": admin});
+                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard", "adminPrivateKey": admin,
+                            "payees": {"3": node_3_payee}});
             s["feeds"][0]["contractAddress"] = json!(address);
         },
     );
@@ -117,6 +120,15 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
             node["transmitterAddress"].as_str().expect("address"),
             10u128.pow(18),
         );
+    }
+    let transmitters = common::oracle_transmitters(&keys);
+    if kind == Contract::Upstream {
+        // Someone already made another address node 5's payee: the contract will not let the
+        // enclave change it, which is reported, and the configuration goes on regardless.
+        let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
+        let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
+        let data = enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]);
+        owner_send(&chain, &contract, &data);
     }
     // Without a configuration on the contract no feed starts, and /health says why.
     wait_until(
@@ -139,18 +151,31 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
         .as_str()
         .expect("digest");
     assert!(digest.starts_with("0x") && digest.len() == 34, "{digest}");
+    let pair = |transmitter: &str, payee: &str| json!({"transmitter": transmitter, "payee": payee});
+    let owner = chain.owner.0.as_str();
     match kind {
-        // The real contract refuses a configuration without payees: they were set first, each
-        // to the admin (the default), and nothing conflicts.
+        // The real contract refuses a configuration without payees: the missing ones were set
+        // first (the admin by default, node 3's its own); node 5's other payee is reported.
         Contract::Upstream => {
             let payees = &submitted["feeds"][0]["payees"];
-            assert_eq!(payees["set"].as_array().map(Vec::len), Some(4), "{payees}");
-            assert!(payees["set"]
-                .as_array()
-                .expect("set")
-                .iter()
-                .all(|p| p["payee"].as_str() == Some(chain.owner.0.as_str())));
-            assert_eq!(payees["conflicts"], json!([]));
+            assert_eq!(
+                payees["set"],
+                json!([
+                    pair(&transmitters[0], owner),
+                    pair(&transmitters[1], &node_3_payee),
+                    pair(&transmitters[2], owner)
+                ]),
+                "{payees}"
+            );
+            assert_eq!(
+                payees["conflicts"],
+                json!([pair(&transmitters[3], owner)]),
+                "{payees}"
+            );
+            assert!(
+                stderr.contains("warning") && stderr.contains(&transmitters[3]),
+                "{stderr}"
+            );
         }
         Contract::Model => assert_eq!(submitted["feeds"][0]["payees"], "not-managed"),
     }
@@ -164,6 +189,10 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
     if kind == Contract::Upstream {
         assert_eq!(again["feeds"][0]["payees"]["set"], json!([]), "{again}");
         assert_eq!(again["feeds"][0]["payees"]["transaction"], Value::Null);
+        assert_eq!(
+            again["feeds"][0]["payees"]["conflicts"],
+            json!([pair(&transmitters[3], owner)])
+        );
     }
 
     // The median lands on chain.
@@ -486,22 +515,40 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
         "linkGweiPerTransmission": TEST_BILLING[4]});
     let configure = self_configuring(&chain.rpc, &chain.owner.1, json!({"billing": billing}));
     let address = contract.to_lowercase();
+    // Node 1 starts once the scene is set.
     let mut don = Don::start(
         5,
         &[("DOT-USD", "DOTUSDT", "DOT", "USDT", "100.00")],
-        &[],
+        &[1],
         |s| {
             configure(s);
             s["feeds"][0]["contractAddress"] = json!(address);
         },
     );
     fund_transmitters(&chain, &don);
+    // Someone made another address node 5's payee before: reported, not fought over.
+    let transmitters = common::oracle_transmitters(&don.keys());
+    let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
+    let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
+    owner_send(
+        &chain,
+        &contract,
+        &enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]),
+    );
+    don.spawn(1);
 
     // Nothing done by hand: node 1 sets the payees, the configuration and the billing.
     wait_until(T, "the first answer on chain", || {
         chain.latest_answer(&contract) == 10_000_000_000
     });
     assert_eq!(chain.billing_of(&contract), TEST_BILLING);
+    assert_eq!(
+        don.metric(
+            1,
+            "enclave_chain_contract_payee_conflicts{feed=\"DOT-USD\"}"
+        ),
+        1.0
+    );
     assert_eq!(
         don.metric(
             1,
@@ -542,7 +589,6 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
 
     // Every oracle observed and was paid for it; node 1 exports what each is owed and what the
     // contract has.
-    let transmitters = common::oracle_transmitters(&don.keys());
     for t in &transmitters {
         assert!(chain.owed_payment(&contract, t) > 0, "{t} is owed nothing");
     }
