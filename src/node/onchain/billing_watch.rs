@@ -106,7 +106,7 @@ impl BillingWatch {
         if *token == Token::Unknown {
             *token = match contract.link_token().await {
                 Ok(address) => Token::Link(address),
-                Err(ChainError::Reverted { reason: None, .. }) => {
+                Err(e) if e.is_bare_revert() => {
                     tracing::info!(feed, contract = %contract.address(), "the contract has no LINK billing: payments not watched");
                     Token::NoBilling
                 }

@@ -32,7 +32,7 @@ pub enum Probe {
 }
 
 /// Payees the contract cannot manage at all: it has no `setPayees` (a contract without
-/// payees, such as the project's Vyper model), which answers a revert without any reason.
+/// payees, such as the project's Vyper model), which answers a revert without any data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
     State(PayeeState),
@@ -80,10 +80,16 @@ pub enum PayeeError {
     Refused(String),
 }
 
+/// A bare revert (no data) stays without a reason; a custom error is described as one.
 fn probe(result: Result<(), ChainError>) -> Result<Probe, ChainError> {
     match result {
         Ok(()) => Ok(Probe::Accepted),
-        Err(ChainError::Reverted { reason, .. }) => Ok(Probe::Reverted(reason)),
+        Err(e) if e.is_bare_revert() => Ok(Probe::Reverted(None)),
+        Err(ChainError::Reverted {
+            reason: Some(reason),
+            ..
+        }) => Ok(Probe::Reverted(Some(reason))),
+        Err(e @ ChainError::Reverted { .. }) => Ok(Probe::Reverted(Some(e.to_string()))),
         Err(e) => Err(e),
     }
 }

@@ -274,7 +274,7 @@ async fn reconcile_billing(
     };
     let current = match contract.billing().await {
         Ok(current) => current,
-        Err(ChainError::Reverted { reason: None, .. }) => return Ok(BillingOutcome::Unsupported),
+        Err(e) if e.is_bare_revert() => return Ok(BillingOutcome::Unsupported),
         Err(e) => return Err(e.into()),
     };
     if current == wanted.as_array() {

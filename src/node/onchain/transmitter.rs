@@ -226,7 +226,7 @@ impl Transmitter {
         }
         let known = match contract.answer_bounds().await {
             Ok((min, max)) => KnownBounds::Known(Bounds { min, max }),
-            Err(ChainError::Reverted { reason: None, .. }) => KnownBounds::None,
+            Err(e) if e.is_bare_revert() => KnownBounds::None,
             Err(e) => {
                 tracing::debug!(feed, error = %e, "cannot read the contract's minAnswer/maxAnswer yet");
                 return None;
