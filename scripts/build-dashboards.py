@@ -754,7 +754,7 @@ def feeds():
                        target(f"sum by (outcome) (increase(enclave_node_transmissions_total{F}[{RI}]))", "{{outcome}}"),
                        "none", "Finalized reports handled by the oracles' transmitters: landed, "
                        "stale (another oracle was first), reverted, error, or why none was sent "
-                       "(already_on_chain, not_scheduled, …). All feeds. Empty while chain.enabled is "
+                       "(already_on_chain, not_scheduled, out_of_bounds, …). All feeds. Empty while chain.enabled is "
                        "false.", bars=True),
             timeseries("Transmitter balances",
                        target(f"max by (node) (enclave_chain_transmitter_balance_wei{F}) / 1e18", "node {{node}}"),
@@ -762,6 +762,20 @@ def feeds():
                        "by node 1. The dashed line is the default faucetMinWei (alert "
                        "TransmitterBalanceLow). Empty while chain.enabled is false.",
                        threshold_line=0.00002),
+            timeseries("Contract LINK",
+                       [target(f"max by (feed) (enclave_chain_contract_link_available_juels{D}) / 1e18", "{{feed}} available"),
+                        target(f"max by (feed) (enclave_chain_contract_link_balance_juels{D}) / 1e18", "{{feed}} balance")],
+                       "none", "LINK of each feed's contract, read by node 1: its balance, and what is "
+                       "available after everything it owes the oracles (linkAvailableForPayment; "
+                       "below 0 it cannot pay them all: alert ContractCannotPayOracles). May be "
+                       "empty: only contracts with LINK billing have it (not the Vyper test model).",
+                       minimum=None),
+            timeseries("Owed to the oracles",
+                       target(f"max by (feed, node) (enclave_chain_oracle_owed_payment_juels{D}) / 1e18",
+                              "{{feed}} node {{node}}"),
+                       "none", "LINK each feed's contract owes each oracle (observation rewards and "
+                       "gas reimbursements, owedPayment), until its payee withdraws it. May be "
+                       "empty: only contracts with LINK billing have it."),
             timeseries("Transactions",
                        [target(f"sum by (outcome) (increase(enclave_chain_transactions_total{F}[{RI}]))", "{{outcome}}"),
                         target(f"sum(increase(enclave_node_transmit_gas_used_total{F}[{RI}])) / 1e6", "gas used (millions)")],

@@ -446,3 +446,139 @@ async fn replacement_drop_nonce_conflicts_and_missing_funds_against_a_real_pool(
     assert!(matches!(e, ChainError::InsufficientFunds { .. }), "{e:?}");
     assert!(!e.is_retryable());
 }
+
+#[tokio::test]
+async fn payees_billing_bounds_and_payments_are_read_from_the_upstream_contract_and_the_model() {
+    use enclave::node::chain::aggregator_contract::set_payees_calldata;
+    use enclave::node::onchain::payees::{plan, PayeeError, PayeePlan};
+    let Some(chain) = start() else { return };
+    let metrics = Arc::new(ChainMetrics::register(&Registry::new()).expect("metrics"));
+    let rpc = rpc(&chain, &metrics);
+    let link: Address = rpc
+        .request("dev_deployLinkToken", json!([]))
+        .await
+        .expect("LINK");
+    let deployed: Value = rpc
+        .request(
+            "dev_deployUpstreamAggregator",
+            json!([{"decimals": 8, "description": "BTC / USD", "minAnswer": "-7",
+                    "maxAnswer": "1000000000000", "link": link,
+                    "billing": {"maximumGasPrice": 100, "reasonableGasPrice": 5,
+                                "microLinkPerEth": 1, "linkGweiPerObservation": 2,
+                                "linkGweiPerTransmission": 3},
+                    "linkFunding": "5000000000000000000"}]),
+        )
+        .await
+        .expect("deploy");
+    let address: Address = deployed["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("address");
+    let upstream = AggregatorContract::new(rpc.clone(), address);
+    assert_eq!(
+        upstream.answer_bounds().await.expect("bounds"),
+        (
+            I192::try_from(-7).expect("fits"),
+            I192::try_from(1_000_000_000_000i64).expect("fits")
+        )
+    );
+    assert_eq!(
+        upstream.billing().await.expect("billing"),
+        [100, 5, 1, 2, 3]
+    );
+    assert_eq!(upstream.link_token().await.expect("token"), link);
+    let five_link = U256::from(5_000_000_000_000_000_000u128);
+    assert_eq!(
+        upstream.token_balance(link).await.expect("balance"),
+        five_link
+    );
+    assert_eq!(
+        upstream
+            .link_available_for_payment()
+            .await
+            .expect("available"),
+        alloy_primitives::I256::try_from(5_000_000_000_000_000_000i128).expect("fits")
+    );
+
+    let owner = address_of(chain.owner.verifying_key());
+    let t: Vec<Address> = chain
+        .accounts
+        .iter()
+        .map(|k| address_of(k.verifying_key()))
+        .collect();
+    assert_eq!(upstream.owed_payment(t[0]).await.expect("owed"), U256::ZERO);
+    let other = t[3];
+    // Nothing set yet: both are to be set.
+    let wanted = [(t[0], owner), (t[1], owner)];
+    assert_eq!(
+        plan(&upstream, owner, &wanted).await.expect("plan"),
+        PayeePlan {
+            to_set: wanted.to_vec(),
+            ..PayeePlan::default()
+        }
+    );
+    // t0's payee set to the wanted one, t1's to another: nothing to set, one conflict.
+    owner_sends(
+        &rpc,
+        &chain,
+        address,
+        set_payees_calldata(&[t[0], t[1]], &[owner, other]),
+    )
+    .await;
+    assert_eq!(
+        plan(&upstream, owner, &wanted).await.expect("plan"),
+        PayeePlan {
+            to_set: vec![],
+            conflicts: vec![(t[1], owner)],
+            unsupported: false,
+        }
+    );
+    // Not the owner: refused with the contract's reason.
+    match plan(&upstream, t[2], &wanted).await {
+        Err(PayeeError::Refused(reason)) => assert_eq!(reason, "Only callable by owner"),
+        other => panic!("{other:?}"),
+    }
+
+    // The model has bounds, but no payees and no billing.
+    let model_address: Address = rpc
+        .request(
+            "dev_deployAggregator",
+            json!([{"decimals": 8, "description": "BTC / USD", "minAnswer": "1", "maxAnswer": "99"}]),
+        )
+        .await
+        .expect("deploy");
+    let model = AggregatorContract::new(rpc.clone(), model_address);
+    assert_eq!(
+        model.answer_bounds().await.expect("bounds"),
+        (I192::ONE, I192::try_from(99).expect("fits"))
+    );
+    assert_eq!(
+        plan(&model, owner, &wanted).await.expect("plan"),
+        PayeePlan {
+            unsupported: true,
+            ..PayeePlan::default()
+        }
+    );
+    for e in [
+        model.billing().await.expect_err("no billing"),
+        model.link_token().await.expect_err("no token"),
+    ] {
+        assert!(e.is_bare_revert(), "{e:?}");
+    }
+}
+
+async fn owner_sends(rpc: &Arc<RpcClient>, chain: &DevChain, to: Address, data: Bytes) {
+    let metrics = Arc::new(ChainMetrics::register(&Registry::new()).expect("metrics"));
+    let outcome = sender(rpc, &chain.owner, legacy(), &metrics)
+        .send_and_wait(
+            to,
+            data,
+            U256::ZERO,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("mined");
+    assert_eq!(outcome.status, TxStatus::Success);
+}

@@ -108,6 +108,27 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "40 hex",
     ),
     (
+        "payee of a node that is not an oracle",
+        |s| s["chain"]["payees"] = json!({"1": "0x1111111111111111111111111111111111111111"}),
+        "solution.chain.payees",
+        "not an oracle's node number",
+    ),
+    (
+        "zero payee",
+        |s| s["chain"]["payee"] = json!("0x0000000000000000000000000000000000000000"),
+        "solution.chain.payee",
+        "zero address",
+    ),
+    (
+        "billing missing a value",
+        |s| {
+            s["chain"]["billing"] = json!({"maximumGasPrice": 10, "reasonableGasPrice": 5,
+                "linkGweiPerObservation": 1, "linkGweiPerTransmission": 1})
+        },
+        "solution.chain.billing.microLinkPerEth",
+        "is required",
+    ),
+    (
         "bad checksum",
         |s| s["feeds"][0]["contractAddress"] = json!("0x00000000000000000000000000000000000B7c01"),
         "solution.feeds[0].contractAddress",

@@ -55,7 +55,13 @@ fn don_config_prints_every_feeds_configuration_for_the_enclaves_oracles() {
             Some(4)
         );
         assert_eq!(feed["encodedConfigVersion"], 1);
-        assert!(feed["configDigest"].as_str().is_some_and(|d| d.len() == 32));
+        assert!(
+            feed["configDigest"]
+                .as_str()
+                .is_some_and(|d| d.len() == 34 && d.starts_with("0x")),
+            "{}",
+            feed["configDigest"]
+        );
     }
     // The shared secret never appears, only its hash and encryptions.
     let secret =

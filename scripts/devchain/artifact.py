@@ -16,6 +16,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "OffchainAggregator.vy"
+# The real contracts, as compiled upstream (contracts/upstream/SOURCE.md says from where).
+UPSTREAM = HERE / "contracts" / "upstream"
+UPSTREAM_CONTRACTS = (
+    "AccessControlledOffchainAggregator",
+    "SimpleWriteAccessController",
+    "LinkToken",
+)
 EVM_VERSION = "cancun"
 
 # Vyper cannot overload functions, so the Super Protocol setConfig(struct) is served by the
@@ -103,6 +110,13 @@ def load_aggregator() -> dict:
     tmp.write_text(json.dumps(artifact))
     tmp.replace(path)  # atomic: concurrent test processes never read half a file
     return artifact
+
+
+def load_upstream(name: str) -> dict:
+    """An upstream contract's {"abi", "bytecode"} (committed fixtures, never compiled here)."""
+    if name not in UPSTREAM_CONTRACTS:
+        raise ValueError(f"no upstream contract {name!r}")
+    return json.loads((UPSTREAM / f"{name}.json").read_text())
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ MAX_LOG_BLOCK_RANGE = 10_000
 # geth's txpool: a replacement must raise both the fee cap and the tip by 10%.
 PRICE_BUMP_PERCENT = 10
 SUPPORTED_TX_TYPES = (0, 1, 2)
+# Gas limit of the owner's deployments: the upstream aggregator's creation takes about 5.3M.
+DEPLOY_GAS = 10_000_000
 
 
 class RpcError(Exception):
@@ -285,6 +287,8 @@ class DevChain:
             "dev_dropPending": self.dev_dropPending,
             "dev_fund": self.dev_fund,
             "dev_deployAggregator": self.dev_deployAggregator,
+            "dev_deployLinkToken": self.dev_deployLinkToken,
+            "dev_deployUpstreamAggregator": self.dev_deployUpstreamAggregator,
             "dev_increaseTime": self.dev_increaseTime,
         }
 
@@ -981,9 +985,107 @@ class DevChain:
 
     def dev_deployAggregator(self, options=None):
         """Deploys OffchainAggregator.vy from the owner account in a block of its own."""
+        options = self._options(options, "{decimals, description, minAnswer, maxAnswer}")
+        decimals, description, min_answer, max_answer = self._feed_options(options)
+        compiled = artifact.load_aggregator()
+        code = bytes.fromhex(compiled["bytecode"][2:]) + abi_encode(
+            ["int192", "int192", "uint8", "string"],
+            [min_answer, max_answer, decimals, description],
+        )
+        return self._owner_deploy(code, "aggregator")
+
+    def dev_deployLinkToken(self):
+        """Deploys the upstream LinkToken (contracts/upstream) from the owner account, which
+        then holds all 10^27 juels (1e9 LINK)."""
+        compiled = artifact.load_upstream("LinkToken")
+        return self._owner_deploy(bytes.fromhex(compiled["bytecode"][2:]), "LinkToken")
+
+    def dev_deployUpstreamAggregator(self, options=None):
+        """Deploys the upstream AccessControlledOffchainAggregator 4.0.0 (contracts/upstream)
+        from the owner account, with a fresh SimpleWriteAccessController as its billing and
+        requester access controller (as deployed feeds have one).
+
+        Options: decimals, description, minAnswer, maxAnswer as dev_deployAggregator; `link`
+        (the LINK token, default none), `billing` {maximumGasPrice, reasonableGasPrice,
+        microLinkPerEth, linkGweiPerObservation, linkGweiPerTransmission} (constructor values,
+        default 0) and `linkFunding` (juels the owner transfers to the new contract; needs
+        `link`). Returns {"address", "accessController"}.
+        """
+        options = self._options(
+            options,
+            "{decimals, description, minAnswer, maxAnswer, link, billing, linkFunding}",
+        )
+        decimals, description, min_answer, max_answer = self._feed_options(options)
+        zero = "0x" + "00" * 20
+        link = parse_address(options.get("link") or zero, "link")
+        billing = options.get("billing") or {}
+        if not isinstance(billing, dict):
+            raise invalid_params("billing: expected an object")
+        names = (
+            "maximumGasPrice",
+            "reasonableGasPrice",
+            "microLinkPerEth",
+            "linkGweiPerObservation",
+            "linkGweiPerTransmission",
+        )
+        unknown = set(billing) - set(names)
+        if unknown:
+            raise invalid_params(f"billing: unknown {sorted(unknown)}")
+        values = [parse_int(billing.get(name, 0), f"billing.{name}") for name in names]
+        if any(not 0 <= v < 2**32 for v in values):
+            raise invalid_params("billing: each value is a uint32")
+        funding = parse_int(options.get("linkFunding", 0), "linkFunding")
+        if funding < 0 or (funding and link == bytes(20)):
+            raise invalid_params("linkFunding: a non-negative amount, and needs link")
+        controller_code = artifact.load_upstream("SimpleWriteAccessController")["bytecode"]
+        controller = self._owner_deploy(bytes.fromhex(controller_code[2:]), "access controller")
+        controller_raw = parse_address(controller)
+        compiled = artifact.load_upstream("AccessControlledOffchainAggregator")
+        code = bytes.fromhex(compiled["bytecode"][2:]) + abi_encode(
+            [
+                "uint32",
+                "uint32",
+                "uint32",
+                "uint32",
+                "uint32",
+                "address",
+                "int192",
+                "int192",
+                "address",
+                "address",
+                "uint8",
+                "string",
+            ],
+            [
+                *values,
+                link,
+                min_answer,
+                max_answer,
+                controller_raw,
+                controller_raw,
+                decimals,
+                description,
+            ],
+        )
+        address = self._owner_deploy(code, "upstream aggregator")
+        if funding:
+            data = keccak(b"transfer(address,uint256)")[:4] + abi_encode(
+                ["address", "uint256"], [parse_address(address), funding]
+            )
+            self._owner_send(link, data, "LINK transfer to the aggregator")
+        return {"address": address, "accessController": controller}
+
+    # --- owner transactions (deployments) -------------------------------------------------
+
+    @staticmethod
+    def _options(options, expected):
         options = options or {}
         if not isinstance(options, dict):
-            raise invalid_params("expected {decimals, description, minAnswer, maxAnswer}")
+            raise invalid_params(f"expected {expected}")
+        return options
+
+    @staticmethod
+    def _feed_options(options):
         decimals = parse_int(options.get("decimals", 8), "decimals")
         description = options.get("description", "")
         if not isinstance(description, str):
@@ -995,14 +1097,17 @@ class DevChain:
             raise invalid_params("need int192 minAnswer <= maxAnswer")
         if not 0 <= decimals <= 255:
             raise invalid_params("decimals: 0..255")
+        return decimals, description, min_answer, max_answer
+
+    def _owner_deploy(self, code, what):
+        receipt = self._owner_send(b"", code, f"{what} deployment")
+        return receipt["contractAddress"]
+
+    def _owner_send(self, to, data, what):
+        """A transaction from the owner account, mined at once in a block of its own."""
         owner = self.owner.public_key.to_canonical_address()
         if any(sender == owner for sender, _ in self.pool):
             raise RpcError(-32000, "the owner has pending transactions: mine or drop them first")
-        compiled = artifact.load_aggregator()
-        code = bytes.fromhex(compiled["bytecode"][2:]) + abi_encode(
-            ["int192", "int192", "uint8", "string"],
-            [min_answer, max_answer, decimals, description],
-        )
         state = self.chain.get_vm().state
         nonce = state.get_nonce(owner)
         fee_cap = 2 * self.next_base_fee() + SUGGESTED_TIP
@@ -1012,18 +1117,18 @@ class DevChain:
             nonce=nonce,
             max_priority_fee_per_gas=SUGGESTED_TIP,
             max_fee_per_gas=fee_cap,
-            gas=6_000_000,
-            to=b"",
+            gas=DEPLOY_GAS,
+            to=to,
             value=0,
-            data=code,
+            data=data,
             access_list=(),
         )
         tx = unsigned.as_signed_transaction(self.owner)
         self._mine(only=[tx])
         receipt = self.receipts[tx.hash]
         if receipt["status"] != "0x1":
-            raise RpcError(-32000, "aggregator deployment reverted")
-        return receipt["contractAddress"]
+            raise RpcError(-32000, f"{what} reverted")
+        return receipt
 
 
 def validation_message(text):

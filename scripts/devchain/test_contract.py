@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Tests of OffchainAggregator.vy against the OCR1 facts (ocr-and-sources.md A.2.1-A.2.5).
+"""Tests of OffchainAggregator.vy against the OCR1 facts (ocr-and-sources.md A.2.1-A.2.5), and
+of the same expectations against the real upstream AccessControlledOffchainAggregator 4.0.0
+(libocr's compiled bytecode, contracts/upstream/).
 
 Why: the enclave's oracles are tested against this contract; if it accepted what the real
 OffchainAggregator refuses (or the other way round), those tests would prove nothing. So every
 report here is a real OCR1 report signed the way libocr signs (secp256k1 over keccak256(report),
 v in {0,1}), sent in a real signed transaction through the dev chain's own RPC methods, and
-every check of transmit() is hit with one crafted bad input and its exact revert string.
+every check of transmit() is hit with one crafted bad input and its exact revert string. The
+upstream class runs every test that applies to it unchanged, so a difference between the model
+and the real contract fails here; it adds what only the real contract has (payees, billing).
 
 Runs with the dev chain's venv and no test framework:
     .local/devchain-venv/bin/python scripts/devchain/test_contract.py
@@ -168,9 +172,15 @@ class AggregatorTest(unittest.TestCase):
     def setUpClass(cls):
         cls.h = Harness()
 
-    def setUp(self):
-        h = self.h
-        self.address = h.rpc(
+    # What differs between the model and the real contract (the upstream class overrides them).
+    TYPE_AND_VERSION = "OffchainAggregator 4.0.0 (enclave tests)"
+    SUPER_PROTOCOL = True
+
+    def abi(self):
+        return artifact.load_aggregator()["abi"]
+
+    def deploy(self):
+        return self.h.rpc(
             "dev_deployAggregator",
             {
                 "decimals": 8,
@@ -179,6 +189,10 @@ class AggregatorTest(unittest.TestCase):
                 "maxAnswer": str(10**12),
             },
         )
+
+    def setUp(self):
+        h = self.h
+        self.address = self.deploy()
         self.signers = [oracle_key(i) for i in range(4)]
         self.transmitter_keys = h.accounts[:4]
         self.transmitters = [Account.from_key(k).address for k in self.transmitter_keys]
@@ -228,6 +242,9 @@ class AggregatorTest(unittest.TestCase):
             self.assertEqual(error.message, f"execution reverted: {reason}")
             self.assertEqual(error.data, "0x" + error_data(reason).hex())
 
+    def assert_observer_index_past_31_fails(self, report):
+        self.assert_transmit_reverts(None, report)
+
     def assert_transmit_reverts(
         self, reason, report, signer_keys=None, transmitter=0, rs_ss_vs=None
     ):
@@ -243,9 +260,9 @@ class AggregatorTest(unittest.TestCase):
     def test_selectors_and_topics_match_the_fact_sheet(self):
         for signature, expected in SELECTORS.items():
             self.assertEqual(selector(signature).hex(), expected, signature)
-        abi = artifact.load_aggregator()["abi"]
+        abi = self.abi()
         for item in abi:
-            if item["type"] == "event":
+            if item["type"] == "event" and (self.SUPER_PROTOCOL or item["name"] in TOPICS):
                 types = ",".join(i["type"] for i in item["inputs"])
                 topic = "0x" + keccak(text=f"{item['name']}({types})").hex()
                 self.assertEqual(topic, TOPICS[item["name"]], item["name"])
@@ -254,12 +271,16 @@ class AggregatorTest(unittest.TestCase):
             for item in abi
             if item["type"] == "function"
         }
-        self.assertLessEqual(set(SELECTORS), abi_functions)
+        expected = {
+            signature
+            for signature in SELECTORS
+            if self.SUPER_PROTOCOL
+            or not signature.startswith(("setConfig((", "setConsensusConfig("))
+        }
+        self.assertLessEqual(expected, abi_functions)
 
     def test_reads_before_any_report(self):
-        self.assertEqual(
-            self.view("typeAndVersion()", ["string"])[0], "OffchainAggregator 4.0.0 (enclave tests)"
-        )
+        self.assertEqual(self.view("typeAndVersion()", ["string"])[0], self.TYPE_AND_VERSION)
         self.assertEqual(self.view("decimals()", ["uint8"])[0], 8)
         self.assertEqual(self.view("description()", ["string"])[0], "BTC / USD")
         self.assertEqual(self.view("version()", ["uint256"])[0], 4)
@@ -356,6 +377,8 @@ class AggregatorTest(unittest.TestCase):
         )
 
     def test_super_protocol_set_config(self):
+        if not self.SUPER_PROTOCOL:
+            self.skipTest("the Super Protocol setConfig is not in the upstream contract")
         h = self.h
         owner = Account.from_key(h.owner).address
         # Consensus parameters as deployed (ns), then the struct config.
@@ -445,6 +468,8 @@ class AggregatorTest(unittest.TestCase):
 
     def test_super_protocol_set_config_largest(self):
         """31 oracles and a 2048-character peer list fit the contract's calldata bound."""
+        if not self.SUPER_PROTOCOL:
+            self.skipTest("the Super Protocol setConfig is not in the upstream contract")
         h = self.h
         signer_keys = [oracle_key(100 + i) for i in range(31)]
         signers = [k.public_key.to_checksum_address() for k in signer_keys]
@@ -639,9 +664,10 @@ class AggregatorTest(unittest.TestCase):
         self.assert_transmit_reverts(
             "observer index repeated", make_report(digest, 5, 2, [10, 20, 30], observers=[0, 1, 0])
         )
-        # Observer index past 31: upstream's bool[31] index reverts without a message.
-        self.assert_transmit_reverts(
-            None, make_report(digest, 5, 2, [10, 20, 30], observers=[0, 1, 31])
+        # Observer index past 31: the model reverts without a message; the real contract
+        # (solc 0.7.6) indexes its bool[31] out of bounds, which is the invalid opcode.
+        self.assert_observer_index_past_31_fails(
+            make_report(digest, 5, 2, [10, 20, 30], observers=[0, 1, 31])
         )
         self.assert_transmit_reverts(
             "unauthorized transmitter", next_good, transmitter=None
@@ -708,6 +734,172 @@ class AggregatorTest(unittest.TestCase):
         self.view(
             "latestTransmissionDetails()", ["bytes16", "uint32", "uint8", "int192", "uint64"], eoa
         )
+
+
+# Billing of the upstream contract in these tests: gwei prices, micro-LINK per ETH, LINK-gwei.
+BILLING = {
+    "maximumGasPrice": 1000,
+    "reasonableGasPrice": 10,
+    "microLinkPerEth": 200 * 10**6,  # 200 LINK per ETH
+    "linkGweiPerObservation": 10**6,  # 0.001 LINK
+    "linkGweiPerTransmission": 5 * 10**6,  # 0.005 LINK
+}
+LINK_FUNDING = 100 * 10**18
+
+
+class UpstreamAggregatorTest(AggregatorTest):
+    """The same expectations, against libocr's compiled AccessControlledOffchainAggregator 4.0.0
+    (billing on, funded with the upstream LinkToken), plus payees and billing, which only the
+    real contract has."""
+
+    TYPE_AND_VERSION = "AccessControlledOffchainAggregator 4.0.0"
+    SUPER_PROTOCOL = False
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.link = cls.h.rpc("dev_deployLinkToken")
+
+    def abi(self):
+        return artifact.load_upstream("AccessControlledOffchainAggregator")["abi"]
+
+    def deploy(self):
+        return self.h.rpc(
+            "dev_deployUpstreamAggregator",
+            {
+                "decimals": 8,
+                "description": "BTC / USD",
+                "minAnswer": "1",
+                "maxAnswer": str(10**12),
+                "link": self.link,
+                "billing": BILLING,
+                "linkFunding": str(LINK_FUNDING),
+            },
+        )["address"]
+
+    def owner_address(self):
+        return Account.from_key(self.h.owner).address
+
+    def set_payees(self, transmitters, payees):
+        data = call_data(
+            "setPayees(address[],address[])",
+            ["address[]", "address[]"],
+            [transmitters, payees],
+        )
+        return self.h.send(self.h.owner, self.address, data)
+
+    def set_config(self, signers=None, transmitters=None, **kwargs):
+        # The real contract refuses a transmitter without a payee: the owner is every payee.
+        transmitters = transmitters if transmitters is not None else self.transmitters
+        receipt = self.set_payees(transmitters, [self.owner_address()] * len(transmitters))
+        self.assertEqual(receipt["status"], "0x1", "setPayees failed")
+        return super().set_config(signers=signers, transmitters=transmitters, **kwargs)
+
+    def test_set_config_checks(self):
+        # Payees first, so that each check below is reached (the real contract checks a
+        # transmitter's payee before whether the address is repeated).
+        signer_0 = self.signers[0].public_key.to_checksum_address()
+        self.set_payees(self.transmitters + [signer_0], [self.owner_address()] * 5)
+        super().test_set_config_checks()
+
+    def assert_observer_index_past_31_fails(self, report):
+        rs, ss, raw_vs = sign_report(report, self.signers[: F + 1])
+        with self.assertRaises(RpcError) as caught:
+            self.h.call(self.address, transmit_data(report, rs, ss, raw_vs), self.transmitters[0])
+        self.assertEqual(caught.exception.message, "invalid opcode")
+
+    def test_set_config_needs_every_payee_and_set_payees_never_changes_one(self):
+        signers = [k.public_key.to_checksum_address() for k in self.signers]
+        owner = self.owner_address()
+        data = call_data(
+            "setConfig(address[],address[],uint8,uint64,bytes)",
+            ["address[]", "address[]", "uint8", "uint64", "bytes"],
+            [signers, self.transmitters, F, 1, b""],
+        )
+        self.assert_reverts("payee must be set", data, owner)
+        self.assertEqual(self.set_payees(self.transmitters[:3], [owner] * 3)["status"], "0x1")
+        self.assert_reverts("payee must be set", data, owner)
+        self.assertEqual(self.set_payees(self.transmitters, [owner] * 4)["status"], "0x1")
+        self.assertEqual(self.h.send(self.h.owner, self.address, data)["status"], "0x1")
+
+        other = self.transmitters[3]
+        set_other = call_data(
+            "setPayees(address[],address[])",
+            ["address[]", "address[]"],
+            [[self.transmitters[0]], [other]],
+        )
+        self.assert_reverts("payee already set", set_other, owner)
+        same = call_data(
+            "setPayees(address[],address[])", ["address[]", "address[]"], [[other], [owner]]
+        )
+        self.h.call(self.address, same, owner)  # setting the same payee again is accepted
+        self.assert_reverts("Only callable by owner", same, self.transmitters[0])
+        # Only the payee may withdraw.
+        withdraw = call_data("withdrawPayment(address)", ["address"], [self.transmitters[0]])
+        self.assert_reverts("Only payee can withdraw", withdraw, self.transmitters[0])
+        self.h.call(self.address, withdraw, owner)
+
+    def test_transmitters_are_reimbursed_and_observers_paid_as_billed(self):
+        self.set_config()
+        report = make_report(self.digest(), 1, 1, [100, 200, 300], observers=[0, 1, 2])
+        receipt = self.transmit(report, transmitter=0)
+        self.assertEqual(receipt["status"], "0x1")
+
+        def owed(transmitter):
+            data = call_data("owedPayment(address)", ["address"], [transmitter])
+            return decode(["uint256"], self.h.call(self.address, data))[0]
+
+        per_observation = BILLING["linkGweiPerObservation"] * 10**9
+        # Observers 1 and 2 observed once; oracle 3 did nothing.
+        self.assertEqual(owed(self.transmitters[1]), per_observation)
+        self.assertEqual(owed(self.transmitters[2]), per_observation)
+        self.assertEqual(owed(self.transmitters[3]), 0)
+        # The transmitter: its observation, the transmission reward and its gas at the implied
+        # price (below the reasonable price it gets half the difference), in LINK.
+        gas_price_gwei = int(receipt["effectiveGasPrice"], 16) // 10**9
+        implied = gas_price_gwei
+        if gas_price_gwei < BILLING["reasonableGasPrice"]:
+            implied += (BILLING["reasonableGasPrice"] - gas_price_gwei) // 2
+        implied = min(implied, BILLING["maximumGasPrice"])
+        gas_used = int(receipt["gasUsed"], 16)
+        gas_link = gas_used * implied * 10**9 * BILLING["microLinkPerEth"] // 10**6
+        fixed = per_observation + BILLING["linkGweiPerTransmission"] * 10**9
+        reimbursed = owed(self.transmitters[0]) - fixed
+        # The contract estimates its gas (gasleft, 16 gas per calldata byte, a constant for its
+        # own accounting): close to the receipt's, not equal.
+        self.assertGreater(reimbursed, gas_link * 8 // 10, (reimbursed, gas_link))
+        self.assertLess(reimbursed, gas_link * 12 // 10, (reimbursed, gas_link))
+
+        def available():
+            return decode(
+                ["int256"], self.h.call(self.address, selector("linkAvailableForPayment()"))
+            )[0]
+
+        due = sum(owed(t) for t in self.transmitters)
+        self.assertEqual(available(), LINK_FUNDING - due)
+
+        # The payee (the owner) withdraws the transmitter's share.
+        owner = self.owner_address()
+
+        def link_balance(account):
+            data = call_data("balanceOf(address)", ["address"], [account])
+            return decode(["uint256"], self.h.call(self.link, data))[0]
+
+        before = link_balance(owner)
+        amount = owed(self.transmitters[0])
+        withdraw = call_data("withdrawPayment(address)", ["address"], [self.transmitters[0]])
+        receipt = self.h.send(self.h.owner, self.address, withdraw)
+        self.assertEqual(receipt["status"], "0x1")
+        self.assertEqual(link_balance(owner) - before, amount)
+        self.assertEqual(owed(self.transmitters[0]), 0)
+        self.assertEqual(link_balance(self.address), LINK_FUNDING - amount)
+        paid = [
+            log
+            for log in receipt["logs"]
+            if log["topics"][0] == "0x" + keccak(text="OraclePaid(address,address,uint256,address)").hex()
+        ]
+        self.assertEqual(len(paid), 1)
+        self.assertEqual(decode(["uint256"], bytes.fromhex(paid[0]["data"][2:]))[0], amount)
 
 
 def _abi_type(item):

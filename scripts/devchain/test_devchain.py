@@ -356,6 +356,53 @@ class ChainTest(unittest.TestCase):
             {"from": Account.create().address, "to": SINK, "value": "0x1"},
         )
 
+    # --- upstream contracts -----------------------------------------------------------------
+
+    def test_upstream_link_token_and_aggregator_are_deployed_funded_and_checked(self):
+        from eth_abi import decode, encode
+        from eth_utils import keccak
+
+        def call(to, signature, types=(), values=(), out=("uint256",)):
+            data = keccak(text=signature)[:4] + encode(list(types), list(values))
+            answer = self.rpc("eth_call", {"to": to, "data": "0x" + data.hex()}, "latest")
+            return decode(list(out), bytes.fromhex(answer[2:]))
+
+        link = self.rpc("dev_deployLinkToken")
+        owner = self.chain.ready_info()["owner"]["address"]
+        self.assertEqual(call(link, "balanceOf(address)", ["address"], [owner])[0], 10**27)
+        deployed = self.rpc(
+            "dev_deployUpstreamAggregator",
+            {
+                "decimals": 6,
+                "description": "X / Y",
+                "minAnswer": "-5",
+                "maxAnswer": "500",
+                "link": link,
+                "billing": {"linkGweiPerObservation": 7},
+                "linkFunding": "1000",
+            },
+        )
+        aggregator = deployed["address"]
+        self.assertEqual(
+            call(aggregator, "typeAndVersion()", out=("string",))[0],
+            "AccessControlledOffchainAggregator 4.0.0",
+        )
+        self.assertEqual(call(aggregator, "minAnswer()", out=("int192",))[0], -5)
+        self.assertEqual(call(aggregator, "maxAnswer()", out=("int192",))[0], 500)
+        self.assertEqual(call(aggregator, "getBilling()", out=("uint32",) * 5), (0, 0, 0, 7, 0))
+        self.assertEqual(call(link, "balanceOf(address)", ["address"], [aggregator])[0], 1000)
+        self.assertEqual(
+            call(aggregator, "billingAccessController()", out=("address",))[0].lower(),
+            deployed["accessController"].lower(),
+        )
+        for bad in (
+            {"billing": {"nope": 1}},
+            {"billing": {"microLinkPerEth": 2**32}},
+            {"linkFunding": "5"},  # no LINK token to fund from
+            {"minAnswer": "9", "maxAnswer": "1"},
+        ):
+            self.assert_error("invalid argument", "dev_deployUpstreamAggregator", bad, code=-32602)
+
     # --- protocol ---------------------------------------------------------------------------
 
     def test_bad_requests(self):

@@ -2,17 +2,20 @@
 //! needs for this enclave's oracles, printed as JSON, or put on the contracts.
 
 use alloy_primitives::Address;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::Cli;
 use crate::config::load_verified_with_key_file;
+use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
 use crate::exit;
 use crate::node::chain::AggregatorContract;
 use crate::node::don_config::DonConfig;
 use crate::node::keys::{KeyStore, SharedSecret};
 use crate::node::onchain::configurator::admin_key;
-use crate::node::onchain::submit::{submit, Admin, Submitted};
+use crate::node::onchain::submit::{
+    submit, Admin, BillingOutcome, PayeesOutcome, Submission, Submitted,
+};
 use crate::node::oracle;
 use crate::node::oracle_set::{OracleSet, LOCAL_CONFIG_COUNT};
 
@@ -57,7 +60,7 @@ async fn submit_all(
     config: &Config,
     set: &OracleSet,
     secret: &SharedSecret,
-    feeds: &[crate::config::schema::feeds::FeedConfig],
+    feeds: &[FeedConfig],
     admin: k256::ecdsa::SigningKey,
 ) -> anyhow::Result<u8> {
     let rpc = oracle::rpc_client(config, None)?;
@@ -74,14 +77,21 @@ async fn submit_all(
     for feed in feeds {
         let contract = AggregatorContract::new(rpc.clone(), Address::from(feed.contract_address.0));
         let entry = match submit(&contract, &admin, config, set, feed, secret).await {
-            Ok(Submitted::UpToDate { digest }) => {
-                json!({"feed": feed.name, "result": "up-to-date", "configDigest": digest.to_string()})
+            Ok(submission) => {
+                if let Some(problem) = submission.billing_problem() {
+                    failed = true;
+                    eprintln!("{}: {problem}", feed.name);
+                }
+                if let PayeesOutcome::Checked { conflicts, .. } = &submission.payees {
+                    for (transmitter, wanted) in conflicts {
+                        eprintln!(
+                            "{}: warning: the contract holds another payee for transmitter {transmitter} (configured {wanted}) and refuses to change it: the current payee must call transferPayeeship, then {wanted} acceptPayeeship",
+                            feed.name
+                        );
+                    }
+                }
+                submission_json(feed, &submission)
             }
-            Ok(Submitted::Sent {
-                transactions,
-                digest,
-            }) => json!({"feed": feed.name, "result": "submitted",
-                "transactions": transactions.iter().map(|t| t.to_string()).collect::<Vec<_>>(), "configDigest": digest.to_string()}),
             Err(e) => {
                 failed = true;
                 json!({"feed": feed.name, "result": "failed", "error": e.to_string()})
@@ -94,4 +104,42 @@ async fn submit_all(
         serde_json::to_string_pretty(&json!({ "feeds": out }))?
     );
     Ok(if failed { exit::FAILURE } else { exit::OK })
+}
+
+fn submission_json(feed: &FeedConfig, submission: &Submission) -> Value {
+    let mut entry = match &submission.configuration {
+        Submitted::UpToDate { digest } => {
+            json!({"feed": feed.name, "result": "up-to-date", "configDigest": digest.to_string()})
+        }
+        Submitted::Sent {
+            transactions,
+            digest,
+        } => json!({"feed": feed.name, "result": "submitted",
+            "transactions": transactions.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            "configDigest": digest.to_string()}),
+    };
+    entry["payees"] = match &submission.payees {
+        PayeesOutcome::NotManaged => json!("not-managed"),
+        PayeesOutcome::Checked {
+            set,
+            transaction,
+            conflicts,
+        } => {
+            let pairs = |list: &[(Address, Address)]| -> Vec<Value> {
+                list.iter()
+                    .map(|(t, p)| json!({"transmitter": t.to_string(), "payee": p.to_string()}))
+                    .collect()
+            };
+            json!({"set": pairs(set), "transaction": transaction.map(|t| t.to_string()),
+                   "conflicts": pairs(conflicts)})
+        }
+    };
+    entry["billing"] = match &submission.billing {
+        BillingOutcome::NotConfigured => json!("not-configured"),
+        BillingOutcome::UpToDate => json!("up-to-date"),
+        BillingOutcome::Set { transaction } => json!({"set": transaction.to_string()}),
+        BillingOutcome::Unsupported => json!("unsupported"),
+        BillingOutcome::Failed(reason) => json!({"failed": reason}),
+    };
+    entry
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -254,6 +254,8 @@ pub async fn chain_parts(
         rebroadcast_after: options.rebroadcast_after,
         metrics,
         last: Mutex::new(HashMap::new()),
+        bounds: Mutex::new(HashMap::new()),
+        out_of_bounds_logged: Mutex::new(HashMap::new()),
     });
     let (transmissions, queue) = mpsc::channel(1024);
     Ok(ChainParts {
@@ -274,7 +276,7 @@ pub async fn follow_contract(
 ) {
     let poll = starter.config.chain_options.contract_poll_interval;
     let mut stopped = starter.stopped.clone();
-    let mut last_problem = String::new();
+    let mut problems = ProblemLog::default();
     let onchain = loop {
         match config_tracker::read(
             &contract,
@@ -289,14 +291,20 @@ pub async fn follow_contract(
             Ok(onchain) => break onchain,
             Err(e) => {
                 let text = e.to_string();
-                if text != last_problem {
-                    match e {
+                if problems.should_log(&text, Instant::now()) {
+                    match &e {
                         TrackError::Chain { .. } => {
                             tracing::warn!(error = %text, "cannot read the contract configuration; retrying")
                         }
+                        // What the oracle waits for at a normal boot: node 1 is on it.
+                        e if e.awaits_node_1(&starter.config) => {
+                            tracing::info!(reason = %text, "feed not started yet")
+                        }
+                        TrackError::NotConfigured { .. } => {
+                            tracing::info!(reason = %text, "feed not started yet")
+                        }
                         _ => tracing::error!(error = %text, "feed not started"),
                     }
-                    last_problem = text;
                 }
             }
         }
@@ -331,6 +339,29 @@ pub async fn follow_contract(
     }
 }
 
+/// How often a problem that stays the same is logged again while an oracle waits for its
+/// contract's configuration.
+const PROBLEM_REPEAT: Duration = Duration::from_secs(600);
+
+/// Logs a waiting oracle's problem when it changes, and again every [`PROBLEM_REPEAT`].
+#[derive(Default)]
+struct ProblemLog {
+    last: Option<(String, Instant)>,
+}
+
+impl ProblemLog {
+    fn should_log(&mut self, text: &str, now: Instant) -> bool {
+        let repeat = match &self.last {
+            Some((last, at)) => last != text || now.duration_since(*at) >= PROBLEM_REPEAT,
+            None => true,
+        };
+        if repeat {
+            self.last = Some((text.to_owned(), now));
+        }
+        repeat
+    }
+}
+
 /// Re-queues the pending transmissions a previous run left (younger than ΔC; older are dropped).
 pub async fn requeue_pending(
     store: &Store,
@@ -360,4 +391,21 @@ pub async fn requeue_pending(
             .await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_oracle_logs_a_problem_when_it_changes_and_then_every_ten_minutes() {
+        let mut log = ProblemLog::default();
+        let t0 = Instant::now();
+        assert!(log.should_log("not configured", t0));
+        assert!(!log.should_log("not configured", t0 + Duration::from_secs(1)));
+        assert!(!log.should_log("not configured", t0 + Duration::from_secs(599)));
+        assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
+        assert!(log.should_log("differs: signers", t0 + PROBLEM_REPEAT));
+        assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
+    }
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, Api, OracleApi};
-use super::chain::{ChainMetrics, RpcClient, TxSender};
+use super::chain::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
 use super::feed_task::{Input, Shared};
 use super::keys::{KeyStore, OracleKeys};
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
 use super::ocr1::types::ConfigDigest;
+use super::onchain::billing_watch::{BillingMetrics, BillingWatch};
 use super::onchain::configurator::{self, ContractConfigurator};
 use super::onchain::faucet::Faucet;
 use super::onchain::submit::Admin;
@@ -374,9 +375,10 @@ async fn start_oracle(
     Ok((api, tasks))
 }
 
-/// Node 1 watches every transmitter's balance and, with `faucetPrivateKey`, tops them up: one
-/// task for the whole enclave. Returns node 1's RPC client (its requests counted in the chain
-/// metrics) for the other chain tasks of node 1.
+/// Node 1 watches every transmitter's balance and, with `faucetPrivateKey`, tops them up, and
+/// watches what the feeds' contracts owe the oracles and can pay: one task each for the whole
+/// enclave. Returns node 1's RPC client (its requests counted in the chain metrics) for the
+/// other chain tasks of node 1.
 fn start_balance_watch(
     config: &Config,
     set: &OracleSet,
@@ -421,7 +423,28 @@ fn start_balance_watch(
         config.chain.chain_id,
         Duration::from_secs(10),
     ));
-    tokio::spawn(faucet.run(stopped));
+    tokio::spawn(faucet.run(stopped.clone()));
+    let billing = BillingWatch {
+        contracts: config
+            .feeds
+            .iter()
+            .map(|f| {
+                let address = alloy_primitives::Address::from(f.contract_address.0);
+                (
+                    f.name.clone(),
+                    AggregatorContract::new(rpc.clone(), address),
+                )
+            })
+            .collect(),
+        oracles: set
+            .oracles
+            .iter()
+            .map(|o| (o.node, o.transmitter_address))
+            .collect(),
+        interval: options.contract_poll_interval,
+        metrics: Arc::new(BillingMetrics::register(registry)?),
+    };
+    tokio::spawn(billing.run(stopped));
     Ok(rpc)
 }
 
@@ -448,7 +471,7 @@ fn start_contract_configurator(
         secret: keys.shared_secret()?,
         admin,
         retry_after: config.chain_options.contract_poll_interval,
-        submissions: configurator::submissions_metric(registry)?,
+        metrics: configurator::metrics(registry)?,
     };
     tokio::spawn(configurator.run(stopped));
     Ok(())

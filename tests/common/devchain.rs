@@ -255,6 +255,118 @@ impl DevChain {
         .to_owned()
     }
 
+    /// Deploys the upstream `LinkToken` (all 10^27 juels held by the owner).
+    pub fn deploy_link_token(&self) -> String {
+        self.rpc_call("dev_deployLinkToken", json!([]))
+            .as_str()
+            .expect("address")
+            .to_owned()
+    }
+
+    /// Deploys the upstream `AccessControlledOffchainAggregator` 4.0.0 (libocr's bytecode) from
+    /// the owner account, as [`Upstream`] says.
+    pub fn deploy_upstream_aggregator(&self, options: &Upstream) -> String {
+        let mut params = json!({"decimals": options.decimals, "description": options.description,
+            "minAnswer": options.min.to_string(), "maxAnswer": options.max.to_string(),
+            "linkFunding": options.link_funding.to_string()});
+        if let Some(link) = &options.link {
+            params["link"] = json!(link);
+        }
+        if let Some(b) = options.billing {
+            params["billing"] = json!({"maximumGasPrice": b[0], "reasonableGasPrice": b[1],
+                "microLinkPerEth": b[2], "linkGweiPerObservation": b[3],
+                "linkGweiPerTransmission": b[4]});
+        }
+        self.rpc_call("dev_deployUpstreamAggregator", json!([params]))["address"]
+            .as_str()
+            .expect("address")
+            .to_owned()
+    }
+
+    /// A feed contract of `kind`: the Vyper model, or the upstream contract with billing on
+    /// ([`TEST_BILLING`]) and 1000 LINK of a fresh `LinkToken`.
+    pub fn deploy_feed_contract(
+        &self,
+        kind: Contract,
+        decimals: u8,
+        description: &str,
+        min: i128,
+        max: i128,
+    ) -> String {
+        match kind {
+            Contract::Model => self.deploy_aggregator(decimals, description, min, max),
+            Contract::Upstream => {
+                let link = self.deploy_link_token();
+                self.deploy_upstream_aggregator(&Upstream {
+                    decimals,
+                    description: description.to_owned(),
+                    min,
+                    max,
+                    link: Some(link),
+                    billing: Some(TEST_BILLING),
+                    link_funding: 1000 * 10u128.pow(18),
+                })
+            }
+        }
+    }
+
+    /// `balanceOf(account)` of the ERC-20 `token`.
+    pub fn token_balance(&self, token: &str, account: &str) -> u128 {
+        let data = [
+            &selector("balanceOf(address)")[..],
+            &address_word(account)[..],
+        ]
+        .concat();
+        word_u128(&self.call(None, token, &data).expect("balanceOf"))
+    }
+
+    /// `owedPayment(transmitter)` of an upstream aggregator (juels).
+    pub fn owed_payment(&self, contract: &str, transmitter: &str) -> u128 {
+        let data = [
+            &selector("owedPayment(address)")[..],
+            &address_word(transmitter)[..],
+        ]
+        .concat();
+        word_u128(&self.call(None, contract, &data).expect("owedPayment"))
+    }
+
+    /// `getLinkToken()` of an upstream aggregator.
+    pub fn link_token_of(&self, contract: &str) -> String {
+        let word = self
+            .call(None, contract, &selector("getLinkToken()"))
+            .expect("getLinkToken");
+        format!("0x{}", hex::encode(&word[12..32]))
+    }
+
+    /// `getBilling()` of an upstream aggregator.
+    pub fn billing_of(&self, contract: &str) -> [u32; 5] {
+        let words = self
+            .call(None, contract, &selector("getBilling()"))
+            .expect("getBilling");
+        std::array::from_fn(|i| word_u128(&words[32 * i..32 * (i + 1)]) as u32)
+    }
+
+    /// Receipts of every transaction to `to` mined from block `from` on, in order.
+    pub fn receipts_to(&self, to: &str, from: u64) -> Vec<Value> {
+        let head = self.block_number();
+        let mut out = Vec::new();
+        for number in from..=head {
+            let block = self.rpc_call(
+                "eth_getBlockByNumber",
+                json!([format!("{number:#x}"), true]),
+            );
+            for tx in block["transactions"].as_array().into_iter().flatten() {
+                if tx["to"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(to))
+                {
+                    out.push(self.rpc_call("eth_getTransactionReceipt", json!([tx["hash"]])));
+                }
+            }
+        }
+        out
+    }
+
     /// Sets the balance of `address` to `wei` (visible at once at "latest").
     pub fn fund(&self, address: &str, wei: u128) {
         self.rpc_call("dev_fund", json!([address, format!("{wei:#x}")]));
@@ -342,6 +454,53 @@ impl DevChain {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Which OCR1 aggregator a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `scripts/devchain/OffchainAggregator.vy`: both setConfig forms, no payees or billing.
+    Model,
+    /// libocr's `AccessControlledOffchainAggregator` 4.0.0 (standard setConfig only).
+    Upstream,
+}
+
+/// The upstream contract's constructor: bounds, LINK token and billing.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub decimals: u8,
+    pub description: String,
+    pub min: i128,
+    pub max: i128,
+    pub link: Option<String>,
+    /// `[maximumGasPrice, reasonableGasPrice, microLinkPerEth, linkGweiPerObservation,
+    /// linkGweiPerTransmission]`; `None`: all zero.
+    pub billing: Option<[u32; 5]>,
+    /// Juels the owner transfers to the contract (needs `link`).
+    pub link_funding: u128,
+}
+
+/// Billing of the tests' upstream contracts: 1000 gwei max, 10 gwei reasonable, 200 LINK per
+/// ETH of gas, 0.001 LINK per observation, 0.005 LINK per transmission.
+pub const TEST_BILLING: [u32; 5] = [1000, 10, 200_000_000, 1_000_000, 5_000_000];
+
+/// The 4-byte selector of a function signature.
+pub fn selector(signature: &str) -> [u8; 4] {
+    let hash = alloy_primitives::keccak256(signature.as_bytes());
+    [hash[0], hash[1], hash[2], hash[3]]
+}
+
+fn address_word(address: &str) -> [u8; 32] {
+    let mut word = [0u8; 32];
+    let raw = hex::decode(address.trim_start_matches("0x")).expect("hex address");
+    word[12..].copy_from_slice(&raw);
+    word
+}
+
+fn word_u128(word: &[u8]) -> u128 {
+    assert!(word.len() >= 32, "short answer: {word:?}");
+    assert!(word[..16].iter().all(|b| *b == 0), "over u128: {word:?}");
+    u128::from_be_bytes(word[16..32].try_into().expect("16 bytes"))
 }
 
 /// A JSON-RPC hex quantity (`"0x1a"`) as a number.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::contract_admin::{read_billing, read_payees, Billing, Payees};
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
 use crate::config::values::secp256k1_key_field;
@@ -53,6 +54,10 @@ pub struct ChainOptions {
     /// Node 1 puts each feed's configuration on its contract at boot (what `enclave don-config
     /// --submit` does by hand), with the admin key.
     pub configure_contracts: bool,
+    /// Each oracle's payee, set on contracts that require one (`setPayees`).
+    pub payees: Payees,
+    /// Billing parameters to put on every contract; `None` leaves each contract's as it is.
+    pub billing: Option<Billing>,
 }
 
 impl Default for ChainOptions {
@@ -74,11 +79,14 @@ impl Default for ChainOptions {
             set_config_function: SetConfigFunction::SuperProtocol,
             admin_private_key: None,
             configure_contracts: false,
+            payees: Payees::default(),
+            billing: None,
         }
     }
 }
 
-pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions {
+/// `oracles`: the oracle node numbers (2..N), which `chain.payees` is keyed by.
+pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>, oracles: &[u32]) -> ChainOptions {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.chain"));
     let d = ChainOptions::default();
     let ms = Duration::from_millis;
@@ -136,6 +144,8 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>) -> ChainOptions
         configure_contracts: f
             .boolean(r, "configureContracts")
             .unwrap_or(d.configure_contracts),
+        payees: read_payees(r, &mut f, oracles),
+        billing: read_billing(r, &mut f),
     };
     if options.configure_contracts && !options.enabled {
         r.warn(
@@ -204,7 +214,7 @@ mod tests {
     fn read(value: serde_json::Value) -> (ChainOptions, Report) {
         let mut r = Report::default();
         let f = Fields::of(&mut r, "solution.chain", &value);
-        (read_chain_options(&mut r, f), r)
+        (read_chain_options(&mut r, f, &[2, 3, 4, 5]), r)
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod aggregator;
 pub mod chain_options;
 pub mod consensus;
+pub mod contract_admin;
 pub mod feeds;
 pub mod node_options;
 pub mod nodes;
@@ -142,7 +143,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let node = f.object(r, "node");
     let node = read_node_options(r, node);
     let chain_options = f.object(r, "chain");
-    let chain_options = read_chain_options(r, chain_options);
+    let chain_options = read_chain_options(r, chain_options, &nodes.oracles());
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::aliases::I192;
-use alloy_primitives::{Address, Bytes, FixedBytes, B256, I256};
+use alloy_primitives::{Address, Bytes, FixedBytes, B256, I256, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 
 use super::error::ChainError;
@@ -52,12 +52,23 @@ alloy_sol_types::sol! {
         function requestNewRound() external returns (uint80);
         function setPayees(address[] _transmitters, address[] _payees) external;
         function setBilling(uint32 _maximumGasPrice, uint32 _reasonableGasPrice, uint32 _microLinkPerEth, uint32 _linkGweiPerObservation, uint32 _linkGweiPerTransmission) external;
+        function getBilling() external view returns (uint32 maximumGasPrice, uint32 reasonableGasPrice, uint32 microLinkPerEth, uint32 linkGweiPerObservation, uint32 linkGweiPerTransmission);
+        function owedPayment(address _transmitter) external view returns (uint256);
+        function linkAvailableForPayment() external view returns (int256 availableBalance);
+        function getLinkToken() external view returns (address linkToken);
+        function withdrawPayment(address _transmitter) external;
         function minAnswer() external view returns (int192);
         function maxAnswer() external view returns (int192);
         function hasAccess(address _user, bytes _calldata) external view returns (bool);
         function addAccess(address _user) external;
         function owner() external view returns (address);
         function setConfig(address[] _signers, address[] _transmitters, uint8 _threshold, uint64 _encodedConfigVersion, bytes _encoded) external;
+    }
+
+    /// The LINK token the contract pays with (ERC-20/677): only what the enclave reads.
+    #[derive(Debug, PartialEq, Eq)]
+    interface ILinkToken {
+        function balanceOf(address _owner) external view returns (uint256 balance);
     }
 
     /// The Super Protocol contract's replacements for `setConfig` (ocr-and-sources.md §0): the
@@ -282,6 +293,100 @@ impl AggregatorContract {
             .await
     }
 
+    /// `(minAnswer, maxAnswer)`: a report whose median is outside is refused by `transmit`.
+    pub async fn answer_bounds(&self) -> Result<(I192, I192), ChainError> {
+        let min = self
+            .read(None, IOffchainAggregator::minAnswerCall {})
+            .await?;
+        let max = self
+            .read(None, IOffchainAggregator::maxAnswerCall {})
+            .await?;
+        Ok((min, max))
+    }
+
+    /// `getBilling()`, in `setBilling`'s argument order.
+    pub async fn billing(&self) -> Result<[u32; 5], ChainError> {
+        let b = self
+            .read(None, IOffchainAggregator::getBillingCall {})
+            .await?;
+        Ok([
+            b.maximumGasPrice,
+            b.reasonableGasPrice,
+            b.microLinkPerEth,
+            b.linkGweiPerObservation,
+            b.linkGweiPerTransmission,
+        ])
+    }
+
+    /// LINK (in juels, 10^-18 LINK) the contract owes `transmitter`'s oracle.
+    pub async fn owed_payment(&self, transmitter: Address) -> Result<U256, ChainError> {
+        self.read(
+            None,
+            IOffchainAggregator::owedPaymentCall {
+                _transmitter: transmitter,
+            },
+        )
+        .await
+    }
+
+    /// The contract's LINK balance minus everything it owes (negative: it cannot pay).
+    pub async fn link_available_for_payment(&self) -> Result<I256, ChainError> {
+        self.read(None, IOffchainAggregator::linkAvailableForPaymentCall {})
+            .await
+    }
+
+    pub async fn link_token(&self) -> Result<Address, ChainError> {
+        self.read(None, IOffchainAggregator::getLinkTokenCall {})
+            .await
+    }
+
+    /// The contract's balance of `token` (its LINK token).
+    pub async fn token_balance(&self, token: Address) -> Result<U256, ChainError> {
+        let call = ILinkToken::balanceOfCall {
+            _owner: self.address,
+        };
+        let answer = self.rpc.call(None, token, call.abi_encode().into()).await?;
+        ILinkToken::balanceOfCall::abi_decode_returns(&answer).map_err(|e| ChainError::Malformed {
+            method: ILinkToken::balanceOfCall::SIGNATURE,
+            reason: format!("token {token}: cannot decode the return value: {e}"),
+        })
+    }
+
+    /// Whether the contract would accept `setPayees(transmitters, payees)` from `from` (an
+    /// eth_call: nothing is sent). The revert tells why not.
+    pub async fn simulate_set_payees(
+        &self,
+        from: Address,
+        transmitters: &[Address],
+        payees: &[Address],
+    ) -> Result<(), ChainError> {
+        self.rpc
+            .call(
+                Some(from),
+                self.address,
+                set_payees_calldata(transmitters, payees),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Whether `from` may call `withdrawPayment(transmitter)` (an eth_call), which only
+    /// `transmitter`'s payee may: the contract has no getter for payees.
+    pub async fn simulate_withdraw_payment(
+        &self,
+        from: Address,
+        transmitter: Address,
+    ) -> Result<(), ChainError> {
+        let data = IOffchainAggregator::withdrawPaymentCall {
+            _transmitter: transmitter,
+        }
+        .abi_encode();
+        self.rpc
+            .call(Some(from), self.address, data.into())
+            .await
+            .map(drop)
+    }
+
     /// The `ConfigSet` logged at `block` (the `block_number` of `latestConfigDetails()`); the
     /// last one if several configurations were set in that block.
     pub async fn config_set_at(&self, block: u64) -> Result<Option<ConfigSetEvent>, ChainError> {
@@ -387,6 +492,29 @@ pub fn set_config_calldata(
         _threshold: threshold,
         _encodedConfigVersion: encoded_config_version,
         _encoded: Bytes::copy_from_slice(encoded),
+    }
+    .abi_encode()
+    .into()
+}
+
+/// `setPayees(transmitters, payees)` calldata.
+pub fn set_payees_calldata(transmitters: &[Address], payees: &[Address]) -> Bytes {
+    IOffchainAggregator::setPayeesCall {
+        _transmitters: transmitters.to_vec(),
+        _payees: payees.to_vec(),
+    }
+    .abi_encode()
+    .into()
+}
+
+/// `setBilling(...)` calldata, `values` in the contract's argument order.
+pub fn set_billing_calldata(values: [u32; 5]) -> Bytes {
+    IOffchainAggregator::setBillingCall {
+        _maximumGasPrice: values[0],
+        _reasonableGasPrice: values[1],
+        _microLinkPerEth: values[2],
+        _linkGweiPerObservation: values[3],
+        _linkGweiPerTransmission: values[4],
     }
     .abi_encode()
     .into()

@@ -128,6 +128,13 @@ impl ChainError {
         }
     }
 
+    /// A revert without any data: what a contract answers to a function it does not have (a
+    /// Solidity dispatcher's fallthrough, a Vyper `raise`), as opposed to a reason or a custom
+    /// error.
+    pub fn is_bare_revert(&self) -> bool {
+        matches!(self, ChainError::Reverted { reason: None, data } if data.is_empty())
+    }
+
     /// Whether the same request may succeed if simply repeated later.
     pub fn is_retryable(&self) -> bool {
         self.class() == ErrorClass::Transient
@@ -396,13 +403,23 @@ mod tests {
 
     #[test]
     fn reverts_without_data_take_the_reason_from_the_message_or_none() {
-        match classify("eth_estimateGas", -32000, "execution reverted", None) {
+        let bare = classify("eth_estimateGas", -32000, "execution reverted", None);
+        assert!(bare.is_bare_revert());
+        match bare {
             ChainError::Reverted { reason, data } => {
                 assert_eq!(reason, None);
                 assert!(data.is_empty());
             }
             other => panic!("{other:?}"),
         }
+        let custom = classify(
+            "eth_call",
+            3,
+            "execution reverted",
+            Some(&json!("0xdeadbeef")),
+        );
+        assert!(!custom.is_bare_revert(), "a custom error is an answer");
+        assert!(!classify("eth_call", 3, "execution reverted: no", None).is_bare_revert());
         match classify(
             "eth_sendRawTransaction",
             -32000,

@@ -306,9 +306,9 @@ mod tests {
             &encoded,
         );
         // From vectors.py.
-        assert_eq!(digest.to_string(), "63c2d7a274a67c69d6bc56b821242a55");
+        assert_eq!(digest.to_string(), "0x63c2d7a274a67c69d6bc56b821242a55");
         let empty = config_digest(Address::ZERO, 0, &[], &[], 0, 0, &[]);
-        assert_eq!(empty.to_string(), "c7b308d701c261d55c18a1e93bd0c11d");
+        assert_eq!(empty.to_string(), "0xc7b308d701c261d55c18a1e93bd0c11d");
     }
 
     #[test]

@@ -24,11 +24,12 @@ impl ConfigDigest {
     }
 }
 
-/// Lowercase hex without `0x`, as libocr's `ConfigDigest.Hex()` prints it, so logs line up with
-/// Chainlink nodes'.
+/// `0x` and lowercase hex, as every other byte field the enclave prints (addresses, hashes,
+/// keys) and as block explorers show the contract's `bytes16` (libocr's `Hex()` omits the `0x`;
+/// [`FromStr`] accepts both).
 impl fmt::Display for ConfigDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        write!(f, "0x{}", hex::encode(self.0))
     }
 }
 
@@ -55,9 +56,11 @@ impl FromStr for ConfigDigest {
     }
 }
 
+/// Bare hex on the wire (protocol messages), as before `Display` took its `0x`: oracles of
+/// either version read each other (parsing accepts both forms).
 impl serde::Serialize for ConfigDigest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(&hex::encode(self.0))
     }
 }
 
@@ -128,12 +131,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_digests_print_as_bare_hex_and_parse_with_or_without_0x() {
+    fn config_digests_print_with_0x_serialize_as_bare_hex_and_parse_either() {
         let digest = ConfigDigest([
             0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
             0xee, 0xff,
         ]);
-        assert_eq!(digest.to_string(), "00112233445566778899aabbccddeeff");
+        assert_eq!(digest.to_string(), "0x00112233445566778899aabbccddeeff");
+        assert_eq!(
+            format!("{digest:?}"),
+            "ConfigDigest(0x00112233445566778899aabbccddeeff)"
+        );
         assert_eq!("00112233445566778899aabbccddeeff".parse(), Ok(digest));
         assert_eq!("0x00112233445566778899AABBCCDDEEFF".parse(), Ok(digest));
         let json = serde_json::to_string(&digest).expect("serialize");

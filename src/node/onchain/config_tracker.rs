@@ -14,16 +14,26 @@ use crate::node::oracle_set::OracleSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackError {
-    #[error("feed {feed}: contract {contract} has no configuration yet: run `enclave don-config --submit`")]
-    NotConfigured { feed: String, contract: String },
+    #[error("feed {feed}: contract {contract} has no configuration yet: {remedy}")]
+    NotConfigured {
+        feed: String,
+        contract: String,
+        remedy: &'static str,
+    },
     #[error("feed {feed}: {source}")]
     Chain {
         feed: String,
         #[source]
         source: ChainError,
     },
-    #[error("feed {feed}: the contract's configuration differs from this enclave's ({what}): run `enclave don-config --submit`")]
-    Mismatch { feed: String, what: &'static str },
+    #[error(
+        "feed {feed}: the contract's configuration differs from this enclave's ({what}): {remedy}"
+    )]
+    Mismatch {
+        feed: String,
+        what: &'static str,
+        remedy: &'static str,
+    },
     #[error("feed {feed}: cannot recover the shared secret: {detail}")]
     Secret { feed: String, detail: String },
 }
@@ -44,6 +54,28 @@ impl std::fmt::Debug for OnchainConfig {
     }
 }
 
+/// Who puts the configuration on the contract: node 1 itself with `chain.configureContracts`,
+/// else the operator.
+pub fn remedy(config: &Config) -> &'static str {
+    if config.chain_options.configure_contracts {
+        "waiting for node 1 to configure it (chain.configureContracts)"
+    } else {
+        "run `enclave don-config --submit`"
+    }
+}
+
+impl TrackError {
+    /// Expected while node 1 configures the contracts (at boot, or after a change of the
+    /// configuration): nothing for the operator to do yet.
+    pub fn awaits_node_1(&self, config: &Config) -> bool {
+        config.chain_options.configure_contracts
+            && matches!(
+                self,
+                TrackError::NotConfigured { .. } | TrackError::Mismatch { .. }
+            )
+    }
+}
+
 /// Reads and checks `feed`'s contract configuration for oracle `me`.
 pub async fn read(
     contract: &AggregatorContract,
@@ -60,12 +92,14 @@ pub async fn read(
     let mismatch = |what| TrackError::Mismatch {
         feed: feed.name.clone(),
         what,
+        remedy: remedy(config),
     };
     let details = contract.latest_config_details().await.map_err(chain)?;
     if details.config_count == 0 {
         return Err(TrackError::NotConfigured {
             feed: feed.name.clone(),
             contract: contract.address().to_string(),
+            remedy: remedy(config),
         });
     }
     let event = contract

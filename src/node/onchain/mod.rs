@@ -1,10 +1,12 @@
 //! The oracles on chain: reading the feeds' contracts (their configuration and latest answer),
 //! transmitting finalized reports, and keeping the transmitters funded.
 
+pub mod billing_watch;
 pub mod config_tracker;
 pub mod configurator;
 pub mod contract_reader;
 pub mod faucet;
+pub mod payees;
 pub mod submit;
 pub mod transmitter;
 
@@ -12,6 +14,7 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 pub struct OnchainMetrics {
     pub transmissions: IntCounterVec,
+    pub out_of_bounds: IntCounterVec,
     pub gas_used: IntCounter,
     pub answer_age: GaugeVec,
     pub balances: GaugeVec,
@@ -22,8 +25,12 @@ impl OnchainMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
             transmissions: IntCounterVec::new(
-                Opts::new("enclave_node_transmissions_total", "Finalized reports handled by this oracle's transmitter, by outcome (landed, stale, reverted, error, and the reasons not to send: contract_has_newer, already_on_chain, pending_without_deviation, not_scheduled, …)."),
+                Opts::new("enclave_node_transmissions_total", "Finalized reports handled by this oracle's transmitter, by outcome (landed, stale, reverted, error, and the reasons not to send: contract_has_newer, already_on_chain, pending_without_deviation, out_of_bounds, not_scheduled, …)."),
                 &["outcome"],
+            )?,
+            out_of_bounds: IntCounterVec::new(
+                Opts::new("enclave_node_reports_out_of_bounds_total", "Finalized reports not transmitted because their median is outside the contract's minAnswer/maxAnswer (the contract would revert), by feed."),
+                &["feed"],
             )?,
             gas_used: IntCounter::new("enclave_node_transmit_gas_used_total", "Gas used by this oracle's transmit transactions.")?,
             answer_age: GaugeVec::new(
@@ -40,6 +47,7 @@ impl OnchainMetrics {
             )?,
         };
         registry.register(Box::new(m.transmissions.clone()))?;
+        registry.register(Box::new(m.out_of_bounds.clone()))?;
         registry.register(Box::new(m.gas_used.clone()))?;
         registry.register(Box::new(m.answer_age.clone()))?;
         registry.register(Box::new(m.balances.clone()))?;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::{aliases::I192, Address, U256};
 use tokio::sync::{mpsc, watch};
@@ -15,12 +15,25 @@ use crate::node::chain::{AggregatorContract, ChainError, TxSender, TxStatus};
 use crate::node::ocr1::signature::transmit_calldata;
 use crate::node::ocr1::types::{ConfigDigest, EpochRound};
 use crate::node::store::Store;
-use crate::node::transmission::decide::{accept, still_needed, Accepted, ContractView, Decision};
+use crate::node::transmission::decide::{
+    accept, still_needed, Accepted, Bounds, ContractView, Decision, OUT_OF_BOUNDS,
+};
 use crate::node::transmission::schedule::Schedule;
 
 /// Reads of the contract before giving up on a report (each after a short backoff).
 const READ_ATTEMPTS: u32 = 3;
 const READ_BACKOFF: Duration = Duration::from_millis(500);
+/// A feed whose medians fall outside its contract's bounds is logged at most this often.
+const OUT_OF_BOUNDS_LOG_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What this oracle knows of a contract's `minAnswer`/`maxAnswer` (immutable in the upstream
+/// contract, so read once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownBounds {
+    Known(Bounds),
+    /// The contract has no `minAnswer`/`maxAnswer` (reverts without a reason): it decides.
+    None,
+}
 
 /// A finalized report handed over by a feed's protocol instance.
 #[derive(Debug, Clone)]
@@ -47,6 +60,10 @@ pub struct Transmitter {
     pub rebroadcast_after: Duration,
     pub metrics: Arc<OnchainMetrics>,
     pub last: Mutex<HashMap<String, Accepted>>,
+    /// Each feed's contract bounds, once read.
+    pub bounds: Mutex<HashMap<String, KnownBounds>>,
+    /// When each feed's out-of-bounds median was last logged.
+    pub out_of_bounds_logged: Mutex<HashMap<String, Instant>>,
 }
 
 impl Transmitter {
@@ -98,6 +115,7 @@ impl Transmitter {
             return Ok("no_contract");
         };
         let view = self.view(contract).await?;
+        let bounds = self.bounds(&report.feed, contract).await;
         let decision = {
             let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             accept(
@@ -105,12 +123,17 @@ impl Transmitter {
                 report.er,
                 report.median,
                 &view,
+                bounds.as_ref(),
                 last.get(&report.feed),
                 report.alpha_ppb,
                 report.delta_c,
                 SystemTime::now(),
             )
         };
+        if decision == Decision::Skip(OUT_OF_BOUNDS) {
+            self.out_of_bounds(report, bounds.as_ref());
+            return Ok(OUT_OF_BOUNDS);
+        }
         if let Decision::Skip(why) = decision {
             tracing::debug!(feed = %report.feed, why, "not transmitting");
             return Ok(why);
@@ -185,6 +208,61 @@ impl Transmitter {
                 Ok("stale")
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The feed's contract bounds: read once; unknown (the contract decides) while unreadable.
+    async fn bounds(&self, feed: &str, contract: &AggregatorContract) -> Option<Bounds> {
+        if let Some(known) = self
+            .bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(feed)
+        {
+            return match known {
+                KnownBounds::Known(b) => Some(*b),
+                KnownBounds::None => None,
+            };
+        }
+        let known = match contract.answer_bounds().await {
+            Ok((min, max)) => KnownBounds::Known(Bounds { min, max }),
+            Err(e) if e.is_bare_revert() => KnownBounds::None,
+            Err(e) => {
+                tracing::debug!(feed, error = %e, "cannot read the contract's minAnswer/maxAnswer yet");
+                return None;
+            }
+        };
+        self.bounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(feed.to_owned(), known);
+        match known {
+            KnownBounds::Known(b) => Some(b),
+            KnownBounds::None => None,
+        }
+    }
+
+    /// Counts a median the contract would refuse; logs it once per feed per hour.
+    fn out_of_bounds(&self, report: &ToTransmit, bounds: Option<&Bounds>) {
+        self.metrics
+            .out_of_bounds
+            .with_label_values(&[&report.feed])
+            .inc();
+        let now = Instant::now();
+        let mut logged = self
+            .out_of_bounds_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let due = logged
+            .get(&report.feed)
+            .is_none_or(|at| now.duration_since(*at) >= OUT_OF_BOUNDS_LOG_INTERVAL);
+        if due {
+            logged.insert(report.feed.clone(), now);
+            let (min, max) = bounds.map(|b| (b.min, b.max)).unzip();
+            tracing::warn!(feed = %report.feed, median = %report.median,
+                min_answer = %min.map(|v| v.to_string()).unwrap_or_default(),
+                max_answer = %max.map(|v| v.to_string()).unwrap_or_default(),
+                "the report's median is outside the contract's minAnswer/maxAnswer: not transmitted (the contract would revert); logged at most once an hour per feed, counted in enclave_node_reports_out_of_bounds_total");
         }
     }
 

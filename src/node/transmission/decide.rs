@@ -24,6 +24,9 @@ pub struct Accepted {
     pub at: SystemTime,
 }
 
+/// The skip reason of a median outside the contract's bounds.
+pub const OUT_OF_BOUNDS: &str = "out_of_bounds";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Accept,
@@ -31,13 +34,29 @@ pub enum Decision {
     Skip(&'static str),
 }
 
+/// The contract's `minAnswer`/`maxAnswer`, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: I192,
+    pub max: I192,
+}
+
+impl Bounds {
+    pub fn contain(&self, median: I192) -> bool {
+        self.min <= median && median <= self.max
+    }
+}
+
 /// On a finalized report (`EventTransmit`): accept it for (scheduled) transmission or not.
+/// A median outside the contract's bounds is never sent: `transmit` would revert ("median is
+/// out of min-max range") and the gas would be lost. `bounds` is `None` when unknown.
 #[allow(clippy::too_many_arguments)]
 pub fn accept(
     ours: ConfigDigest,
     report: EpochRound,
     report_median: I192,
     contract: &ContractView,
+    bounds: Option<&Bounds>,
     last: Option<&Accepted>,
     alpha_ppb: u64,
     delta_c: Duration,
@@ -48,6 +67,9 @@ pub fn accept(
     }
     if report <= contract.latest {
         return Decision::Skip("contract_has_newer");
+    }
+    if bounds.is_some_and(|b| !b.contain(report_median)) {
+        return Decision::Skip(OUT_OF_BOUNDS);
     }
     let Some(last) = last else {
         return Decision::Accept;
@@ -103,11 +125,11 @@ mod tests {
     fn the_first_report_newer_than_the_contract_is_accepted() {
         let now = SystemTime::now();
         assert_eq!(
-            accept(D, er(1, 1), int(5), &view(0, 0), None, 0, C, now),
+            accept(D, er(1, 1), int(5), &view(0, 0), None, None, 0, C, now),
             Decision::Accept
         );
         assert_eq!(
-            accept(D, er(1, 1), int(5), &view(1, 1), None, 0, C, now),
+            accept(D, er(1, 1), int(5), &view(1, 1), None, None, 0, C, now),
             Decision::Skip("contract_has_newer")
         );
         let other = ContractView {
@@ -115,7 +137,7 @@ mod tests {
             latest: er(0, 0),
         };
         assert_eq!(
-            accept(D, er(1, 1), int(5), &other, None, 0, C, now),
+            accept(D, er(1, 1), int(5), &other, None, None, 0, C, now),
             Decision::Skip("config_digest_mismatch")
         );
     }
@@ -135,6 +157,7 @@ mod tests {
                 er(2, 2),
                 int(1001),
                 &view(1, 1),
+                None,
                 Some(&last),
                 5_000_000,
                 C,
@@ -148,6 +171,7 @@ mod tests {
                 er(2, 2),
                 int(1010),
                 &view(1, 1),
+                None,
                 Some(&last),
                 5_000_000,
                 C,
@@ -162,6 +186,7 @@ mod tests {
                 er(2, 2),
                 int(1001),
                 &view(2, 1),
+                None,
                 Some(&last),
                 5_000_000,
                 C,
@@ -175,6 +200,7 @@ mod tests {
                 er(2, 1),
                 int(1001),
                 &view(1, 1),
+                None,
                 Some(&last),
                 5_000_000,
                 C,
@@ -199,12 +225,64 @@ mod tests {
                 er(9, 1),
                 int(1000),
                 &view(1, 1),
+                None,
                 Some(&stuck),
                 5_000_000,
                 C,
                 now
             ),
             Decision::Accept
+        );
+    }
+
+    #[test]
+    fn a_median_outside_the_contracts_bounds_is_never_accepted() {
+        let now = SystemTime::now();
+        let bounds = Bounds {
+            min: int(10),
+            max: int(1000),
+        };
+        let table = [
+            (9, Decision::Skip(OUT_OF_BOUNDS)),
+            (10, Decision::Accept),
+            (500, Decision::Accept),
+            (1000, Decision::Accept),
+            (1001, Decision::Skip(OUT_OF_BOUNDS)),
+            (-5, Decision::Skip(OUT_OF_BOUNDS)),
+        ];
+        for (median, expected) in table {
+            let got = accept(
+                D,
+                er(2, 1),
+                int(median),
+                &view(1, 1),
+                Some(&bounds),
+                None,
+                0,
+                C,
+                now,
+            );
+            assert_eq!(got, expected, "median {median}");
+        }
+        // Unknown bounds: the contract decides.
+        assert_eq!(
+            accept(D, er(2, 1), int(5000), &view(1, 1), None, None, 0, C, now),
+            Decision::Accept
+        );
+        // What the contract already has is reported as such, whatever the median.
+        assert_eq!(
+            accept(
+                D,
+                er(1, 1),
+                int(5000),
+                &view(1, 1),
+                Some(&bounds),
+                None,
+                0,
+                C,
+                now
+            ),
+            Decision::Skip("contract_has_newer")
         );
     }
 
