@@ -69,7 +69,10 @@ class Failure(Exception):
 
 
 def say(*args):
-    print(*args, flush=True)
+    try:
+        print(*args, flush=True)
+    except OSError:
+        pass  # stdout gone (a closed pipe, a lost terminal): cleaning up matters more
 
 
 def free_port():
