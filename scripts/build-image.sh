@@ -59,8 +59,8 @@ if [ "$public_key" = "$(tr -d ' \r\n' <scripts/dev-keys/configuration.pub)" ]; t
 fi
 
 # --- the binary ---------------------------------------------------------------------------------
-say "building the release binary"
-cargo build --release --locked --quiet
+say "building the release binary (cargo shows its progress; the first build takes minutes)"
+cargo build --release --locked
 binary="target/release/enclave"
 version="$("$binary" --version | awk '{print $2}')"
 [ -n "$version" ] || die "cannot read the binary's version"

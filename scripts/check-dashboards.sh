@@ -18,6 +18,6 @@ ensure_apt postgresql prometheus prometheus-pushgateway python3
 scripts/devchain/ensure.sh
 python3 scripts/build-dashboards.py --check
 if [[ " $* " != *" --prometheus"* ]]; then
-    cargo build --release --locked --quiet
+    cargo build --release --locked
 fi
 exec python3 scripts/lib/check_dashboards.py "$@"

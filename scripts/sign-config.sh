@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-configuration.example.json}"
 key="${KEY:-scripts/dev-keys/INSECURE-DEV-ONLY.configuration.key}"
-cargo run --quiet --release -- config sign --key "$key" "$config"
+# Not --quiet: a first build takes minutes and must not look hung.
+cargo build --release --locked
+target/release/enclave config sign --key "$key" "$config"

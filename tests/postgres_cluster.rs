@@ -303,3 +303,42 @@ fn a_non_empty_directory_that_is_not_a_cluster_is_refused_and_kept() {
         "do not delete"
     );
 }
+
+#[test]
+fn a_root_the_postgres_account_cannot_reach_is_refused_in_one_line_before_initdb() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: only root makes the enclave run PostgreSQL as another account");
+        return;
+    }
+    // The root inside a directory of mode 0700, as a clone in root's home directory would be.
+    let (e, _) = postgres_enclave(5);
+    let home = e.root.parent().expect("the root's parent");
+    fs::set_permissions(home, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+    let out = enclave_cli(&e, &["postgres", "bootstrap"]);
+    assert_ne!(code(&out), 0);
+    let text = stderr(&out);
+    let error: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cannot reach"))
+        .collect();
+    assert_eq!(error.len(), 1, "{text}");
+    assert!(
+        error[0].contains(&format!("{} (mode 0700, owner uid 0)", home.display())),
+        "names the directory in the way: {}",
+        error[0]
+    );
+    let data = Root::new(&e.root).map("/sp/postgresql/data");
+    assert!(
+        !data.join("PG_VERSION").exists(),
+        "initdb never ran: the refusal comes first"
+    );
+    // The server refuses the same way (its socket directory is under the same root).
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    let out = enclave_cli(&e, &["postgres", "bootstrap"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fs::set_permissions(home, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+    let out = enclave_cli(&e, &["postgres", "run"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).expect("chmod back");
+}

@@ -73,6 +73,7 @@ pub fn bootstrap(
             })
         }
         DataDir::Cluster { .. } => {
+            account.check_reaches(dir, &binaries.initdb())?;
             if !layout.superuser_password_file.exists() {
                 return Err(PgError::MissingSuperuserPassword {
                     dir: dir.display().to_string(),
@@ -149,6 +150,7 @@ fn initdb(
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(PgError::io("cannot chmod", dir))?;
     account.own(dir)?;
+    account.check_reaches(dir, &binaries.initdb())?;
     // initdb runs as the server's account and must read the password: a private scratch
     // directory of that account, removed right after.
     let scratch = tempfile::Builder::new()

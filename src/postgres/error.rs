@@ -31,6 +31,8 @@ pub enum PgError {
     Initdb { status: String, stderr: String },
     #[error("the cluster in {dir} exists but its superuser password file {file} is missing; restore it from the secrets volume")]
     MissingSuperuserPassword { dir: String, file: String },
+    #[error("the postgres account (PostgreSQL never runs as root) cannot reach {dir}: {blocker} does not let it through; put the enclave root where that account can traverse (scripts/run-local.sh's default, under /var/tmp, is), rather than opening up that directory")]
+    Unreachable { dir: String, blocker: String },
     #[error("running as root but there is no `postgres` user to run the server as")]
     NoPostgresUser,
     #[error("{0} is not a PostgreSQL cluster yet: run `enclave postgres bootstrap` first")]

@@ -28,7 +28,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Prepares and execs the server; returns only on failure.
 pub fn exec_server(layout: &Layout, binaries: &Binaries, notify_fd: Option<i32>) -> PgError {
-    match prepare(layout) {
+    match prepare(layout, binaries) {
         Ok(account) => {
             if let Some(fd) = notify_fd {
                 if let Err(e) = spawn_readiness_watcher(layout.port, fd) {
@@ -52,7 +52,7 @@ pub fn exec_server(layout: &Layout, binaries: &Binaries, notify_fd: Option<i32>)
     }
 }
 
-fn prepare(layout: &Layout) -> Result<Account, PgError> {
+fn prepare(layout: &Layout, binaries: &Binaries) -> Result<Account, PgError> {
     match inspect(&layout.data_dir)? {
         DataDir::Cluster { .. } => {}
         _ => {
@@ -67,6 +67,7 @@ fn prepare(layout: &Layout) -> Result<Account, PgError> {
     fs::set_permissions(socket, fs::Permissions::from_mode(0o700))
         .map_err(PgError::io("cannot chmod", socket))?;
     account.own(socket)?;
+    account.check_reaches(socket, &binaries.postgres())?;
     Ok(account)
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod clone;
 pub mod devchain;
 pub mod don;
 pub mod harness;

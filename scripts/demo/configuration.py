@@ -1,0 +1,98 @@
+"""The demo's enclave configuration: one function, `solution`, builds it from what the demo
+started (price stand-ins, dev chain, receivers, free ports). To show another part of the enclave
+in the demo (say, an alerts section), add it here; demo.py signs whatever this returns.
+
+Built on configuration.example.json, so every field the demo does not set keeps the example's
+value, and the demo follows the example when the schema grows.
+"""
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INSTANCE = "enclave-demo"
+TOTAL_NODES = 5
+
+# The feeds the demo reports, with the stand-ins' symbols (scripts/demo/exchanges.py). kucoin
+# is the liar (BTC and ETH 8 % high): the aggregator leaves it out, the feeds go on.
+FEEDS = [
+    {"name": "BTC-USD", "decimals": 8, "alphaPPB": 5_000_000, "heartbeatMs": 60_000,
+     "legs": [("binance", "BTC", "USDT"), ("okx", "BTC", "USDT"), ("kraken", "BTC", "USD"),
+              ("coinbase", "BTC", "USD"), ("kucoin", "BTC", "USDT")]},
+    {"name": "ETH-USD", "decimals": 8, "alphaPPB": 5_000_000, "heartbeatMs": 60_000,
+     "legs": [("binance", "ETH", "USDT"), ("okx", "ETH", "USDT"), ("kraken", "ETH", "USD"),
+              ("coinbase", "ETH", "USD"), ("kucoin", "ETH", "USDT")]},
+    # A stablecoin: pegged at 1, it moves little, so it reports on its heartbeat.
+    {"name": "USDC-USD", "decimals": 8, "alphaPPB": 1_000_000, "heartbeatMs": 60_000,
+     "legs": [("okx", "USDC", "USDT"), ("kraken", "USDC", "USD"), ("coinbase", "USDC", "USD")]},
+]
+
+
+def source_config(urls):
+    """One stand-in as a source: its REST base, its stream when it has one, quick failure (a
+    stopped stand-in shows at once) and a stream that never gives up redialling."""
+    config = {"baseUrl": urls["rest"], "rps": None, "ttl": 3000, "refetch": True,
+              "timeoutMs": 2000, "maxRetries": 1}
+    if urls.get("ws"):
+        config["stream"] = {"wsUrl": urls["ws"], "reconnectInterval": 1000,
+                            "maxReconnectAttempts": 0, "heartbeatInterval": 5000}
+    return config
+
+
+def solution(ports, sources, chain, pushgateway=None):
+    """The `solution` object (unsigned).
+
+    ports: pg, supervisor, process_metrics, aggregator, api_base, p2p_base
+    sources: {name: {"rest", "ws"}} from exchanges.py
+    chain: {"rpc", "owner", "faucet", "contracts": {feed: address}}
+    pushgateway: the Pushgateway's URL, or None for no push target
+    """
+    example = json.loads((REPO / "configuration.example.json").read_text())["solution"]
+    s = dict(example)
+    s.pop("signature", None)
+    nodes = " ".join(str(i) for i in range(1, TOTAL_NODES + 1))
+    s.update({
+        "totalNodes": TOTAL_NODES,
+        "nodesList": nodes,
+        "primaryNodes": nodes,
+        "pgPort": ports["pg"],
+        "chainlinkNodeName": INSTANCE,
+        # The dev chain's id: a private chain, so the brisk timings below are allowed.
+        "chainlinkChainId": 1337,
+        "chainlinkRpcHttpUrl": chain["rpc"],
+        "ports": {"supervisor": ports["supervisor"], "processMetrics": ports["process_metrics"],
+                  "nodeApiBase": ports["api_base"], "nodeP2pBase": ports["p2p_base"]},
+        # A round every 2 s: reports follow a price move within seconds.
+        "consensus": {"deltaProgressMs": 6000, "deltaResendMs": 2000, "deltaRoundMs": 2000,
+                      "deltaGraceMs": 500, "deltaStageMs": 3000, "rMax": 6,
+                      "transmissionSchedule": [1, 2, 2, 2]},
+        # Node 1 configures the contracts itself and its faucet (a dev-chain account) funds
+        # the oracles' transmitters: nothing to do by hand.
+        "chain": {"enabled": True, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
+                  "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
+                  "adminPrivateKey": chain["owner"], "configureContracts": True},
+        "faucetPrivateKey": chain["faucet"],
+        "faucetMinWei": "100000000000000000",
+        "faucetTopupWei": "300000000000000000",
+        "balanceTopupCheckIntervalMs": 5000,
+        "feeds": [
+            {"name": f["name"], "decimals": f["decimals"],
+             "contractAddress": chain["contracts"][f["name"]], "alphaPPB": f["alphaPPB"],
+             "heartbeatMs": f["heartbeatMs"],
+             "legs": [{"source": src, "base": b, "quote": q} for src, b, q in f["legs"]]}
+            for f in FEEDS
+        ],
+        "telemetry": {"instance": INSTANCE, "targets": [
+            {"url": pushgateway, "intervalMs": 5000, "timeoutMs": 2000,
+             "groupingLabels": {"environment": "demo"}}] if pushgateway else []},
+        "priceAggregatorConfig": {
+            "port": ports["aggregator"],
+            "logger": {"level": "info", "isPrettyEnabled": False},
+            # The liar is 8 % off; honest sources are within a few hundredths of a percent.
+            "aggregation": {"minSources": 2, "maxDeviationPpb": 50_000_000},
+            "refetch": {"enabled": True, "failedPairsRetry": {
+                "enabled": True, "retryDelay": 2000, "checkInterval": 5000}},
+            "sources": {name: source_config(urls) for name, urls in sources.items()},
+        },
+    })
+    return s
