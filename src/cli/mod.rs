@@ -70,6 +70,15 @@ pub enum Command {
         /// --json the document itself.
         #[arg(long, conflicts_with = "check")]
         identity: bool,
+        /// A live view, refreshed every second until Ctrl-C: services with CPU and memory, each
+        /// feed's answer, round, age, on-chain answer, health and sources, the nodes, the
+        /// attestation. Redrawn in place with colour on a terminal; plain frames otherwise.
+        #[arg(long, conflicts_with_all = ["check", "json", "identity"])]
+        watch: bool,
+        /// Refresh interval of --watch.
+        #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch",
+              value_parser = clap::value_parser!(u64).range(200..=3_600_000))]
+        interval_ms: u64,
     },
     /// Check an identity document (identity.json) written by an enclave: its digests, and
     /// against a configuration, a verifying key, a TDX quote and an RTMR3 event log when given.
@@ -257,9 +266,25 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(supervisor::run(options))
         }
         Command::Status {
+            watch: true,
+            interval_ms,
+            ..
+        } => {
+            let verified = crate::config::load_verified_with_key_file(
+                &cli.config_path(None),
+                &cli.service_public_key_file(),
+            )?;
+            crate::live_view::run(
+                cli.root(),
+                verified.config,
+                std::time::Duration::from_millis(*interval_ms),
+            )
+        }
+        Command::Status {
             json,
             check,
             identity,
+            ..
         } => Ok(if *identity {
             supervisor::status::run_identity(&cli.root(), *json)
         } else {
