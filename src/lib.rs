@@ -2,6 +2,7 @@
 //! each service below it; see ARCHITECTURE.md for the design and README.md for operators.
 
 pub mod aggregator;
+pub mod alerts;
 pub mod attestation;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per role.
 
 mod aggregator_cmd;
+mod alerts_cmd;
 mod config_cmd;
 mod don_config_cmd;
 mod keys_cmd;
@@ -80,6 +81,10 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(200..=3_600_000))]
         interval_ms: u64,
     },
+    /// The enclave's own alerts (longrun `alerts`): collects the enclave's state every
+    /// `alerts.intervalMs` and notifies the configured channels (Slack, Discord, Telegram, a JSON
+    /// webhook) when a rule fires and when it resolves. Idle without a channel.
+    Alerts,
     /// Check an identity document (identity.json) written by an enclave: its digests, and
     /// against a configuration, a verifying key, a TDX quote and an RTMR3 event log when given.
     /// Prints what holds and what does not; exits 1 if anything does not.
@@ -307,6 +312,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keys(command) => keys_cmd::run(&cli, command),
         Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
+        Command::Alerts => alerts_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
         Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),
     }
