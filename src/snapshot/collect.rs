@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ use crate::supervisor::state::{ServiceState, StateDir};
 const CPU: &str = "enclave_service_cpu_usage_cores";
 const MEMORY: &str = "enclave_service_resident_memory_bytes";
 const BALANCE: &str = "enclave_chain_transmitter_balance_wei";
+/// Latest-report requests in flight per node.
+const REPORTS_IN_FLIGHT: usize = 4;
 /// Larger answers are not ours; a local endpoint never sends that much.
 const MAX_BODY_BYTES: usize = 4 << 20;
 
@@ -175,7 +178,8 @@ impl Collector {
             .as_array()
             .map(|a| a.iter().collect())
             .unwrap_or_default();
-        let reports = join_all(running.iter().map(|f| async move {
+        // A node reads each report from its database and recovers its signers: a few at a time.
+        let reports: Vec<_> = futures_util::stream::iter(running.iter().map(|f| async move {
             let name = f["name"].as_str().unwrap_or_default();
             if !self.config.feeds.iter().any(|c| c.name == name) {
                 return None;
@@ -188,6 +192,8 @@ impl Collector {
                 .and_then(|v| report(&v));
             Some((name.to_owned(), node_feed(f, report)))
         }))
+        .buffer_unordered(REPORTS_IN_FLIGHT)
+        .collect()
         .await;
         Ok(reports.into_iter().flatten().collect())
     }
