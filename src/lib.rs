@@ -2,14 +2,17 @@
 //! each service below it; see ARCHITECTURE.md for the design and README.md for operators.
 
 pub mod aggregator;
+pub mod alerts;
 pub mod attestation;
 pub mod cli;
 pub mod config;
 pub mod exit;
+pub mod live_view;
 pub mod logging;
 pub mod node;
 pub mod paths;
 pub mod postgres;
 pub mod process_metrics;
+pub mod snapshot;
 pub mod supervisor;
 pub mod telemetry;

@@ -277,6 +277,27 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "solution.chainlinkChainId",
         "is required",
     ),
+    (
+        "alerter port clash",
+        |s| s["ports"]["alerts"] = json!(3003),
+        "solution.ports.alerts",
+        "already used by the process-metrics exporter",
+    ),
+    (
+        "pegged feed not configured",
+        |s| {
+            s["alerts"] = json!({"pegged": [{"feed": "USDC-USD", "peg": "1.0"}],
+            "channels": [{"type": "webhook", "url": "http://127.0.0.1:9/alerts"}]})
+        },
+        "solution.alerts.pegged[0].feed",
+        "not the name of a configured feed",
+    ),
+    (
+        "unknown alert channel type",
+        |s| s["alerts"] = json!({"channels": [{"type": "email", "to": "ops@example.com"}]}),
+        "solution.alerts.channels[0].type",
+        "slack, discord, telegram, webhook",
+    ),
 ];
 
 #[test]
@@ -422,6 +443,13 @@ fn no_secret_value_appears_in_the_formatted_configuration() {
     s["telemetry"]["targets"][0]["basicAuth"] =
         json!({"username": "tele", "password": "telemetry-secret-pw"});
     s["priceAggregatorConfig"]["sources"]["coingecko"] = json!({"apiKey": "coingecko-secret-key"});
+    s["alerts"] = json!({"channels": [
+        {"type": "slack", "webhookUrl": "https://hooks.slack.com/services/T0/B0/slack-hook-secret"},
+        {"type": "discord", "webhookUrl": "https://discord.com/api/webhooks/1/discord-hook-secret"},
+        {"type": "telegram", "botToken": "123456:telegram-bot-secret", "chatId": "-100123"},
+        {"type": "webhook", "url": "https://hook.example/x?token=webhook-url-secret",
+         "headers": {"Authorization": "Bearer webhook-header-secret"}},
+    ]});
     let config = validate_document(&document).expect("valid").config;
     let formatted = format!("{config:?}\n{config:#?}");
     for secret in [
@@ -434,6 +462,11 @@ fn no_secret_value_appears_in_the_formatted_configuration() {
         "coingecko-secret-key",
         "dev-only-metrics-password",
         "dev-only-cryptocompare-key",
+        "slack-hook-secret",
+        "discord-hook-secret",
+        "telegram-bot-secret",
+        "webhook-url-secret",
+        "webhook-header-secret",
     ] {
         assert!(
             !formatted.contains(secret),

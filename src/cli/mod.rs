@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per role.
 
 mod aggregator_cmd;
+mod alerts_cmd;
 mod config_cmd;
 mod don_config_cmd;
 mod keys_cmd;
@@ -70,7 +71,20 @@ pub enum Command {
         /// --json the document itself.
         #[arg(long, conflicts_with = "check")]
         identity: bool,
+        /// A live view, refreshed every second until Ctrl-C: services with CPU and memory, each
+        /// feed's answer, round, age, on-chain answer, health and sources, the nodes, the
+        /// attestation. Redrawn in place with colour on a terminal; plain frames otherwise.
+        #[arg(long, conflicts_with_all = ["check", "json", "identity"])]
+        watch: bool,
+        /// Refresh interval of --watch.
+        #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch",
+              value_parser = clap::value_parser!(u64).range(200..=3_600_000))]
+        interval_ms: u64,
     },
+    /// The enclave's own alerts (longrun `alerts`): collects the enclave's state every
+    /// `alerts.intervalMs` and notifies the configured channels (Slack, Discord, Telegram, a JSON
+    /// webhook) when a rule fires and when it resolves. Idle without a channel.
+    Alerts,
     /// Check an identity document (identity.json) written by an enclave: its digests, and
     /// against a configuration, a verifying key, a TDX quote and an RTMR3 event log when given.
     /// Prints what holds and what does not; exits 1 if anything does not.
@@ -257,9 +271,25 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(supervisor::run(options))
         }
         Command::Status {
+            watch: true,
+            interval_ms,
+            ..
+        } => {
+            let verified = crate::config::load_verified_with_key_file(
+                &cli.config_path(None),
+                &cli.service_public_key_file(),
+            )?;
+            crate::live_view::run(
+                cli.root(),
+                verified.config,
+                std::time::Duration::from_millis(*interval_ms),
+            )
+        }
+        Command::Status {
             json,
             check,
             identity,
+            ..
         } => Ok(if *identity {
             supervisor::status::run_identity(&cli.root(), *json)
         } else {
@@ -282,6 +312,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keys(command) => keys_cmd::run(&cli, command),
         Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
         Command::ProcessMetrics => process_metrics_cmd::run(&cli),
+        Command::Alerts => alerts_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
         Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),
     }

@@ -11,6 +11,7 @@ pub fn check(r: &mut Report, c: &Config) {
     check_ports(r, c);
     check_feeds(r, c);
     check_consensus(r, c);
+    check_alerts(r, c);
     if c.telemetry.targets.is_empty() && c.aggregator.metrics_push.is_none() {
         r.warn(
             "solution.telemetry.targets",
@@ -59,6 +60,12 @@ fn check_ports(r: &mut Report, c: &Config) {
         u32::from(c.ports.process_metrics),
         "solution.ports.processMetrics",
         "the process-metrics exporter".into(),
+    );
+    claim(
+        r,
+        u32::from(c.ports.alerts),
+        "solution.ports.alerts",
+        "the alerter".into(),
     );
     for i in c.nodes.all() {
         let api = u32::from(c.ports.node_api_base) + i;
@@ -202,5 +209,22 @@ fn check_chain_minimums(r: &mut Report, c: &Config) {
                 ),
             );
         }
+    }
+}
+
+fn check_alerts(r: &mut Report, c: &Config) {
+    for (i, pegged) in c.alerts.pegged.iter().enumerate() {
+        if !c.feeds.iter().any(|f| f.name == pegged.feed) {
+            r.error(
+                format!("solution.alerts.pegged[{i}].feed"),
+                "is not the name of a configured feed",
+            );
+        }
+    }
+    if !c.alerts.enabled() && !c.alerts.pegged.is_empty() {
+        r.warn(
+            "solution.alerts.channels",
+            "no channel: the pegged feeds are not watched and no alert is sent",
+        );
     }
 }

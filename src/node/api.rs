@@ -136,6 +136,7 @@ async fn health(State(api): State<Api>) -> Response {
                 ));
             }
         }
+        body["feeds"] = feeds_health(oracle, &running);
         let database = tokio::time::timeout(
             DB_CHECK_TIMEOUT,
             crate::postgres::db::health(oracle.shared.store.pool(), api.node),
@@ -162,6 +163,37 @@ async fn health(State(api): State<Api>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Per feed: `status` (`starting`, `ok`, `stale`, `waiting`), `reason` when not ok, and
+/// `lastReportMsAgo` (null before this node saw one). Readiness does not depend on it: a feed
+/// can be stale for reasons outside the node (every price source down).
+fn feeds_health(oracle: &OracleApi, running: &[(FeedConfig, ConfigDigest)]) -> Value {
+    let health = oracle.shared.status.health();
+    let mut feeds = serde_json::Map::new();
+    for feed in &oracle.configured {
+        let entry = match health.get(&feed.name) {
+            Some((h, last_report)) if running.iter().any(|(f, _)| f.name == feed.name) => {
+                let mut entry = json!({
+                    "status": h.as_str(),
+                    "lastReportMsAgo": last_report
+                        .and_then(|t| t.elapsed().ok())
+                        .map(|d| d.as_millis() as u64),
+                });
+                if let Some(reason) = h.reason() {
+                    entry["reason"] = Value::from(reason);
+                }
+                entry
+            }
+            _ => json!({
+                "status": "waiting",
+                "reason": "waiting for its contract configuration",
+                "lastReportMsAgo": null,
+            }),
+        };
+        feeds.insert(feed.name.clone(), entry);
+    }
+    Value::Object(feeds)
 }
 
 fn aggregator_health(oracle: &OracleApi) -> (Value, Option<String>) {
@@ -206,6 +238,8 @@ async fn feeds(State(api): State<Api>) -> Response {
             "configDigest": digest.to_string(),
             "epoch": position.map(|p| p.epoch),
             "leader": position.map(|p| p.leader),
+            // With a chain, `latest` is what the contract holds; without, the DON's report.
+            "latestOnChain": oracle.shared.transmissions.is_some(),
             "latest": latest.map(|l| json!({
                 "answer": format_decimal(l.answer, feed.decimals),
                 "answerInt192": l.answer.to_string(),

@@ -184,9 +184,16 @@ impl FeedTask {
         tokio::spawn(async move {
             let value = match shared.observer.observe(&feed).await {
                 Ok(price) => match scale_price(price, decimals) {
-                    Ok(value) => Some(value),
+                    Ok(value) => {
+                        shared.status.observed(&feed, Ok(()));
+                        Some(value)
+                    }
                     Err(e) => {
                         tracing::warn!(%feed, error = %e, "price does not fit the report");
+                        shared.status.observed(
+                            &feed,
+                            Err(format!("the price does not fit the report: {e}")),
+                        );
                         shared
                             .metrics
                             .observations_failed
@@ -197,6 +204,7 @@ impl FeedTask {
                 },
                 Err(e) => {
                     tracing::debug!(%feed, error = %e, "no observation this round");
+                    shared.status.observed(&feed, Err(e.to_string()));
                     shared
                         .metrics
                         .observations_failed

@@ -22,8 +22,13 @@ pub enum ObserveError {
     Status(u16),
     #[error("the price aggregator's answer is malformed: {0}")]
     Malformed(String),
-    #[error("no price for {feed}: {status}")]
-    Unavailable { feed: String, status: String },
+    #[error("no price for {feed}: {detail}")]
+    Unavailable {
+        feed: String,
+        status: String,
+        /// The aggregator's reason and each source's, bounded.
+        detail: String,
+    },
     #[error("the observer has stopped")]
     Stopped,
 }
@@ -63,7 +68,25 @@ struct BatchAnswer {
 struct Quote {
     status: String,
     price: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    sources: Vec<SourceVerdict>,
 }
+
+#[derive(Deserialize)]
+struct SourceVerdict {
+    source: String,
+    #[serde(default)]
+    used: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Source reasons beyond this are summarised as "and N more".
+const MAX_REASONS: usize = 5;
+/// Characters of one reason kept (they come from the aggregator, not from upstream text).
+const MAX_REASON_CHARS: usize = 80;
 
 impl Observer {
     /// `base` is the aggregator's root URL (`http://127.0.0.1:3000`).
@@ -192,8 +215,44 @@ fn price_of(quotes: &HashMap<String, Quote>, feed: &str) -> Result<Decimal, Obse
         (status, _) => Err(ObserveError::Unavailable {
             feed: feed.to_owned(),
             status: status.to_owned(),
+            detail: unavailable_detail(quote),
         }),
     }
+}
+
+/// `price unavailable from every source (binance: unreachable; kraken: rate_limited)`, or with
+/// the aggregator's reason when some sources answered.
+fn unavailable_detail(quote: &Quote) -> String {
+    let short = |text: &str| -> String { text.chars().take(MAX_REASON_CHARS).collect() };
+    let mut text = if quote.sources.is_empty() || quote.sources.iter().all(|s| !s.used) {
+        "price unavailable from every source".to_owned()
+    } else {
+        format!(
+            "price unavailable: {}",
+            short(quote.reason.as_deref().unwrap_or("too few usable sources"))
+        )
+    };
+    let reasons: Vec<String> = quote
+        .sources
+        .iter()
+        .filter(|s| !s.used)
+        .map(|s| {
+            format!(
+                "{}: {}",
+                short(&s.source),
+                short(s.reason.as_deref().unwrap_or("no price"))
+            )
+        })
+        .collect();
+    if !reasons.is_empty() {
+        let shown = reasons.len().min(MAX_REASONS);
+        text.push_str(&format!(" ({}", reasons[..shown].join("; ")));
+        if reasons.len() > shown {
+            text.push_str(&format!("; and {} more", reasons.len() - shown));
+        }
+        text.push(')');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -231,6 +290,43 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         format!("http://{addr}").parse().unwrap()
+    }
+
+    #[test]
+    fn an_unavailable_price_says_why_with_each_sources_reason() {
+        let quote = |v: serde_json::Value| -> Quote { serde_json::from_value(v).unwrap() };
+        let cases = [
+            (
+                serde_json::json!({"status": "unavailable", "reason": "0 usable source(s), at least 1 required",
+                    "sources": [{"source": "binance", "used": false, "reason": "unreachable"},
+                                {"source": "kraken", "used": false, "reason": "stale: older than the source's TTL"}]}),
+                "price unavailable from every source (binance: unreachable; kraken: stale: older than the source's TTL)",
+            ),
+            (
+                serde_json::json!({"status": "unavailable", "reason": "1 usable source(s), at least 2 required",
+                    "sources": [{"source": "binance", "used": true},
+                                {"source": "okx", "used": false, "reason": "rate_limited"}]}),
+                "price unavailable: 1 usable source(s), at least 2 required (okx: rate_limited)",
+            ),
+            (
+                serde_json::json!({"status": "unavailable"}),
+                "price unavailable from every source",
+            ),
+            (
+                serde_json::json!({"status": "unavailable", "sources": (0..8).map(|i| serde_json::json!(
+                    {"source": format!("s{i}"), "used": false, "reason": "x".repeat(200)})).collect::<Vec<_>>()}),
+                "",
+            ),
+        ];
+        for (body, expected) in cases {
+            let text = unavailable_detail(&quote(body));
+            if expected.is_empty() {
+                assert!(text.ends_with("; and 3 more)"), "{text}");
+                assert!(text.len() < 600, "{}", text.len());
+            } else {
+                assert_eq!(text, expected);
+            }
+        }
     }
 
     fn histogram() -> prometheus::Histogram {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use super::api::{self, Api, OracleApi};
 use super::chain::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
+use super::feed_health::{evaluate, stale_after, Seen, Transition, Watch};
 use super::feed_task::{Input, Shared};
 use super::keys::{KeyStore, OracleKeys};
 use super::metrics::NodeMetrics;
@@ -38,6 +39,7 @@ const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const PEER_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+const FEED_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const PACEMAKER_QUEUE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,16 @@ pub async fn run(
         (Some(oracle), tasks)
     };
     let oracle_peers: Arc<HashSet<PeerId>> = Arc::new(set.peer_ids().into_iter().collect());
+    if let Some(oracle) = &oracle {
+        tokio::spawn(watch_feed_health(
+            oracle.shared.status.clone(),
+            network.clone(),
+            oracle_peers.clone(),
+            2 * config.consensus.f,
+            stale_after(&config.consensus, config.node.observation_timeout),
+            stopped.clone(),
+        ));
+    }
     tokio::spawn(peer_gauge(
         network.clone(),
         oracle_peers.clone(),
@@ -594,6 +606,62 @@ async fn prune(
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Evaluates every feed's health each second for `/health`, and logs once when a feed stops
+/// reporting (with the reason) and once when it reports again.
+async fn watch_feed_health(
+    status: Arc<super::status::NodeStatus>,
+    network: NetworkHandle,
+    oracles: Arc<HashSet<PeerId>>,
+    peers_needed: usize,
+    stale_after: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut watches: HashMap<String, Watch> = HashMap::new();
+    loop {
+        let peers_connected = network
+            .connected()
+            .iter()
+            .filter(|p| oracles.contains(p))
+            .count();
+        let now = std::time::Instant::now();
+        status.visit_mut(|name, feed| {
+            let seen = Seen {
+                now,
+                started_at: feed.started_at,
+                last_completed: feed.last_completed,
+                last_round_started: feed.last_round_started,
+                last_observation: feed
+                    .last_observation
+                    .as_ref()
+                    .map(|(at, error)| (*at, error.as_deref())),
+                peers_connected,
+                peers_needed,
+            };
+            let health = evaluate(&seen, stale_after);
+            match watches
+                .entry(name.to_owned())
+                .or_default()
+                .step(&health, now)
+            {
+                Some(Transition::Stopped { reason }) => {
+                    tracing::warn!(feed = name, %reason, "feed stopped reporting")
+                }
+                Some(Transition::Recovered { silent_for }) => tracing::info!(
+                    feed = name,
+                    silent_s = silent_for.as_secs(),
+                    "feed reporting again"
+                ),
+                None => {}
+            }
+            feed.health = health;
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(FEED_HEALTH_INTERVAL) => {}
             _ = stopped.changed() => return,
         }
     }

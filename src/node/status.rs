@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::feed_health::Health;
 use super::ocr1::types::ConfigDigest;
 
 /// Rounds remembered per feed for `/v1/rounds`.
@@ -44,7 +45,21 @@ pub struct FeedStatus {
     pub epoch: u32,
     pub leader: u32,
     pub rounds: VecDeque<RoundRecord>,
+    /// When the feed's protocol instance started.
+    pub started_at: Instant,
+    /// The last round that ended in a report or in a decision not to report.
+    pub last_completed: Option<Instant>,
+    pub last_round_started: Option<Instant>,
+    /// When the last report was finalized (since this node started).
+    pub last_report: Option<SystemTime>,
+    /// This oracle's last observation: when, and why it failed (bounded text).
+    pub last_observation: Option<(Instant, Option<String>)>,
+    /// As last evaluated by the health watch.
+    pub health: Health,
 }
+
+/// Observation errors carry the aggregator's reasons; this much of them is kept.
+const MAX_OBSERVATION_ERROR: usize = 300;
 
 #[derive(Debug, Default)]
 pub struct NodeStatus {
@@ -60,8 +75,47 @@ impl NodeStatus {
                 epoch: 0,
                 leader: 0,
                 rounds: VecDeque::new(),
+                started_at: Instant::now(),
+                last_completed: None,
+                last_round_started: None,
+                last_report: None,
+                last_observation: None,
+                health: Health::Starting,
             },
         );
+    }
+
+    /// This oracle's observation for `feed`: `Ok` or why it has none.
+    pub fn observed(&self, feed: &str, result: Result<(), String>) {
+        if let Some(f) = self.lock().get_mut(feed) {
+            let error = result.err().map(|mut e| {
+                if e.len() > MAX_OBSERVATION_ERROR {
+                    let cut = (0..=MAX_OBSERVATION_ERROR)
+                        .rev()
+                        .find(|&i| e.is_char_boundary(i))
+                        .unwrap_or(0);
+                    e.truncate(cut);
+                    e.push('…');
+                }
+                e
+            });
+            f.last_observation = Some((Instant::now(), error));
+        }
+    }
+
+    /// Runs `visit` on every feed under one lock (the health watch, each second: no copies).
+    pub fn visit_mut(&self, mut visit: impl FnMut(&str, &mut FeedStatus)) {
+        for (name, feed) in self.lock().iter_mut() {
+            visit(name, feed);
+        }
+    }
+
+    /// Each feed's evaluated health and when its last report was finalized.
+    pub fn health(&self) -> BTreeMap<String, (Health, Option<SystemTime>)> {
+        self.lock()
+            .iter()
+            .map(|(name, f)| (name.clone(), (f.health.clone(), f.last_report)))
+            .collect()
     }
 
     pub fn feed(&self, feed: &str) -> Option<FeedStatus> {
@@ -86,6 +140,7 @@ impl NodeStatus {
             f.rounds.pop_front();
         }
         let leader = f.leader;
+        f.last_round_started = Some(Instant::now());
         f.rounds.push_back(RoundRecord {
             feed: feed.to_owned(),
             epoch,
@@ -103,6 +158,12 @@ impl NodeStatus {
     }
 
     pub fn round_finished(&self, feed: &str, epoch: u32, round: u8, outcome: Outcome) {
+        if let Some(f) = self.lock().get_mut(feed) {
+            f.last_completed = Some(Instant::now());
+            if outcome == Outcome::Finalized {
+                f.last_report = Some(SystemTime::now());
+            }
+        }
         self.update(feed, epoch, round, |r| {
             r.outcome = outcome;
             r.duration_ms = r.started_at.elapsed().ok().map(|d| d.as_millis() as u64);

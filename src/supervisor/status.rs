@@ -32,7 +32,7 @@ const READ_ATTEMPTS: u32 = 3;
 const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
-enum StatusError {
+pub(crate) enum StatusError {
     #[error(
         "no service state at {}: the supervisor is probably not running, or --root is wrong",
         .0.display()
@@ -242,7 +242,7 @@ fn run_to(
     }
 }
 
-fn load(dir: &StateDir) -> Result<Vec<ServiceState>, StatusError> {
+pub(crate) fn load(dir: &StateDir) -> Result<Vec<ServiceState>, StatusError> {
     let mut attempt = 1;
     loop {
         match dir.read_all() {

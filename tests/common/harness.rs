@@ -107,6 +107,7 @@ impl Enclave {
         // Many enclaves run at once in tests: no fixed ports, and no pushes unless a test asks.
         solution_value["ports"]["supervisor"] = serde_json::json!(free_port());
         solution_value["ports"]["processMetrics"] = serde_json::json!(free_port());
+        solution_value["ports"]["alerts"] = serde_json::json!(free_port());
         solution_value["telemetry"]["targets"] = serde_json::json!([]);
         // No chain unless a test starts one.
         solution_value["chain"] = serde_json::json!({"enabled": false});

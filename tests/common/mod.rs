@@ -8,6 +8,7 @@ pub mod harness;
 pub mod price_server;
 pub mod receivers;
 pub mod tcp_proxy;
+pub mod webhook_receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

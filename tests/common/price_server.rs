@@ -2,6 +2,7 @@
 //! ocr-and-sources.md B.1) whose prices the test sets while it runs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 pub struct PriceServer {
     pub base: String,
     prices: Arc<Mutex<HashMap<String, String>>>,
+    /// While set, every request gets a 503, as from an exchange that is down.
+    down: Arc<AtomicBool>,
 }
 
 impl PriceServer {
@@ -25,8 +28,10 @@ impl PriceServer {
     pub fn start_listening(host: &str) -> Self {
         let host = host.to_owned();
         let prices: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let down: Arc<AtomicBool> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let served = prices.clone();
+        let is_down = down.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -42,7 +47,14 @@ impl PriceServer {
                     "/api/v3/ticker/price",
                     axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
                         let prices = served.clone();
-                        async move { ticker(&prices, &q) }
+                        let down = is_down.load(Ordering::SeqCst);
+                        async move {
+                            if down {
+                                return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance")
+                                    .into_response();
+                            }
+                            ticker(&prices, &q)
+                        }
                     }),
                 );
                 let _ = axum::serve(listener, app).await;
@@ -51,7 +63,12 @@ impl PriceServer {
         let base = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("price server started");
-        Self { base, prices }
+        Self { base, prices, down }
+    }
+
+    /// Takes the exchange down (every request 503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     /// Sets the price of a Binance symbol such as `BTCUSDT`.

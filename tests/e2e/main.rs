@@ -50,6 +50,7 @@ fn all_services() -> BTreeSet<String> {
         "node-keys",
         "price-aggregator",
         "process-metrics",
+        "alerts",
     ]
     .iter()
     .map(|s| (*s).to_owned())

@@ -2,6 +2,7 @@
 //! our additions, read with every problem collected.
 
 pub mod aggregator;
+pub mod alerts;
 pub mod chain_options;
 pub mod consensus;
 pub mod contract_admin;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use self::aggregator::{read_aggregator, AggregatorConfig};
+use self::alerts::{read_alerts, AlertsConfig};
 use self::chain_options::{read_chain_options, ChainOptions};
 use self::consensus::{read_consensus, ConsensusConfig};
 use self::feeds::{read_feeds, FeedConfig};
@@ -65,6 +67,7 @@ pub struct Config {
     pub consensus: ConsensusConfig,
     pub node: NodeOptions,
     pub chain_options: ChainOptions,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,10 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let node = read_node_options(r, node);
     let chain_options = f.object(r, "chain");
     let chain_options = read_chain_options(r, chain_options, &nodes.oracles());
+    let alerts = f
+        .object(r, "alerts")
+        .map(|af| read_alerts(r, af))
+        .unwrap_or_default();
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -162,6 +169,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         consensus,
         node,
         chain_options,
+        alerts,
     })
 }
 

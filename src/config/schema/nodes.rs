@@ -44,6 +44,8 @@ pub struct PortsConfig {
     /// The supervisor's own /metrics and /healthz.
     pub supervisor: u16,
     pub process_metrics: u16,
+    /// The alerter's own /metrics and /healthz.
+    pub alerts: u16,
     pub node_api_base: u16,
     pub node_p2p_base: u16,
 }
@@ -198,6 +200,7 @@ fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
         listen_host,
         supervisor: f.integer(r, "supervisor", 1, 65535).unwrap_or(3002) as u16,
         process_metrics: f.integer(r, "processMetrics", 1, 65535).unwrap_or(3003) as u16,
+        alerts: f.integer(r, "alerts", 1, 65535).unwrap_or(3004) as u16,
         node_api_base: f.integer(r, "nodeApiBase", 1, 65535).unwrap_or(6600) as u16,
         node_p2p_base: f.integer(r, "nodeP2pBase", 1, 65535).unwrap_or(9900) as u16,
     };

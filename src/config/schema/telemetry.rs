@@ -143,7 +143,7 @@ fn read_labels(r: &mut Report, f: &mut Fields<'_>) -> BTreeMap<String, String> {
     labels
 }
 
-fn read_headers(r: &mut Report, f: &mut Fields<'_>) -> BTreeMap<String, Secret<String>> {
+pub(crate) fn read_headers(r: &mut Report, f: &mut Fields<'_>) -> BTreeMap<String, Secret<String>> {
     let path = f.path_of("headers");
     let mut out = BTreeMap::new();
     for (name, value) in f.string_map(r, "headers").unwrap_or_default() {
