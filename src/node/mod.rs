@@ -7,6 +7,7 @@ pub mod chain;
 pub mod contract_state;
 pub mod don_config;
 pub mod feed_task;
+pub mod fence;
 pub mod keys;
 pub mod metrics;
 pub mod observe;
