@@ -130,10 +130,12 @@ async fn health(State(api): State<Api>) -> Response {
         let running = oracle.running();
         for feed in &oracle.configured {
             if !running.iter().any(|(f, _)| f.name == feed.name) {
-                reasons.push(format!(
-                    "feed {}: waiting for its contract configuration",
-                    feed.name
-                ));
+                let why = oracle
+                    .shared
+                    .status
+                    .waiting_for(&feed.name)
+                    .unwrap_or_else(|| "waiting for its contract configuration".to_owned());
+                reasons.push(format!("feed {}: {why}", feed.name));
             }
         }
         body["feeds"] = feeds_health(oracle, &running);

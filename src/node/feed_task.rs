@@ -8,10 +8,12 @@ use alloy_primitives::{aliases::I192, keccak256};
 use tokio::sync::{mpsc, watch};
 
 use super::contract_state::{should_report, ContractState, LatestAnswer};
+use super::fence;
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
 use super::ocr1::int192::scale_price;
 use super::ocr1::signature::sign_report;
+use super::ocr1::types::EpochRound;
 use super::p2p::NetworkHandle;
 use super::peer_id::PeerId;
 use super::protocol::config::InstanceConfig;
@@ -363,6 +365,15 @@ impl FeedTask {
                 // is what shows it.
                 tracing::debug!(feed, from_node = node_of(from), kind, %why, "message rejected");
             }
+            Event::RoundFenced { epoch, round } => {
+                m.rounds_fenced.with_label_values(&[feed]).inc();
+                tracing::debug!(
+                    feed,
+                    epoch,
+                    round,
+                    "round at or below the rollback fence: not taking part"
+                );
+            }
             Event::ReportRequested {
                 epoch,
                 round,
@@ -400,6 +411,17 @@ async fn decide(
     ) else {
         return Some(Decision::Skip);
     };
+    // The instance asks for no signature at or below the fence; checked again where the
+    // signature is made, so that no bug upstream can get one.
+    if !fence::may_sign(cfg.signing_floor, EpochRound::new(epoch, round)) {
+        tracing::error!(feed = %feed.name, epoch, round, floor = ?cfg.signing_floor, "refusing to sign at or below the rollback fence");
+        shared
+            .metrics
+            .signing_refused
+            .with_label_values(&["below_fence"])
+            .inc();
+        return None;
+    }
     let bytes = verify::report_bytes(cfg, epoch, round, &observations).ok()?;
     let hash = keccak256(&bytes);
     match shared

@@ -43,6 +43,8 @@ pub struct NodeMetrics {
     pub oracle_deviation: GaugeVec,
     pub oracle_score: GaugeVec,
     pub report_requests: IntCounter,
+    pub rounds_fenced: IntCounterVec,
+    pub database_behind_chain: IntGaugeVec,
     scores: Mutex<HashMap<u8, f64>>,
 }
 
@@ -70,7 +72,7 @@ impl NodeMetrics {
             leader_changes: counter("enclave_node_leader_changes_total", "Epoch changes (each brings a new leader), by feed.", &["feed"])?,
             epoch: IntGaugeVec::new(Opts::new("enclave_node_epoch", "Current epoch, by feed."), &["feed"])?,
             rejected: counter("enclave_node_messages_rejected_total", "Protocol messages that failed a check, by sending oracle and message kind.", &["oracle", "kind"])?,
-            signing_refused: counter("enclave_node_signing_refused_total", "Reports not signed because another report was already signed for the same epoch and round, or the guard could not be written.", &["reason"])?,
+            signing_refused: counter("enclave_node_signing_refused_total", "Reports not signed, by reason: conflict (another report was already signed for the same epoch and round), store_error (the guard could not be written), signing_failed, below_fence (at or below the rollback fence).", &["reason"])?,
             store_errors: counter("enclave_node_store_errors_total", "Database operations that failed, by operation.", &["operation"])?,
             latest_answer: gauge("enclave_node_latest_answer", "The latest finalized answer, as a decimal number, by feed.", &["feed"])?,
             latest_report_time: gauge("enclave_node_latest_report_timestamp_seconds", "Unix time of the latest finalized report, by feed.", &["feed"])?,
@@ -78,6 +80,8 @@ impl NodeMetrics {
             oracle_deviation: gauge("enclave_node_oracle_deviation_ppb", "How far each oracle's latest included observation was from the median, in parts per billion.", &["oracle"])?,
             oracle_score: gauge("enclave_node_oracle_health_score", "Per oracle, 0..1: moving average of 'observed and within 1% of the median' over report requests.", &["oracle"])?,
             report_requests: IntCounter::new("enclave_node_report_requests_total", "Valid report requests seen (the denominator of participation).")?,
+            rounds_fenced: counter("enclave_node_rounds_fenced_total", "Rounds at or below the rollback fence (the contract's latest report when the feed started), in which this oracle neither observed nor signed, by feed.", &["feed"])?,
+            database_behind_chain: IntGaugeVec::new(Opts::new("enclave_node_database_behind_chain", "1 when, at this run's start of the feed, the oracle's database knew less than the contract's latest report (a restored backup, a rolled-back volume, or reports made while the oracle was down); 0 when in step. Set once the contract is read."), &["feed"])?,
             scores: Mutex::new(HashMap::new()),
         };
         registry.register(Box::new(m.rounds_started.clone()))?;
@@ -101,6 +105,8 @@ impl NodeMetrics {
         registry.register(Box::new(m.oracle_deviation.clone()))?;
         registry.register(Box::new(m.oracle_score.clone()))?;
         registry.register(Box::new(m.report_requests.clone()))?;
+        registry.register(Box::new(m.rounds_fenced.clone()))?;
+        registry.register(Box::new(m.database_behind_chain.clone()))?;
         Ok(m)
     }
 

@@ -8,6 +8,7 @@ pub mod contract_state;
 pub mod don_config;
 pub mod feed_health;
 pub mod feed_task;
+pub mod fence;
 pub mod keys;
 pub mod metrics;
 pub mod observe;

@@ -13,7 +13,9 @@ use super::api::OracleApi;
 use super::chain::{AggregatorContract, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender};
 use super::contract_state::{FinalizedContractState, LatestAnswer};
 use super::feed_task::{FeedTask, Input, Shared, INBOX};
+use super::fence::{self, ChainPosition, Fence};
 use super::keys::OracleKeys;
+use super::metrics::NodeMetrics;
 use super::ocr1::leader::leader_selection_key;
 use super::ocr1::types::{ConfigDigest, EpochRound};
 use super::onchain::config_tracker::{self, TrackError};
@@ -22,8 +24,8 @@ use super::onchain::transmitter::{ToTransmit, Transmitter};
 use super::onchain::OnchainMetrics;
 use super::oracle_set::OracleSet;
 use super::protocol::config::InstanceConfig;
-use super::protocol::pacemaker::PacemakerState;
 use super::service::NodeError;
+use super::status::NodeStatus;
 use super::store::Store;
 use super::transmission::schedule::Schedule;
 use crate::config::schema::chain_options::{ChainOptions, GasType};
@@ -53,12 +55,14 @@ pub struct Starter {
 }
 
 impl Starter {
-    /// Starts `feed`'s instance under `digest`, with the leader key from `secret`.
+    /// Starts `feed`'s instance under `digest`, with the leader key from `secret`, fenced by the
+    /// contract's position `chain` (`None`: no chain).
     pub async fn start(
         &self,
         feed: &FeedConfig,
         digest: ConfigDigest,
         secret: &[u8; 16],
+        chain: Option<ChainPosition>,
     ) -> Result<(), NodeError> {
         if let Some(latest) = self.store.latest_finalized(&feed.name, digest).await? {
             // The gauges an alert on feed freshness reads exist from the start, not only after
@@ -89,11 +93,10 @@ impl Starter {
             }
         }
         let n = self.set.oracles.len();
-        let state = self
-            .store
-            .pacemaker(digest)
-            .await?
-            .unwrap_or_else(|| PacemakerState::initial(n));
+        let stored = self.store.pacemaker(digest).await?;
+        let remembered = self.store.highest_position(digest).await?;
+        let fenced = fence::fence(digest, n, stored, remembered, chain);
+        report_fence(&feed.name, digest, chain, &fenced, &self.shared.metrics);
         let c = &self.config.consensus;
         let cfg = Arc::new(InstanceConfig {
             feed: feed.name.clone(),
@@ -110,13 +113,14 @@ impl Starter {
             offchain_keys: self.set.offchain_keys()?,
             signers: self.set.signers(),
             offchain_key: self.own_offchain.clone(),
+            signing_floor: fenced.floor,
         });
         let (tx, rx) = mpsc::channel(INBOX);
         self.routes
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(digest, tx.clone());
-        let task = FeedTask::new(feed.clone(), cfg, state, self.shared.clone(), tx);
+        let task = FeedTask::new(feed.clone(), cfg, fenced.start, self.shared.clone(), tx);
         let handle = tokio::spawn(task.run(rx, self.stopped.clone()));
         self.tasks
             .lock()
@@ -129,6 +133,45 @@ impl Starter {
             .push((feed.clone(), digest));
         tracing::info!(feed = %feed.name, digest = %digest, "protocol instance started");
         Ok(())
+    }
+}
+
+/// Says what the rollback fence decided: one warn line when the database is behind the chain,
+/// and the `enclave_node_database_behind_chain` gauge whenever there was a contract to compare.
+fn report_fence(
+    feed: &str,
+    digest: ConfigDigest,
+    chain: Option<ChainPosition>,
+    fenced: &Fence,
+    metrics: &NodeMetrics,
+) {
+    let Some(chain) = chain else { return };
+    let behind_gauge = metrics.database_behind_chain.with_label_values(&[feed]);
+    if chain.digest != digest {
+        behind_gauge.set(0);
+        tracing::info!(%feed, digest = %digest, contract_digest = %chain.digest, "the contract holds another configuration: nothing to fence against");
+        return;
+    }
+    let announce = fenced.start.highest_sent;
+    match fenced.behind {
+        Some(behind) => {
+            behind_gauge.set(1);
+            let local = behind
+                .local
+                .map_or_else(|| "nothing".to_owned(), |l| l.to_string());
+            tracing::warn!(
+                %feed,
+                digest = %digest,
+                database = %local,
+                chain = %behind.chain,
+                announce_epoch = announce,
+                "the database is behind the chain (restored or rolled back, or reports were made while this oracle was down): fenced, signing only above the contract's latest epoch/round"
+            );
+        }
+        None => {
+            behind_gauge.set(0);
+            tracing::info!(%feed, digest = %digest, chain = %chain.latest, announce_epoch = announce, "rollback fence: signing only above the contract's latest report");
+        }
     }
 }
 
@@ -267,11 +310,13 @@ pub async fn chain_parts(
     })
 }
 
-/// Waits for `feed`'s contract configuration, starts the instance, then watches for a change.
+/// Waits for `feed`'s contract configuration and its latest transmission (the rollback fence),
+/// starts the instance, then watches for a change.
 pub async fn follow_contract(
     starter: Arc<Starter>,
     feed: FeedConfig,
     contract: AggregatorContract,
+    reader: Arc<ChainContractState>,
     config_key: x25519_dalek::StaticSecret,
 ) {
     let poll = starter.config.chain_options.contract_poll_interval;
@@ -313,8 +358,24 @@ pub async fn follow_contract(
             _ = stopped.changed() => return,
         }
     };
+    let Some(position) = read_chain_position(
+        &feed.name,
+        &reader,
+        &starter.shared.status,
+        starter.stopped.clone(),
+        FENCE_RETRY_MAX,
+    )
+    .await
+    else {
+        return;
+    };
     if let Err(e) = starter
-        .start(&feed, onchain.digest, &onchain.shared_secret)
+        .start(
+            &feed,
+            onchain.digest,
+            &onchain.shared_secret,
+            Some(position),
+        )
         .await
     {
         tracing::error!(feed = %feed.name, error = %e, "cannot start the protocol instance");
@@ -362,6 +423,74 @@ impl ProblemLog {
     }
 }
 
+/// Longest pause between attempts to read the contract's latest transmission at start.
+const FENCE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// While the contract cannot be read, the log repeats at most this often.
+const FENCE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads `feed`'s contract position for the rollback fence, retrying with backoff for as long as
+/// it takes (`None`: the node is stopping). The feed does not start, and so signs nothing, until
+/// then: an oracle whose database may have been rolled back must not sign blind, and the DON
+/// carries on without it (it tolerates f absent oracles). `/health` and the log say so meanwhile.
+pub async fn read_chain_position(
+    feed: &str,
+    reader: &ChainContractState,
+    status: &NodeStatus,
+    mut stopped: watch::Receiver<bool>,
+    retry_max: Duration,
+) -> Option<ChainPosition> {
+    let mut attempt: u32 = 0;
+    let mut last_log: Option<(std::time::Instant, String)> = None;
+    loop {
+        match reader.transmission_details(feed).await {
+            Ok(details) => {
+                status.not_waiting(feed);
+                if attempt > 0 {
+                    tracing::info!(%feed, attempts = attempt + 1, "read the contract's latest transmission; starting");
+                }
+                return Some(ChainPosition {
+                    digest: details.digest,
+                    latest: details.epoch_round(),
+                });
+            }
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let error = bounded(&e.to_string());
+                let delay = fence::retry_delay(attempt, retry_max);
+                status.waiting(
+                    feed,
+                    format!("cannot read its contract's latest transmission, so signs nothing yet (rollback fence; attempt {attempt}, next in {} s): {error}", delay.as_secs()),
+                );
+                let due = last_log
+                    .as_ref()
+                    .is_none_or(|(at, text)| *text != error || at.elapsed() >= FENCE_LOG_EVERY);
+                if due {
+                    tracing::warn!(%feed, attempt, error = %error, "cannot read the contract's latest transmission; the feed does not start (and signs nothing) until it can: retrying");
+                    last_log = Some((std::time::Instant::now(), error));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped.changed() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// At most 300 characters of an error from the RPC endpoint (which the node does not control).
+fn bounded(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
 /// Re-queues the pending transmissions a previous run left (younger than ΔC; older are dropped).
 pub async fn requeue_pending(
     store: &Store,
@@ -407,5 +536,72 @@ mod tests {
         assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
         assert!(log.should_log("differs: signers", t0 + PROBLEM_REPEAT));
         assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
+
+    use alloy_primitives::Address;
+
+    #[tokio::test]
+    async fn a_contract_that_cannot_be_read_holds_the_feed_back_and_says_why_until_stopped() {
+        // A port nothing listens on: every read fails at once, as with a dead RPC.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}/").parse().expect("url");
+        let rpc = Arc::new(RpcClient::new(url, Duration::from_secs(1)).expect("client"));
+        let contract = AggregatorContract::new(rpc, Address::repeat_byte(1));
+        let reader = ChainContractState::new(
+            HashMap::from([("BTC-USD".to_owned(), contract)]),
+            Address::repeat_byte(2),
+            Duration::from_secs(1),
+            None,
+        );
+        let status = NodeStatus::default();
+        let (stop, stopped) = watch::channel(false);
+        let read = read_chain_position(
+            "BTC-USD",
+            &reader,
+            &status,
+            stopped,
+            Duration::from_millis(20),
+        );
+        tokio::pin!(read);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::select! {
+                outcome = &mut read => panic!("gave up reading: {outcome:?}"),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            if status
+                .waiting_for("BTC-USD")
+                .is_some_and(|why| why.contains("attempt 3"))
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no retries: {:?}",
+                status.waiting_for("BTC-USD")
+            );
+        }
+        let why = status.waiting_for("BTC-USD").expect("a reason");
+        assert!(
+            why.contains("cannot read its contract's latest transmission, so signs nothing yet"),
+            "{why}"
+        );
+        stop.send(true).expect("stop");
+        let outcome = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("stops promptly");
+        assert_eq!(outcome, None);
+    }
+
+    #[test]
+    fn errors_from_the_rpc_are_bounded_and_flattened_before_they_are_shown() {
+        let long = format!("line one\nline two\u{1b}[31m{}", "x".repeat(1000));
+        let shown = bounded(&long);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown.chars().count(), 301);
+        assert!(shown.ends_with('…'));
+        assert_eq!(bounded("short"), "short");
     }
 }

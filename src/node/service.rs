@@ -355,7 +355,7 @@ async fn start_oracle(
             let secret_hash = alloy_primitives::keccak256(secret.expose()).0;
             for feed in &config.feeds {
                 let digest = set.digest(config, feed, secret_hash)?;
-                starter.start(feed, digest, secret.expose()).await?;
+                starter.start(feed, digest, secret.expose(), None).await?;
             }
         }
         Some(parts) => {
@@ -365,6 +365,7 @@ async fn start_oracle(
                         starter.clone(),
                         feed.clone(),
                         contract.clone(),
+                        parts.contract_state.clone(),
                         own.config().clone(),
                     ));
                 }

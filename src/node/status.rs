@@ -64,9 +64,35 @@ const MAX_OBSERVATION_ERROR: usize = 300;
 #[derive(Debug, Default)]
 pub struct NodeStatus {
     feeds: Mutex<BTreeMap<String, FeedStatus>>,
+    /// Feeds held back from starting, with why (for `/health`).
+    waiting: Mutex<BTreeMap<String, String>>,
 }
 
 impl NodeStatus {
+    /// `feed` cannot start yet, because of `why`.
+    pub fn waiting(&self, feed: &str, why: String) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(feed.to_owned(), why);
+    }
+
+    pub fn not_waiting(&self, feed: &str) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(feed);
+    }
+
+    /// Why `feed` has not started, if something holds it back.
+    pub fn waiting_for(&self, feed: &str) -> Option<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(feed)
+            .cloned()
+    }
+
     pub fn add_feed(&self, feed: &str, digest: ConfigDigest) {
         self.lock().insert(
             feed.to_owned(),

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::aliases::I192;
 use sqlx::{PgPool, Row};
 
-use super::ocr1::types::ConfigDigest;
+use super::ocr1::types::{ConfigDigest, EpochRound};
 use super::protocol::messages::ReportObservation;
 use super::protocol::pacemaker::PacemakerState;
 
@@ -125,6 +125,38 @@ impl Store {
         .await
         .map_err(query("saving the pacemaker state"))?;
         Ok(())
+    }
+
+    /// The furthest (epoch, round) under `digest` this database remembers taking part in: the
+    /// highest signed round or finalized report (the rollback fence compares it with the chain).
+    pub async fn highest_position(
+        &self,
+        digest: ConfigDigest,
+    ) -> Result<Option<EpochRound>, StoreError> {
+        let row = sqlx::query(
+            "SELECT epoch, round FROM (
+               (SELECT epoch, round FROM ocr_signed_rounds WHERE config_digest = $1
+                ORDER BY epoch DESC, round DESC LIMIT 1)
+               UNION ALL
+               (SELECT epoch, round FROM ocr_finalized_reports WHERE config_digest = $1
+                ORDER BY epoch DESC, round DESC LIMIT 1)
+             ) p ORDER BY epoch DESC, round DESC LIMIT 1",
+        )
+        .bind(digest.0.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("reading the highest signed or finalized round"))?;
+        let Some(row) = row else { return Ok(None) };
+        let epoch: i64 = row.get(0);
+        let round: i16 = row.get(1);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "signed or finalized round",
+            detail,
+        };
+        Ok(Some(EpochRound::new(
+            u32::try_from(epoch).map_err(|_| corrupt(format!("epoch {epoch}")))?,
+            u8::try_from(round).map_err(|_| corrupt(format!("round {round}")))?,
+        )))
     }
 
     /// Records that this oracle is about to sign `report_hash` for (epoch, round), atomically:
@@ -450,6 +482,9 @@ mod tests {
             .unwrap();
         assert_eq!(store.pacemaker(digest()).await.unwrap(), Some(newer));
 
+        // The furthest position remembered: nothing yet.
+        assert_eq!(store.highest_position(digest()).await.unwrap(), None);
+
         // The signing guard: first write wins, the same report may be re-signed, another may not.
         assert_eq!(
             store
@@ -480,6 +515,17 @@ mod tests {
             SignGuard::Fresh
         );
 
+        assert_eq!(
+            store.highest_position(digest()).await.unwrap(),
+            Some(EpochRound::new(3, 2)),
+            "the highest signed round"
+        );
+        assert_eq!(
+            store.highest_position(ConfigDigest([6; 16])).await.unwrap(),
+            None,
+            "another configuration's rounds do not count"
+        );
+
         // Finalized reports: stored once, newest first, exact int192 values.
         let old = report(1, 1, 100, Duration::from_secs(10 * 86_400));
         assert!(store.save_finalized(&old).await.unwrap());
@@ -508,6 +554,17 @@ mod tests {
                 .len(),
             2
         );
+        let later = report(4, 1, 7, Duration::ZERO);
+        store.save_finalized(&later).await.unwrap();
+        assert_eq!(
+            store.highest_position(digest()).await.unwrap(),
+            Some(EpochRound::new(4, 1)),
+            "a finalized report beyond the signed rounds"
+        );
+        sqlx::query("DELETE FROM ocr_finalized_reports WHERE epoch = 4")
+            .execute(store.pool())
+            .await
+            .unwrap();
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM ocr_pending_transmissions")
             .fetch_one(store.pool())
             .await

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
 
+use crate::node::chain::aggregator_contract::TransmissionDetails;
 use crate::node::chain::AggregatorContract;
 use crate::node::contract_state::{ContractState, ContractStateError, LatestAnswer};
 use crate::node::ocr1::types::ConfigDigest;
@@ -61,6 +62,22 @@ impl ChainContractState {
 }
 
 impl ChainContractState {
+    /// `latestTransmissionDetails()` of `feed`'s contract, read now rather than from the cache
+    /// (the rollback fence needs the chain's position as the instance starts).
+    pub async fn transmission_details(
+        &self,
+        feed: &str,
+    ) -> Result<TransmissionDetails, ContractStateError> {
+        let contract = self
+            .contracts
+            .get(feed)
+            .ok_or_else(|| ContractStateError(format!("no contract for feed {feed}")))?;
+        contract
+            .latest_transmission_details(self.from)
+            .await
+            .map_err(|e| ContractStateError(e.to_string()))
+    }
+
     /// The newest `RoundRequested` of `feed`'s contract, scanning only the blocks not seen yet.
     async fn latest_request(
         &self,

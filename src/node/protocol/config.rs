@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 
-use crate::node::ocr1::types::ConfigDigest;
+use crate::node::ocr1::types::{ConfigDigest, EpochRound};
 
 pub struct InstanceConfig {
     pub feed: String,
@@ -28,6 +28,9 @@ pub struct InstanceConfig {
     pub signers: Vec<Address>,
     /// This oracle's Ed25519 key.
     pub offchain_key: ed25519_dalek::SigningKey,
+    /// The rollback fence (`node::fence`): no observation or report is signed for an (epoch,
+    /// round) at or below it. The contract's latest at the instance's start; `None` without one.
+    pub signing_floor: Option<EpochRound>,
 }
 
 impl InstanceConfig {
@@ -49,6 +52,7 @@ impl fmt::Debug for InstanceConfig {
             .field("f", &self.f)
             .field("me", &self.me)
             .field("r_max", &self.r_max)
+            .field("signing_floor", &self.signing_floor)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,7 @@ use super::messages::{
 };
 use super::pacemaker::{Pacemaker, PacemakerState};
 use super::verify::{self, er, Invalid};
+use crate::node::fence;
 use crate::node::ocr1::observation::{sign_observation, verify_observation};
 
 /// What the driver must do.
@@ -75,6 +76,12 @@ pub enum Event {
         from: u8,
         kind: &'static str,
         why: String,
+    },
+    /// A round at or below the rollback fence (`InstanceConfig::signing_floor`): this oracle
+    /// neither observes nor signs in it.
+    RoundFenced {
+        epoch: u32,
+        round: u8,
     },
     /// The leader sent a REPORT-REQ with these observations (for per-oracle participation).
     ReportRequested {
@@ -558,6 +565,11 @@ impl Instance {
             self.change_leader(now);
             return;
         }
+        if !fence::may_sign(self.cfg.signing_floor, er(epoch, round)) {
+            // Not progress either: an oracle stuck below the fence lets ΔProgress move it on.
+            self.event(Event::RoundFenced { epoch, round });
+            return;
+        }
         self.event(Event::RoundStarted { epoch, round });
         self.out.push(Output::Observe { epoch, round });
     }
@@ -573,6 +585,7 @@ impl Instance {
             || epoch != self.epoch()
             || round != self.follower.round
             || self.follower.report_req_seen
+            || !fence::may_sign(self.cfg.signing_floor, er(epoch, round))
         {
             return;
         }

@@ -1,7 +1,7 @@
 //! The protocol instances of n oracles wired through an in-memory network on a virtual clock:
 //! every message delivered, every timer fired in order, crashes and lies injected at will.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,9 @@ use super::instance::{Decision, Event, Instance, Output};
 use super::messages::{AttestedReportMany, Message};
 use super::pacemaker::PacemakerState;
 use super::verify;
+use crate::node::fence::{self, ChainPosition};
 use crate::node::ocr1::signature::{address_of, sign_report};
-use crate::node::ocr1::types::ConfigDigest;
+use crate::node::ocr1::types::{ConfigDigest, EpochRound};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Behaviour {
@@ -24,6 +25,9 @@ pub enum Behaviour {
     /// Signs its observations and reports with keys that are not its configured ones.
     WrongKeys,
 }
+
+/// (epoch, round) → keccak256 of every report signed there.
+pub type Signatures = BTreeMap<(u32, u8), Vec<[u8; 32]>>;
 
 pub struct Finalized {
     pub oracle: u8,
@@ -46,6 +50,11 @@ pub struct Simulation {
     pub report_every_round: bool,
     /// Oracles that always decide not to report (their view of the latest answer differs).
     pub skips: Vec<bool>,
+    /// Every report signature made, per oracle: (epoch, round) → keccak256 of each report it
+    /// signed there. Kept across restarts and rollbacks: the world remembers what was signed.
+    pub signed: Vec<Signatures>,
+    /// Each oracle's latest persisted pacemaker state (its database).
+    pub persisted: Vec<Option<PacemakerState>>,
 }
 
 pub fn timing() -> (Duration, Duration, Duration, Duration) {
@@ -91,6 +100,7 @@ impl Simulation {
                         .map(|k| address_of(k.verifying_key()))
                         .collect(),
                     offchain_key: key,
+                    signing_floor: None,
                 };
                 Instance::new(Arc::new(cfg), PacemakerState::initial(n))
             })
@@ -108,6 +118,8 @@ impl Simulation {
             events: Vec::new(),
             report_every_round: true,
             skips: vec![false; n],
+            signed: vec![BTreeMap::new(); n],
+            persisted: vec![None; n],
         }
     }
 
@@ -131,6 +143,84 @@ impl Simulation {
         self.behaviour[i] = Behaviour::Honest;
         let out = self.instances[i].start(self.now);
         self.apply(i as u8, out);
+    }
+
+    /// Restarts oracle `i` on a database holding `stored` and rounds up to `remembered`, fenced
+    /// by the contract's position `chain`, as the node's start does (`node::fence`).
+    pub fn restart_fenced(
+        &mut self,
+        i: usize,
+        stored: Option<PacemakerState>,
+        remembered: Option<EpochRound>,
+        chain: Option<ChainPosition>,
+    ) -> fence::Fence {
+        let old = self.instances[i].config().clone();
+        let fenced = fence::fence(old.digest, old.n, stored, remembered, chain);
+        let cfg = InstanceConfig {
+            feed: old.feed.clone(),
+            digest: old.digest,
+            n: old.n,
+            f: old.f,
+            me: old.me,
+            r_max: old.r_max,
+            delta_progress: old.delta_progress,
+            delta_resend: old.delta_resend,
+            delta_round: old.delta_round,
+            delta_grace: old.delta_grace,
+            leader_key: old.leader_key,
+            offchain_keys: old.offchain_keys.clone(),
+            signers: old.signers.clone(),
+            offchain_key: old.offchain_key.clone(),
+            signing_floor: fenced.floor,
+        };
+        self.instances[i] = Instance::new(Arc::new(cfg), fenced.start.clone());
+        self.behaviour[i] = Behaviour::Honest;
+        let out = self.instances[i].start(self.now);
+        self.apply(i as u8, out);
+        fenced
+    }
+
+    /// Hands `message` to oracle `to` as if `from` had sent it (a faulty sender's lie).
+    pub fn inject(&mut self, from: u8, to: u8, message: Message) {
+        let out = self.instances[usize::from(to)].handle(from, message, self.now);
+        self.apply(to, out);
+    }
+
+    /// The newest (epoch, round) any oracle finalized: what the contract holds once it landed.
+    pub fn chain_latest(&self) -> EpochRound {
+        self.finalized
+            .iter()
+            .map(|f| EpochRound::new(f.epoch, f.round))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The furthest (epoch, round) oracle `i` signed or finalized so far.
+    pub fn position_of(&self, i: u8) -> Option<EpochRound> {
+        let signed = self.signed[usize::from(i)]
+            .keys()
+            .map(|&(e, r)| EpochRound::new(e, r));
+        let finalized = self
+            .finalized_by(i)
+            .into_iter()
+            .map(|f| EpochRound::new(f.epoch, f.round));
+        signed.chain(finalized).max()
+    }
+
+    /// (oracle, epoch, round) where two different reports were signed, by one oracle or by two.
+    pub fn conflicting_signatures(&self) -> Vec<(u8, u32, u8)> {
+        let mut seen: BTreeMap<(u32, u8), [u8; 32]> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        for (oracle, rounds) in self.signed.iter().enumerate() {
+            for (&at, hashes) in rounds {
+                for hash in hashes {
+                    if *seen.entry(at).or_insert(*hash) != *hash {
+                        conflicts.push((oracle as u8, at.0, at.1));
+                    }
+                }
+            }
+        }
+        conflicts
     }
 
     fn apply(&mut self, from: u8, outputs: Vec<Output>) {
@@ -165,6 +255,10 @@ impl Simulation {
                             Behaviour::WrongKeys => &self.wrong_onchain,
                             _ => &self.onchain[usize::from(from)],
                         };
+                        self.signed[usize::from(from)]
+                            .entry((epoch, round))
+                            .or_default()
+                            .push(alloy_primitives::keccak256(&bytes).0);
                         Decision::Report {
                             observations,
                             signature: sign_report(key, &bytes).expect("signs"),
@@ -186,7 +280,7 @@ impl Simulation {
                     round,
                     report,
                 }),
-                Output::Persist(_) => {}
+                Output::Persist(state) => self.persisted[usize::from(from)] = Some(state),
                 Output::Event(e) => self.events.push((from, e)),
             }
         }
@@ -251,6 +345,10 @@ impl Simulation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::ocr1::observation::sign_observation;
+    use crate::node::protocol::messages::{
+        AttributedSignedObservation, ReportObservation, SignedObservation,
+    };
     use Behaviour::*;
 
     fn check_reports(sim: &Simulation, f: usize) {
@@ -427,6 +525,197 @@ mod tests {
             sim.finalized_by(3).len() > count_before,
             "the restarted oracle finalizes again"
         );
+        check_agreement(&sim);
+    }
+
+    /// The oracle to roll back, and its database as a backup taken the moment it entered a new
+    /// epoch (before it signed anything there): (oracle, stored state, remembered position).
+    fn backup_at_an_epoch_start(
+        sim: &mut Simulation,
+    ) -> (usize, PacemakerState, Option<EpochRound>) {
+        let start = sim.instances[0].epoch();
+        for _ in 0..200 {
+            sim.run(Duration::from_millis(50));
+            let epoch = sim.instances[0].epoch();
+            if epoch > start {
+                // Not the epoch's leader: the rolled-back oracle is honest, its leader is not.
+                let k = (usize::from(sim.instances[0].leader()) + 1) % 4;
+                assert_eq!(sim.instances[k].epoch(), epoch);
+                assert!(sim.signed[k].keys().all(|&(e, _)| e < epoch));
+                let stored = sim.persisted[k].clone().expect("persisted");
+                assert_eq!(stored.epoch, epoch);
+                return (k, stored, sim.position_of(k as u8));
+            }
+        }
+        panic!("no epoch change");
+    }
+
+    /// Runs a DON, rolls oracle k back to a backup, restarts it (fenced or not), and lets the
+    /// leader of k's restored epoch — faulty — replay round 1 of that epoch with a different
+    /// set of the observations it had received. Returns the simulation after 10 s more.
+    fn rolled_back(fenced: bool) -> RolledBack {
+        let mut sim = Simulation::new(4, 1, vec![Honest; 4]);
+        sim.start_all();
+        sim.run(Duration::from_secs(2));
+        let (k, stored, remembered) = backup_at_an_epoch_start(&mut sim);
+        let epoch = stored.epoch;
+        sim.run(Duration::from_secs(8));
+        assert!(
+            sim.signed[k].contains_key(&(epoch, 1)),
+            "k signed round 1 of its backup's epoch after the backup"
+        );
+        sim.behaviour[k] = Crashed;
+        sim.run(Duration::from_millis(500));
+        let chain = sim.chain_latest();
+        assert!(EpochRound::new(epoch, 1) <= chain);
+        let position = ChainPosition {
+            digest: sim.instances[k].config().digest,
+            latest: chain,
+        };
+        let (finalized_before, events_before) = (sim.finalized.len(), sim.events.len());
+        let fence = if fenced {
+            sim.restart_fenced(k, Some(stored), remembered, Some(position))
+        } else {
+            sim.restart_fenced(k, Some(stored), remembered, None)
+        };
+        assert_eq!(fence.behind.is_some(), fenced);
+        // The faulty leader of k's restored epoch replays round 1 with three of the four
+        // observations, each really signed by its oracle for that round.
+        let cfg = sim.instances[k].config().clone();
+        let leader = cfg.leader_of(epoch);
+        assert_ne!(usize::from(leader), k);
+        let er1 = EpochRound::new(epoch, 1);
+        let observations: Vec<AttributedSignedObservation> = (0..4u8)
+            .filter(|&i| i != leader)
+            .map(|i| {
+                let value = I192::try_from(sim.price + i64::from(i)).expect("fits");
+                let key = ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32]);
+                AttributedSignedObservation {
+                    observation: SignedObservation {
+                        value,
+                        signature: sign_observation(&key, cfg.digest, er1, value),
+                    },
+                    observer: i,
+                }
+            })
+            .collect();
+        sim.inject(leader, k as u8, Message::ObserveReq { epoch, round: 1 });
+        sim.inject(
+            leader,
+            k as u8,
+            Message::ReportReq {
+                epoch,
+                round: 1,
+                observations,
+            },
+        );
+        sim.run(Duration::from_secs(10));
+        RolledBack {
+            sim,
+            k,
+            chain,
+            finalized_before,
+            events_before,
+        }
+    }
+
+    struct RolledBack {
+        sim: Simulation,
+        k: usize,
+        /// The contract's latest (epoch, round) when k restarted.
+        chain: EpochRound,
+        finalized_before: usize,
+        events_before: usize,
+    }
+
+    #[test]
+    fn an_oracle_rolled_back_without_the_fence_signs_a_second_report_for_a_faulty_leader() {
+        // The threat the fence answers: a restored database has forgotten the signature.
+        let RolledBack { sim, k, .. } = rolled_back(false);
+        assert!(
+            sim.conflicting_signatures()
+                .iter()
+                .any(|&(o, _, _)| usize::from(o) == k),
+            "the unfenced oracle signed twice"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_oracle_is_fenced_signs_nothing_twice_and_takes_part_again_within_two_rounds() {
+        let RolledBack {
+            sim,
+            k,
+            chain,
+            finalized_before,
+            events_before,
+        } = rolled_back(true);
+        assert_eq!(sim.conflicting_signatures(), Vec::new());
+        // Nothing at or below the contract's latest was signed after the restart: every
+        // signature k holds there dates from before the rollback (one per round).
+        for (&(e, r), hashes) in &sim.signed[k] {
+            assert_eq!(hashes.len(), 1, "({e}, {r}) signed {} times", hashes.len());
+        }
+        assert!(
+            sim.events
+                .iter()
+                .any(|(o, e)| usize::from(*o) == k
+                    && matches!(e, Event::RoundFenced { round: 1, .. }))
+        );
+        // It takes part again: in one of the first two report requests after its restart (seen
+        // by another oracle), and it signs and finalizes reports above the fence.
+        let witness = ((k + 1) % 4) as u8;
+        let requests: Vec<&Vec<ReportObservation>> = sim.events[events_before..]
+            .iter()
+            .filter(|(o, _)| *o == witness)
+            .filter_map(|(_, e)| match e {
+                Event::ReportRequested {
+                    epoch,
+                    round,
+                    observations,
+                } if EpochRound::new(*epoch, *round) > chain => Some(observations),
+                _ => None,
+            })
+            .collect();
+        let first = requests
+            .iter()
+            .position(|obs| obs.iter().any(|o| usize::from(o.observer) == k))
+            .expect("k observes again");
+        assert!(first < 2, "k back only in report request {}", first + 1);
+        assert!(sim.signed[k]
+            .keys()
+            .any(|&(e, r)| EpochRound::new(e, r) > chain));
+        assert!(sim.finalized[finalized_before..]
+            .iter()
+            .any(|f| usize::from(f.oracle) == k));
+        check_agreement(&sim);
+    }
+
+    #[test]
+    fn an_oracle_with_an_empty_database_announces_past_the_chain_and_rejoins() {
+        let mut sim = Simulation::new(4, 1, vec![Honest; 4]);
+        sim.start_all();
+        sim.run(Duration::from_secs(9));
+        sim.behaviour[2] = Crashed;
+        let chain = sim.chain_latest();
+        let digest = sim.instances[2].config().digest;
+        let fence = sim.restart_fenced(
+            2,
+            None,
+            None,
+            Some(ChainPosition {
+                digest,
+                latest: chain,
+            }),
+        );
+        assert_eq!(fence.start.highest_sent, chain.epoch + 1);
+        assert_eq!(fence.behind.map(|b| b.local), Some(None));
+        let before = sim.finalized_by(2).len();
+        sim.run(Duration::from_secs(8));
+        assert!(sim.finalized_by(2).len() > before);
+        assert!(sim.signed[2]
+            .keys()
+            .any(|&(e, r)| EpochRound::new(e, r) > chain));
+        assert_eq!(sim.conflicting_signatures(), Vec::new());
         check_agreement(&sim);
     }
 
