@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod logging;
+pub mod net;
 pub mod node;
 pub mod paths;
 pub mod postgres;
