@@ -58,6 +58,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// descriptors for its own work (database, upstream connections, logs).
 const FD_LIMIT_SHARE: u64 = 2;
 const MIN_CONNECTIONS: usize = 16;
+/// hyper's read (and write) buffer per connection, so also the largest request head: our
+/// requests are a line and a few headers (a batch of 1,000 pairs is about 10 KB), and 1,024
+/// connections times hyper's default of 400 KB would be 400 MB. Larger heads get 431.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The limits of one server (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +377,11 @@ impl Connection {
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         // Our clock (Conn) times the headers; hyper's would also cut idle keep-alives.
-        builder.header_read_timeout(None).keep_alive(true);
+        builder
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .max_header_size(MAX_BUFFER_BYTES)
+            .max_buf_size(MAX_BUFFER_BYTES);
         let mut conn = pin!(builder.serve_connection(io, service));
         let mut stopping = false;
         let reason = loop {

@@ -314,6 +314,32 @@ async fn a_stopping_server_finishes_requests_in_flight_and_does_not_wait_for_idl
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
 
+#[tokio::test]
+async fn large_responses_are_written_whole_and_oversized_request_heads_are_refused() {
+    let server = start(limits(10_000, 10_000, 10_000, 64)).await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let (status, body) = request(&mut tcp, "/big", false).await;
+    assert_eq!((status, body.len()), (200, 32 << 20));
+    assert!(body.iter().all(|b| *b == b'x'));
+    // A normal-sized head on the same connection still works...
+    assert_eq!(request(&mut tcp, "/", false).await.0, 200);
+    // ...one over the buffer is refused with 431, not buffered without end.
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(MAX_BUFFER_BYTES + 1024)
+    );
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = timeout(DEADLINE, tcp.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(100)])
+    );
+    server.stop().await;
+}
+
 #[test]
 fn the_cap_never_takes_more_than_half_the_open_file_limit() {
     let cases = [
