@@ -46,6 +46,8 @@ pub(crate) const EVICT_AFTER: Duration = Duration::from_secs(2);
 /// After an accept error (out of file descriptors, say), wait before accepting again rather
 /// than spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// The log summary's key for accept errors.
+const ACCEPT_ERROR: &str = "accept_error";
 
 pub(crate) const SLOT_LIMITS: SlotLimits = SlotLimits {
     capacity: MAX_HANDSHAKES,
@@ -106,7 +108,15 @@ impl Listener {
                     self.tasks.spawn(accepted.run(tcp, remote, admitted.slot));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a peer connection");
+                    // Out of file descriptors lasts as long as the flood that caused it.
+                    let line = self.shared.stats.log.record(
+                        ACCEPT_ERROR,
+                        Some(e.to_string()),
+                        Instant::now(),
+                    );
+                    if let Some(line) = line {
+                        write_line(&line);
+                    }
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             }
@@ -126,6 +136,14 @@ fn closed(stats: &Stats, reason: InboundClose, detail: Option<String>) {
 pub(crate) fn write_line(line: &Line) {
     let (count, seconds) = (line.count, line.seconds());
     let detail = line.detail.as_deref().unwrap_or("");
+    if line.reason == ACCEPT_ERROR {
+        tracing::warn!(
+            count,
+            error = detail,
+            "cannot accept peer connections ({count} failures in {seconds} s); pausing accepts briefly"
+        );
+        return;
+    }
     let reason = InboundClose::ALL
         .into_iter()
         .find(|r| r.as_str() == line.reason);
