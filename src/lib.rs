@@ -9,6 +9,7 @@ pub mod config;
 pub mod exit;
 pub mod live_view;
 pub mod logging;
+pub mod net;
 pub mod node;
 pub mod paths;
 pub mod postgres;

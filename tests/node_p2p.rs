@@ -564,3 +564,86 @@ async fn a_restarted_bootstrap_relearns_every_announcement_from_the_reconnecting
     let stats = net.oracles[lowest].handle.stats();
     assert_eq!(stats.connects, 3, "{stats:?}");
 }
+
+/// A TLS 1.3 ClientHello, as a stranger's first flight.
+fn client_hello() -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("enclave-p2p").expect("name");
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).expect("ClientHello");
+    out
+}
+
+#[tokio::test]
+async fn strangers_holding_every_handshake_slot_make_room_for_a_peer_and_silent_ones_are_cut() {
+    use enclave::node::p2p::InboundClose;
+    init_logs();
+    let oracle_keys = keys(81..=81);
+    let peers: Vec<PeerId> = oracle_keys.iter().map(id_of).collect();
+    let config = NetworkConfig::new(key(108), loopback(), None, peers.clone());
+    let (bootstrap, _inbound) = start(config).await.expect("bootstrap starts");
+    let addr = bootstrap.listen_addr();
+
+    // A connection that says nothing is cut at the ClientHello deadline (3 s), long before the
+    // handshake deadline (10 s).
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let opened = Instant::now();
+    let mut sink = [0u8; 64];
+    let _ = timeout(DEADLINE, silent.read(&mut sink))
+        .await
+        .expect("a silent connection is closed");
+    assert!(
+        opened.elapsed() < Duration::from_secs(8),
+        "closed after {:?}",
+        opened.elapsed()
+    );
+    eventually("the ClientHello timeout counted", || {
+        bootstrap
+            .stats()
+            .inbound_closed(InboundClose::ClientHelloTimeout)
+            == 1
+    })
+    .await;
+
+    // 64 strangers from 127.0.0.1 (like the peers) send a ClientHello and stall, holding every
+    // handshake slot.
+    let hello = client_hello();
+    let mut strangers = Vec::new();
+    for _ in 0..64 {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(&hello).await.expect("hello");
+        strangers.push(tcp);
+    }
+    // Once they have had their 2 s, a peer's connection takes the oldest one's slot.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (oracle, _oracle_inbound) = start(oracle_config(
+        &peers,
+        locator(&bootstrap),
+        oracle_keys[0].clone(),
+    ))
+    .await
+    .expect("oracle starts");
+    eventually("the oracle connected to the bootstrap", || {
+        oracle.connected() == vec![bootstrap.local_peer_id()]
+    })
+    .await;
+    let stats = bootstrap.stats();
+    assert!(
+        stats.inbound_closed(InboundClose::Evicted) >= 1,
+        "{stats:?}"
+    );
+    eventually("every stranger closed by the handshake deadline", || {
+        let s = bootstrap.stats();
+        s.inbound_closed(InboundClose::HandshakeTimeout) + s.inbound_closed(InboundClose::Evicted)
+            >= 64
+    })
+    .await;
+    drop(strangers);
+}

@@ -19,6 +19,7 @@ use super::sources::Source;
 use super::streaming::StreamSet;
 use crate::config::schema::sources::SourceId;
 use crate::config::Config;
+use crate::net::http_server::{self, Limits};
 use crate::telemetry::{self, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,9 +99,9 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         stopped.clone(),
     ));
     let shutdown = crate::supervisor::readiness::termination()?;
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    http_server::serve(listener, router(api), Limits::API, &registry, shutdown)
+        .await
+        .map_err(std::io::Error::from)?;
     let _ = stop.send(true);
     streams.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;

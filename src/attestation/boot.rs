@@ -532,6 +532,28 @@ mod tests {
     }
 
     #[test]
+    fn a_long_order_certificate_subject_is_cut_in_its_metric_label() {
+        let s = setup();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "o".repeat(20_000));
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
+        let v = verified();
+        publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let metrics = text(&s.registry);
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("enclave_order_certificate_info{"))
+            .expect("the certificate's series");
+        assert!(line.len() < 600, "{} bytes: {line}", line.len());
+        assert!(line.contains("ooo…"), "{line}");
+    }
+
+    #[test]
     fn damaged_keys_publish_no_identity() {
         let s = setup();
         let store = KeyStore::from_config(&s.root, &s.config);

@@ -101,7 +101,11 @@ impl AttestationMetrics {
         }
         if let Some(certificate) = &identity.order_certificate {
             self.order_certificate
-                .with_label_values(&[&certificate.sha256_fingerprint, &certificate.subject])
+                // The subject is whatever the certificate file says, up to its 1 MiB.
+                .with_label_values(&[
+                    certificate.sha256_fingerprint.as_str(),
+                    &crate::telemetry::sample::bounded(&certificate.subject),
+                ])
                 .set(1);
         }
     }

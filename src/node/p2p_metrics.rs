@@ -3,7 +3,7 @@
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use super::p2p::{NetworkHandle, NetworkStats};
+use super::p2p::{InboundClose, NetworkHandle, NetworkStats};
 use crate::telemetry::sample;
 
 type Reading = fn(&NetworkStats) -> u64;
@@ -46,7 +46,8 @@ const COUNTERS: &[(&str, &str, Reading)] = &[
     ),
     (
         "enclave_node_p2p_handshake_failures_total",
-        "TLS handshakes that failed for another reason (garbage, timeout).",
+        "Connections that failed before they were usable for another reason (garbage, timeout, \
+         handshake slots full, evicted).",
         |s| s.handshake_failures,
     ),
     (
@@ -98,20 +99,39 @@ impl Collector for StatsCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let stats = self.network.stats();
-        COUNTERS
+        let family = |name: &str, help: &str| {
+            let mut family = MetricFamily::default();
+            family.set_name(name.to_owned());
+            family.set_help(help.to_owned());
+            family.set_field_type(MetricType::COUNTER);
+            family
+        };
+        let mut families: Vec<MetricFamily> = COUNTERS
             .iter()
             .map(|(name, help, read)| {
-                let mut family = MetricFamily::default();
-                family.set_name((*name).to_owned());
-                family.set_help((*help).to_owned());
-                family.set_field_type(MetricType::COUNTER);
-                family.mut_metric().push(sample::metric(
+                let mut f = family(name, help);
+                f.mut_metric().push(sample::metric(
                     MetricType::COUNTER,
                     Vec::new(),
                     read(&stats) as f64,
                 ));
-                family
+                f
             })
-            .collect()
+            .collect();
+        let mut closed = family(
+            "enclave_node_p2p_inbound_closed_total",
+            "Inbound connections closed before the peer was authenticated, by reason \
+             (slots_full, source_limit, evicted, client_hello_timeout, handshake_timeout, \
+             handshake_error, refused).",
+        );
+        for reason in InboundClose::ALL {
+            closed.mut_metric().push(sample::metric(
+                MetricType::COUNTER,
+                vec![sample::label("reason", reason.as_str())],
+                stats.inbound_closed(reason) as f64,
+            ));
+        }
+        families.push(closed);
+        families
     }
 }

@@ -188,9 +188,11 @@ pub async fn run(
     tracing::info!(%addr, node, "node API listening");
     crate::supervisor::readiness::notify_ready(notify_fd);
     let shutdown = crate::supervisor::readiness::termination()?;
-    axum::serve(listener, api::router(api_state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = api::router(api_state);
+    let limits = crate::net::http_server::Limits::API;
+    crate::net::http_server::serve(listener, app, limits, &registry, shutdown)
+        .await
+        .map_err(std::io::Error::from)?;
     tracing::info!(node, "stopping");
     let _ = stop.send(true);
     // Feed tasks stop at once; the pacemaker writer finishes its queue. Bounded, so a stuck

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use prometheus::Registry;
 
 use super::encode;
+use crate::net::http_server::{self, Limits};
 
 /// What `/healthz` reports: `Ok` → 200 `ok`, `Err(reason)` → 503 with the reason.
 pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -31,7 +32,8 @@ pub fn router(registry: Registry, health: HealthCheck) -> Router {
         .with_state(AppState { registry, health })
 }
 
-/// Serves until `shutdown` completes. Binding fails loudly (a port clash must not go unseen).
+/// Serves until `shutdown` completes, with the limits of [`Limits::METRICS`] (its connection
+/// metrics go into `registry`). Binding fails loudly (a port clash must not go unseen).
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
@@ -40,9 +42,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
-    axum::serve(listener, router(registry, health))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(registry.clone(), health);
+    http_server::serve(listener, app, Limits::METRICS, &registry, shutdown).await?;
+    Ok(())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

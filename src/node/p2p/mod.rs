@@ -20,6 +20,11 @@
 //!   the bootstrap keeps the newest per oracle and relays all of them to every oracle, which
 //!   checks each signature and dials the peers it should at the announced address. Peers with a
 //!   static address are dialed there without waiting for an announcement.
+//! - **Unauthenticated connections** cannot take the room the configured peers need: handshakes
+//!   in progress are limited (64, at most 8 per non-loopback address) and time-bounded (the
+//!   ClientHello within 3 s, everything within 10 s); when all slots are taken, the oldest
+//!   handshake makes room for the newcomer (see `listener.rs`). What anyone can cause is logged
+//!   as a summary at most every 10 s per reason and counted (`inbound_closed`).
 //! - **Backpressure**: `send` never waits (bounded per-peer queue, drop + count when full);
 //!   received application frames wait for room in the bounded inbound channel, which stalls
 //!   only that connection's reads.
@@ -48,11 +53,14 @@ pub use config::{
 };
 pub use error::P2pError;
 pub use handle::{start, Inbound, NetworkHandle};
-pub use stats::NetworkStats;
+pub use stats::{InboundClose, NetworkStats};
 
 pub use crate::node::peer_id::PeerId;
 
 /// TCP connect, TLS handshake and hello together must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An accepted connection must have sent its whole TLS ClientHello within this (a real dialer
+/// sends it right after connecting).
+const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Received application payloads waiting for the consumer (all peers together).
 const INBOUND_CAPACITY: usize = 1024;

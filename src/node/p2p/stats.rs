@@ -3,6 +3,56 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::net::log_summary::LogSummary;
+
+/// Why this node closed an inbound connection before the peer was authenticated (the `reason`
+/// label of `enclave_node_p2p_inbound_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundClose {
+    /// Every handshake slot taken by handshakes too young to be evicted: the newcomer closed.
+    SlotsFull,
+    /// Its address (not loopback) already had its share of handshakes in progress.
+    SourceLimit,
+    /// The oldest handshake in progress, closed to make room for a newcomer.
+    Evicted,
+    /// No complete TLS ClientHello in time.
+    ClientHelloTimeout,
+    /// TLS and the hello not done in time.
+    HandshakeTimeout,
+    /// Not TLS, a broken handshake, or no valid hello.
+    HandshakeError,
+    /// The verifier refused the peer's key (also in `handshake_refusals`).
+    Refused,
+}
+
+impl InboundClose {
+    pub const ALL: [InboundClose; 7] = [
+        InboundClose::SlotsFull,
+        InboundClose::SourceLimit,
+        InboundClose::Evicted,
+        InboundClose::ClientHelloTimeout,
+        InboundClose::HandshakeTimeout,
+        InboundClose::HandshakeError,
+        InboundClose::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundClose::SlotsFull => "slots_full",
+            InboundClose::SourceLimit => "source_limit",
+            InboundClose::Evicted => "evicted",
+            InboundClose::ClientHelloTimeout => "client_hello_timeout",
+            InboundClose::HandshakeTimeout => "handshake_timeout",
+            InboundClose::HandshakeError => "handshake_error",
+            InboundClose::Refused => "refused",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A snapshot of the counters since [`super::start`]. Bytes count whole frames as sent on the
 /// wire inside TLS (channel tag + payload, without the 4-byte length prefix).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,6 +88,14 @@ pub struct NetworkStats {
     pub disconnects: u64,
     /// Established connections closed because another one to the same peer won.
     pub duplicates_closed: u64,
+    /// Inbound connections closed before the peer was authenticated, by [`InboundClose`].
+    pub inbound_closed: [u64; InboundClose::ALL.len()],
+}
+
+impl NetworkStats {
+    pub fn inbound_closed(&self, reason: InboundClose) -> u64 {
+        self.inbound_closed[reason.index()]
+    }
 }
 
 #[derive(Default, Debug)]
@@ -57,6 +115,10 @@ pub(crate) struct Stats {
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     pub duplicates_closed: AtomicU64,
+    pub inbound_closed: [AtomicU64; InboundClose::ALL.len()],
+    /// Summarises refusals and closed connections for the logs: anyone can cause them, so they
+    /// must not get a line each.
+    pub log: LogSummary,
 }
 
 /// Adds one; counters are statistics, so relaxed ordering is enough.
@@ -69,6 +131,10 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 }
 
 impl Stats {
+    pub fn closed(&self, reason: InboundClose) {
+        bump(&self.inbound_closed[reason.index()]);
+    }
+
     pub fn snapshot(&self) -> NetworkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         NetworkStats {
@@ -87,6 +153,7 @@ impl Stats {
             connects: get(&self.connects),
             disconnects: get(&self.disconnects),
             duplicates_closed: get(&self.duplicates_closed),
+            inbound_closed: std::array::from_fn(|i| get(&self.inbound_closed[i])),
         }
     }
 }

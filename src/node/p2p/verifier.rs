@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -14,6 +15,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::stats::{bump, Stats};
+use crate::net::log_summary::Line;
 use crate::node::peer_id::PeerId;
 
 /// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },
@@ -42,6 +44,48 @@ pub(crate) fn is_refusal(error: &std::io::Error) -> bool {
         .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
 }
 
+/// Why a verifier refused a peer, per side: the summary key of its log line.
+#[derive(Clone, Copy)]
+enum Why {
+    NoEd25519Key,
+    NotInPeerSet,
+    NotTheDialedPeer,
+    BadSignature,
+}
+
+fn refusal_key(side: &'static str, why: Why) -> &'static str {
+    match (side, why) {
+        ("accept", Why::NoEd25519Key) => "accept: its certificate does not carry an Ed25519 key",
+        ("accept", Why::NotInPeerSet) => "accept: its key is not in the peer set",
+        ("accept", Why::NotTheDialedPeer) => "accept: not the peer dialed",
+        ("accept", Why::BadSignature) => "accept: its handshake signature does not verify",
+        (_, Why::NoEd25519Key) => "dial: its certificate does not carry an Ed25519 key",
+        (_, Why::NotInPeerSet) => "dial: its key is not in the peer set",
+        (_, Why::NotTheDialedPeer) => "dial: not the peer dialed",
+        (_, Why::BadSignature) => "dial: its handshake signature does not verify",
+    }
+}
+
+/// Writes a summary line of refusals (see [`Policy::refuse`]). The first refusal of a kind is
+/// logged at once; anyone can make more, so further ones are summed up every 10 s.
+pub(crate) fn write_refusal_line(line: &Line) {
+    let (count, seconds) = (line.count, line.seconds());
+    let latest = line.detail.as_deref().unwrap_or("");
+    let (side, why) = line.reason.split_once(": ").unwrap_or(("", line.reason));
+    if count == 1 {
+        tracing::warn!(
+            side,
+            "refused a peer during the TLS handshake: {why} ({latest})"
+        );
+    } else {
+        tracing::warn!(
+            side,
+            count,
+            "refused {count} peers during the TLS handshake in {seconds} s: {why} (latest: {latest})"
+        );
+    }
+}
+
 /// The checks both sides share; counts and logs a refusal.
 struct Policy {
     allowed: Allowed,
@@ -51,32 +95,36 @@ struct Policy {
 }
 
 impl Policy {
+    fn refuse(&self, why: Why, detail: String) {
+        bump(&self.stats.handshake_refusals);
+        let key = refusal_key(self.side, why);
+        if let Some(line) = self.stats.log.record(key, Some(detail), Instant::now()) {
+            write_refusal_line(&line);
+        }
+    }
+
     fn check_certificate(
         &self,
         cert: &CertificateDer<'_>,
         expected: Option<PeerId>,
     ) -> Result<PeerId, rustls::Error> {
-        let refuse = |why: &str| {
-            bump(&self.stats.handshake_refusals);
-            tracing::warn!(
-                side = self.side,
-                "refused a peer during the TLS handshake: {why}"
-            );
-            rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
-        };
+        let refused =
+            || rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure);
         let Some(peer) = peer_id_of(cert) else {
-            return Err(refuse("its certificate does not carry an Ed25519 key"));
+            self.refuse(Why::NoEd25519Key, "no peer id".into());
+            return Err(refused());
         };
         if !self.allowed.contains(&peer) {
-            return Err(refuse(&format!("{} is not in the peer set", peer.short())));
+            self.refuse(Why::NotInPeerSet, peer.short());
+            return Err(refused());
         }
         if let Some(expected) = expected {
             if peer != expected {
-                return Err(refuse(&format!(
-                    "dialed {} but {} answered",
-                    expected.short(),
-                    peer.short()
-                )));
+                self.refuse(
+                    Why::NotTheDialedPeer,
+                    format!("dialed {} but {} answered", expected.short(), peer.short()),
+                );
+                return Err(refused());
             }
         }
         Ok(peer)
@@ -89,8 +137,7 @@ impl Policy {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|e| {
-            bump(&self.stats.handshake_refusals);
-            tracing::warn!(side = self.side, error = %e, "refused a peer: its handshake signature does not verify");
+            self.refuse(Why::BadSignature, e.to_string());
             // One error kind for every refusal, so callers can tell refusals from other failures.
             rustls::Error::InvalidCertificate(CertificateError::BadSignature)
         })
