@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::attestation::boot::read_document;
 use crate::attestation::identity::IdentityDocument;
 use crate::attestation::identity_file;
+use crate::logging::Untrusted;
 use crate::paths::Root;
 use crate::supervisor::state::{Kind, ServiceState, StateDir, Status};
 
@@ -172,9 +173,10 @@ fn render_identity(document: &IdentityDocument, path: &Path) -> String {
         ));
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    // The document is a file anyone with access to the root could have edited.
     lines
         .iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}"))
+        .map(|(k, v)| format!("{k:<width$}  {}", Untrusted::bounded(v, 1000)))
         .collect::<Vec<_>>()
         .join("\n")
 }
