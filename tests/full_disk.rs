@@ -189,3 +189,118 @@ fn on_a_full_disk_the_supervisor_keeps_the_true_state_and_its_files_catch_up() {
     e.signal(Signal::SIGTERM);
     assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
 }
+
+const FEED: common::don::Feed<'static> = ("BTC-USD", "BTCUSDT", "BTC", "USDT", "60000");
+
+/// The sum over every oracle of a node metric (all its series).
+fn oracles_metric(don: &common::don::Don, name: &str) -> f64 {
+    don.oracles().iter().map(|&n| don.metric(n, name)).sum()
+}
+
+#[test]
+fn an_oracle_that_cannot_store_reports_is_not_ready_and_stores_them_when_space_returns() {
+    let mut mounted = None;
+    let mut reason = None;
+    let don = common::don::Don::start_prepared(
+        5,
+        &[FEED],
+        &[],
+        |_| {},
+        |root| {
+            match Tmpfs::mount(&root.join("sp/postgresql"), "200m") {
+                Ok(t) => {
+                    // PostgreSQL runs as `postgres` and makes its data directory itself.
+                    let _ = Command::new("chown").arg("postgres").arg(&t.path).status();
+                    mounted = Some(t);
+                }
+                Err(e) => reason = Some(e),
+            }
+        },
+    );
+    let Some(tmpfs) = mounted.take() else {
+        eprintln!(
+            "SKIPPED an_oracle_that_cannot_store_reports_is_not_ready_and_stores_them_when_space_returns: {}",
+            reason.unwrap_or_default()
+        );
+        return;
+    };
+    let oracles = don.oracles();
+    wait_until(common::don::T, "every oracle ready", || {
+        oracles
+            .iter()
+            .all(|&n| don.json(n, "/health").is_some_and(|(code, _)| code == 200))
+    });
+    don.wait_latest(2, "BTC-USD", "a first report", |_| true);
+
+    let filler = tmpfs.fill();
+    // Move the price by 1% every 1.5 s: each move is a report the oracles must store.
+    let mut price = 60_000.0_f64;
+    let mut saw_unstored = false;
+    let mut not_ready = None;
+    wait_until(
+        Duration::from_secs(120),
+        "an oracle refusing to store",
+        || {
+            price *= 1.01;
+            don.prices.set(FEED.1, &format!("{price:.2}"));
+            std::thread::sleep(Duration::from_millis(1500));
+            saw_unstored |= oracles_metric(&don, "enclave_node_reports_unstored") > 0.0;
+            not_ready = oracles.iter().find_map(|&n| {
+                let (code, health) = don.json(n, "/health")?;
+                (code == 503 && health["database"] == "write_failing").then_some(health)
+            });
+            saw_unstored && not_ready.is_some()
+        },
+    );
+    let health = not_ready.expect("not ready");
+    eprintln!("on the full disk: {health}");
+    let reasons = health["reasons"].to_string();
+    assert!(reasons.contains("database:"), "{health}");
+    assert!(
+        oracles_metric(&don, "enclave_node_store_failing") >= 1.0,
+        "no store_failing metric set"
+    );
+
+    // Space returns: every oracle is ready again by itself, and every report it could not
+    // store is stored now.
+    fs::remove_file(&filler).expect("free the space");
+    wait_until(
+        Duration::from_secs(120),
+        "every oracle ready with nothing unstored",
+        || {
+            oracles.iter().all(|&n| {
+                don.json(n, "/health").is_some_and(|(code, _)| code == 200)
+                    && don.metric(n, "enclave_node_reports_unstored") == 0.0
+            })
+        },
+    );
+    for &n in &oracles {
+        let refused = don.metric(
+            n,
+            "enclave_node_store_errors_total{operation=\"save_finalized\"}",
+        );
+        let stored_late = don.metric(n, "enclave_node_reports_stored_late_total");
+        let dropped = don.metric(n, "enclave_node_reports_unstored_dropped_total");
+        assert_eq!(
+            refused,
+            stored_late,
+            "node {n}: {refused} reports refused, {stored_late} stored later\n{}",
+            don.logs(n)
+        );
+        eprintln!("node {n}: {refused} reports refused, {stored_late} stored later");
+        assert_eq!(dropped, 0.0, "node {n}");
+        assert_eq!(don.metric(n, "enclave_node_store_failing"), 0.0, "node {n}");
+    }
+    assert!(oracles_metric(&don, "enclave_node_reports_stored_late_total") >= 1.0);
+    // Reports keep coming.
+    price *= 1.02;
+    don.prices.set(FEED.1, &format!("{price:.2}"));
+    don.wait_latest(2, "BTC-USD", "a report at the new price", |v| {
+        v["answer"]
+            .as_str()
+            .and_then(|a| a.parse::<f64>().ok())
+            .is_some_and(|a| (a - price).abs() / price < 0.005)
+    });
+    drop(don);
+    drop(tmpfs);
+}
