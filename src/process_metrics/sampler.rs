@@ -152,7 +152,7 @@ pub(super) struct TreeMemory {
 /// The sum of each process's PSS: a page shared by k processes counts 1/k in each, so pages
 /// shared within the tree (PostgreSQL's shared buffers, a forked parent's memory) count once
 /// and the sums of different services add up to the memory really in use. Summing RSS instead
-/// counts such a page once per process (409 MiB for a PostgreSQL whose PSS was 81 MiB). A
+/// counts such a page once per process (384 MiB for a PostgreSQL whose PSS was 79 MiB). A
 /// process whose PSS cannot be read counts with its RSS (`(pid, rss)`), and is counted.
 pub(super) fn tree_memory(
     processes: impl Iterator<Item = (u32, u64)>,
