@@ -337,7 +337,7 @@ fn hostile_unsigned_member_names_reach_init_and_service_logs_escaped() {
         ("init and stdout", e.logs()),
         ("service log", service_log.clone()),
     ] {
-        assert_escaped(what, &text, 14_000);
+        assert_escaped(what, &text, 16_000);
     }
     // Every name was logged, escaped, by init and by the service.
     let escaped_newline = "x\\nFORGED 2025-01-01T00:00:00.000000Z ERROR";
@@ -359,7 +359,7 @@ fn hostile_text_in_inits_rejection_line_is_escaped() {
         let mut e = Enclave::new();
         e.configure(|s| s[hostile] = serde_json::json!(1));
         assert_rejected_before_start(&mut e, 78, "configuration rejected");
-        assert_escaped("unknown member", &e.logs(), 14_000);
+        assert_escaped("unknown member", &e.logs(), 16_000);
         assert!(e.logs().contains("unknown field"), "{}", e.logs());
 
         // A duplicate key beside `solution`: the JSON error quotes it.
@@ -370,7 +370,7 @@ fn hostile_text_in_inits_rejection_line_is_escaped() {
         let body = text.trim_end().strip_suffix('}').expect("an object");
         std::fs::write(&path, format!("{body}, {name}: 1, {name}: 2}}")).expect("write");
         assert_rejected_before_start(&mut e, 78, "duplicate key");
-        assert_escaped("duplicate key", &e.logs(), 14_000);
+        assert_escaped("duplicate key", &e.logs(), 16_000);
     }
 }
 

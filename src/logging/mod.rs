@@ -15,9 +15,11 @@ use tracing_subscriber::EnvFilter;
 
 pub use untrusted::Untrusted;
 
-/// The longest log line written; the rest of a longer event is cut, the cut marked. Below the
-/// supervisor's 16 KiB line limit, so an event is never split into two lines of a service log.
-pub const MAX_EVENT_BYTES: usize = 12 * 1024;
+/// The longest log line written; the rest of a longer event is cut, the cut marked. Room for
+/// the longest legitimate event (the identity of 32 nodes, about 14 KB), and below the
+/// supervisor's 16 KiB line limit: an event is never split into two lines of a service's log,
+/// whose second could then start with whatever text an attacker placed there.
+pub const MAX_EVENT_BYTES: usize = 15 * 1024;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
