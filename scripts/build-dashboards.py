@@ -321,8 +321,8 @@ def overview():
             ("CPU", f"max by (service) (enclave_service_cpu_usage_cores{F})", "percentunit"),
             ("Memory", f"max by (service) (enclave_service_resident_memory_bytes{F})", "bytes")],
             "Every service's state as the supervisor sees it, restarts since boot, CPU (100% = "
-            "one core) and resident memory of its process tree. Oneshots that finished have no "
-            "CPU or memory.", w=12, h=10, sort=("service", False)),
+            "one core) and memory of its process tree (PSS: shared pages count once). Oneshots "
+            "that finished have no CPU or memory.", w=12, h=10, sort=("service", False)),
         timeseries("Restarts", f"sum by (service) (increase(enclave_service_restarts_total{F}[{RI}]))",
                    "none", "Restarts per service over time. More than maxRestarts within "
                    "restartWindowMs stops the enclave.", h=10, bars=True),
@@ -332,8 +332,9 @@ def overview():
                    stack=True),
         timeseries("Memory by service",
                    f"sum by (service) (enclave_service_resident_memory_bytes{F})", "bytes",
-                   "Resident memory of each service's process tree, stacked. PostgreSQL's shared "
-                   "buffers count once per backend, so its share is overstated.", stack=True),
+                   "Memory of each service's process tree, stacked: the proportional set size "
+                   "(PSS), so shared pages such as PostgreSQL's shared buffers count once and the "
+                   "stack adds up to the memory in use.", stack=True),
         row("Prices and feeds"),
         timeseries("Price source success ratio", success_ratio("source", [I]), "percentunit",
                    "Share of each source's upstream requests that succeeded (not_found left out). "
@@ -478,8 +479,9 @@ def processes():
                        legend_table=True),
             timeseries("Resident memory by service",
                        target(f"max by (service) (enclave_service_resident_memory_bytes{P})", "{{service}}"),
-                       "bytes", "Resident memory of each service's process tree (PostgreSQL with "
-                       "its backends).", legend_table=True),
+                       "bytes", "Memory of each service's process tree (PostgreSQL with its "
+                       "backends) as proportional set size: pages shared between processes "
+                       "count once.", legend_table=True),
             timeseries("Processes by service",
                        target(f"max by (service) (enclave_service_processes{P})", "{{service}}"),
                        "none", "Processes in each service's tree (PostgreSQL: postmaster, "
@@ -567,7 +569,7 @@ def nodes():
             timeseries("Memory per node",
                        target(f"max by (service) (enclave_service_resident_memory_bytes{node_services})",
                               "{{service}}"),
-                       "bytes", "Resident memory of each node process."),
+                       "bytes", "Memory (PSS) of each node process."),
             row("Rounds"),
             timeseries("Rounds started", target(f"sum by (job) (rate(enclave_node_rounds_started_total{N}[{RI}]))", "{{job}}"),
                        "ops", "Rounds per second each oracle was asked to observe (all feeds).", w=8),

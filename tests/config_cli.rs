@@ -276,3 +276,123 @@ fn verify_finds_the_image_key_under_the_root() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// Member names beside `solution` are not covered by the signature, so anyone on the way can
+/// put anything there; names and keys inside it, too, when the file is checked unsigned.
+#[test]
+fn hostile_member_names_reach_check_output_escaped_and_bounded() {
+    use common::hostile::{assert_escaped, long_text, HOSTILE_TEXTS};
+    let dir = tmp();
+    let file = dir.path().join("c.json");
+    let key = path_str(&dev_public_key_path()).to_owned();
+    let long = long_text();
+    let texts: Vec<&str> = HOSTILE_TEXTS
+        .iter()
+        .copied()
+        .chain([long.as_str()])
+        .collect();
+    for hostile in texts {
+        let shown = |out: &std::process::Output| format!("{}{}", stdout(out), stderr(out));
+
+        // Beside `solution`: the signature still verifies, the member is noted.
+        let mut document = read_json(&example_path());
+        document[hostile] = serde_json::json!(1);
+        std::fs::write(&file, serde_json::to_string(&document).expect("json")).expect("write");
+        let out = enclave(&[
+            "config",
+            "check",
+            "--public-key-file",
+            &key,
+            path_str(&file),
+        ]);
+        assert_eq!(code(&out), 0, "{}", shown(&out));
+        assert_escaped("beside solution", &shown(&out), 2_000);
+        assert!(
+            stderr(&out).contains("not covered by the signature"),
+            "{}",
+            shown(&out)
+        );
+
+        // An unknown member inside `solution`: an error line naming it.
+        let mut document = read_json(&example_path());
+        document["solution"][hostile] = serde_json::json!(1);
+        std::fs::write(&file, serde_json::to_string(&document).expect("json")).expect("write");
+        let out = enclave(&["config", "check", path_str(&file)]);
+        assert_eq!(code(&out), 78, "{}", shown(&out));
+        assert_escaped("unknown field", &shown(&out), 2_000);
+        assert!(stderr(&out).contains("unknown field"), "{}", shown(&out));
+
+        // A duplicate key: serde_json's message quotes it.
+        let name = serde_json::to_string(hostile).expect("json string");
+        std::fs::write(
+            &file,
+            format!("{{\"solution\": {{}}, {name}: 1, {name}: 2}}"),
+        )
+        .expect("write");
+        let out = enclave(&["config", "check", path_str(&file)]);
+        assert_eq!(code(&out), 78, "{}", shown(&out));
+        assert_escaped("duplicate key", &shown(&out), 2_000);
+        assert!(stderr(&out).contains("duplicate key"), "{}", shown(&out));
+    }
+}
+
+/// `open()` of a FIFO waits for a writer: a configuration that is not a regular file is refused
+/// at once, naming the path, with exit 78.
+#[test]
+fn a_configuration_that_is_not_a_regular_file_is_refused_at_once_with_78() {
+    let dir = tmp();
+    let fifo = dir.path().join("fifo.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+    let socket = dir.path().join("socket.json");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
+    let cases: [(&std::path::Path, &str); 4] = [
+        (&fifo, "FIFO"),
+        (&socket, "socket"),
+        (std::path::Path::new("/dev/zero"), "character device"),
+        (dir.path(), "directory"),
+    ];
+    for (path, kind) in cases {
+        for command in ["check", "verify"] {
+            let out = enclave_within(
+                &[
+                    "config",
+                    command,
+                    "--public-key-file",
+                    path_str(&dev_public_key_path()),
+                    path_str(path),
+                ],
+                std::time::Duration::from_secs(10),
+            );
+            assert_eq!(code(&out), 78, "{command} {path:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(kind), "{command} {path:?}: {err}");
+            assert!(err.contains(path_str(path)), "{command} {path:?}: {err}");
+        }
+    }
+}
+
+/// [`enclave`], killed and failed if it takes longer than `limit` (a hang must fail the test,
+/// not hold it).
+fn enclave_within(args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(args)
+        .env_remove("CONFIGURATION_PATH")
+        .env_remove("CONFIGURATION_PUBLIC_KEY")
+        .env_remove("ENCLAVE_ROOT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("enclave runs");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("enclave {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}

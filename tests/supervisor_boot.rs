@@ -304,3 +304,100 @@ fn an_insecure_key_from_the_command_line_is_used_by_init_and_services_and_said_l
     e.signal(Signal::SIGTERM);
     assert_eq!(e.wait_exit(T), 0);
 }
+
+/// Writes the configuration as signed, then adds members beside `solution`: the platform (or
+/// anyone on the way) can, as the signature does not cover them.
+fn add_unsigned_members(e: &Enclave, names: &[&str]) {
+    let path = e.config_path();
+    let mut document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("config")).expect("json");
+    for name in names {
+        document[*name] = serde_json::json!("value");
+    }
+    std::fs::write(&path, serde_json::to_string(&document).expect("json")).expect("write");
+}
+
+#[test]
+fn hostile_unsigned_member_names_reach_init_and_service_logs_escaped() {
+    use common::hostile::{assert_escaped, long_text, HOSTILE_TEXTS};
+    let mut e = Enclave::new();
+    let long = long_text();
+    let names: Vec<&str> = HOSTILE_TEXTS
+        .iter()
+        .copied()
+        .chain([long.as_str()])
+        .collect();
+    add_unsigned_members(&e, &names);
+    // A real service that loads the configuration as every service does.
+    e.service("keys", "oneshot", &[("up", "exec enclave keys init")]);
+    e.start(&[]);
+    e.wait_status("keys", Status::Finished, T);
+    let service_log = std::fs::read_to_string(e.root.join("var/log/keys/current")).expect("log");
+    for (what, text) in [
+        ("init and stdout", e.logs()),
+        ("service log", service_log.clone()),
+    ] {
+        assert_escaped(what, &text, 16_000);
+    }
+    // Every name was logged, escaped, by init and by the service.
+    let escaped_newline = "x\\nFORGED 2025-01-01T00:00:00.000000Z ERROR";
+    assert!(e.logs().contains(escaped_newline), "{}", e.logs());
+    assert!(service_log.contains(escaped_newline), "{service_log}");
+    assert!(
+        service_log.contains("not covered by the signature"),
+        "{service_log}"
+    );
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+}
+
+#[test]
+fn hostile_text_in_inits_rejection_line_is_escaped() {
+    use common::hostile::{assert_escaped, HOSTILE_TEXTS};
+    for hostile in HOSTILE_TEXTS {
+        // Signed, but with an unknown member: the rejection line names it.
+        let mut e = Enclave::new();
+        e.configure(|s| s[hostile] = serde_json::json!(1));
+        assert_rejected_before_start(&mut e, 78, "configuration rejected");
+        assert_escaped("unknown member", &e.logs(), 16_000);
+        assert!(e.logs().contains("unknown field"), "{}", e.logs());
+
+        // A duplicate key beside `solution`: the JSON error quotes it.
+        let mut e = Enclave::new();
+        let path = e.config_path();
+        let text = std::fs::read_to_string(&path).expect("config");
+        let name = serde_json::to_string(hostile).expect("json string");
+        let body = text.trim_end().strip_suffix('}').expect("an object");
+        std::fs::write(&path, format!("{body}, {name}: 1, {name}: 2}}")).expect("write");
+        assert_rejected_before_start(&mut e, 78, "duplicate key");
+        assert_escaped("duplicate key", &e.logs(), 16_000);
+    }
+}
+
+/// A FIFO, a socket, a device or a directory as the configuration: refused at once with 78,
+/// naming the path, before anything starts.
+#[test]
+fn a_configuration_that_is_not_a_regular_file_stops_init_at_once_with_78() {
+    let kinds = ["FIFO", "socket", "character device", "directory"];
+    for kind in kinds {
+        let mut e = Enclave::new();
+        let path = e.config_path();
+        std::fs::remove_file(&path).expect("remove");
+        let _listener;
+        match kind {
+            "FIFO" => nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .expect("fifo"),
+            "socket" => {
+                _listener = std::os::unix::net::UnixListener::bind(&path).expect("socket");
+            }
+            "character device" => std::os::unix::fs::symlink("/dev/zero", &path).expect("link"),
+            _ => std::fs::create_dir(&path).expect("dir"),
+        }
+        assert_rejected_before_start(&mut e, 78, kind);
+        assert!(
+            e.logs().contains(&path.display().to_string()),
+            "{}",
+            e.logs()
+        );
+    }
+}

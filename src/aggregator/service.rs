@@ -20,6 +20,7 @@ use super::streaming::StreamSet;
 use crate::config::schema::sources::SourceId;
 use crate::config::Config;
 use crate::net::http_server::{self, Limits};
+use crate::logging::Untrusted;
 use crate::telemetry::{self, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -126,12 +127,12 @@ fn preload(
     let mut count = 0;
     for (name, pairs) in file {
         let Some(source) = SourceId::parse(&name).and_then(|id| sources.get(&id)) else {
-            tracing::warn!(source = %name, "pairs file names an unknown or disabled source; skipped");
+            tracing::warn!(source = %Untrusted::new(&name), "pairs file names an unknown or disabled source; skipped");
             continue;
         };
         for text in pairs {
             let Ok(pair) = Pair::parse(&text) else {
-                tracing::warn!(source = %name, pair = %text, "pairs file holds an invalid pair; skipped");
+                tracing::warn!(source = %Untrusted::new(&name), pair = %Untrusted::new(&text), "pairs file holds an invalid pair; skipped");
                 continue;
             };
             let (cache, source) = (cache.clone(), source.clone());

@@ -294,14 +294,19 @@ fn extend_rtmr3(
     )
 }
 
+/// How often the wait for the attestation looks whether a stop was requested.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// [`attest`] with the real kernel interfaces on a thread of its own, waiting at most `wait`
 /// for it: a quote normally takes well under a second, but the host's quoting service can hang,
-/// and that must not hold the boot. A late result is still recorded when it comes.
+/// and that must not hold the boot. A late result is still recorded when it comes. The wait
+/// ends early once `stop_requested` says so (SIGTERM during the boot).
 pub fn attest_in_background(
     published: Published,
     paths: AttestationPaths,
     metrics: AttestationMetrics,
     wait: Duration,
+    stop_requested: impl Fn() -> bool,
 ) {
     let (done, finished) = mpsc::channel();
     let spawned = std::thread::Builder::new()
@@ -314,11 +319,27 @@ pub fn attest_in_background(
         tracing::error!(error = %e, "cannot start the attestation thread; no attestation");
         return;
     }
-    if finished.recv_timeout(wait).is_err() {
-        tracing::warn!(
-            waited = ?wait,
-            "attestation still running; services start now and its result is recorded when it comes"
-        );
+    let started = std::time::Instant::now();
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        match finished.recv_timeout(left.min(STOP_POLL)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop_requested() {
+            tracing::info!(
+                waited = ?started.elapsed(),
+                "stop requested while waiting for the attestation; not waiting any longer"
+            );
+            return;
+        }
+        if started.elapsed() >= wait {
+            tracing::warn!(
+                waited = ?wait,
+                "attestation still running; services start now and its result is recorded when it comes"
+            );
+            return;
+        }
     }
 }
 

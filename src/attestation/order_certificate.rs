@@ -40,27 +40,25 @@ pub enum OrderCertificateError {
     Malformed { path: PathBuf, reason: String },
 }
 
-/// Reads the certificate at `path` if it exists: `Ok(None)` when there is no such file.
+/// Reads the certificate at `path` if it exists: `Ok(None)` when there is no such file. Only a
+/// regular file is read: a FIFO or a device there must not hold the boot.
 pub fn read(path: &Path) -> Result<Option<OrderCertificate>, OrderCertificateError> {
-    use std::io::Read as _;
+    use crate::config::regular_file::{read_bounded, FileError};
     let read_err = |source| OrderCertificateError::Read {
         path: path.to_owned(),
         source,
     };
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
+    let bytes = match read_bounded(path, MAX_CERTIFICATE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(FileError::Io(e)) => return Err(read_err(e)),
+        Err(FileError::TooLarge(_)) => {
+            return Err(OrderCertificateError::TooLarge {
+                path: path.to_owned(),
+            })
+        }
+        Err(e @ FileError::NotRegular(_)) => return Err(read_err(std::io::Error::other(e))),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_CERTIFICATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_CERTIFICATE_BYTES {
-        return Err(OrderCertificateError::TooLarge {
-            path: path.to_owned(),
-        });
-    }
     parse(&bytes)
         .map(Some)
         .map_err(|reason| OrderCertificateError::Malformed {

@@ -43,9 +43,15 @@ pub struct Check {
     pub message: String,
 }
 
+/// Messages quote the document under test, which anyone may have written: one escaped line.
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}  {}", self.outcome, self.message)
+        write!(
+            f,
+            "{}  {}",
+            self.outcome,
+            crate::logging::Untrusted::bounded(&self.message, 2000)
+        )
     }
 }
 

@@ -10,9 +10,13 @@ use serde_json::Value;
 
 use super::{Cli, ConfigCommand, KeyArgs};
 use crate::config::json;
-use crate::config::reader::Report;
+use crate::config::reader::{Report, MAX_PATH_CHARS};
+use crate::config::regular_file;
 use crate::config::signature::{self, PrivateKey, PublicKey, Scheme};
-use crate::config::{read_document, validate_document, verify_document, ConfigError, Validated};
+use crate::config::{
+    read_document, read_key_file, validate_document, verify_document, ConfigError, Validated,
+};
+use crate::logging::Untrusted;
 use crate::paths::Root;
 
 pub const PRIVATE_KEY_FILE: &str = "configuration.key";
@@ -67,9 +71,7 @@ pub(super) fn public_key(
         }
         (None, None) => return Ok(None),
     };
-    let text = fs::read_to_string(&file)
-        .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", file.display())))?;
-    Ok(Some(PublicKey::from_base64_spki(&text)?))
+    Ok(Some(read_key_file(&file)?))
 }
 
 fn keygen(scheme: Scheme, out: &Path, force: bool) -> anyhow::Result<()> {
@@ -119,8 +121,10 @@ fn sign(
     out: Option<&Path>,
     allow_invalid: bool,
 ) -> anyhow::Result<()> {
-    let key_text = fs::read_to_string(key_path)
+    let key_bytes = regular_file::read_bounded(key_path, 64 * 1024)
         .with_context(|| format!("cannot read key {}", key_path.display()))?;
+    let key_text = String::from_utf8(key_bytes)
+        .with_context(|| format!("key {} is not text", key_path.display()))?;
     let key = PrivateKey::from_pkcs8_text(&key_text)?;
     let mut document = read_document(config_path)?;
     if !allow_invalid {
@@ -213,6 +217,15 @@ fn print_report(report: &Report) {
         eprintln!("warning: {warning}");
     }
     for ignored in &report.ignored {
-        eprintln!("note: {ignored}: accepted for compatibility, not used by this project");
+        eprintln!(
+            "note: {}: accepted for compatibility, not used by this project",
+            Untrusted::bounded(ignored, MAX_PATH_CHARS)
+        );
+    }
+    for member in &report.unsigned {
+        eprintln!(
+            "note: {}: beside `solution`, not covered by the signature; not used",
+            Untrusted::bounded(member, MAX_PATH_CHARS)
+        );
     }
 }

@@ -10,6 +10,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::logging::Untrusted;
+
 /// Where the settings are in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -21,7 +23,8 @@ pub enum Layout {
 
 #[derive(Debug, Error)]
 pub enum JsonError {
-    #[error("not valid JSON: {0}")]
+    /// serde_json's message, which can quote a member name (`duplicate key …`).
+    #[error("not valid JSON: {}", Untrusted::bounded(.0, 400))]
     Syntax(String),
     #[error("the configuration must be a JSON object")]
     NotAnObject,

@@ -6,25 +6,39 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::json::{self, JsonError, Layout};
-use super::reader::Report;
+use super::reader::{Report, MAX_PATH_CHARS};
+use super::regular_file::{self, FileError};
 use super::schema::{read_solution, Config};
 use super::signature::{self, keys::KeyError, PublicKey, SignatureError, Verified};
 use super::validate;
 use crate::exit;
+use crate::logging::Untrusted;
 
 /// A configuration larger than this is refused before parsing (the real one is a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// A verifying key file is one line of base64, or a PEM block.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration {path}: {source}")]
+    // Paths come from the command line or the environment, JSON errors quote member names:
+    // none of it is shown raw.
+    #[error("cannot read configuration {}: {source}", Untrusted::path(path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("configuration {path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    #[error(
+        "configuration {} is a {kind}, not a regular file: refused",
+        Untrusted::path(path)
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "configuration {} is larger than {MAX_CONFIG_BYTES} bytes",
+        Untrusted::path(path)
+    )]
     TooLarge { path: PathBuf },
-    #[error("configuration {path}: {source}")]
+    #[error("configuration {}: {source}", Untrusted::path(path))]
     Json { path: PathBuf, source: JsonError },
     #[error("configuration is not signed: solution.signature is missing")]
     SignatureMissing,
@@ -52,9 +66,11 @@ impl ConfigError {
     /// signature cannot be trusted.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Read { .. } | Self::TooLarge { .. } | Self::Json { .. } | Self::Invalid(_) => {
-                exit::CONFIG_INVALID
-            }
+            Self::Read { .. }
+            | Self::NotRegular { .. }
+            | Self::TooLarge { .. }
+            | Self::Json { .. }
+            | Self::Invalid(_) => exit::CONFIG_INVALID,
             Self::SignatureMissing
             | Self::SignatureNotAString
             | Self::Signature(_)
@@ -64,23 +80,29 @@ impl ConfigError {
     }
 }
 
-/// Reads and strictly parses a configuration file.
+/// Reads and strictly parses a configuration file. Anything but a regular file (a FIFO, a
+/// device, a socket, a directory) is refused at once, never waited on.
 pub fn read_document(path: &Path) -> Result<Value, ConfigError> {
-    use std::io::Read;
     let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(read_err)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
+    let bytes = regular_file::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        FileError::Io(source) => read_err(source),
+        FileError::NotRegular(kind) => ConfigError::NotRegular {
             path: path.to_owned(),
-        });
-    }
+            kind,
+        },
+        FileError::TooLarge(_) => ConfigError::TooLarge {
+            path: path.to_owned(),
+        },
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {}", e.utf8_error()),
+        ))
+    })?;
     json::parse_strict(&text).map_err(|source| ConfigError::Json {
         path: path.to_owned(),
         source,
@@ -128,9 +150,7 @@ pub fn validate_document(document: &Value) -> Result<Validated, ConfigError> {
     if let Some(config) = &config {
         validate::check(&mut report, config);
     }
-    for extra in json::envelope_extras(document) {
-        report.ignored.push(extra);
-    }
+    report.unsigned = json::envelope_extras(document);
     match config {
         Some(config) if report.is_ok() => Ok(Validated { config, report }),
         _ => Err(ConfigError::Invalid(report)),
@@ -152,10 +172,13 @@ pub fn load_verified(path: &Path, key: &PublicKey) -> Result<VerifiedConfig, Con
     let verified = verify_document(&document, key)?;
     let Validated { config, report } = validate_document(&document)?;
     for ignored in &report.ignored {
-        tracing::warn!(field = %ignored, "configuration field is not used by this project; ignored");
+        tracing::warn!(field = %Untrusted::bounded(ignored, MAX_PATH_CHARS), "configuration field is not used by this project; ignored");
+    }
+    for member in &report.unsigned {
+        tracing::warn!(member = %Untrusted::bounded(member, MAX_PATH_CHARS), "configuration member beside `solution` is not covered by the signature; not used");
     }
     for warning in &report.warnings {
-        tracing::warn!(field = %warning.path, "{}", warning.message);
+        tracing::warn!("configuration: {warning}");
     }
     Ok(VerifiedConfig {
         config,
@@ -172,9 +195,13 @@ pub fn load_verified_with_key_file(
     load_verified(path, &read_key_file(key_file)?)
 }
 
-/// The verifying key in `key_file` (base64 SPKI, or PEM).
+/// The verifying key in `key_file` (base64 SPKI, or PEM); like the configuration, only a
+/// regular file is read.
 pub fn read_key_file(key_file: &Path) -> Result<PublicKey, ConfigError> {
-    let text = std::fs::read_to_string(key_file)
-        .map_err(|e| ConfigError::NoKey(format!("cannot read {}: {e}", key_file.display())))?;
+    let cannot = |e: &dyn std::fmt::Display| {
+        ConfigError::NoKey(format!("cannot read {}: {e}", Untrusted::path(key_file)))
+    };
+    let bytes = regular_file::read_bounded(key_file, MAX_KEY_FILE_BYTES).map_err(|e| cannot(&e))?;
+    let text = String::from_utf8(bytes).map_err(|e| cannot(&e))?;
     Ok(PublicKey::from_base64_spki(&text)?)
 }

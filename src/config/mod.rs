@@ -6,6 +6,7 @@
 pub mod json;
 mod load;
 pub mod reader;
+pub mod regular_file;
 pub mod schema;
 pub mod secret;
 pub mod signature;

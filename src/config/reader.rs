@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
+use crate::logging::Untrusted;
+
 /// One thing wrong with the configuration, at one JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -14,19 +16,31 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Paths hold member names and messages may quote input: neither is shown raw.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(
+            f,
+            "{}: {}",
+            Untrusted::bounded(&self.path, MAX_PATH_CHARS),
+            Untrusted::bounded(&self.message, MAX_MESSAGE_CHARS)
+        )
     }
 }
 
+/// How much of a problem's JSON path is shown: enough for any real path, not for a flood.
+pub const MAX_PATH_CHARS: usize = 200;
+const MAX_MESSAGE_CHARS: usize = 400;
+
 /// Everything learnt while reading: errors (the configuration is unusable), warnings (usable but
-/// probably not what was meant) and reference fields that were accepted and will not be used.
+/// probably not what was meant), reference fields that were accepted and will not be used, and
+/// members beside `solution` (not covered by the signature, never used).
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub problems: Vec<Problem>,
     pub warnings: Vec<Problem>,
     pub ignored: Vec<String>,
+    pub unsigned: Vec<String>,
 }
 
 impl Report {

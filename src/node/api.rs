@@ -155,6 +155,12 @@ async fn health(State(api): State<Api>) -> Response {
                 reasons.push("database: no answer within 2 s".to_owned());
             }
         }
+        // It may answer reads and still refuse writes (a full disk).
+        let writes = oracle.shared.writes.problems();
+        if !writes.is_empty() {
+            body["database"] = Value::from("write_failing");
+            reasons.extend(writes);
+        }
     }
     let ready = reasons.is_empty();
     body["ready"] = Value::from(ready);

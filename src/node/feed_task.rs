@@ -23,6 +23,7 @@ use super::protocol::pacemaker::PacemakerState;
 use super::protocol::verify;
 use super::status::{NodeStatus, Outcome};
 use super::store::{FinalizedReport, SignGuard, Store};
+use super::writes::Write;
 use crate::config::schema::feeds::FeedConfig;
 
 /// Inputs queued per feed; beyond this a flood from one peer is dropped rather than buffered.
@@ -61,6 +62,8 @@ pub struct Shared {
     pub metrics: Arc<NodeMetrics>,
     pub status: Arc<NodeStatus>,
     pub pacemaker_writes: mpsc::Sender<(String, InstanceConfigKey, PacemakerState)>,
+    /// Writes that failed and what is retried (a full disk must not lose reports silently).
+    pub writes: Arc<super::writes::Writes>,
 }
 
 /// The key a pacemaker state is stored under.
@@ -298,37 +301,12 @@ impl FeedTask {
             finalized_at: now,
         };
         let shared = self.shared.clone();
-        let (alpha_ppb, delta_c) = (self.feed.alpha_ppb, self.feed.heartbeat);
-        tokio::spawn(async move {
-            match shared.store.save_finalized(&stored).await {
-                // Queued only once stored: the pending row is what a restart re-sends.
-                Ok(true) => {
-                    if let Some(queue) = &shared.transmissions {
-                        let report = super::onchain::transmitter::ToTransmit {
-                            feed: stored.feed.clone(),
-                            digest: stored.digest,
-                            er: super::ocr1::types::EpochRound { epoch, round },
-                            report: stored.report,
-                            signatures: stored.signatures,
-                            median: stored.answer,
-                            alpha_ppb,
-                            delta_c,
-                            finalized_at: stored.finalized_at,
-                        };
-                        let _ = queue.send(report).await;
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(feed = %stored.feed, epoch, round, error = %e, "cannot store a finalized report");
-                    shared
-                        .metrics
-                        .store_errors
-                        .with_label_values(&["save_finalized"])
-                        .inc();
-                }
-            }
-        });
+        let pending = super::writes::Pending {
+            report: stored,
+            alpha_ppb: self.feed.alpha_ppb,
+            delta_c: self.feed.heartbeat,
+        };
+        tokio::spawn(async move { super::writes::store_finalized(&shared, pending).await });
         tracing::info!(feed = %self.feed.name, epoch, round, answer = %answer, "report finalized");
     }
 
@@ -429,7 +407,9 @@ async fn decide(
         .guard_signature(cfg.digest, epoch, round, hash.0)
         .await
     {
-        Ok(SignGuard::Fresh | SignGuard::SameReport) => {}
+        Ok(SignGuard::Fresh | SignGuard::SameReport) => {
+            shared.writes.succeeded(Write::SigningGuard)
+        }
         Ok(SignGuard::Conflict) => {
             tracing::error!(feed = %feed.name, epoch, round, "refusing to sign a second, different report for this epoch and round");
             shared
@@ -442,6 +422,7 @@ async fn decide(
         Err(e) => {
             // Without the guard written, a crash could lead to equivocation: do not sign.
             tracing::error!(feed = %feed.name, epoch, round, error = %e, "cannot record the signature; not signing");
+            shared.writes.failed(Write::SigningGuard, &e);
             shared
                 .metrics
                 .signing_refused

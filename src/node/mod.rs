@@ -24,3 +24,4 @@ pub mod service;
 pub mod status;
 pub mod store;
 pub mod transmission;
+pub mod writes;

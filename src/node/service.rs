@@ -29,6 +29,7 @@ use super::peer_id::PeerId;
 use super::protocol::messages::Envelope;
 use super::protocol::pacemaker::PacemakerState;
 use super::store::Store;
+use super::writes::{Write, Writes};
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
 use crate::paths::Root;
@@ -275,6 +276,7 @@ async fn start_oracle(
         metrics.observation_latency.clone(),
     )?;
     let tasks: Tasks = Arc::new(Mutex::new(Vec::new()));
+    let writes = Arc::new(Writes::register(registry)?);
     let (pacemaker_writes, pacemaker_queue) = mpsc::channel(PACEMAKER_QUEUE);
     tasks
         .lock()
@@ -283,6 +285,7 @@ async fn start_oracle(
             store.clone(),
             pacemaker_queue,
             metrics.clone(),
+            writes.clone(),
         )));
     let chain = if config.chain_options.enabled {
         let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
@@ -332,7 +335,15 @@ async fn start_oracle(
         metrics: metrics.clone(),
         status: Arc::new(super::status::NodeStatus::default()),
         pacemaker_writes,
+        writes,
     });
+    tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(tokio::spawn(super::writes::retry_unstored(
+            shared.clone(),
+            stopped.clone(),
+        )));
     let api = Arc::new(OracleApi {
         shared: shared.clone(),
         feeds: RwLock::new(Vec::new()),
@@ -569,6 +580,7 @@ async fn write_pacemaker_states(
     store: Store,
     mut queue: mpsc::Receiver<(String, ConfigDigest, PacemakerState)>,
     metrics: Arc<NodeMetrics>,
+    writes: Arc<Writes>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut latest = HashMap::new();
@@ -577,12 +589,16 @@ async fn write_pacemaker_states(
             latest.insert(digest, (feed, state));
         }
         for (digest, (feed, state)) in latest {
-            if let Err(e) = store.save_pacemaker(digest, &feed, &state).await {
-                tracing::error!(%feed, error = %e, "cannot save the pacemaker state");
-                metrics
-                    .store_errors
-                    .with_label_values(&["save_pacemaker"])
-                    .inc();
+            match store.save_pacemaker(digest, &feed, &state).await {
+                Ok(()) => writes.succeeded(Write::PacemakerState),
+                Err(e) => {
+                    tracing::error!(%feed, error = %e, "cannot save the pacemaker state");
+                    metrics
+                        .store_errors
+                        .with_label_values(&["save_pacemaker"])
+                        .inc();
+                    writes.failed(Write::PacemakerState, &e);
+                }
             }
         }
     }

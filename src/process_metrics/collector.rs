@@ -63,7 +63,7 @@ fn exit_signal(state: &ServiceState) -> Option<f64> {
     }
 }
 
-const FAMILIES: [Family; 15] = [
+const FAMILIES: [Family; 16] = [
     Family {
         name: "enclave_service_up",
         help: "Whether the service is where a healthy boot leaves it: 1 for a longrun that is up or a oneshot that finished, else 0.",
@@ -120,9 +120,15 @@ const FAMILIES: [Family; 15] = [
     },
     Family {
         name: "enclave_service_resident_memory_bytes",
-        help: "Resident memory of the service's process tree: the sum of each process's RSS, so pages shared between processes count once per process.",
+        help: "Resident memory of the service's process tree with shared pages counted once: the sum of each process's proportional set size (Pss in /proc/<pid>/smaps_rollup), where a page shared by k processes counts 1/k in each; a process whose PSS is unreadable counts with its RSS (see enclave_service_memory_fallback_processes).",
         kind: MetricType::GAUGE,
         source: Source::Tree(|t| Some(t.resident_memory_bytes as f64)),
+    },
+    Family {
+        name: "enclave_service_memory_fallback_processes",
+        help: "Processes of the service's tree counted by RSS in enclave_service_resident_memory_bytes because their /proc/<pid>/smaps_rollup could not be read (a kernel before 4.14, or no permission); 0 when the figure is PSS throughout.",
+        kind: MetricType::GAUGE,
+        source: Source::Tree(|t| Some(t.memory_fallback_processes as f64)),
     },
     Family {
         name: "enclave_service_threads",

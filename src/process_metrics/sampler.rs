@@ -20,7 +20,10 @@ pub(super) struct TreeReading {
     pub cpu_seconds_total: f64,
     /// None until the service has been sampled twice: a rate needs an interval.
     pub cpu_usage_cores: Option<f64>,
+    /// Shared pages counted once: the sum of each process's PSS (see [`tree_memory`]).
     pub resident_memory_bytes: u64,
+    /// Processes counted by their RSS because their PSS could not be read.
+    pub memory_fallback_processes: u64,
     pub threads: u64,
     /// None when no process's fd directory was readable (processes of another user, when not
     /// running as root): an absent series is honest where 0 would not be.
@@ -112,15 +115,85 @@ impl Sampler {
         if processes.is_empty() {
             return None;
         }
+        let memory = tree_memory(
+            processes.iter().map(|p| (p.pid().as_u32(), p.memory())),
+            read_pss,
+        );
         Some(TreeReading {
             processes: processes.len() as u64,
             cpu_seconds_total: account.total_seconds(),
             cpu_usage_cores,
-            resident_memory_bytes: processes.iter().map(|p| p.memory()).sum(),
+            resident_memory_bytes: memory.bytes,
+            memory_fallback_processes: memory.fallbacks,
             threads: processes.iter().map(|p| threads(p)).sum(),
             open_fds: open_fds(&processes),
         })
     }
+}
+
+/// A process's proportional set size, as /proc says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pss {
+    Bytes(u64),
+    /// The process exited since the scan, or is a zombie: it counts nothing.
+    Gone,
+    /// No smaps_rollup (a kernel before 4.14) or no permission to read it.
+    Unreadable,
+}
+
+/// A tree's memory with shared pages counted once, and how many processes had to be counted
+/// by RSS instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct TreeMemory {
+    pub bytes: u64,
+    pub fallbacks: u64,
+}
+
+/// The sum of each process's PSS: a page shared by k processes counts 1/k in each, so pages
+/// shared within the tree (PostgreSQL's shared buffers, a forked parent's memory) count once
+/// and the sums of different services add up to the memory really in use. Summing RSS instead
+/// counts such a page once per process (384 MiB for a PostgreSQL whose PSS was 79 MiB). A
+/// process whose PSS cannot be read counts with its RSS (`(pid, rss)`), and is counted.
+pub(super) fn tree_memory(
+    processes: impl Iterator<Item = (u32, u64)>,
+    read_pss: impl Fn(u32) -> Pss,
+) -> TreeMemory {
+    let mut memory = TreeMemory::default();
+    for (pid, rss) in processes {
+        match read_pss(pid) {
+            Pss::Bytes(bytes) => memory.bytes += bytes,
+            Pss::Gone => {}
+            Pss::Unreadable => {
+                memory.bytes += rss;
+                memory.fallbacks += 1;
+            }
+        }
+    }
+    memory
+}
+
+fn read_pss(pid: u32) -> Pss {
+    match std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+        // A zombie or a kernel thread has no mappings: an empty file, nothing resident.
+        Ok(text) => Pss::Bytes(pss_kib(&text).unwrap_or(0).saturating_mul(1024)),
+        // ESRCH: a zombie, whose memory is gone already.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Pss::Gone,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !pid_exists(pid) => Pss::Gone,
+        Err(_) => Pss::Unreadable,
+    }
+}
+
+fn pid_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The `Pss:` line of smaps_rollup, in KiB.
+fn pss_kib(smaps_rollup: &str) -> Option<u64> {
+    smaps_rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
 }
 
 /// The pid worth measuring: a service in any other status has no process of its own, so a
@@ -213,6 +286,66 @@ mod tests {
     fn a_parent_loop_does_not_hang_the_walk() {
         let children = HashMap::from([(pid(5), vec![pid(6)]), (pid(6), vec![pid(5)])]);
         assert_eq!(tree_of(pid(5), &children), vec![pid(5), pid(6)]);
+    }
+
+    #[test]
+    fn pss_is_read_from_the_pss_line_of_smaps_rollup() {
+        let rollup = "55d0c8a3c000-7ffc5a7f1000 ---p 00000000 00:00 0    [rollup]\n\
+                      Rss:              135168 kB\n\
+                      Pss:               27034 kB\n\
+                      Pss_Dirty:         26972 kB\n\
+                      Pss_Anon:            112 kB\n\
+                      Shared_Clean:        448 kB\n";
+        assert_eq!(pss_kib(rollup), Some(27034));
+        assert_eq!(pss_kib(""), None);
+        assert_eq!(pss_kib("Pss_Anon: 5 kB\n"), None);
+        assert_eq!(pss_kib("Pss: many kB\n"), None);
+    }
+
+    #[test]
+    fn tree_memory_sums_pss_and_falls_back_to_rss_only_where_pss_is_unreadable() {
+        /// (pid, rss, what smaps_rollup says)
+        type Tree<'a> = &'a [(u32, u64, Pss)];
+        let cases: [(Tree, TreeMemory); 4] = [
+            (
+                &[],
+                TreeMemory {
+                    bytes: 0,
+                    fallbacks: 0,
+                },
+            ),
+            (
+                &[(1, 400, Pss::Bytes(100)), (2, 400, Pss::Bytes(100))],
+                TreeMemory {
+                    bytes: 200,
+                    fallbacks: 0,
+                },
+            ),
+            (
+                &[(1, 400, Pss::Bytes(100)), (2, 300, Pss::Unreadable)],
+                TreeMemory {
+                    bytes: 400,
+                    fallbacks: 1,
+                },
+            ),
+            (
+                &[(1, 400, Pss::Gone), (2, 300, Pss::Bytes(50))],
+                TreeMemory {
+                    bytes: 50,
+                    fallbacks: 0,
+                },
+            ),
+        ];
+        for (processes, expected) in cases {
+            let memory = tree_memory(processes.iter().map(|&(pid, rss, _)| (pid, rss)), |pid| {
+                processes
+                    .iter()
+                    .find(|p| p.0 == pid)
+                    .map(|p| p.2)
+                    .expect("known pid")
+            });
+            assert_eq!(memory, expected, "{processes:?}");
+        }
     }
 
     #[test]

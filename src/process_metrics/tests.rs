@@ -107,11 +107,12 @@ fn service_value(text: &str, name: &str, service: &str) -> Option<f64> {
     value(text, &series(name, service))
 }
 
-const TREE_FAMILIES: [&str; 6] = [
+const TREE_FAMILIES: [&str; 7] = [
     "enclave_service_processes",
     "enclave_service_cpu_seconds_total",
     "enclave_service_cpu_usage_cores",
     "enclave_service_resident_memory_bytes",
+    "enclave_service_memory_fallback_processes",
     "enclave_service_threads",
     "enclave_service_open_fds",
 ];
@@ -319,6 +320,92 @@ fn a_child_process_counts_toward_its_service() {
     assert_eq!(get("enclave_service_threads"), Some(5.0), "{text}");
     // At least stdin, stdout and stderr of each.
     assert!(get("enclave_service_open_fds") >= Some(6.0), "{text}");
+}
+
+/// A parent maps 96 MiB of shared anonymous memory and writes all of it, then forks four
+/// children that each read every page: all five have the 96 MiB resident.
+const SHARER: &str = r#"
+import mmap, os, sys, time
+size = 96 << 20
+m = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+m.write(b"x" * size)
+for _ in range(4):
+    if os.fork() == 0:
+        touched = sum(m[i] for i in range(0, size, 4096))
+        with open(sys.argv[1], "a") as f:
+            f.write("%d\n" % touched)
+        time.sleep(120)
+        os._exit(0)
+time.sleep(120)
+"#;
+
+/// RSS of every process in process group `group` (the toy's tree), from /proc.
+fn rss_of_group(group: u32) -> f64 {
+    let mut total = 0.0;
+    for entry in fs::read_dir("/proc").expect("/proc").filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, after_name)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        // Field 5 (pgrp) is the third after the command name.
+        if after_name.split_whitespace().nth(2) != Some(&group.to_string()) {
+            continue;
+        }
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        total += kib * 1024.0;
+    }
+    total
+}
+
+#[test]
+fn memory_shared_within_a_tree_counts_once_not_once_per_process() {
+    let mut toy = Toy::new();
+    let touched = toy.root.path().join("touched");
+    let main = toy.start(
+        "sharer",
+        &format!("python3 -c '{SHARER}' {}", touched.display()),
+    );
+    let (registry, metrics) = toy.metrics();
+    let text = sample_until(
+        &registry,
+        &metrics,
+        Duration::from_secs(60),
+        "four children that touched the shared memory",
+        |text| {
+            let children = fs::read_to_string(&touched).unwrap_or_default();
+            children.lines().count() == 4
+                && service_value(text, "enclave_service_processes", "sharer") >= Some(5.0)
+        },
+    );
+    promtool_check(&text);
+    let get = |name| service_value(&text, name, "sharer").expect(name);
+    let memory = get("enclave_service_resident_memory_bytes");
+    let rss = rss_of_group(main);
+    // The sharing really happened: summed RSS counts the mapping in each of the 5 processes.
+    assert!(rss >= 5.0 * 96.0 * MIB, "RSS sum {} MiB", rss / MIB);
+    // The figure counts it once (plus the interpreters' own few MiB each).
+    assert!(
+        (90.0 * MIB..140.0 * MIB).contains(&memory),
+        "memory {} MiB, RSS sum {} MiB\n{text}",
+        memory / MIB,
+        rss / MIB
+    );
+    assert_eq!(get("enclave_service_memory_fallback_processes"), 0.0);
 }
 
 #[test]

@@ -234,7 +234,9 @@ fn describe(e: reqwest::Error) -> String {
 }
 
 fn read_services(root: &Root) -> Result<Vec<ServiceState>, String> {
-    crate::supervisor::status::load(&StateDir::new(root)).map_err(|e| e.to_string())
+    crate::supervisor::status::load(&StateDir::new(root))
+        .map(|(states, _page)| states)
+        .map_err(|e| e.to_string())
 }
 
 fn read_attestation(root: &Root) -> Result<Option<AttestationView>, String> {

@@ -21,6 +21,7 @@ use crate::attestation::metrics::AttestationMetrics;
 use crate::attestation::AttestationPaths;
 use crate::config::{load_verified, read_key_file, VerifiedConfig};
 use crate::exit;
+use crate::logging::Untrusted;
 use crate::paths::Root;
 use crate::telemetry::{self, server, Pusher};
 
@@ -61,7 +62,7 @@ pub fn run(options: InitOptions) -> u8 {
     let key_path = match &options.insecure_public_key_file {
         Some(file) => {
             tracing::warn!(
-                key = %file.display(),
+                key = %Untrusted::path(file),
                 "INSECURE MODE: the configuration is verified with a key from the command line, not the image's; for local development only"
             );
             std::path::absolute(file).unwrap_or_else(|_| file.clone())
@@ -83,12 +84,18 @@ pub fn run(options: InitOptions) -> u8 {
         digest = %verified.verified.digest_hex,
         "configuration verified"
     );
+    if let Some(code) = stop_requested("configuration verification") {
+        return code;
+    }
     // Services run with their definition folder as working directory: every path must be absolute.
     let services_dir = std::path::absolute(&options.services_dir).unwrap_or(options.services_dir);
     let graph = match load_graph(&services_dir, verified.config.nodes.total, &options.only) {
         Ok(graph) => graph,
         Err(code) => return code,
     };
+    if let Some(code) = stop_requested("service definitions") {
+        return code;
+    }
     if std::process::id() != 1 {
         if let Err(e) = become_subreaper() {
             tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped by us");
@@ -152,6 +159,15 @@ fn base_env(root: &Root, config: &Path, key: &Path) -> BTreeMap<String, String> 
     env
 }
 
+/// A termination signal that came during the boot (recorded by the early handler) ends it
+/// between two phases: nothing has started yet, so the exit is clean (0). The event loop checks
+/// once more, for a signal after the last phase.
+fn stop_requested(phase: &str) -> Option<u8> {
+    let signal = super::early_signals::requested()?;
+    tracing::info!(%signal, phase, "stop requested during the boot: starting nothing");
+    Some(exit::OK)
+}
+
 /// When the boot started, how long verification took, and how the key was chosen.
 struct Boot {
     started: std::time::Instant,
@@ -194,6 +210,9 @@ fn supervise(
         boot.verified_after.as_secs_f64(),
     );
     publish_identity(root, verified, &boot, &registry);
+    if let Some(code) = stop_requested("keys, identity and attestation") {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -279,7 +298,9 @@ fn publish_identity(root: &Root, verified: &VerifiedConfig, boot: &Boot, registr
         boot_time: boot.boot_time,
     };
     if let Some(published) = identity_boot::publish(&facts, &paths, &metrics) {
-        identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT);
+        identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {
+            super::early_signals::requested().is_some()
+        });
     }
 }
 

@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::schema::LogPolicy;
+use crate::logging::untrusted::escape_all;
 
 /// Longer lines are emitted in pieces of this size, so a line without `\n` cannot grow unbounded.
 const MAX_LINE: usize = 16 * 1024;
@@ -279,17 +280,30 @@ impl Reader {
     }
 
     fn emit(&self, line: &[u8]) {
-        self.hub.send_stdout(self.stdout_line(line));
-        lock(&self.log).append(line);
+        let text = shown(line);
+        self.hub.send_stdout(self.stdout_line(&text));
+        lock(&self.log).append(text.as_bytes());
     }
 
-    fn stdout_line(&self, line: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(line);
+    fn stdout_line(&self, text: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.prefix.len() + text.len() + 1);
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(text.as_bytes());
         out.push(b'\n');
         out
+    }
+}
+
+/// A line of a service's output as it is kept and shown: UTF-8 (invalid bytes replaced) with
+/// control characters other than tab escaped, so that no output (a PostgreSQL message quoting a
+/// client's input, a stray escape sequence) can rewrite the terminal or fake a line break
+/// within the container's stdout or the log files.
+fn shown(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    match String::from_utf8_lossy(line) {
+        std::borrow::Cow::Borrowed(text) => escape_all(text, |c| c == '\t'),
+        std::borrow::Cow::Owned(text) => {
+            std::borrow::Cow::Owned(escape_all(&text, |c| c == '\t').into_owned())
+        }
     }
 }
 
@@ -742,16 +756,24 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_lossy_on_stdout_and_raw_in_the_file() {
+    fn invalid_utf8_and_control_characters_are_shown_safely_on_stdout_and_in_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let sink = TestSink::new(true);
         let hub = hub(tmp.path(), policy(1 << 20, 10), &sink);
         let mut w = attach(&hub, "svc");
         w.write_all(b"a\xffb\n").unwrap();
+        w.write_all(b"tab\tkept, cr\r and \x1b[2J escaped\n")
+            .unwrap();
         drop(w);
         hub.flush(WAIT);
-        assert_eq!(sink.text(), "[svc] a\u{fffd}b\n");
-        assert_eq!(read(tmp.path().join("svc/current")), b"a\xffb\n");
+        assert_eq!(
+            sink.text(),
+            "[svc] a\u{fffd}b\n[svc] tab\tkept, cr\\r and \\u{1b}[2J escaped\n"
+        );
+        assert_eq!(
+            String::from_utf8(read(tmp.path().join("svc/current"))).unwrap(),
+            "a\u{fffd}b\ntab\tkept, cr\\r and \\u{1b}[2J escaped\n"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The supervisor's own metrics: service states and transitions, restarts, boot phases, which
 //! configuration runs and whether it was verified in insecure mode.
 
-use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::state::Status;
 
@@ -32,6 +32,8 @@ pub struct SupervisorMetrics {
     configuration: IntGaugeVec,
     insecure: IntGauge,
     shutting_down: IntGauge,
+    state_files_stale: IntGauge,
+    state_file_write_failures: IntCounter,
 }
 
 impl SupervisorMetrics {
@@ -77,6 +79,14 @@ impl SupervisorMetrics {
                 "enclave_supervisor_shutting_down",
                 "1 once the supervisor is stopping the services.",
             )?,
+            state_files_stale: IntGauge::new(
+                "enclave_supervisor_state_files_stale",
+                "Services whose state files lag behind the supervisor because they could not be written (a full disk); their true state is in the state page. 0 when the files are current.",
+            )?,
+            state_file_write_failures: IntCounter::new(
+                "enclave_supervisor_state_file_write_failures_total",
+                "Failed writes of a service's state files (each retried until it succeeds).",
+            )?,
         };
         registry.register(Box::new(m.state.clone()))?;
         registry.register(Box::new(m.transitions.clone()))?;
@@ -85,6 +95,8 @@ impl SupervisorMetrics {
         registry.register(Box::new(m.configuration.clone()))?;
         registry.register(Box::new(m.insecure.clone()))?;
         registry.register(Box::new(m.shutting_down.clone()))?;
+        registry.register(Box::new(m.state_files_stale.clone()))?;
+        registry.register(Box::new(m.state_file_write_failures.clone()))?;
         Ok(m)
     }
 
@@ -116,5 +128,14 @@ impl SupervisorMetrics {
 
     pub fn shutting_down(&self) {
         self.shutting_down.set(1);
+    }
+
+    pub fn state_files_stale(&self, services: usize) {
+        self.state_files_stale
+            .set(i64::try_from(services).unwrap_or(i64::MAX));
+    }
+
+    pub fn state_file_write_failed(&self) {
+        self.state_file_write_failures.inc();
     }
 }

@@ -13,6 +13,7 @@ pub mod process;
 pub mod readiness;
 pub mod restart;
 pub mod state;
+mod state_files;
 pub mod status;
 
 pub use init::{run, InitOptions, DEFAULT_SERVICES_DIR};

@@ -22,6 +22,7 @@ use super::process::{output_pipe, signal_group, signal_process, Reaper, Spawn};
 use super::readiness::wait_for_readiness;
 use super::restart::{Decision, RestartTracker};
 use super::state::{Exit, Kind, ServiceState, StateDir, Status};
+use super::state_files::StateFiles;
 use crate::config::schema::RestartPolicy;
 
 /// How long a `finish` script may run (s6's default `timeout-finish`).
@@ -124,7 +125,7 @@ pub struct Supervisor {
     graph: Graph,
     policy: RestartPolicy,
     base_env: BTreeMap<String, String>,
-    state_dir: StateDir,
+    state_files: StateFiles,
     events: mpsc::UnboundedSender<Event>,
     inbox: mpsc::UnboundedReceiver<Event>,
     shutdown: Option<Shutdown>,
@@ -147,6 +148,7 @@ impl Supervisor {
     ) -> std::io::Result<Self> {
         let (events, inbox) = mpsc::unbounded_channel();
         let mut services = BTreeMap::new();
+        let mut state_files = StateFiles::new(state_dir, metrics.clone());
         for name in graph.names() {
             let Some(def) = graph.get(name) else { continue };
             let kind = match def.kind {
@@ -164,7 +166,7 @@ impl Supervisor {
                 pid: None,
                 output: write,
             };
-            state_dir.write(&service.state)?;
+            state_files.write(&service.state);
             metrics.state(name, service.state.status);
             services.insert(name.to_owned(), service);
         }
@@ -173,7 +175,7 @@ impl Supervisor {
             graph,
             policy,
             base_env,
-            state_dir,
+            state_files,
             events,
             inbox,
             shutdown: None,
@@ -203,7 +205,10 @@ impl Supervisor {
             tokio::select! {
                 Some(event) = self.inbox.recv() => self.handle(event),
                 _ = chld.recv() => Reaper::global().reap(),
-                _ = sweep.tick() => Reaper::global().reap(),
+                _ = sweep.tick() => {
+                    Reaper::global().reap();
+                    self.state_files.retry();
+                }
                 _ = term.recv() => self.begin_shutdown(Shutdown::Requested(Signal::SIGTERM)),
                 _ = int.recv() => self.begin_shutdown(Shutdown::Requested(Signal::SIGINT)),
                 _ = hup.recv() => self.begin_shutdown(Shutdown::Requested(Signal::SIGHUP)),
@@ -726,9 +731,7 @@ impl Supervisor {
             service.state.pid = None;
         }
         tracing::debug!(service = %name, status = %service.state.status, "state");
-        if let Err(e) = self.state_dir.write(&service.state) {
-            tracing::warn!(service = %name, error = %e, "cannot write state files");
-        }
+        self.state_files.write(&service.state);
     }
 
     fn spawn_spec(

@@ -1,16 +1,32 @@
 //! Per-service state files under `<root>/run/service/<name>/`, one value per file, each written
 //! atomically (write beside, then rename) so a reader never sees half a value. The
 //! process-metrics exporter, `enclave status` and the tests read them.
+//!
+//! Writing a new file needs free space; when there is none (a full disk) the files of a service
+//! lag behind the supervisor. The supervisor then keeps the truth in memory, retries, and puts
+//! the true state of every lagging service in the state page `.supervisor.json`: a file of fixed
+//! size made at boot and overwritten in place, which needs no new space. [`StateDir::read_all`]
+//! reads the page too, so every reader sees the supervisor's view, not the stale files.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::paths::Root;
 
 pub const SERVICE_STATE_DIR: &str = "/run/service";
+/// The state page, in the state directory (a leading dot: not a service).
+pub const PAGE_FILE: &str = ".supervisor.json";
+/// The page's fixed size: its JSON padded with spaces. Room for about 400 lagging services.
+pub const PAGE_BYTES: usize = 64 * 1024;
+/// A reader may catch the page while it is being overwritten: it reads again.
+const PAGE_READ_ATTEMPTS: u32 = 5;
+const PAGE_READ_RETRY: Duration = Duration::from_millis(10);
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +200,105 @@ impl ServiceState {
     }
 }
 
+/// The state page: whether the state files are current, and the true state of each service
+/// whose files lag behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatePage {
+    pub supervisor_pid: u32,
+    /// Some service's files could not be written: they are older than `services` says.
+    pub stale: bool,
+    /// Unix seconds of the first failed write since the files were last current.
+    pub stale_since: Option<u64>,
+    /// The last write error.
+    pub error: Option<String>,
+    /// The true state of each service whose files lag behind.
+    pub services: Vec<PageService>,
+    /// More services lagged than the page holds.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One service in the page, as the files would say it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageService {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub pid: Option<u32>,
+    pub restart_count: u64,
+    pub last_restart: Option<u64>,
+    pub last_exit: Option<String>,
+}
+
+impl From<&ServiceState> for PageService {
+    fn from(s: &ServiceState) -> Self {
+        Self {
+            name: s.name.clone(),
+            kind: s.kind.as_str().to_owned(),
+            status: s.status.as_str().to_owned(),
+            pid: s.pid,
+            restart_count: s.restart_count,
+            last_restart: s.last_restart,
+            last_exit: s.last_exit.map(|e| e.to_string()),
+        }
+    }
+}
+
+impl TryFrom<&PageService> for ServiceState {
+    type Error = String;
+
+    fn try_from(p: &PageService) -> Result<Self, String> {
+        Ok(Self {
+            name: p.name.clone(),
+            kind: p.kind.parse()?,
+            status: p.status.parse()?,
+            pid: p.pid,
+            restart_count: p.restart_count,
+            last_restart: p.last_restart,
+            last_exit: p.last_exit.as_deref().map(str::parse).transpose()?,
+        })
+    }
+}
+
+impl StatePage {
+    /// The page as written: compact JSON padded with spaces to exactly [`PAGE_BYTES`]; services
+    /// that do not fit are left out and `truncated` set.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn json<T: Serialize>(value: &T) -> Vec<u8> {
+            serde_json::to_vec(value).unwrap_or_default()
+        }
+        let mut bytes = json(self);
+        if bytes.len() >= PAGE_BYTES {
+            let mut page = Self {
+                services: Vec::new(),
+                truncated: true,
+                ..self.clone()
+            };
+            // Each kept service costs its JSON and a comma.
+            let mut room = PAGE_BYTES.saturating_sub(json(&page).len() + 1);
+            for service in &self.services {
+                let cost = json(service).len() + 1;
+                if cost > room {
+                    break;
+                }
+                room -= cost;
+                page.services.push(service.clone());
+            }
+            bytes = json(&page);
+        }
+        bytes.resize(PAGE_BYTES, b' ');
+        bytes
+    }
+
+    fn parse(bytes: &[u8]) -> io::Result<Self> {
+        serde_json::from_slice(bytes.trim_ascii_end())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{PAGE_FILE}: {e}")))
+    }
+}
+
 /// `<root>/run/service`.
 #[derive(Debug, Clone)]
 pub struct StateDir(PathBuf);
@@ -247,22 +362,83 @@ impl StateDir {
         })
     }
 
-    /// Every service with a state directory, sorted by name.
+    /// Every service with a state directory, sorted by name, as the supervisor sees it: the
+    /// state page's entry where a service's files lag behind.
     pub fn read_all(&self) -> io::Result<Vec<ServiceState>> {
+        Ok(self.read_all_with_page()?.0)
+    }
+
+    /// [`read_all`](Self::read_all) and the state page it used (`None` when there is none).
+    pub fn read_all_with_page(&self) -> io::Result<(Vec<ServiceState>, Option<StatePage>)> {
         let mut names: Vec<String> = fs::read_dir(&self.0)?
             .filter_map(Result::ok)
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.'))
             .collect();
+        let page = self.read_page()?;
+        let truth: Vec<ServiceState> = match &page {
+            Some(page) if page.stale => page
+                .services
+                .iter()
+                .map(|p| {
+                    ServiceState::try_from(p).map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("{PAGE_FILE}: {e}"))
+                    })
+                })
+                .collect::<io::Result<_>>()?,
+            _ => Vec::new(),
+        };
+        // A service whose very first files could not be written exists only in the page.
+        for state in &truth {
+            if !names.contains(&state.name) {
+                names.push(state.name.clone());
+            }
+        }
         names.sort();
-        names.iter().map(|n| self.read(n)).collect()
+        let states = names
+            .iter()
+            .map(|n| match truth.iter().find(|t| &t.name == n) {
+                Some(state) => Ok(state.clone()),
+                None => self.read(n),
+            })
+            .collect::<io::Result<_>>()?;
+        Ok((states, page))
+    }
+
+    pub fn page_path(&self) -> PathBuf {
+        self.0.join(PAGE_FILE)
+    }
+
+    /// The state page, `None` when there is none (a supervisor that could not make it, or an
+    /// older one).
+    pub fn read_page(&self) -> io::Result<Option<StatePage>> {
+        let mut attempt = 1;
+        loop {
+            let bytes = match fs::read(self.page_path()) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match StatePage::parse(&bytes) {
+                Ok(page) => return Ok(Some(page)),
+                Err(_) if attempt < PAGE_READ_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(PAGE_READ_RETRY);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
 fn write_atomic(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     let tmp = dir.join(format!(".{file}.tmp"));
-    fs::write(&tmp, format!("{value}\n"))?;
+    if let Err(e) = fs::write(&tmp, format!("{value}\n")) {
+        // On a full disk the file is created but not written: leave nothing behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, dir.join(file))
 }
 
@@ -288,6 +464,66 @@ mod tests {
             "signal 9\n"
         );
         assert_eq!(dir.read_all().expect("all"), vec![s]);
+    }
+
+    #[test]
+    fn the_page_has_a_fixed_size_and_its_lagging_services_override_their_files() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = StateDir::new(&Root::new(tmp.path()));
+        dir.reset().expect("reset");
+        let mut old = ServiceState::new("node-2", Kind::Longrun);
+        old.status = Status::Up;
+        old.pid = Some(10);
+        dir.write(&old).expect("write");
+        dir.write(&ServiceState::new("postgres", Kind::Longrun))
+            .expect("write");
+        let mut truth = old.clone();
+        truth.pid = Some(11);
+        truth.restart_count = 1;
+        truth.last_exit = Some(Exit::Signal(9));
+        let fresh = ServiceState::new("only-in-page", Kind::Oneshot);
+        let page = StatePage {
+            supervisor_pid: 1,
+            stale: true,
+            stale_since: Some(1_700_000_000),
+            error: Some("No space left on device (os error 28)".into()),
+            services: vec![PageService::from(&truth), PageService::from(&fresh)],
+            truncated: false,
+        };
+        let bytes = page.to_bytes();
+        assert_eq!(bytes.len(), PAGE_BYTES);
+        fs::write(dir.page_path(), &bytes).expect("page");
+        let (states, read) = dir.read_all_with_page().expect("read");
+        assert_eq!(read, Some(page.clone()));
+        let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["node-2", "only-in-page", "postgres"]);
+        assert_eq!(states[0], truth);
+        assert_eq!(states[1], fresh);
+        assert_eq!(states[2].status, Status::Down);
+        // A current page changes nothing.
+        let current = StatePage {
+            stale: false,
+            ..page
+        };
+        fs::write(dir.page_path(), current.to_bytes()).expect("page");
+        assert_eq!(dir.read_all().expect("read")[0], old);
+    }
+
+    #[test]
+    fn a_page_with_too_many_services_is_cut_and_says_so() {
+        let many: Vec<PageService> = (0..2000)
+            .map(|i| PageService::from(&ServiceState::new(&format!("service-{i}"), Kind::Longrun)))
+            .collect();
+        let page = StatePage {
+            stale: true,
+            services: many,
+            ..StatePage::default()
+        };
+        let bytes = page.to_bytes();
+        assert_eq!(bytes.len(), PAGE_BYTES);
+        let read = StatePage::parse(&bytes).expect("parse");
+        assert!(read.truncated);
+        assert!(!read.services.is_empty() && read.services.len() < 2000);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `enclave status`: every service's state as the supervisor last wrote it, as a table or as
 //! JSON, and with `--check` an exit code for health probes.
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -11,8 +12,9 @@ use serde_json::{json, Value};
 use crate::attestation::boot::read_document;
 use crate::attestation::identity::IdentityDocument;
 use crate::attestation::identity_file;
+use crate::logging::Untrusted;
 use crate::paths::Root;
-use crate::supervisor::state::{Kind, ServiceState, StateDir, Status};
+use crate::supervisor::state::{Kind, ServiceState, StateDir, StatePage, Status};
 
 const HEADERS: [&str; 7] = [
     "NAME",
@@ -172,9 +174,10 @@ fn render_identity(document: &IdentityDocument, path: &Path) -> String {
         ));
     }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    // The document is a file anyone with access to the root could have edited.
     lines
         .iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}"))
+        .map(|(k, v)| format!("{k:<width$}  {}", Untrusted::bounded(v, 1000)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -189,18 +192,24 @@ fn run_to(
 ) -> u8 {
     // Output errors are ignored on stderr (nowhere left to report them) and on a closed stdout
     // (`enclave status | head`); the exit code still tells the health.
-    let states = match load(dir) {
-        Ok(states) => states,
+    let (states, page) = match load(dir) {
+        Ok(loaded) => loaded,
         Err(e) => {
             let _ = writeln!(err, "enclave status: {e}");
             return 1;
         }
     };
+    let stale = stale_services(page.as_ref());
     let text = if json {
-        // The array's shape is relied upon; the identity is `--identity --json`.
-        render_json(&states)
+        // The array's shape is relied upon (fields may be added); the identity is
+        // `--identity --json`.
+        render_json(&states, &stale)
     } else {
-        let mut text = render_table(&states);
+        let mut text = render_table(&states, &stale);
+        if let Some(page) = page.as_ref().filter(|p| p.stale) {
+            text.push_str("\n\n");
+            text.push_str(&stale_note(page, &dir.page_path()));
+        }
         match identity.map(|path| (path, read_document(path))) {
             Some((path, Ok(Some(document)))) => {
                 text.push_str("\n\n");
@@ -242,11 +251,41 @@ fn run_to(
     }
 }
 
-pub(crate) fn load(dir: &StateDir) -> Result<Vec<ServiceState>, StatusError> {
+/// Names of the services whose state files lag behind the supervisor.
+fn stale_services(page: Option<&StatePage>) -> BTreeSet<String> {
+    match page {
+        Some(page) if page.stale => page.services.iter().map(|s| s.name.clone()).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// What the operator must know when the files lag behind: since when, why, and that the marked
+/// rows are the supervisor's own view.
+fn stale_note(page: &StatePage, path: &Path) -> String {
+    let since = page
+        .stale_since
+        .map(restart_time)
+        .unwrap_or_else(|| "an unknown time".to_owned());
+    let error = page.error.as_deref().unwrap_or("unknown error");
+    let mut note = format!(
+        "* STALE state files since {since}: the supervisor cannot write them ({}). The rows marked * \
+         show its current view, from {}; the files catch up once they can be written.",
+        Untrusted::new(error),
+        path.display()
+    );
+    if page.truncated {
+        note.push_str(
+            " More services lag behind than the page holds: the others' rows may be old.",
+        );
+    }
+    note
+}
+
+pub(crate) fn load(dir: &StateDir) -> Result<(Vec<ServiceState>, Option<StatePage>), StatusError> {
     let mut attempt = 1;
     loop {
-        match dir.read_all() {
-            Ok(states) => return Ok(states),
+        match dir.read_all_with_page() {
+            Ok(loaded) => return Ok(loaded),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StatusError::Missing(dir.path().to_owned()))
             }
@@ -291,12 +330,14 @@ fn healthy(kind: Kind) -> Status {
     }
 }
 
-/// One line: a JSON array of one object per service, `null` where a value is absent.
-fn render_json(states: &[ServiceState]) -> String {
+/// One line: a JSON array of one object per service, `null` where a value is absent;
+/// `staleFiles` is true where the values are the supervisor's view because the files lag.
+fn render_json(states: &[ServiceState], stale: &BTreeSet<String>) -> String {
     let services = states
         .iter()
         .map(|s| {
             json!({
+                "staleFiles": stale.contains(&s.name),
                 "name": s.name,
                 "type": s.kind.as_str(),
                 "status": s.status.as_str(),
@@ -311,10 +352,19 @@ fn render_json(states: &[ServiceState]) -> String {
 }
 
 /// Columns aligned with two spaces between them, `-` where a value is absent, no trailing
-/// newline.
-fn render_table(states: &[ServiceState]) -> String {
+/// newline; `*` after the name of a service whose files lag behind.
+fn render_table(states: &[ServiceState], stale: &BTreeSet<String>) -> String {
     let header = HEADERS.map(str::to_owned);
-    let rows: Vec<[String; 7]> = states.iter().map(table_row).collect();
+    let rows: Vec<[String; 7]> = states
+        .iter()
+        .map(|s| {
+            let mut row = table_row(s);
+            if stale.contains(&s.name) {
+                row[0].push('*');
+            }
+            row
+        })
+        .collect();
     let mut widths = HEADERS.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -403,7 +453,7 @@ mod tests {
 
     #[test]
     fn the_table_is_aligned_with_dashes_for_absent_values() {
-        let table = render_table(&sample());
+        let table = render_table(&sample(), &BTreeSet::new());
         let expected = "\
 NAME          TYPE     STATUS    PID   RESTARTS  LAST-RESTART          LAST-EXIT
 config-check  oneshot  finished  -     0         -                     -
@@ -413,7 +463,7 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
 
     #[test]
     fn json_is_one_line_with_nulls_for_absent_values() {
-        let text = render_json(&sample());
+        let text = render_json(&sample(), &BTreeSet::new());
         assert!(!text.contains('\n'));
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
@@ -421,16 +471,18 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
             json!([
                 {
                     "name": "config-check", "type": "oneshot", "status": "finished",
-                    "pid": null, "restartCount": 0, "lastRestart": null, "lastExit": null
+                    "pid": null, "restartCount": 0, "lastRestart": null, "lastExit": null,
+                    "staleFiles": false
                 },
                 {
+                    "staleFiles": false,
                     "name": "postgres", "type": "longrun", "status": "up",
                     "pid": 4242, "restartCount": 2, "lastRestart": "2023-11-14T22:13:20Z",
                     "lastExit": "signal 9"
                 }
             ])
         );
-        assert_eq!(render_json(&[]), "[]");
+        assert_eq!(render_json(&[], &BTreeSet::new()), "[]");
     }
 
     #[test]
@@ -467,7 +519,7 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
         dir.reset().unwrap();
         let (code, out, err) = run_captured(&dir, false, true);
         assert_eq!(code, 1);
-        assert_eq!(out, format!("{}\n", render_table(&[])));
+        assert_eq!(out, format!("{}\n", render_table(&[], &BTreeSet::new())));
         assert!(err.contains("no services"), "{err}");
         assert_eq!(run_captured(&dir, false, false).0, 0);
     }
@@ -482,7 +534,11 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
         }
         assert_eq!(
             run_captured(&dir, true, true),
-            (0, format!("{}\n", render_json(&sample())), String::new())
+            (
+                0,
+                format!("{}\n", render_json(&sample(), &BTreeSet::new())),
+                String::new()
+            )
         );
         dir.write(&service("node-2", Kind::Longrun, Status::Stopping))
             .unwrap();
@@ -490,6 +546,45 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
         assert_eq!(code, 1);
         assert!(out.contains("node-2"), "{out}");
         assert_eq!(err, "node-2: stopping, expected up\n");
+    }
+
+    #[test]
+    fn stale_files_are_said_and_the_supervisors_view_is_shown() {
+        use crate::supervisor::state::PageService;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.reset().unwrap();
+        let old = sample();
+        for s in &old {
+            dir.write(s).unwrap();
+        }
+        let mut truth = old[1].clone();
+        truth.pid = Some(5151);
+        truth.restart_count = 3;
+        let page = StatePage {
+            supervisor_pid: 1,
+            stale: true,
+            stale_since: Some(1_700_000_000),
+            error: Some("No space left on device (os error 28)".into()),
+            services: vec![PageService::from(&truth)],
+            truncated: false,
+        };
+        std::fs::write(dir.page_path(), page.to_bytes()).unwrap();
+        let (code, out, _) = run_captured(&dir, false, true);
+        assert_eq!(code, 0);
+        assert!(out.contains("postgres*"), "{out}");
+        assert!(out.contains("5151"), "{out}");
+        assert!(!out.contains("4242"), "{out}");
+        assert!(
+            out.contains("STALE state files since 2023-11-14T22:13:20Z"),
+            "{out}"
+        );
+        assert!(out.contains("No space left on device"), "{out}");
+        let (_, out, _) = run_captured(&dir, true, false);
+        let value: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(value[1]["staleFiles"], json!(true));
+        assert_eq!(value[1]["restartCount"], json!(3));
+        assert_eq!(value[0]["staleFiles"], json!(false));
     }
 
     #[test]

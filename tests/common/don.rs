@@ -64,6 +64,18 @@ impl Don {
         skip: &[u32],
         configure: impl FnOnce(&mut Value),
     ) -> Don {
+        Self::start_prepared(total, feeds, skip, configure, |_| {})
+    }
+
+    /// [`Don::start`], with `prepare` given the enclave's root before anything starts (to mount
+    /// a filesystem under it, say).
+    pub fn start_prepared(
+        total: u32,
+        feeds: &[Feed<'_>],
+        skip: &[u32],
+        configure: impl FnOnce(&mut Value),
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Don {
         let prices = PriceServer::start();
         for (_, symbol, _, _, price) in feeds {
             prices.set(symbol, price);
@@ -101,6 +113,7 @@ impl Don {
             s["feeds"] = Value::from(feed_configs);
             configure(s);
         });
+        prepare(&enclave.root);
         enclave.start(&[
             "--only",
             "node-keys",

@@ -5,6 +5,7 @@ pub mod clone;
 pub mod devchain;
 pub mod don;
 pub mod harness;
+pub mod hostile;
 pub mod price_server;
 pub mod receivers;
 pub mod tcp_proxy;
