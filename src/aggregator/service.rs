@@ -19,8 +19,8 @@ use super::sources::Source;
 use super::streaming::StreamSet;
 use crate::config::schema::sources::SourceId;
 use crate::config::Config;
-use crate::net::http_server::{self, Limits};
 use crate::logging::Untrusted;
+use crate::net::http_server::{self, Limits};
 use crate::telemetry::{self, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

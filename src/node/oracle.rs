@@ -536,6 +536,7 @@ mod tests {
         assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
         assert!(log.should_log("differs: signers", t0 + PROBLEM_REPEAT));
         assert!(log.should_log("not configured", t0 + PROBLEM_REPEAT));
+    }
 
     use alloy_primitives::Address;
 
