@@ -4,6 +4,7 @@
 pub mod aggregator;
 pub mod alerts;
 pub mod attestation;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod exit;
