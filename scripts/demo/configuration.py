@@ -34,8 +34,11 @@ ALERT_SOURCE = "kraken"
 PEGGED = {"feed": "USDC-USD", "peg": "1.0", "maxDeviationPpb": 10_000_000}
 # The enclave's own alerts, quick enough to watch: the state is read every 2 s and a condition
 # that holds for 5 s fires (a stopped source is seen stale after its 3 s ttl). Enough
-# notifications an hour for stopping and starting a source a few times.
-ALERTS = {"intervalMs": 2000, "forMs": 5000, "maxNotificationsPerHour": 60}
+# notifications an hour for stopping and starting a source a few times. A transmitter is low
+# below half of faucetMinWei (the default threshold is faucetMinWei itself, where the faucet
+# tops it up within a check interval, about as long as forMs): low means the faucet falls behind.
+ALERTS = {"intervalMs": 2000, "forMs": 5000, "maxNotificationsPerHour": 60,
+          "balanceThresholdWei": "50000000000000000"}
 
 
 def source_config(urls):
