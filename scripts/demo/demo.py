@@ -74,7 +74,8 @@ class Failure(Exception):
     """Something the demo needs did not come up."""
 
 
-_say_lock = threading.Lock()
+# Re-entrant: a signal handler that says something may run while the main thread is saying.
+_say_lock = threading.RLock()
 
 
 def say(*args):
@@ -84,8 +85,10 @@ def say(*args):
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
-        except (OSError, ValueError):
-            pass  # stdout gone (a closed pipe, a lost terminal): cleaning up matters more
+        except (OSError, ValueError, RuntimeError):
+            # stdout gone (a closed pipe, a lost terminal), or a signal handler's line in the
+            # middle of another: cleaning up matters more
+            pass
 
 
 def free_port():
