@@ -1,15 +1,20 @@
 //! scripts/demo.sh, the README's first command, run as a newcomer would: from a clone inside a
 //! home directory of mode 0700, with no network but loopback (a network namespace of its own
 //! when the test runs as root). Reports land on the dev chain within 60 s of the services being
-//! up, the lying source is left out as an outlier, a source stopped through the stand-ins'
-//! control endpoint is seen down and back, and Ctrl-C leaves no process behind.
+//! up, the lying source is left out as an outlier, the live view the demo points at shows the
+//! feeds with their on-chain answers, the source the demo says to stop (through the stand-ins'
+//! control endpoint) fires the enclave's alert at the demo's webhook receiver and starting it
+//! again resolves it, a depeg set through the control endpoint fires and resolves the same way,
+//! and Ctrl-C leaves no process behind.
 
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::clone::PrivateClone;
@@ -23,6 +28,9 @@ use serde_json::{json, Value};
 const SERVICES_UP: Duration = Duration::from_secs(240);
 /// The demo's promise.
 const REPORTS: Duration = Duration::from_secs(60);
+/// A stopped source is stale after its 3 s ttl, then the alert holds for the demo's `forMs`
+/// (5 s) at an `intervalMs` of 2 s: about 10 s; a busy 2-core machine gets some slack.
+const ALERT: Duration = Duration::from_secs(60);
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
@@ -187,6 +195,103 @@ fn quote_sources(aggregator: u16, pair: &str) -> Vec<(String, bool, String)> {
         .unwrap_or_default()
 }
 
+/// `enclave --root ROOT status --watch` as the demo prints it, into a pipe (plain frames).
+struct LiveView {
+    child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl LiveView {
+    fn start(root: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .arg("--root")
+            .arg(root)
+            .args(["status", "--watch", "--interval-ms", "500"])
+            .env_remove("CONFIGURATION_PATH")
+            .env_remove("ENCLAVE_ROOT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("enclave status --watch starts");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let out: Arc<Mutex<String>> = Arc::default();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        Self { child, out }
+    }
+
+    /// The newest complete frame: one that the next frame's first line follows.
+    fn last_frame(&self) -> Option<String> {
+        let text = self.out.lock().expect("lock").clone();
+        let starts: Vec<usize> = text.match_indices("enclave at ").map(|(i, _)| i).collect();
+        let (&last, rest) = starts.split_last()?;
+        let &before = rest.last()?;
+        Some(text[before..last].to_owned())
+    }
+
+    /// SIGTERM, as Ctrl-C would: the view exits 0.
+    fn stop(mut self) -> Option<i32> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+/// A feed's row of a live-view frame: (on-chain answer, match) when it has an answer.
+fn feed_row<'a>(frame: &'a str, feed: &str) -> Option<(&'a str, &'a str)> {
+    let row = frame
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(feed))?;
+    // FEED ANSWER E:R AGE ("12 s") ON-CHAIN MATCH STATUS SOURCES…
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    if cells.get(1) == Some(&"-") {
+        return None;
+    }
+    Some((cells.get(5)?, cells.get(6)?))
+}
+
+/// The alert notifications the demo's receiver took so far (its alerts.jsonl).
+fn notifications(log: &Path) -> Vec<Value> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The first notification after the first `skip` that is `status` of `alert` for `subject`.
+fn notification(
+    log: &Path,
+    skip: usize,
+    alert: &str,
+    subject: &str,
+    status: &str,
+) -> Option<Value> {
+    notifications(log)
+        .into_iter()
+        .skip(skip)
+        .find(|n| n["alert"] == alert && n["subject"] == subject && n["status"] == status)
+}
+
 struct Demo {
     child: Child,
     out: PathBuf,
@@ -268,7 +373,8 @@ impl Drop for Demo {
 }
 
 #[test]
-fn the_demo_lands_reports_on_chain_within_a_minute_rejects_the_liar_and_stops_without_leftovers() {
+fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_source_and_a_depeg_and_stops_clean(
+) {
     if let Some(reason) = devchain::skip_reason() {
         eprintln!("SKIPPED: {reason}");
         return;
@@ -367,24 +473,165 @@ fn the_demo_lands_reports_on_chain_within_a_minute_rejects_the_liar_and_stops_wi
         "the on-chain answer {on_chain} must not follow the liar's {kucoin}"
     );
 
-    // One source stopped through the control endpoint is down for the aggregator, then back.
+    // The live view the demo points at: every feed with its on-chain answer, which is the
+    // contract's, and the DON's report matching it; the liar shown left out, not down.
+    let root = state["root"].as_str().expect("root").to_owned();
+    assert!(
+        fs::read_to_string(&demo.out)
+            .unwrap_or_default()
+            .contains(&format!("--root {root} status --watch")),
+        "the demo prints how to open the live view\n{}",
+        demo.logs()
+    );
+    let view = LiveView::start(&root);
+    let mut frame = String::new();
+    demo.wait(
+        Duration::from_secs(60),
+        "a live-view frame with every feed's on-chain answer, matching the contract",
+        |_| {
+            let Some(last) = view.last_frame() else {
+                return false;
+            };
+            frame = last;
+            feeds.iter().all(|(name, contract)| {
+                let (Some((shown, matches)), Some((_, answer))) =
+                    (feed_row(&frame, name), latest_round(&rpc_url, contract))
+                else {
+                    return false;
+                };
+                let on_chain = answer as f64 / 1e8;
+                matches == "yes"
+                    && shown
+                        .parse::<f64>()
+                        .is_ok_and(|v| (v - on_chain).abs() <= on_chain.abs() * 1e-12)
+            })
+        },
+    );
+    assert!(
+        frame
+            .lines()
+            .any(|l| l.starts_with("alerts ") && l.contains(" up ")),
+        "the alerter runs:\n{frame}"
+    );
+    assert!(
+        frame.contains("kucoin left out (outlier)"),
+        "the liar is shown left out:\n{frame}"
+    );
+    assert_eq!(view.stop(), Some(0), "the live view exits 0 on SIGTERM");
+
+    // The source the demo says to stop: USDC-USD is left with fewer sources than it needs, and
+    // the enclave's alert reaches the demo's webhook receiver, which prints it; BTC-USD keeps
+    // its price. Started again, the alert resolves.
+    let alerts_log = PathBuf::from(state["alerts"]["log"].as_str().expect("alerts log"));
+    let source = state["alerts"]["source"]
+        .as_str()
+        .expect("source")
+        .to_owned();
+    assert!(
+        fs::read_to_string(&demo.out)
+            .unwrap_or_default()
+            .contains(&format!("{control}/sources/{source}/stop")),
+        "the demo prints the command that fires an alert\n{}",
+        demo.logs()
+    );
+    let mark = notifications(&alerts_log).len();
     assert_eq!(
-        post(&format!("{control}/sources/okx/stop")).map(|(c, _)| c),
+        post(&format!("{control}/sources/{source}/stop")).map(|(c, _)| c),
         Some(200)
     );
-    demo.wait(Duration::from_secs(30), "okx seen down", |_| {
-        quote_sources(aggregator, "ETH-USD")
-            .iter()
-            .any(|(s, used, _)| s == "okx" && !used)
+    let mut firing = Value::Null;
+    demo.wait(
+        ALERT,
+        "sources_unavailable USDC-USD firing at the webhook",
+        |_| {
+            firing = notification(
+                &alerts_log,
+                mark,
+                "sources_unavailable",
+                "USDC-USD",
+                "firing",
+            )
+            .unwrap_or(Value::Null);
+            !firing.is_null()
+        },
+    );
+    let summary = firing["summary"].as_str().expect("summary");
+    assert!(
+        summary.starts_with("USDC-USD has no price: ") && summary.contains(&format!("{source}: ")),
+        "{firing}"
+    );
+    assert_eq!(firing["instance"], "enclave-demo", "{firing}");
+    demo.wait(Duration::from_secs(10), "the firing line in the demo's output", |d| {
+        fs::read_to_string(&d.out).unwrap_or_default().lines().any(|l| {
+            l.starts_with("[alert] FIRING critical sources_unavailable USDC-USD: USDC-USD has no price")
+        })
     });
+    let btc_sources = quote_sources(aggregator, "BTC-USD");
+    assert!(
+        btc_sources
+            .iter()
+            .filter(|(s, used, _)| s != &source && s != "kucoin" && *used)
+            .count()
+            >= 2,
+        "BTC-USD keeps its price without {source}: {btc_sources:?}"
+    );
     assert_eq!(
-        post(&format!("{control}/sources/okx/start")).map(|(c, _)| c),
+        post(&format!("{control}/sources/{source}/start")).map(|(c, _)| c),
         Some(200)
     );
-    demo.wait(Duration::from_secs(60), "okx used again", |_| {
-        quote_sources(aggregator, "ETH-USD")
-            .iter()
-            .any(|(s, used, _)| s == "okx" && *used)
+    let mut resolved = Value::Null;
+    demo.wait(
+        ALERT,
+        "sources_unavailable USDC-USD resolved at the webhook",
+        |_| {
+            resolved = notification(
+                &alerts_log,
+                mark,
+                "sources_unavailable",
+                "USDC-USD",
+                "resolved",
+            )
+            .unwrap_or(Value::Null);
+            !resolved.is_null()
+        },
+    );
+    assert_eq!(resolved["startsAt"], firing["startsAt"], "{resolved}");
+    assert!(resolved["endsAt"].is_string(), "{resolved}");
+    demo.wait(
+        Duration::from_secs(10),
+        "the resolved line in the demo's output",
+        |d| {
+            fs::read_to_string(&d.out)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("[alert] RESOLVED sources_unavailable USDC-USD after "))
+        },
+    );
+
+    // A depeg, as the demo suggests: USDC at 0.97 fires `depeg`; back at 1 it resolves.
+    let mark = notifications(&alerts_log).len();
+    assert_eq!(
+        post(&format!("{control}/prices/USDC?usd=0.97")).map(|(c, _)| c),
+        Some(200)
+    );
+    let mut depeg = Value::Null;
+    demo.wait(ALERT, "depeg USDC-USD firing at the webhook", |_| {
+        depeg =
+            notification(&alerts_log, mark, "depeg", "USDC-USD", "firing").unwrap_or(Value::Null);
+        !depeg.is_null()
+    });
+    assert!(
+        depeg["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("below its peg 1")),
+        "{depeg}"
+    );
+    assert_eq!(
+        post(&format!("{control}/prices/USDC?usd=1")).map(|(c, _)| c),
+        Some(200)
+    );
+    demo.wait(ALERT, "depeg USDC-USD resolved at the webhook", |_| {
+        notification(&alerts_log, mark, "depeg", "USDC-USD", "resolved").is_some()
     });
 
     // Ctrl-C: SIGINT to the demo's process group, as a terminal sends it.

@@ -22,10 +22,23 @@ FEEDS = [
     {"name": "ETH-USD", "decimals": 8, "alphaPPB": 5_000_000, "heartbeatMs": 60_000,
      "legs": [("binance", "ETH", "USDT"), ("okx", "ETH", "USDT"), ("kraken", "ETH", "USD"),
               ("coinbase", "ETH", "USD"), ("kucoin", "ETH", "USDT")]},
-    # A stablecoin: pegged at 1, it moves little, so it reports on its heartbeat.
+    # A stablecoin: pegged at 1, it moves little, so it reports on its heartbeat. Watched for a
+    # depeg (ALERTS below). Two sources, the aggregator's minimum (minSources below): stopping
+    # either leaves USDC-USD without a price, which is how the demo fires an alert.
     {"name": "USDC-USD", "decimals": 8, "alphaPPB": 1_000_000, "heartbeatMs": 60_000,
-     "legs": [("okx", "USDC", "USDT"), ("kraken", "USDC", "USD"), ("coinbase", "USDC", "USD")]},
+     "legs": [("kraken", "USDC", "USD"), ("coinbase", "USDC", "USD")]},
 ]
+# The source whose stop the demo suggests: USDC-USD loses its price, BTC and ETH keep theirs.
+ALERT_SOURCE = "kraken"
+# The pegged feed and how far from its peg is a depeg (1 %: USDC at 0.97 is one).
+PEGGED = {"feed": "USDC-USD", "peg": "1.0", "maxDeviationPpb": 10_000_000}
+# The enclave's own alerts, quick enough to watch: the state is read every 2 s and a condition
+# that holds for 5 s fires (a stopped source is seen stale after its 3 s ttl). Enough
+# notifications an hour for stopping and starting a source a few times. A transmitter is low
+# below half of faucetMinWei (the default threshold is faucetMinWei itself, where the faucet
+# tops it up within a check interval, about as long as forMs): low means the faucet falls behind.
+ALERTS = {"intervalMs": 2000, "forMs": 5000, "maxNotificationsPerHour": 60,
+          "balanceThresholdWei": "50000000000000000"}
 
 
 def source_config(urls):
@@ -39,13 +52,14 @@ def source_config(urls):
     return config
 
 
-def solution(ports, sources, chain, pushgateway=None):
+def solution(ports, sources, chain, pushgateway=None, alerts_url=None):
     """The `solution` object (unsigned).
 
-    ports: pg, supervisor, process_metrics, aggregator, api_base, p2p_base
+    ports: pg, supervisor, process_metrics, alerts, aggregator, api_base, p2p_base
     sources: {name: {"rest", "ws"}} from exchanges.py
     chain: {"rpc", "owner", "faucet", "contracts": {feed: address}}
     pushgateway: the Pushgateway's URL, or None for no push target
+    alerts_url: the webhook receiver's URL (alert_receiver.py), or None for no alerts
     """
     example = json.loads((REPO / "configuration.example.json").read_text())["solution"]
     s = dict(example)
@@ -61,6 +75,7 @@ def solution(ports, sources, chain, pushgateway=None):
         "chainlinkChainId": 1337,
         "chainlinkRpcHttpUrl": chain["rpc"],
         "ports": {"supervisor": ports["supervisor"], "processMetrics": ports["process_metrics"],
+                  "alerts": ports["alerts"],
                   "nodeApiBase": ports["api_base"], "nodeP2pBase": ports["p2p_base"]},
         # A round every 2 s: reports follow a price move within seconds.
         "consensus": {"deltaProgressMs": 6000, "deltaResendMs": 2000, "deltaRoundMs": 2000,
@@ -85,6 +100,9 @@ def solution(ports, sources, chain, pushgateway=None):
         "telemetry": {"instance": INSTANCE, "targets": [
             {"url": pushgateway, "intervalMs": 5000, "timeoutMs": 2000,
              "groupingLabels": {"environment": "demo"}}] if pushgateway else []},
+        # A generic JSON webhook to the demo's own receiver, which prints each notification.
+        "alerts": dict(ALERTS, channels=[{"type": "webhook", "url": alerts_url}],
+                       pegged=[PEGGED]) if alerts_url else {},
         "priceAggregatorConfig": {
             "port": ports["aggregator"],
             "logger": {"level": "info", "isPrettyEnabled": False},

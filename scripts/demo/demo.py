@@ -11,10 +11,14 @@ end unless --keep):
     enclave configures itself (chain.configureContracts) and whose transmitters its faucet funds;
   - where installed, a Pushgateway receiving every service's metrics and a Prometheus scraping
     it (with the alert rules of enclave/prometheus/alerts.yml);
+  - a webhook receiver for the enclave's own alerts (alert_receiver.py, in this process): each
+    firing and resolved notification becomes an `[alert] …` line of the demo's output, and its
+    body a line of alerts.jsonl;
   - the enclave, through scripts/run-local.sh, with a configuration built by configuration.py
     and signed with the development key.
 
-It prints what to look at, then one line per report that lands on the chain. Ctrl-C (SIGINT),
+It prints what to look at, then one line per report that lands on the chain and one per alert
+notification. Ctrl-C (SIGINT),
 SIGTERM or SIGHUP stop everything it started, in order, and leave no process behind: each child
 runs in its own process group, dies with the demo (PR_SET_PDEATHSIG) if the demo is killed, and
 anything re-parented to the demo (it is a child subreaper) is stopped too.
@@ -32,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -40,6 +45,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import alert_receiver  # noqa: E402
 import configuration  # noqa: E402
 import onchain  # noqa: E402
 
@@ -68,11 +74,21 @@ class Failure(Exception):
     """Something the demo needs did not come up."""
 
 
+# Re-entrant: a signal handler that says something may run while the main thread is saying.
+_say_lock = threading.RLock()
+
+
 def say(*args):
-    try:
-        print(*args, flush=True)
-    except OSError:
-        pass  # stdout gone (a closed pipe, a lost terminal): cleaning up matters more
+    """One line (or several) of the demo's output, whole: the alert receiver's thread says too."""
+    text = " ".join(str(a) for a in args) + "\n"
+    with _say_lock:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except (OSError, ValueError, RuntimeError):
+            # stdout gone (a closed pipe, a lost terminal), or a signal handler's line in the
+            # middle of another: cleaning up matters more
+            pass
 
 
 def free_port():
@@ -142,6 +158,7 @@ class Demo:
             os.chmod(self.dir, 0o711)  # searchable, not listable: postgres reaches root/sp
         self.root = self.dir / "root"
         self.procs = []  # (name, Popen, grace seconds), in start order
+        self.receiver = None  # the alert receiver (a thread of this process)
         self.state = {"dir": str(self.dir), "root": str(self.root), "bin": str(binary)}
         if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1) != 0:
             say("warning: cannot become a child subreaper; orphans of crashed children may remain")
@@ -197,6 +214,8 @@ class Demo:
                         pass
                     p.wait()
         self._stop_adopted()
+        if self.receiver:
+            self.receiver.stop()  # after the enclave: its last notifications are still taken
         if self.keep:
             say(f"kept {self.dir}")
         else:
@@ -285,13 +304,24 @@ class Demo:
         self.state["pushgateway"], self.state["prometheus"] = gateway, prometheus
         return gateway, prometheus
 
-    def start_enclave(self, chain, pushgateway):
+    def start_alert_receiver(self):
+        """The enclave's webhook channel: notifications become `[alert]` lines of our output."""
+        log = self.dir / "alerts.jsonl"
+        self.receiver = alert_receiver.Receiver(say, log).start()
+        self.state["alerts"] = {"receiver": self.receiver.url, "log": str(log),
+                                "source": configuration.ALERT_SOURCE,
+                                "pegged": configuration.PEGGED}
+        return self.receiver.url
+
+    def start_enclave(self, chain, pushgateway, alerts_url):
         ports = {"pg": free_port(), "supervisor": free_port(), "process_metrics": free_port(),
+                 "alerts": free_port(),
                  "aggregator": free_port(), "api_base": free_range(configuration.TOTAL_NODES),
                  "p2p_base": free_range(configuration.TOTAL_NODES)}
         while ports["p2p_base"] == ports["api_base"]:
             ports["p2p_base"] = free_range(configuration.TOTAL_NODES) + 10
-        solution = configuration.solution(ports, self.state["sources"], chain, pushgateway)
+        solution = configuration.solution(ports, self.state["sources"], chain, pushgateway,
+                                          alerts_url)
         config = self.dir / "configuration.json"
         config.write_text(json.dumps({"solution": solution}, indent=2))
         signed = subprocess.run([self.binary, "config", "sign", "--key", DEV_KEY, config],
@@ -337,7 +367,8 @@ class Demo:
         if not prometheus:
             say("Prometheus and the Pushgateway are not installed (apt-get install prometheus "
                 "prometheus-pushgateway): telemetry stays local, on each service's /metrics")
-        ports = self.start_enclave(chain, pushgateway)
+        alerts_url = self.start_alert_receiver()
+        ports = self.start_enclave(chain, pushgateway, alerts_url)
         state_file = self.write_state()
         say("starting the enclave (PostgreSQL, price aggregator, 5 nodes) …")
         health = f"http://127.0.0.1:{ports['supervisor']}/healthz"
@@ -354,10 +385,12 @@ class Demo:
         control = self.state["control"]
         sources = self.state["sources"]
         liar = next((n for n, s in sources.items() if s.get("liar")), None)
+        pegged = configuration.PEGGED
         lines = [
             "",
             "What to look at (Ctrl-C stops everything):",
-            f"  services       {self.binary} --root {self.root} status",
+            f"  live view      {self.binary} --root {self.root} status --watch"
+            "   (services, feeds with their on-chain answers, nodes; Ctrl-C leaves it)",
             f"  oracle report  curl -s http://127.0.0.1:{api + 2}/v1/feeds/BTC-USD/latest"
             f"   (oracles: nodes 2-5 on ports {api + 2}-{api + 5})",
             f"  oracle health  curl -s http://127.0.0.1:{api + 2}/health",
@@ -366,10 +399,16 @@ class Demo:
             "  price sources  " + ", ".join(
                 f"{n} {s['rest']}" + (" (lies: 8 % high)" if s.get("liar") else "")
                 for n, s in sources.items()),
-            f"  stop a source  curl -s -X POST {control}/sources/okx/stop   (…/start brings it back;"
-            f" GET {control}/sources lists them)",
+            f"  fire an alert  curl -s -X POST {control}/sources/{configuration.ALERT_SOURCE}/stop"
+            f"   (USDC-USD is left with one source, fewer than the 2 it needs: the enclave's"
+            f" sources_unavailable alert fires within about 10 s, below; …/start resolves it)",
+            f"  a depeg        curl -s -X POST '{control}/prices/USDC?usd=0.97'"
+            f"   ({pegged['feed']} is pegged at {pegged['peg']}: the depeg alert fires;"
+            f" ?usd=1 resolves it)",
             f"  move a price   curl -s -X POST '{control}/prices/BTC/jump?percent=3'"
-            f"   (or '{control}/prices/USDC?usd=0.97')",
+            f"   (GET {control}/sources lists the sources; …/sources/<name>/stop, …/start)",
+            f"  alerts         [alert] lines below: the enclave's webhook notifications to"
+            f" {self.state['alerts']['receiver']}; every body in {self.state['alerts']['log']}",
         ]
         if prometheus:
             lines.append(f"  Prometheus     {prometheus}/graph?g0.expr="

@@ -13,6 +13,8 @@ formats are those of src/aggregator/sources/*.rs and src/aggregator/streams/*.rs
 
 Prices: every asset (BTC, ETH, USDC, in USD; USDT counts as USD) takes a random walk every
 second, and every 20-40 s BTC or ETH jumps by 1-2 % so that the oracles report on deviation.
+USDC keeps close to its level: 1.0 (a healthy peg), or the last price set through the control
+endpoint (USDC at 0.97 stays a depeg until ?usd=1 restores the peg).
 Each source adds its own small spread. The `--liar` source (default kucoin) quotes BTC and ETH
 8 % too high: the aggregator leaves it out as an outlier.
 
@@ -22,7 +24,8 @@ Control (HTTP on its own port, printed at start; JSON answers):
                                       every open connection (REST keep-alive, WebSocket) is cut
   POST /sources/<name>/start          it comes back on the same port
   GET  /prices                        the current mid prices
-  POST /prices/<ASSET>?usd=<price>    sets an asset's mid price (e.g. USDC 0.97: a depeg)
+  POST /prices/<ASSET>?usd=<price>    sets an asset's mid price (e.g. USDC 0.97: a depeg, held
+                                      until ?usd=1)
   POST /prices/<ASSET>/jump?percent=<p>  moves it by p % at once
 
 Usage: exchanges.py [--liar NAME|none] [--seed N] [--exit-on-stdin-eof]
@@ -47,7 +50,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 INITIAL = {"BTC": 67123.45, "ETH": 3456.78, "USDC": 1.0}
-# Per-second volatility of the random walk; USDC is pulled back towards 1 (a healthy peg).
+# Per-second volatility of the random walk; USDC is pulled back towards its level (1, a healthy
+# peg, until a price is set).
 SIGMA = {"BTC": 0.0005, "ETH": 0.0006, "USDC": 0.00002}
 DECIMALS = {"BTC": 2, "ETH": 2, "USDC": 5}
 LIE = 1.08
@@ -67,6 +71,7 @@ class Market:
     def __init__(self, seed, jumps=True):
         self.lock = threading.Lock()
         self.mid = dict(INITIAL)
+        self.usdc_level = INITIAL["USDC"]
         self.random = random.Random(seed)
         self.jumps = jumps
         self.stopping = threading.Event()
@@ -79,7 +84,7 @@ class Market:
                 for asset, sigma in SIGMA.items():
                     price = self.mid[asset] * (1 + self.random.gauss(0, sigma))
                     if asset == "USDC":
-                        price += (1.0 - price) * 0.05
+                        price += (self.usdc_level - price) * 0.05
                     self.mid[asset] = price
                 if self.jumps and time.monotonic() >= next_jump:
                     asset = self.random.choice(["BTC", "ETH"])
@@ -91,6 +96,8 @@ class Market:
     def set(self, asset, usd):
         with self.lock:
             self.mid[asset] = usd
+            if asset == "USDC":
+                self.usdc_level = usd
 
     def jump(self, asset, percent):
         with self.lock:

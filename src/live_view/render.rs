@@ -323,15 +323,16 @@ fn sources(s: &Snapshot, feed: &str) -> Cell {
         .iter()
         .map(|q| {
             if q.used {
-                format!("{} up", q.source)
-            } else {
-                let why = q
-                    .reason
-                    .as_deref()
-                    .map(|r| r.split(':').next().unwrap_or(r).trim())
-                    .unwrap_or("no price");
-                format!("{} down ({why})", q.source)
+                return format!("{} up", q.source);
             }
+            let why = q
+                .reason
+                .as_deref()
+                .map(|r| r.split(':').next().unwrap_or(r).trim())
+                .unwrap_or("no price");
+            // An outlier answers; the aggregator only leaves its price out.
+            let state = if why == "outlier" { "left out" } else { "down" };
+            format!("{} {state} ({why})", q.source)
         })
         .collect();
     let color = if quote.status != "ok" {

@@ -140,6 +140,25 @@ fn a_report_not_yet_on_chain_is_pending_and_without_a_chain_says_so() {
 }
 
 #[test]
+fn a_source_left_out_as_an_outlier_is_shown_left_out_not_down() {
+    let mut s = sample();
+    if let Ok(quotes) = &mut s.aggregator {
+        let btc = quotes.get_mut("BTC-USD").expect("quote");
+        btc.sources.push(SourceQuote {
+            source: "kucoin".into(),
+            used: false,
+            reason: Some("outlier: more than 50000000 ppb from the median".into()),
+            age_ms: Some(400),
+        });
+    }
+    let text = render(&s, Style::PLAIN);
+    assert!(
+        text.contains("binance up, kraken up, kucoin left out (outlier)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn colour_marks_state_words_only_and_width_cuts_lines() {
     let colored = render(
         &sample(),
