@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use enclave::paths::Root;
 use enclave::process_metrics::{ProcessMetrics, DEFAULT_INTERVAL_MS};
-use enclave::supervisor::state::{Kind, ServiceState, StateDir, Status};
+use enclave::service::state::{Kind, ServiceState, StateDir, Status};
 
 const SERVICES: usize = 10;
 const ROUNDS: u32 = 100;

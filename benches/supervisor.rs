@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use enclave::config::signature::{self, PrivateKey};
 use enclave::paths::Root;
-use enclave::supervisor::state::{StateDir, Status};
+use enclave::service::state::{StateDir, Status};
 use serde_json::Value;
 
 const SERVICES: usize = 20;

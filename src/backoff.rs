@@ -55,7 +55,10 @@ impl Backoff {
             min.as_nanos() <= max.as_nanos(),
             "backoff: cap below the first delay"
         );
-        assert!(jitter >= 0.0 && jitter <= 1.0, "backoff: jitter outside 0..=1");
+        assert!(
+            jitter >= 0.0 && jitter <= 1.0,
+            "backoff: jitter outside 0..=1"
+        );
         Self { min, max, jitter }
     }
 

@@ -18,7 +18,7 @@ use common::harness::{wait_until, Enclave};
 use common::{code, stderr, stdout};
 use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
 use enclave::config::signature::{self, Scheme};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 

@@ -16,7 +16,7 @@ use enclave::attestation::rtmr::{self, RtmrEvent};
 use enclave::attestation::testing::{synthetic_quote, QuoteSpec};
 use enclave::config::signature::{self, PrivateKey, PublicKey, Scheme};
 use enclave::config::{read_document, verify_document};
-use enclave::node::keys::KeyStore;
+use enclave::keys::KeyStore;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{wait_until, Enclave};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);

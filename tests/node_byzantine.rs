@@ -10,11 +10,11 @@ use alloy_primitives::aliases::I192;
 use bytes::Bytes;
 use common::don::{Don, T};
 use common::harness::wait_until;
-use enclave::node::keys::KeyStore;
+use enclave::keys::peer_id::PeerId;
+use enclave::keys::KeyStore;
 use enclave::node::ocr1::observation::sign_observation;
 use enclave::node::ocr1::types::{ConfigDigest, EpochRound};
 use enclave::node::p2p::{self, NetworkConfig};
-use enclave::node::peer_id::PeerId;
 use enclave::node::protocol::messages::{
     AttestedReportMany, Envelope, Message, ReportObservation, SignedObservation,
 };

@@ -6,7 +6,7 @@ mod common;
 use common::don::{fast_consensus, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 

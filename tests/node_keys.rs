@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::harness::Enclave;
 use common::{code, stderr, stdout};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use serde_json::{json, Value};
 
 const KEY_FILES: [&str; 4] = [

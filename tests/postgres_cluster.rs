@@ -15,7 +15,7 @@ use enclave::config::secret::Secret;
 use enclave::paths::Root;
 use enclave::postgres::layout::Credentials;
 use enclave::postgres::{binaries, pgpass};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 use serde_json::json;
 

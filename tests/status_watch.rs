@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::don::free_range;
 use common::harness::{free_port, wait_until, Enclave};
 use enclave::paths::Root;
-use enclave::supervisor::state::{Kind, ServiceState, StateDir, Status};
+use enclave::service::state::{Kind, ServiceState, StateDir, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::harness::{wait_until, Enclave};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(20);

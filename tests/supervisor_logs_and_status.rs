@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::harness::{wait_until, Enclave};
 use common::{code, stdout};
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(20);

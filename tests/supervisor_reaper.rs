@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use enclave::service::state::Exit;
 use enclave::supervisor::process::{output_pipe, Child, Reaper, Spawn};
-use enclave::supervisor::state::Exit;
 
 fn sh(script: &str) -> Spawn {
     Spawn {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::{wait_until, Enclave};
-use enclave::supervisor::state::{Exit, Status};
+use enclave::service::state::{Exit, Status};
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(30);

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::Enclave;
-use enclave::supervisor::state::Status;
+use enclave::service::state::Status;
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(30);
@@ -79,7 +79,7 @@ fn a_process_ignoring_term_is_killed_after_timeout_down() {
     let state = e.state("stubborn").expect("state");
     assert_eq!(
         state.last_exit,
-        Some(enclave::supervisor::state::Exit::Signal(9))
+        Some(enclave::service::state::Exit::Signal(9))
     );
 }
 

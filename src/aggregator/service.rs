@@ -91,7 +91,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     if let Some(path) = &aggregator.pairs_file_path {
         preload(&cache, &sources, &aggregator, path)?;
     }
-    crate::supervisor::readiness::notify_ready(notify_fd);
+    crate::service::readiness::notify_ready(notify_fd);
     tokio::spawn(refresh::run(
         cache,
         sources,
@@ -99,7 +99,7 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         Some(metrics),
         stopped.clone(),
     ));
-    let shutdown = crate::supervisor::readiness::termination()?;
+    let shutdown = crate::service::readiness::termination()?;
     http_server::serve(listener, router(api), Limits::API, &registry, shutdown)
         .await
         .map_err(std::io::Error::from)?;

@@ -51,7 +51,7 @@ pub enum AlertsError {
 
 /// Runs until SIGTERM/SIGINT. Without a channel it only waits for the signal.
 pub async fn run(config: Config, root: Root) -> Result<(), AlertsError> {
-    let stop = crate::supervisor::readiness::termination()?;
+    let stop = crate::service::readiness::termination()?;
     if !config.alerts.enabled() {
         tracing::info!("no alert channel configured (alerts.channels): the alerter is idle");
         stop.await;

@@ -31,7 +31,7 @@ use super::tsm::{self, ConfigFs, Kernel};
 use super::{order_certificate, write_atomic, AttestationPaths, EVENT_LOG_FILE, QUOTE_FILE};
 use crate::config::signature::Verified;
 use crate::config::Config;
-use crate::node::keys::KeyStore;
+use crate::keys::KeyStore;
 use crate::paths::Root;
 
 /// `identity.json` and `identity.quote` are public.

@@ -28,7 +28,7 @@ use super::order_certificate::OrderCertificate;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::signature::canonical::{canonical_json, CanonicalError};
 use crate::config::signature::Scheme;
-use crate::node::keys::NodePublicKeys;
+use crate::keys::NodePublicKeys;
 
 /// The `format` member: bumped when the document's meaning changes.
 pub const FORMAT: &str = "enclave-identity/1";
@@ -328,7 +328,7 @@ pub fn rfc3339(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::keys::KeyStore;
+    use crate::keys::KeyStore;
 
     struct Fixture {
         _dir: tempfile::TempDir,

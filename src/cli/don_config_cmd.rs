@@ -9,9 +9,9 @@ use crate::config::load_verified_with_key_file;
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
 use crate::exit;
+use crate::keys::{KeyStore, SharedSecret};
 use crate::node::chain::AggregatorContract;
 use crate::node::don_config::DonConfig;
-use crate::node::keys::{KeyStore, SharedSecret};
 use crate::node::onchain::configurator::admin_key;
 use crate::node::onchain::submit::{
     submit, Admin, BillingOutcome, PayeesOutcome, Submission, Submitted,

@@ -7,8 +7,8 @@ use super::{Cli, KeysCommand};
 use crate::config::load_verified_with_key_file;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::exit;
-use crate::node::keys::{KeyStore, NodePublicKeys};
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
+use crate::keys::{KeyStore, NodePublicKeys};
 
 pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     let root = cli.root();

@@ -18,7 +18,7 @@ use crate::postgres::provision::superuser_credentials;
 use crate::process_metrics::{
     run_sampling, ProcessMetrics, DEFAULT_INTERVAL_MS, DEFAULT_MAX_FAILURES, MIN_INTERVAL_MS,
 };
-use crate::supervisor::state::StateDir;
+use crate::service::state::StateDir;
 use crate::telemetry::{self, server, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -43,7 +43,7 @@ pub fn run(root: Root, config: Config, interval: Duration) -> anyhow::Result<u8>
 
 async fn watch(root: Root, config: Config, interval: Duration) -> anyhow::Result<u8> {
     let collector = Collector::new(root, Arc::new(config), REQUEST_TIMEOUT)?;
-    let stop = crate::supervisor::readiness::termination()?;
+    let stop = crate::service::readiness::termination()?;
     tokio::pin!(stop);
     let tty = std::io::stdout().is_terminal();
     let color = tty

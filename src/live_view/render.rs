@@ -4,8 +4,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::service::state::Status;
 use crate::snapshot::{NodeView, Role, Snapshot};
-use crate::supervisor::state::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Color {

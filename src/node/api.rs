@@ -30,7 +30,7 @@ pub struct Api {
     pub oracle: Option<Arc<OracleApi>>,
     pub network: super::p2p::NetworkHandle,
     /// The oracles' peers (the bootstrap's connection does not count towards a quorum).
-    pub oracle_peers: Arc<std::collections::HashSet<super::peer_id::PeerId>>,
+    pub oracle_peers: Arc<std::collections::HashSet<crate::keys::peer_id::PeerId>>,
     pub peers_expected: usize,
     /// Peers needed for a quorum with ourselves (2f); 0 on the bootstrap.
     pub peers_needed: usize,

@@ -6,13 +6,13 @@ use alloy_primitives::Address;
 use serde_json::{json, Value};
 use x25519_dalek::StaticSecret;
 
-use super::keys::SharedSecret;
 use super::ocr1::config_digest::{OffchainConfig, SharedSecretEncryptions, ENCODED_CONFIG_VERSION};
 use super::ocr1::shared_secret::encrypt;
 use super::ocr1::types::ConfigDigest;
 use super::oracle_set::{OracleSet, OracleSetError};
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
+use crate::keys::SharedSecret;
 
 #[derive(Debug, Clone)]
 pub struct DonConfig {
@@ -117,7 +117,7 @@ impl DonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::keys::NodePublicKeys;
+    use crate::keys::NodePublicKeys;
     use crate::node::ocr1::config_digest::decode_offchain_config;
     use crate::node::ocr1::shared_secret::decrypt;
 

@@ -15,7 +15,6 @@ use super::ocr1::int192::scale_price;
 use super::ocr1::signature::sign_report;
 use super::ocr1::types::EpochRound;
 use super::p2p::NetworkHandle;
-use super::peer_id::PeerId;
 use super::protocol::config::InstanceConfig;
 use super::protocol::instance::{Decision, Event, Instance, Output};
 use super::protocol::messages::{AttestedReportMany, Envelope, Message, ReportObservation};
@@ -25,6 +24,7 @@ use super::status::{NodeStatus, Outcome};
 use super::store::{FinalizedReport, SignGuard, Store};
 use super::writes::Write;
 use crate::config::schema::feeds::FeedConfig;
+use crate::keys::peer_id::PeerId;
 
 /// Inputs queued per feed; beyond this a flood from one peer is dropped rather than buffered.
 pub const INBOX: usize = 1024;

@@ -14,7 +14,6 @@ use super::chain::{AggregatorContract, ChainMetrics, GasKind, GasPolicy, RpcClie
 use super::contract_state::{FinalizedContractState, LatestAnswer};
 use super::feed_task::{FeedTask, Input, Shared, INBOX};
 use super::fence::{self, ChainPosition, Fence};
-use super::keys::OracleKeys;
 use super::metrics::NodeMetrics;
 use super::ocr1::leader::leader_selection_key;
 use super::ocr1::types::{ConfigDigest, EpochRound};
@@ -31,6 +30,7 @@ use super::transmission::schedule::Schedule;
 use crate::config::schema::chain_options::{ChainOptions, GasType};
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
+use crate::keys::OracleKeys;
 
 pub type Routes = Arc<RwLock<HashMap<ConfigDigest, mpsc::Sender<Input>>>>;
 pub type Tasks = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;

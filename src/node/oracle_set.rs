@@ -3,15 +3,15 @@
 
 use alloy_primitives::Address;
 
-use super::keys::{KeyError, KeyStore, NodePublicKeys};
 use super::ocr1::config_digest::{
     config_digest, encode_offchain_config, OffchainConfig, SharedSecretEncryptions,
 };
 use super::ocr1::types::ConfigDigest;
-use super::peer_id::PeerId;
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
+use crate::keys::peer_id::PeerId;
+use crate::keys::{KeyError, KeyStore, NodePublicKeys};
 
 /// A feed's configuration count before the chain issue reads the contract's.
 pub const LOCAL_CONFIG_COUNT: u64 = 1;

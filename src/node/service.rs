@@ -13,7 +13,6 @@ use super::chain::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
 use super::feed_health::{evaluate, stale_after, Seen, Transition, Watch};
 use super::feed_task::{Input, Shared};
-use super::keys::{KeyStore, OracleKeys};
 use super::metrics::NodeMetrics;
 use super::observe::Observer;
 use super::ocr1::types::ConfigDigest;
@@ -25,13 +24,14 @@ use super::onchain::OnchainMetrics;
 use super::oracle::{self, Routes, Starter, Tasks};
 use super::oracle_set::OracleSet;
 use super::p2p::{self, Inbound, NetworkConfig, NetworkHandle};
-use super::peer_id::PeerId;
 use super::protocol::messages::Envelope;
 use super::protocol::pacemaker::PacemakerState;
 use super::store::Store;
 use super::writes::{Write, Writes};
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
+use crate::keys::peer_id::PeerId;
+use crate::keys::{KeyStore, OracleKeys};
 use crate::paths::Root;
 use crate::postgres::layout::Layout;
 use crate::telemetry::{self, Pusher};
@@ -48,7 +48,7 @@ pub enum NodeError {
     #[error("node {node} is not in this configuration (nodes are 1..{total})")]
     UnknownNode { node: u32, total: u32 },
     #[error(transparent)]
-    Keys(#[from] super::keys::KeyError),
+    Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]
     OracleSet(#[from] super::oracle_set::OracleSetError),
     #[error("cannot read node {node}'s database credentials: {source}")]
@@ -187,8 +187,8 @@ pub async fn run(
         &telemetry::identity(config, &format!("node-{node}")),
     )?;
     tracing::info!(%addr, node, "node API listening");
-    crate::supervisor::readiness::notify_ready(notify_fd);
-    let shutdown = crate::supervisor::readiness::termination()?;
+    crate::service::readiness::notify_ready(notify_fd);
+    let shutdown = crate::service::readiness::termination()?;
     let app = api::router(api_state);
     let limits = crate::net::http_server::Limits::API;
     crate::net::http_server::serve(listener, app, limits, &registry, shutdown)

@@ -14,7 +14,7 @@ use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 
 use super::sampler::{Sampler, ServiceReading, TreeReading};
 use super::{Sample, SampleError};
-use crate::supervisor::state::{Exit, ServiceState, StateDir, Status};
+use crate::service::state::{Exit, ServiceState, StateDir, Status};
 
 const SERVICE_LABEL: &str = "service";
 const STATUS_LABEL: &str = "status";

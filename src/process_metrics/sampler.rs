@@ -11,7 +11,7 @@ use std::time::Instant;
 use sysinfo::{Pid, Process, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::cpu::{CpuAccount, ProcessCpu};
-use crate::supervisor::state::{ServiceState, Status};
+use crate::service::state::{ServiceState, Status};
 
 /// What one service's process tree measured in one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +262,7 @@ fn open_fds(processes: &[&Process]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::state::Kind;
+    use crate::service::state::Kind;
 
     fn pid(n: u32) -> Pid {
         Pid::from_u32(n)

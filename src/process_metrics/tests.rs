@@ -12,7 +12,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 use super::*;
 use crate::paths::Root;
-use crate::supervisor::state::{Exit, Kind, ServiceState, StateDir, Status};
+use crate::service::state::{Exit, Kind, ServiceState, StateDir, Status};
 
 const MIB: f64 = 1024.0 * 1024.0;
 

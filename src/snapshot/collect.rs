@@ -22,7 +22,7 @@ use crate::attestation::identity_file;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
 use crate::paths::Root;
-use crate::supervisor::state::{ServiceState, StateDir};
+use crate::service::state::{ServiceState, StateDir};
 
 const CPU: &str = "enclave_service_cpu_usage_cores";
 const MEMORY: &str = "enclave_service_resident_memory_bytes";

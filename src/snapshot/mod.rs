@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use rust_decimal::Decimal;
 
-use crate::supervisor::state::ServiceState;
+use crate::service::state::ServiceState;
 
 pub use collect::Collector;
 

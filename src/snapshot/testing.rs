@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::supervisor::state::{Exit, Kind, ServiceState, Status};
+use crate::service::state::{Exit, Kind, ServiceState, Status};
 
 /// 2023-11-14T22:13:20Z.
 pub const NOW_MS: u64 = 1_700_000_000_000;

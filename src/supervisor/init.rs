@@ -15,7 +15,6 @@ use super::logs::LogHub;
 use super::metrics::{BootPhase, SupervisorMetrics};
 use super::orchestrator::Supervisor;
 use super::process::become_subreaper;
-use super::state::StateDir;
 use crate::attestation::boot::{self as identity_boot, BootFacts};
 use crate::attestation::metrics::AttestationMetrics;
 use crate::attestation::AttestationPaths;
@@ -23,6 +22,7 @@ use crate::config::{load_verified, read_key_file, VerifiedConfig};
 use crate::exit;
 use crate::logging::Untrusted;
 use crate::paths::Root;
+use crate::service::state::StateDir;
 use crate::telemetry::{self, server, Pusher};
 
 pub const DEFAULT_SERVICES_DIR: &str = "/etc/enclave/s6-rc.d";

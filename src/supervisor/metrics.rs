@@ -3,7 +3,7 @@
 
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::state::Status;
+use crate::service::state::Status;
 
 /// Boot phases, in seconds since `enclave init` started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,9 +10,7 @@ pub mod logs;
 pub mod metrics;
 mod orchestrator;
 pub mod process;
-pub mod readiness;
 pub mod restart;
-pub mod state;
 mod state_files;
 pub mod status;
 

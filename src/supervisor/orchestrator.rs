@@ -19,11 +19,11 @@ use super::graph::Graph;
 use super::logs::LogHub;
 use super::metrics::{BootPhase, SupervisorMetrics};
 use super::process::{output_pipe, signal_group, signal_process, Reaper, Spawn};
-use super::readiness::wait_for_readiness;
 use super::restart::{Decision, RestartTracker};
-use super::state::{Exit, Kind, ServiceState, StateDir, Status};
 use super::state_files::StateFiles;
 use crate::config::schema::RestartPolicy;
+use crate::service::readiness::wait_for_readiness;
+use crate::service::state::{Exit, Kind, ServiceState, StateDir, Status};
 
 /// How long a `finish` script may run (s6's default `timeout-finish`).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -21,7 +21,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
-use super::state::Exit;
+use crate::service::state::Exit;
 
 /// What to run and how.
 #[derive(Debug, Clone)]

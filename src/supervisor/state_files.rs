@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::metrics::SupervisorMetrics;
-use super::state::{PageService, ServiceState, StateDir, StatePage};
+use crate::service::state::{PageService, ServiceState, StateDir, StatePage};
 
 pub struct StateFiles {
     dir: StateDir,
@@ -166,7 +166,7 @@ impl StateFiles {
 mod tests {
     use super::*;
     use crate::paths::Root;
-    use crate::supervisor::state::{Kind, Status};
+    use crate::service::state::{Kind, Status};
 
     fn setup() -> (
         tempfile::TempDir,

@@ -14,7 +14,7 @@ use crate::attestation::identity::IdentityDocument;
 use crate::attestation::identity_file;
 use crate::logging::Untrusted;
 use crate::paths::Root;
-use crate::supervisor::state::{Kind, ServiceState, StateDir, StatePage, Status};
+use crate::service::state::{Kind, ServiceState, StateDir, StatePage, Status};
 
 const HEADERS: [&str; 7] = [
     "NAME",
@@ -420,7 +420,7 @@ fn restart_time(unix_secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::state::Exit;
+    use crate::service::state::Exit;
 
     fn service(name: &str, kind: Kind, status: Status) -> ServiceState {
         let mut s = ServiceState::new(name, kind);
@@ -550,7 +550,7 @@ postgres      longrun  up        4242  2         2023-11-14T22:13:20Z  signal 9"
 
     #[test]
     fn stale_files_are_said_and_the_supervisors_view_is_shown() {
-        use crate::supervisor::state::PageService;
+        use crate::service::state::PageService;
         let tmp = tempfile::tempdir().unwrap();
         let dir = state_dir(&tmp);
         dir.reset().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use enclave::config::signature::{self, PrivateKey};
 use enclave::paths::Root;
-use enclave::supervisor::state::{ServiceState, StateDir, Status};
+use enclave::service::state::{ServiceState, StateDir, Status};
 use serde_json::Value;
 
 use super::{dev_private_key_path, dev_public_key_path, example_path, read_json};

@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::schema::alerts::AlertsConfig;
+use crate::service::state::{Exit, Status};
 use crate::snapshot::testing::{self, answer, dec, report, sample, NOW_MS};
 use crate::snapshot::{AttestationView, FeedHealthView, SourceQuote};
-use crate::supervisor::state::{Exit, Status};
 
 fn settings() -> Settings {
     Settings {

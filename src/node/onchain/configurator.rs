@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use super::submit::{submit, Admin, BillingOutcome, PayeesOutcome, Submitted};
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
+use crate::keys::SharedSecret;
 use crate::node::chain::AggregatorContract;
-use crate::node::keys::SharedSecret;
 use crate::node::oracle_set::OracleSet;
 
 pub struct ContractConfigurator {

@@ -12,6 +12,7 @@ use super::payees::{self, PayeeError};
 use crate::config::schema::chain_options::SetConfigFunction;
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
+use crate::keys::SharedSecret;
 use crate::node::chain::aggregator_contract::{
     set_billing_calldata, set_config_calldata, set_consensus_config_calldata, set_payees_calldata,
     sp_set_config_calldata,
@@ -21,7 +22,6 @@ use crate::node::chain::{
     AggregatorContract, ChainError, GasPolicy, RpcClient, TxSender, TxStatus,
 };
 use crate::node::don_config::DonConfig;
-use crate::node::keys::SharedSecret;
 use crate::node::ocr1::config_digest::ENCODED_CONFIG_VERSION;
 use crate::node::ocr1::types::ConfigDigest;
 use crate::node::oracle_set::{OracleSet, OracleSetError};

@@ -6,7 +6,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 const DOMAIN: &[u8] = b"announcement for chainlink peer discovery v2.0.0";
 /// ragedisco's limit; more would only be a way to make every relay bigger.

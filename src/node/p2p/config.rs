@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(200);

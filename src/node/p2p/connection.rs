@@ -16,7 +16,7 @@ use super::frame::{self, Channel, Control, FrameError};
 use super::network::{Outbox, Shared};
 use super::stats::{add, bump};
 use super::Inbound;
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 /// A quiet connection sends a keepalive this often.
 const KEEPALIVE: Duration = Duration::from_secs(5);

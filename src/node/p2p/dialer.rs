@@ -16,7 +16,7 @@ use super::network::Shared;
 use super::stats::bump;
 use super::verifier;
 use super::HANDSHAKE_TIMEOUT;
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 /// A connection that lasted this long was healthy: the next loss starts the backoff over.
 const STABLE: Duration = Duration::from_secs(5);

@@ -22,7 +22,7 @@ use super::stats::{NetworkStats, Stats};
 use super::tasks::Tasks;
 use super::tls::{self, TlsIdentity};
 use super::INBOUND_CAPACITY;
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 /// How long [`NetworkHandle::shutdown`] waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -55,7 +55,7 @@ pub use error::P2pError;
 pub use handle::{start, Inbound, NetworkHandle};
 pub use stats::{InboundClose, NetworkStats};
 
-pub use crate::node::peer_id::PeerId;
+pub use crate::keys::peer_id::PeerId;
 
 /// TCP connect, TLS handshake and hello together must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

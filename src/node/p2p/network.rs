@@ -16,7 +16,7 @@ use super::config::NetworkConfig;
 use super::frame::{self, Channel};
 use super::stats::{bump, Stats};
 use super::Inbound;
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 pub(crate) enum Role {
     /// Relays announcements, never dials, takes no application traffic.

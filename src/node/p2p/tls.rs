@@ -13,7 +13,7 @@ use rustls::{ClientConfig, ServerConfig};
 use super::error::P2pError;
 use super::stats::Stats;
 use super::verifier::{Allowed, PeerClientVerifier, PeerServerVerifier};
-use crate::node::peer_id::PeerId;
+use crate::keys::peer_id::PeerId;
 
 /// Peers are identified by key, not by name; this name only fills the mandatory field.
 const SERVER_NAME: &str = "enclave-p2p";

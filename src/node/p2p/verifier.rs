@@ -15,8 +15,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::stats::{bump, Stats};
+use crate::keys::peer_id::PeerId;
 use crate::net::log_summary::Line;
-use crate::node::peer_id::PeerId;
 
 /// DER of an Ed25519 SubjectPublicKeyInfo up to the key: SEQUENCE { SEQUENCE { OID 1.3.101.112 },
 /// BIT STRING (0 unused bits) } — RFC 8410 fixes this encoding, so anything else is not Ed25519.

@@ -23,6 +23,7 @@
 mod bundle;
 mod error;
 mod files;
+pub mod peer_id;
 mod shared_secret;
 
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::KeyError;
 use super::files::{self, Missing, PUBLIC_FILE_MODE};
-use crate::node::peer_id::PeerId;
+use super::peer_id::PeerId;
 
 /// Ed25519 seed (RFC 8032 private key): the P2P identity and the OCR off-chain signing key.
 pub const OFFCHAIN_KEY_FILE: &str = "offchain.key";

@@ -277,7 +277,7 @@ fn a_malformed_public_json_is_an_error_naming_it() {
     let mut other_node = good.clone();
     other_node["node"] = serde_json::json!(3);
     let mut other_peer = good.clone();
-    other_peer["peerId"] = serde_json::json!(crate::node::peer_id::PeerId([1; 32]).to_string());
+    other_peer["peerId"] = serde_json::json!(crate::keys::peer_id::PeerId([1; 32]).to_string());
     let mut extra = good.clone();
     extra["secret"] = serde_json::json!("x");
     for (content, expected) in [
