@@ -10,7 +10,9 @@
 //! the enclave: the oracles' work does not depend on them, and the metric tells the outside.
 
 pub mod boot;
+pub mod dcap;
 pub mod identity;
+pub mod measurements;
 pub mod metrics;
 pub mod order_certificate;
 pub mod quote;
