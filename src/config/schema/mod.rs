@@ -2,6 +2,7 @@
 //! our additions, read with every problem collected.
 
 pub mod aggregator;
+pub mod attestation;
 pub mod chain_options;
 pub mod consensus;
 pub mod contract_admin;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use self::aggregator::{read_aggregator, AggregatorConfig};
+use self::attestation::{read_attestation, AttestationConfig};
 use self::chain_options::{read_chain_options, ChainOptions};
 use self::consensus::{read_consensus, ConsensusConfig};
 use self::feeds::{read_feeds, FeedConfig};
@@ -65,6 +67,7 @@ pub struct Config {
     pub consensus: ConsensusConfig,
     pub node: NodeOptions,
     pub chain_options: ChainOptions,
+    pub attestation: AttestationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let node = read_node_options(r, node);
     let chain_options = f.object(r, "chain");
     let chain_options = read_chain_options(r, chain_options, &nodes.oracles());
+    let attestation = f.object(r, "attestation");
+    let attestation = read_attestation(r, attestation);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -162,6 +167,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         consensus,
         node,
         chain_options,
+        attestation,
     })
 }
 
