@@ -28,6 +28,16 @@ pub enum FlagState {
     Undefined,
 }
 
+impl FlagState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "true",
+            Self::False => "false",
+            Self::Undefined => "undefined",
+        }
+    }
+}
+
 impl From<PckCertFlag> for FlagState {
     fn from(flag: PckCertFlag) -> Self {
         match flag {
