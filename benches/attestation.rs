@@ -95,6 +95,13 @@ fn main() {
                 .ok();
             }),
         );
+        let parsed = dcap_qvl::quote::Quote::parse(sample.quote).expect("quote");
+        report(
+            "collateral window (dates of every part)",
+            &measure(|| {
+                black_box(collateral::window(&parsed, black_box(&collateral))).ok();
+            }),
+        );
         report(
             "collateral file parse (JSON)",
             &measure(|| {

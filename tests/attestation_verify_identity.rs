@@ -613,3 +613,42 @@ fn verification_inputs_that_cannot_be_read_exit_65() {
         stderr(&out)
     );
 }
+
+#[test]
+fn without_a_quote_only_the_identity_facts_are_compared_and_said() {
+    let set = Set::new();
+    let out = common::enclave(&[
+        "verify-identity",
+        set.path("identity.json").to_str().expect("utf-8"),
+        "--measurements",
+        &set.write_measurements(serde_json::json!([record(&set, "this image")])),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("PASS  allowed by measurement record \"this image\"")
+            && text.contains("): identity.configuration.digest, identity.software.binarySha256, identity.software.imageDigest"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "note  the registers (MRTD, RTMR0-2, …) were not compared: no readable quote"
+        ),
+        "{text}"
+    );
+    // A record that pins no identity fact compares nothing without a quote: never a PASS.
+    let mut bare = record(&set, "image only");
+    bare.as_object_mut().expect("object").remove("identity");
+    let out = common::enclave(&[
+        "verify-identity",
+        set.path("identity.json").to_str().expect("utf-8"),
+        "--measurements",
+        &set.write_measurements(serde_json::json!([bare])),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("note  nothing compared with measurement record \"image only\""),
+        "{text}"
+    );
+    assert!(!text.contains("PASS  allowed by"), "{text}");
+}

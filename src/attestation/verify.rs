@@ -519,13 +519,23 @@ fn check_measurements(
                         .collect()
                 })
                 .unwrap_or_default();
-            report.add(
-                Outcome::Pass,
-                format!(
-                    "allowed by measurement record {id:?} ({source}): {}",
-                    pinned.join(", ")
-                ),
-            );
+            if pinned.is_empty() {
+                report.add(
+                    Outcome::Note,
+                    format!(
+                        "nothing compared with measurement record {id:?} ({source}): no quote, \
+                         and it pins no identity fact"
+                    ),
+                );
+            } else {
+                report.add(
+                    Outcome::Pass,
+                    format!(
+                        "allowed by measurement record {id:?} ({source}): {}",
+                        pinned.join(", ")
+                    ),
+                );
+            }
         }
         None => report.add(
             Outcome::Fail,
@@ -538,7 +548,7 @@ fn check_measurements(
     if registers.is_none() {
         report.add(
             Outcome::Note,
-            "the registers (MRTD, RTMR0-2, …) were not compared: no quote",
+            "the registers (MRTD, RTMR0-2, …) were not compared: no readable quote",
         );
     }
 }
