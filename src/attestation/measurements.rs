@@ -162,9 +162,9 @@ pub struct MeasurementRecord {
     pub id: String,
     /// `dcap-tdx`, or another Flashbots type (never matched here).
     pub attestation_type: String,
-    /// The allowed values per register, in [`Register::ALL`] order; `None` = not pinned (only
-    /// RTMR3 can be unpinned: the required registers are checked when read, and the host-chosen
-    /// ones default to zero).
+    /// The allowed values of each pinned register, in [`Register::ALL`] order. Only RTMR3 can
+    /// be missing: the required registers are checked when read, and the host-chosen ones
+    /// default to zero.
     pub registers: Vec<(Register, Vec<Measurement>)>,
     /// The allowed values per identity fact (lowercase hex for the digests, exact text for the
     /// image digest).
@@ -174,20 +174,6 @@ pub struct MeasurementRecord {
 impl MeasurementRecord {
     pub fn is_dcap_tdx(&self) -> bool {
         self.attestation_type == DCAP_TDX
-    }
-
-    pub fn allowed(&self, register: Register) -> Option<&[Measurement]> {
-        self.registers
-            .iter()
-            .find(|(r, _)| *r == register)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    pub fn allowed_identity(&self, field: IdentityField) -> Option<&[String]> {
-        self.identity
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, v)| v.as_slice())
     }
 }
 

@@ -170,12 +170,13 @@ pub fn run(
     let policy = check.policy()?;
     let at = check.at();
     let result = verify_quote(&raw_quote, &collateral, at, &policy);
+    // An SGX quote has no TD registers: nothing to compare (the policy refuses it anyway).
     let matched = match (&result, &records) {
-        (Ok(verified), Some(records)) => Some(measurements::check(
-            records,
-            verified.facts.td.as_ref().map(|td| td.registers()).as_ref(),
-            None,
-        )),
+        (Ok(verified), Some(records)) => verified
+            .facts
+            .td
+            .as_ref()
+            .map(|td| measurements::check(records, Some(&td.registers()), None)),
         _ => None,
     };
     let accepted = result.as_ref().is_ok_and(Verified::accepted)
@@ -316,7 +317,9 @@ fn print_text(
     }
     if let Some(m) = matched {
         match &m.matched {
-            Some(id) => println!("measurements: allowed by record {id:?}"),
+            Some(id) => println!(
+                "measurements: allowed by record {id:?} (registers; identity facts are compared by verify-identity)"
+            ),
             None => println!("measurements: NOT allowed: {}", m.explain()),
         }
     }
