@@ -28,11 +28,37 @@ struct Set {
     quote: QuoteSpec,
 }
 
+/// Re-signs the configuration file at `path` after `change` (a valid signature over other
+/// content).
+fn resign(path: &Path, change: impl FnOnce(&mut Value)) {
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+    let solution = document["solution"].as_object_mut().expect("object");
+    solution.shift_remove("signature");
+    let mut payload = Value::Object(solution.clone());
+    change(&mut payload);
+    let key_text = std::fs::read_to_string(common::dev_private_key_path()).expect("key");
+    let key = PrivateKey::from_pkcs8_text(&key_text).expect("key");
+    let signed = signature::sign(&payload, &key).expect("sign");
+    payload["signature"] = Value::String(signed.signature_b64);
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(&serde_json::json!({"solution": payload})).expect("json"),
+    )
+    .expect("write");
+}
+
 impl Set {
     fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A set whose configuration is the example's after `change`, signed with the dev key.
+    fn with_config(change: impl FnOnce(&mut Value)) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let config = dir.path().join("configuration.json");
         std::fs::copy(common::example_path(), &config).expect("config");
+        resign(&config, change);
         let key_text = std::fs::read_to_string(common::dev_public_key_path()).expect("key");
         let key = PublicKey::from_base64_spki(&key_text).expect("key");
         let verified =
@@ -124,22 +150,7 @@ impl Set {
 
     /// Re-signs the configuration file after `change` (a valid signature over other content).
     fn resign_config(&self, change: impl FnOnce(&mut Value)) {
-        let path = self.path("configuration.json");
-        let mut document: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-        let solution = document["solution"].as_object_mut().expect("object");
-        solution.shift_remove("signature");
-        let mut payload = Value::Object(solution.clone());
-        change(&mut payload);
-        let key_text = std::fs::read_to_string(common::dev_private_key_path()).expect("key");
-        let key = PrivateKey::from_pkcs8_text(&key_text).expect("key");
-        let signed = signature::sign(&payload, &key).expect("sign");
-        payload["signature"] = Value::String(signed.signature_b64);
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&serde_json::json!({"solution": payload})).expect("json"),
-        )
-        .expect("write");
+        resign(&self.path("configuration.json"), change);
     }
 
     fn verify(&self, extra: &[&str]) -> std::process::Output {
@@ -376,4 +387,268 @@ fn a_document_that_is_not_an_identity_is_rejected() {
     )
     .expect("write");
     assert_rejected(set.verify(&[]), "not valid JSON");
+}
+
+fn fixture(name: &str) -> String {
+    common::repo()
+        .join("tests/fixtures/dcap")
+        .join(name)
+        .to_str()
+        .expect("utf-8")
+        .to_owned()
+}
+
+/// A measurement record allowing the synthetic quote's registers and this set's identity.
+fn record(set: &Set, id: &str) -> Value {
+    let hex48 = |b: u8| hex::encode([b; 48]);
+    serde_json::json!({
+        "measurement_id": id,
+        "attestation_type": "dcap-tdx",
+        "measurements": {
+            "mrtd": {"expected_any": [hex48(0x7d)]},
+            "rtmr0": {"expected_any": [hex48(0)]},
+            "rtmr1": {"expected_any": [hex48(0)]},
+            "rtmr2": {"expected_any": [hex48(0)]},
+        },
+        "identity": {
+            "configuration_digest": {"expected_any": [set.document.identity.configuration.digest]},
+            "binary_sha256": {"expected_any": ["cd".repeat(32)]},
+            "image_digest": {"expected_any": ["sha256:0123"]},
+        }
+    })
+}
+
+impl Set {
+    fn write_measurements(&self, records: Value) -> String {
+        let path = self.path("measurements.json");
+        std::fs::write(&path, records.to_string()).expect("write");
+        path.to_str().expect("utf-8").to_owned()
+    }
+}
+
+#[test]
+fn allowed_measurements_from_a_file_are_compared_with_the_quote_and_the_identity() {
+    let set = Set::new();
+    let file = set.write_measurements(serde_json::json!([record(&set, "this image")]));
+    let out = set.verify(&["--measurements", &file]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "PASS  allowed by measurement record \"this image\" (from {file}): MRTD, RTMR0, RTMR1, RTMR2, MRCONFIGID, MROWNER, MROWNERCONFIG, identity.configuration.digest, identity.software.binarySha256, identity.software.imageDigest"
+        )),
+        "{text}"
+    );
+    // Without a file or a configuration that names them, the report says so.
+    let text = stdout(&set.verify(&[]));
+    assert!(
+        text.contains("note  the measurements were not compared with allowed values"),
+        "{text}"
+    );
+
+    // Each register and identity fact must match; OR across records.
+    let mut other_image = record(&set, "other image");
+    other_image["measurements"]["mrtd"] = serde_json::json!({"expected_any": ["ab".repeat(48)]});
+    let mut other_binary = record(&set, "other binary");
+    other_binary["identity"]["binary_sha256"] =
+        serde_json::json!({"expected_any": ["ef".repeat(32)]});
+    let file = set.write_measurements(serde_json::json!([other_image, other_binary]));
+    let out = set.verify(&["--measurements", &file]);
+    let text = stdout(&out);
+    assert_rejected(out, "no allowed measurement record");
+    assert!(
+        text.contains(&format!(
+            "record \"other image\": MRTD is {}",
+            "7d".repeat(48)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "record \"other binary\": identity.software.binarySha256 is \"{}\"",
+            "cd".repeat(32)
+        )),
+        "{text}"
+    );
+    let file = set.write_measurements(serde_json::json!([other_image, record(&set, "this image")]));
+    let out = set.verify(&["--measurements", &file]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}
+
+#[test]
+fn allowed_measurements_come_from_the_configuration_when_no_file_is_given() {
+    // A configuration cannot name its own digest: the record pins the image and the software.
+    let probe = Set::new();
+    let mut allowed = record(&probe, "this image");
+    allowed["identity"]
+        .as_object_mut()
+        .expect("object")
+        .remove("configuration_digest");
+    let set = Set::with_config(|s| {
+        s["attestation"] = serde_json::json!({"allowedMeasurements": [allowed]});
+    });
+    let out = set.verify(&[]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("allowed by measurement record \"this image\" (from the configuration's attestation.allowedMeasurements)"),
+        "{text}"
+    );
+    let mut other = record(&probe, "old image");
+    other["measurements"]["rtmr1"] = serde_json::json!({"expected_any": ["01".repeat(48)]});
+    other["identity"]
+        .as_object_mut()
+        .expect("object")
+        .remove("configuration_digest");
+    let set = Set::with_config(|s| {
+        s["attestation"] = serde_json::json!({"allowedMeasurements": [other]});
+    });
+    assert_rejected(set.verify(&[]), "RTMR1 is 0000");
+}
+
+#[test]
+fn a_real_quote_is_verified_with_its_collateral_and_must_still_bind_the_identity() {
+    let set = Set::new();
+    std::fs::copy(fixture("tdx_quote"), set.path("identity.quote")).expect("copy");
+    let collateral = fixture("tdx_quote_collateral.json");
+    let out = set.verify(&["--collateral", &collateral, "--at", "2025-07-01T00:00:00Z"]);
+    let text = stdout(&out);
+    for holds in [
+        "the quote's signatures verify to Intel's SGX root CA (PCK chain and CRLs, QE identity, TCB Info) as of 2025-07-01T00:00:00Z; collateral valid until 2025-07-19T10:00:34Z (PCK CRL expires first)",
+        "the policy accepts the quote (TCB status UpToDate)",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with("PASS") && l.contains(holds)),
+            "no PASS line with {holds:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("note  TCB status UpToDate (advisories: none); FMSPC B0C06F000000, PCK CA platform; platform flags: dynamic-platform true, cached-keys true, smt true"),
+        "{text}"
+    );
+    // Intel signed it, but for another TD's REPORTDATA.
+    assert_rejected(out, "does not bind this identity");
+    assert!(!text.contains("NOT verified here"), "{text}");
+
+    // The policy applies: a refused platform flag fails, a TD 1.5ex quote is read too.
+    let out = set.verify(&[
+        "--collateral",
+        &collateral,
+        "--at",
+        "2025-07-01T00:00:00Z",
+        "--refuse-platform-flag",
+        "smt",
+    ]);
+    assert_rejected(out, "platform flag smt is set and the policy refuses it");
+    std::fs::copy(fixture("tdx_quote_td15ex"), set.path("identity.quote")).expect("copy");
+    let out = set.verify(&[
+        "--collateral",
+        &fixture("tdx_quote_td15ex_collateral.json"),
+        "--at",
+        "2026-10-20T00:00:00Z",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("PASS  TDX quote v5 (TEE type 0x81, body type 4), 5247 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS  the quote's signatures verify"),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_collateral_a_quote_without_intels_signature_or_with_expired_collateral_fails() {
+    let set = Set::new();
+    let collateral = fixture("tdx_quote_collateral.json");
+    // The synthetic quote has the layout but no signature data a verifier can read.
+    assert_rejected(
+        set.verify(&["--collateral", &collateral, "--at", "2025-07-01T00:00:00Z"]),
+        "the quote is not a DCAP quote",
+    );
+    std::fs::copy(fixture("tdx_quote"), set.path("identity.quote")).expect("copy");
+    let late = [
+        "--collateral",
+        collateral.as_str(),
+        "--at",
+        "2025-07-21T10:00:34Z",
+    ];
+    assert_rejected(
+        set.verify(&late),
+        "the collateral expired at 2025-07-19T10:00:34Z",
+    );
+    let mut graced = late.to_vec();
+    graced.extend_from_slice(&["--collateral-grace", "3d"]);
+    let text = stdout(&set.verify(&graced));
+    assert!(
+        text.contains("note  the collateral expired 2days before 2025-07-21T10:00:34Z; accepted within the grace of 3days"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS  the quote's signatures verify"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verification_inputs_that_cannot_be_read_exit_65() {
+    let set = Set::new();
+    let missing = set.path("missing.json");
+    let missing = missing.to_str().expect("utf-8");
+    let out = set.verify(&["--collateral", missing]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read the collateral"),
+        "{}",
+        stderr(&out)
+    );
+    let file =
+        set.write_measurements(serde_json::json!([{"measurement_id": "x", "measurements": {}}]));
+    let out = set.verify(&["--measurements", &file]);
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("$[0].measurements.mrtd: is required"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_a_quote_only_the_identity_facts_are_compared_and_said() {
+    let set = Set::new();
+    let out = common::enclave(&[
+        "verify-identity",
+        set.path("identity.json").to_str().expect("utf-8"),
+        "--measurements",
+        &set.write_measurements(serde_json::json!([record(&set, "this image")])),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.contains("PASS  allowed by measurement record \"this image\"")
+            && text.contains("): identity.configuration.digest, identity.software.binarySha256, identity.software.imageDigest"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "note  the registers (MRTD, RTMR0-2, …) were not compared: no readable quote"
+        ),
+        "{text}"
+    );
+    // A record that pins no identity fact compares nothing without a quote: never a PASS.
+    let mut bare = record(&set, "image only");
+    bare.as_object_mut().expect("object").remove("identity");
+    let out = common::enclave(&[
+        "verify-identity",
+        set.path("identity.json").to_str().expect("utf-8"),
+        "--measurements",
+        &set.write_measurements(serde_json::json!([bare])),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("note  nothing compared with measurement record \"image only\""),
+        "{text}"
+    );
+    assert!(!text.contains("PASS  allowed by"), "{text}");
 }

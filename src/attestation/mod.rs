@@ -3,14 +3,18 @@
 //! `enclave status`, the log, pushed metrics) and, where the platform allows, proves it: a TDX
 //! quote whose REPORTDATA is the identity's SHA-512 ([`tsm`]), RTMR3 extended with its
 //! SHA-384 and an event log to replay ([`rtmr`]), and on Super Protocol the order certificate
-//! ([`order_certificate`]). [`verify`] is the other side: what `enclave verify-identity` checks.
+//! ([`order_certificate`]). [`verify`] is the other side: what `enclave verify-identity` checks,
+//! with [`dcap`] (a quote against Intel's collateral, offline, under a policy) and
+//! [`measurements`] (which VM images, host-chosen registers and software are allowed).
 //!
 //! Where there is no TEE, the enclave says so (`enclave_attestation_available 0`, the reason
 //! in the log and the document) and never makes up a quote. Attestation failures do not stop
 //! the enclave: the oracles' work does not depend on them, and the metric tells the outside.
 
 pub mod boot;
+pub mod dcap;
 pub mod identity;
+pub mod measurements;
 pub mod metrics;
 pub mod order_certificate;
 pub mod quote;

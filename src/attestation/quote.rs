@@ -4,13 +4,13 @@
 //!
 //! ```text
 //! v4: header (48) | TD report 1.0 body (584)                         | u32 signature data length | signature data
-//! v5: header (48) | body type u16, body size u32 | TD report 1.0 (584) or 1.5 (648) body | u32 length | signature data
+//! v5: header (48) | body type u16, body size u32 | TD report 1.0 (584), 1.5 (648) or 1.5ex (885) body | u32 length | signature data
 //! ```
 //!
 //! All integers are little-endian. The TD report body is the same in 1.0 and 1.5 up to
-//! REPORTDATA, its last 64 bytes in 1.0; 1.5 appends TEE_TCB_SVN2 and MRSERVICETD. This module
-//! does not verify the quote's signature or Intel's certificate chain: that needs Intel's
-//! collateral (a verifier such as dcap-qvl or Intel's QVL does it).
+//! REPORTDATA, its last 64 bytes in 1.0; 1.5 appends TEE_TCB_SVN2 and MRSERVICETD, 1.5ex (body
+//! type 4) more after that. This module does not verify the quote's signature or Intel's
+//! certificate chain: that needs Intel's collateral ([`super::dcap`] does it).
 
 use std::fmt;
 
@@ -22,11 +22,14 @@ pub const TEE_TYPE_TDX: u32 = 0x81;
 pub const TD_REPORT10_LEN: usize = 584;
 /// Bytes of a TD report 1.5 body.
 pub const TD_REPORT15_LEN: usize = 648;
+/// Bytes of a TD report 1.5ex body (1.5 followed by the TD's id, initial TCB and service TDs).
+pub const TD_REPORT15_EX_LEN: usize = 885;
 /// v5 only: the body descriptor (type u16, size u32) between header and body.
 pub const BODY_DESCRIPTOR_LEN: usize = 6;
 /// v5 body types.
 pub const BODY_TD_REPORT10: u16 = 2;
 pub const BODY_TD_REPORT15: u16 = 3;
+pub const BODY_TD_REPORT15_EX: u16 = 4;
 /// Bytes of REPORTDATA: what the TD asked the quote to carry.
 pub const REPORT_DATA_LEN: usize = 64;
 /// Bytes of one SHA-384 measurement register (MRTD, RTMR0..3, ...).
@@ -58,7 +61,7 @@ pub enum QuoteError {
     UnsupportedVersion(u16),
     #[error("the quote's TEE type is {0:#x}, not Intel TDX ({TEE_TYPE_TDX:#x})")]
     NotTdx(u32),
-    #[error("quote v5 body type {0} is not a TD report (2 = TD report 1.0, 3 = TD report 1.5)")]
+    #[error("quote v5 body type {0} is not a TD report (2 = TD report 1.0, 3 = TD report 1.5, 4 = TD report 1.5ex)")]
     UnsupportedBodyType(u16),
     #[error("quote v5 body type {body_type} declares {declared} bytes, expected {expected}")]
     BodySize {
@@ -153,6 +156,7 @@ impl TdQuote {
             let expected = match body_type {
                 BODY_TD_REPORT10 => TD_REPORT10_LEN,
                 BODY_TD_REPORT15 => TD_REPORT15_LEN,
+                BODY_TD_REPORT15_EX => TD_REPORT15_EX_LEN,
                 other => return Err(QuoteError::UnsupportedBodyType(other)),
             };
             if declared as usize != expected {
@@ -250,6 +254,20 @@ mod tests {
             assert_eq!(quote.report_data, [0x5a; 64]);
             assert_eq!(quote.rtmr[3], [0x33; 48]);
         }
+    }
+
+    #[test]
+    fn a_td_report_1_5ex_quote_is_read_like_the_others() {
+        // dcap-qvl's sample: quote v5, body type 4 (885 bytes), dstack's MRCONFIGID.
+        let bytes = include_bytes!("../../tests/fixtures/dcap/tdx_quote_td15ex");
+        let quote = TdQuote::parse(bytes).expect("parses");
+        assert_eq!(quote.body_type, Some(BODY_TD_REPORT15_EX));
+        assert_eq!(quote.mr_config_id[0], 0x01);
+        assert_eq!(
+            &bytes[HEADER_LEN + BODY_DESCRIPTOR_LEN + 520..][..64],
+            &quote.report_data
+        );
+        assert!(!quote.debug());
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! What `enclave verify-identity` checks: the document against itself (its recorded digests),
-//! against a configuration and an expected verifying key, against a TDX quote (REPORTDATA,
-//! debug mode, recorded digest) and against an RTMR3 event log (replay). Each check is a line
+//! against a configuration and an expected verifying key, against a TDX quote (with Intel's
+//! collateral: its signatures, certificates, CRLs and TCB under a policy, by the one quote
+//! verifier [`super::dcap::verify_quote`]; then REPORTDATA, debug mode, recorded digest),
+//! against an RTMR3 event log (replay) and against allowed measurements (MRTD, RTMR0–2, the
+//! host-chosen registers and the identity's configuration and software). Each check is a line
 //! of the report; one failed check fails the verification.
-//!
-//! Not checked here: the quote's signature and Intel's certificate chain (that needs Intel's
-//! collateral; a DCAP verifier such as dcap-qvl or Intel's QVL does it), and the measurements
-//! MRTD/RTMR0–2 against reference values of the image (printed for comparison).
 
 use std::fmt;
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::dcap::collateral::rfc3339;
+use super::dcap::{verify_quote, QuotePolicy};
 use super::identity::{AttestationStatus, IdentityDigests, IdentityDocument, FORMAT};
+use super::measurements::{self, IdentityFacts, MeasurementRecord, TdRegisters};
 use super::quote::TdQuote;
 use super::rtmr;
 use crate::config::signature::PublicKey;
@@ -106,6 +108,19 @@ pub struct Evidence<'a> {
     pub public_key: Option<&'a PublicKey>,
     /// The RTMR3 event log's text.
     pub event_log: Option<&'a str>,
+    /// Intel's collateral, the time and the policy to verify the quote with.
+    pub quote_check: Option<QuoteCheck<'a>>,
+    /// The allowed measurements, and where they come from (for the report).
+    pub measurements: Option<(&'a [MeasurementRecord], &'a str)>,
+}
+
+/// How to verify the quote itself.
+#[derive(Debug, Clone, Copy)]
+pub struct QuoteCheck<'a> {
+    pub collateral: &'a dcap_qvl::QuoteCollateralV3,
+    /// Unix seconds.
+    pub at: u64,
+    pub policy: &'a QuotePolicy,
 }
 
 /// Verifies the identity document `text` against `evidence`.
@@ -313,6 +328,7 @@ fn check_quote(
         };
         report.add(Outcome::Note, message);
         check_event_log(report, document, digests, evidence, None);
+        check_measurements(report, document, evidence, None);
         return;
     };
     let quote = match TdQuote::parse(bytes) {
@@ -320,6 +336,7 @@ fn check_quote(
         Err(e) => {
             report.add(Outcome::Fail, format!("the quote is not a TDX quote: {e}"));
             check_event_log(report, document, digests, evidence, None);
+            check_measurements(report, document, evidence, None);
             return;
         }
     };
@@ -380,11 +397,166 @@ fn check_quote(
             hex::encode(quote.mr_config_id)
         ),
     );
+    match &evidence.quote_check {
+        Some(check) => check_signatures(report, bytes, check),
+        None => report.add(
+            Outcome::Note,
+            "the quote's signatures and Intel certificate chain are NOT verified here: give \
+             --collateral FILE (enclave attestation collateral fetch makes one)",
+        ),
+    }
+    check_event_log(report, document, digests, evidence, Some(&quote));
+    let registers = TdRegisters {
+        mr_td: quote.mr_td,
+        rtmr: quote.rtmr,
+        mr_config_id: quote.mr_config_id,
+        mr_owner: quote.mr_owner,
+        mr_owner_config: quote.mr_owner_config,
+    };
+    check_measurements(report, document, evidence, Some(&registers));
+}
+
+/// The quote's signature chain, collateral and TCB, by the one quote verifier.
+fn check_signatures(report: &mut Report, bytes: &[u8], check: &QuoteCheck<'_>) {
+    let verified = match verify_quote(bytes, check.collateral, check.at, check.policy) {
+        Ok(v) => v,
+        Err(e) => {
+            report.add(Outcome::Fail, e.to_string());
+            return;
+        }
+    };
+    let facts = &verified.facts;
+    report.add(
+        Outcome::Pass,
+        format!(
+            "the quote's signatures verify to Intel's SGX root CA (PCK chain and CRLs, QE \
+             identity, TCB Info) as of {}; collateral valid until {} ({} expires first)",
+            rfc3339(verified.verified_at),
+            rfc3339(verified.collateral.valid_until),
+            verified.collateral.valid_until_part
+        ),
+    );
+    if let Some(late) = verified.grace_used {
+        report.add(
+            Outcome::Note,
+            format!(
+                "the collateral expired {} before {}; accepted within the grace of {}, and the \
+                 quote checked as of its expiry",
+                humantime::format_duration(std::time::Duration::from_secs(late)),
+                rfc3339(verified.at),
+                humantime::format_duration(check.policy.collateral_grace)
+            ),
+        );
+    }
     report.add(
         Outcome::Note,
-        "the quote's signature and Intel certificate chain are NOT verified here: check the quote with a DCAP verifier (dcap-qvl, Intel QVL)",
+        format!(
+            "TCB status {} (advisories: {}); FMSPC {}, PCK CA {}; platform flags: \
+             dynamic-platform {}, cached-keys {}, smt {}",
+            facts.tcb_status,
+            if facts.advisory_ids.is_empty() {
+                "none".to_owned()
+            } else {
+                facts.advisory_ids.join(", ")
+            },
+            facts.fmspc,
+            facts.pck_ca,
+            facts.platform_flags.dynamic_platform.as_str(),
+            facts.platform_flags.cached_keys.as_str(),
+            facts.platform_flags.smt_enabled.as_str(),
+        ),
     );
-    check_event_log(report, document, digests, evidence, Some(&quote));
+    if verified.accepted() {
+        report.add(
+            Outcome::Pass,
+            format!(
+                "the policy accepts the quote (TCB status {})",
+                facts.tcb_status
+            ),
+        );
+    }
+    for refusal in &verified.refusals {
+        report.add(Outcome::Fail, refusal.to_string());
+    }
+}
+
+/// The TD's registers (when a quote was given) and the identity's facts against the allowed
+/// measurements.
+fn check_measurements(
+    report: &mut Report,
+    document: &IdentityDocument,
+    evidence: &Evidence<'_>,
+    registers: Option<&TdRegisters>,
+) {
+    let Some((records, source)) = evidence.measurements else {
+        report.add(
+            Outcome::Note,
+            "the measurements were not compared with allowed values (give --measurements FILE, \
+             or a --config with attestation.allowedMeasurements)",
+        );
+        return;
+    };
+    let software = &document.identity.software;
+    let identity = IdentityFacts {
+        configuration_digest: document.identity.configuration.digest.clone(),
+        binary_sha256: software.binary_sha256.clone(),
+        image_digest: software.image_digest.clone(),
+    };
+    let outcome = measurements::check(records, registers, Some(&identity));
+    if !outcome.skipped.is_empty() {
+        report.add(
+            Outcome::Note,
+            format!(
+                "{} measurement record(s) of other attestation types not considered",
+                outcome.skipped.len()
+            ),
+        );
+    }
+    match &outcome.matched {
+        Some(id) => {
+            let record = records.iter().find(|r| &r.id == id);
+            let pinned: Vec<&str> = record
+                .map(|r| {
+                    r.registers
+                        .iter()
+                        .filter(|_| registers.is_some())
+                        .map(|(reg, _)| reg.name())
+                        .chain(r.identity.iter().map(|(f, _)| f.document_path()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if pinned.is_empty() {
+                report.add(
+                    Outcome::Note,
+                    format!(
+                        "nothing compared with measurement record {id:?} ({source}): no quote, \
+                         and it pins no identity fact"
+                    ),
+                );
+            } else {
+                report.add(
+                    Outcome::Pass,
+                    format!(
+                        "allowed by measurement record {id:?} ({source}): {}",
+                        pinned.join(", ")
+                    ),
+                );
+            }
+        }
+        None => report.add(
+            Outcome::Fail,
+            format!(
+                "no allowed measurement record ({source}) matches: {}",
+                outcome.explain()
+            ),
+        ),
+    }
+    if registers.is_none() {
+        report.add(
+            Outcome::Note,
+            "the registers (MRTD, RTMR0-2, …) were not compared: no readable quote",
+        );
+    }
 }
 
 fn check_event_log(

@@ -2,17 +2,22 @@
 
 mod aggregator_cmd;
 mod alerts_cmd;
+mod attestation_cmd;
 mod config_cmd;
 mod don_config_cmd;
 mod keys_cmd;
 mod node_cmd;
 mod postgres_cmd;
 mod process_metrics_cmd;
+mod quote_cmd;
 mod verify_identity_cmd;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use quote_cmd::QuoteCheckArgs;
 
 use crate::config::signature::Scheme;
 use crate::config::ConfigError;
@@ -27,8 +32,9 @@ use crate::supervisor;
     about = "All-in-one confidential price-oracle container",
     long_about = "All-in-one confidential price-oracle container: PID-1 supervisor, embedded \
                   PostgreSQL, price aggregator and OCR consensus nodes in one binary.\n\n\
-                  Exit codes: 0 ok, 1 failure, 2 usage, 77 configuration signature invalid or \
-                  missing, 78 configuration invalid."
+                  Exit codes: 0 ok, 1 failure, 2 usage, 65 an input file of a verification \
+                  unreadable or malformed, 77 configuration signature invalid or missing, 78 \
+                  configuration invalid."
 )]
 pub struct Cli {
     /// Map every absolute path (/sp, /run, /var/log, /etc/enclave) under this directory.
@@ -86,8 +92,10 @@ pub enum Command {
     /// webhook) when a rule fires and when it resolves. Idle without a channel.
     Alerts,
     /// Check an identity document (identity.json) written by an enclave: its digests, and
-    /// against a configuration, a verifying key, a TDX quote and an RTMR3 event log when given.
-    /// Prints what holds and what does not; exits 1 if anything does not.
+    /// against a configuration, a verifying key, a TDX quote (with --collateral: its signatures,
+    /// certificates and TCB under the policy), an RTMR3 event log and allowed measurements when
+    /// given. Prints what holds and what does not; exits 1 if anything does not, 65 if an input
+    /// file cannot be read.
     VerifyIdentity {
         /// The identity document.
         identity: PathBuf,
@@ -97,11 +105,27 @@ pub enum Command {
         /// The RTMR3 event log (identity-events.jsonl), replayed against the quote's RTMR3.
         #[arg(long, value_name = "FILE")]
         event_log: Option<PathBuf>,
+        /// Intel's collateral for the quote (dcap-qvl's QuoteCollateralV3 JSON; `enclave
+        /// attestation collateral fetch` makes one): the quote's signatures are verified with it.
+        #[arg(long, value_name = "FILE")]
+        collateral: Option<PathBuf>,
+        /// The allowed measurements (a JSON array of records) [default: the --config's
+        /// attestation.allowedMeasurements, if any].
+        #[arg(long, value_name = "FILE")]
+        measurements: Option<PathBuf>,
+        #[command(flatten)]
+        check: QuoteCheckArgs,
         /// The verifying key the image is expected to trust (the configuration is given with
         /// the global --config FILE).
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Intel DCAP quotes.
+    #[command(subcommand)]
+    Quote(QuoteCommand),
+    /// Attestation material: Intel's collateral.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
     /// Create keys for, sign, verify and check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -143,6 +167,67 @@ pub enum Command {
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuoteCommand {
+    /// Verify a DCAP quote offline: signatures to Intel's root, CRLs, QE identity, TCB status
+    /// and advisories, collateral expiry, at a given time, under a policy; print what it says
+    /// (TCB status, advisories, platform flags, MRTD, RTMR0-3, REPORTDATA, …). Exit 0 only when
+    /// it is valid and the policy (and the measurements, when given) accept it; 1 when not; 65
+    /// when an input file cannot be read or is malformed.
+    Verify {
+        /// The quote (raw bytes, as identity.quote or configfs-tsm's outblob).
+        quote: PathBuf,
+        /// Intel's collateral (dcap-qvl's QuoteCollateralV3 JSON; `enclave attestation
+        /// collateral fetch` makes one).
+        #[arg(long, value_name = "FILE")]
+        collateral: PathBuf,
+        /// Also require the TD's registers to match one of these records (a measurements
+        /// file; identity fields in it are not compared here: use verify-identity).
+        #[arg(long, value_name = "FILE")]
+        measurements: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        check: QuoteCheckArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttestationCommand {
+    /// Intel's collateral (TCB Info, QE Identity, CRLs and their certificate chains).
+    #[command(subcommand)]
+    Collateral(CollateralCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollateralCommand {
+    /// Fetch the collateral a quote needs from a PCCS or Intel's PCS, check that it verifies
+    /// the quote, and write it (without a PCK certificate chain, so that every machine of the
+    /// same FMSPC and PCK CA can use it). Intel issues it for 30 days: fetch it again before.
+    Fetch {
+        /// The PCCS or PCS base URL, e.g. https://api.trustedservices.intel.com or
+        /// https://pccs.example:8081.
+        #[arg(long, value_name = "URL")]
+        pccs: String,
+        /// The quote whose collateral is fetched.
+        #[arg(long, value_name = "FILE")]
+        quote: PathBuf,
+        /// Where to write the collateral (replaced atomically, 0644).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Trust this CA (PEM) for the PCCS's TLS certificate besides the web's roots.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Timeout of each request.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Check the fetched collateral against the quote as of this time (RFC 3339) [default: now].
+        #[arg(long, value_name = "RFC3339", value_parser = quote_cmd::parse_at)]
+        at: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,14 +384,44 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             identity,
             quote,
             event_log,
+            collateral,
+            measurements,
+            check,
             key,
         } => verify_identity_cmd::run(
             cli.config.as_deref(),
-            identity,
-            quote.as_deref(),
-            event_log.as_deref(),
+            &verify_identity_cmd::Inputs {
+                identity,
+                quote: quote.as_deref(),
+                event_log: event_log.as_deref(),
+                collateral: collateral.as_deref(),
+                measurements: measurements.as_deref(),
+            },
+            check,
             key,
         ),
+        Command::Quote(QuoteCommand::Verify {
+            quote,
+            collateral,
+            measurements,
+            json,
+            check,
+        }) => quote_cmd::run(quote, collateral, measurements.as_deref(), check, *json),
+        Command::Attestation(AttestationCommand::Collateral(CollateralCommand::Fetch {
+            pccs,
+            quote,
+            out,
+            ca_file,
+            timeout,
+            at,
+        })) => attestation_cmd::fetch(&attestation_cmd::FetchArgs {
+            pccs,
+            quote,
+            out,
+            ca_file: ca_file.as_deref(),
+            timeout: *timeout,
+            at: *at,
+        }),
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
@@ -318,8 +433,17 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// An input file of a verification command cannot be read or is malformed: nothing was judged
+/// (exit 65, distinct from 1, "judged and not valid").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
 /// The exit code for a failed command: the configuration's own codes where they apply.
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<InputError>().is_some() {
+        return exit::INPUT_INVALID;
+    }
     error
         .downcast_ref::<ConfigError>()
         .map(ConfigError::exit_code)

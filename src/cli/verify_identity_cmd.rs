@@ -1,61 +1,78 @@
-//! `enclave verify-identity IDENTITY.json [--quote FILE] [--event-log FILE] [--config FILE
-//! --public-key-file FILE]`: what a third party runs on what an enclave published.
+//! `enclave verify-identity IDENTITY.json [--quote FILE] [--event-log FILE] [--collateral FILE]
+//! [--measurements FILE] [--config FILE --public-key-file FILE]`: what a third party runs on
+//! what an enclave published.
 
 use std::path::Path;
 
-use anyhow::Context;
-
 use super::config_cmd::public_key;
-use super::KeyArgs;
-use crate::attestation::verify::{verify, Evidence};
-use crate::config::read_document;
+use super::quote_cmd::{read_collateral, read_input, read_measurements, QuoteCheckArgs};
+use super::{InputError, KeyArgs};
+use crate::attestation::verify::{verify, Evidence, QuoteCheck};
+use crate::config::{read_document, validate_document};
 use crate::exit;
 
 /// A quote is a few KiB and an event log a few lines per boot; anything this large is not one.
 const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 
-fn read_bounded(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
-    anyhow::ensure!(
-        bytes.len() as u64 <= MAX_INPUT_BYTES,
-        "the {what} {} is larger than {MAX_INPUT_BYTES} bytes",
-        path.display()
-    );
-    Ok(bytes)
+/// The files to verify.
+pub struct Inputs<'a> {
+    pub identity: &'a Path,
+    pub quote: Option<&'a Path>,
+    pub event_log: Option<&'a Path>,
+    pub collateral: Option<&'a Path>,
+    pub measurements: Option<&'a Path>,
+}
+
+fn text(path: &Path, what: &str) -> anyhow::Result<String> {
+    String::from_utf8(read_input(path, what, MAX_INPUT_BYTES)?)
+        .map_err(|_| InputError(format!("{} is not UTF-8 text", path.display())).into())
 }
 
 pub fn run(
     config: Option<&Path>,
-    identity: &Path,
-    quote: Option<&Path>,
-    event_log: Option<&Path>,
+    inputs: &Inputs<'_>,
+    check: &QuoteCheckArgs,
     key: &KeyArgs,
 ) -> anyhow::Result<u8> {
-    let text = String::from_utf8(read_bounded(identity, "identity document")?)
-        .with_context(|| format!("{} is not UTF-8 text", identity.display()))?;
-    let quote = quote.map(|p| read_bounded(p, "quote")).transpose()?;
-    let event_log = event_log
-        .map(|p| {
-            read_bounded(p, "event log").and_then(|b| {
-                String::from_utf8(b).with_context(|| format!("{} is not UTF-8 text", p.display()))
-            })
-        })
+    let document = text(inputs.identity, "identity document")?;
+    let quote = inputs
+        .quote
+        .map(|p| read_input(p, "quote", MAX_INPUT_BYTES))
         .transpose()?;
+    let event_log = inputs.event_log.map(|p| text(p, "event log")).transpose()?;
+    let collateral = inputs.collateral.map(read_collateral).transpose()?;
+    let policy = check.policy()?;
     let configuration = config.map(read_document).transpose()?;
     let public_key = public_key(key, None)?;
+    // The allowed measurements: the file, else the configuration's (when it is valid; an
+    // invalid configuration is reported by the checks themselves).
+    let (records, source) = match inputs.measurements {
+        Some(path) => (
+            Some(read_measurements(path)?),
+            format!("from {}", path.display()),
+        ),
+        None => (
+            configuration
+                .as_ref()
+                .and_then(|c| validate_document(c).ok())
+                .map(|v| v.config.attestation.allowed_measurements)
+                .filter(|records| !records.is_empty()),
+            "from the configuration's attestation.allowedMeasurements".to_owned(),
+        ),
+    };
     let report = verify(
-        &text,
+        &document,
         &Evidence {
             quote: quote.as_deref(),
             configuration: configuration.as_ref(),
             public_key: public_key.as_ref(),
             event_log: event_log.as_deref(),
+            quote_check: collateral.as_ref().map(|collateral| QuoteCheck {
+                collateral,
+                at: check.at(),
+                policy: &policy,
+            }),
+            measurements: records.as_deref().map(|r| (r, source.as_str())),
         },
     );
     for check in &report.checks {

@@ -3,6 +3,7 @@
 
 pub mod aggregator;
 pub mod alerts;
+pub mod attestation;
 pub mod chain_options;
 pub mod consensus;
 pub mod contract_admin;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use self::aggregator::{read_aggregator, AggregatorConfig};
 use self::alerts::{read_alerts, AlertsConfig};
+use self::attestation::{read_attestation, AttestationConfig};
 use self::chain_options::{read_chain_options, ChainOptions};
 use self::consensus::{read_consensus, ConsensusConfig};
 use self::feeds::{read_feeds, FeedConfig};
@@ -68,6 +70,7 @@ pub struct Config {
     pub node: NodeOptions,
     pub chain_options: ChainOptions,
     pub alerts: AlertsConfig,
+    pub attestation: AttestationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +154,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         .object(r, "alerts")
         .map(|af| read_alerts(r, af))
         .unwrap_or_default();
+    let attestation = f.object(r, "attestation");
+    let attestation = read_attestation(r, attestation);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -170,6 +175,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         node,
         chain_options,
         alerts,
+        attestation,
     })
 }
 
