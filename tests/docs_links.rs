@@ -229,7 +229,12 @@ fn broken_links(root: &Path) -> Vec<String> {
 fn every_relative_link_in_the_documentation_names_an_existing_file_and_heading() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let files = markdown_files(&root);
-    for expected in ["README.md", "s6-rc.d/README.md"] {
+    for expected in [
+        "README.md",
+        "docs/design/architecture.md",
+        "docs/operator/configuration.md",
+        "s6-rc.d/README.md",
+    ] {
         assert!(
             files.contains(&root.join(expected)),
             "{expected} is not among the checked files: {files:?}"
@@ -318,4 +323,16 @@ fn anchors_follow_githubs_slug_rules() {
     let mut anchors: Vec<_> = document.anchors.into_iter().collect();
     anchors.sort();
     assert_eq!(anchors, ["a", "a-1", "a-2", "b"]);
+}
+
+#[test]
+fn the_readme_stays_a_short_introduction_with_the_rest_under_docs() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 300,
+        "README.md has {lines} lines: it is the newcomer's and operator's introduction (at most \
+         300); put reference material under docs/ and link to it"
+    );
 }
