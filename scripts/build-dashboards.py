@@ -306,7 +306,7 @@ def overview():
                    f"version, git_revision, image_digest, identity_sha512) (enclave_identity_info{F})", None)],
             "The identity this boot stated (`enclave status --identity`): every node's peer id, "
             "report-signing and transmitter addresses, the software, and the SHA-512 a TDX quote "
-            "binds. Check it with `enclave verify-identity` (README, Verifiable identity).",
+            "binds. Check it with `enclave verify-identity` (docs/operator/verifying.md).",
             w=24, h=7, sort=("node", False)),
         table("Alerts", [
             (None, 'max by (alertname, severity, alertstate, job, service, source, feed) '

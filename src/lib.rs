@@ -1,5 +1,6 @@
 //! `enclave`: an all-in-one confidential price-oracle container. One binary runs as PID 1 and as
-//! each service below it; see ARCHITECTURE.md for the design and README.md for operators.
+//! each service below it; see docs/design/architecture.md for the design, README.md and
+//! docs/operator/ for operators.
 
 pub mod aggregator;
 pub mod alerts;

@@ -11,8 +11,8 @@ into alerts.jsonl in the demo directory). On its own:
   alert_receiver.py [--port N] [--log FILE]
 
 prints one JSON line {"url": "http://127.0.0.1:<port>/alerts"} when ready, then one line per
-notification, until SIGTERM/SIGINT. The body is the enclave's webhook format, version 1 (README,
-"Alerts from inside the enclave"). Anything else is answered 400 and noted in one line.
+notification, until SIGTERM/SIGINT. The body is the enclave's webhook format, version 1 (docs/operator/
+metrics-and-alerts.md, "Channels and what they receive"). Anything else is answered 400 and noted in one line.
 """
 
 import argparse

@@ -86,7 +86,8 @@ pub fn telegram_body(n: &Notification, instance: &str, chat_id: &str) -> Value {
     })
 }
 
-/// The generic webhook's body (README "Alerts from inside the enclave" documents each member).
+/// The generic webhook's body (docs/operator/metrics-and-alerts.md, "Channels and what they
+/// receive", documents each member).
 pub fn webhook_body(n: &Notification, instance: &str) -> Value {
     json!({
         "version": WEBHOOK_VERSION,

@@ -1,5 +1,5 @@
 //! Every node's keys, in `<spSecretsDir>/node-<i>/`, and the enclave's OCR shared secret in
-//! `<spSecretsDir>/ocr-shared-secret` (ARCHITECTURE.md §7, ocr-and-sources.md A.3.1).
+//! `<spSecretsDir>/ocr-shared-secret` (docs/design/keys.md, ocr-and-sources.md A.3.1).
 //!
 //! On disk, one file per secret, each holding the secret's bytes as lowercase hex and a newline
 //! (0600, directories 0700):

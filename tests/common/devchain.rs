@@ -1,5 +1,5 @@
 //! A real EVM chain for tests: `scripts/devchain/devchain.py` (py-evm behind a geth-like
-//! JSON-RPC, see notes/README-devchain.md) on a free port, with the tests' own OCR1
+//! JSON-RPC, see docs/development/devchain.md) on a free port, with the tests' own OCR1
 //! `OffchainAggregator` deployable in one call.
 //!
 //! ```ignore

@@ -10,7 +10,8 @@
 //! - [`aggregator_contract`]: [`AggregatorContract`] reads, events and calldata.
 //! - [`error`]: [`ChainError`] and its [`ErrorClass`]; [`metrics`]: [`ChainMetrics`].
 //!
-//! Operator documentation: notes/README-chain.md.
+//! Documentation: docs/design/onchain.md (what the oracles do on chain) and the `chain` section of
+//! docs/operator/configuration.md.
 
 pub mod aggregator_contract;
 pub mod chain_id;

@@ -1,4 +1,4 @@
-//! The consensus nodes' network (ARCHITECTURE.md §7, ocr-and-sources.md A.3): every node talks
+//! The consensus nodes' network (docs/design/consensus-and-p2p.md, ocr-and-sources.md A.3): every node talks
 //! to the others over TCP with mutual TLS 1.3, one connection per peer pair carrying discovery
 //! and application frames.
 //!
