@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::definition::{Definition, Kind as DefKind};
+use super::definition::Kind as DefKind;
 use super::engine::{Command, Engine, Event, Metric, Now, ScriptEnd};
 use super::graph::Graph;
 use super::logs::LogHub;
@@ -179,11 +180,22 @@ impl Supervisor {
                 Command::RunFinish {
                     service,
                     generation,
+                    script,
                     exit,
                     pid,
                     timeout,
-                } => self.run_finish(&service, generation, exit, pid, timeout),
-                Command::RunDown { service, timeout } => self.run_down(&service, timeout),
+                } => self.run_finish(&service, generation, script, exit, pid, timeout),
+                Command::RunDown {
+                    service,
+                    script,
+                    timeout,
+                } => {
+                    let spec = self.shell(&service, &script);
+                    let name = service.clone();
+                    self.run_script(&service, "down", spec, timeout, move |end| {
+                        Event::DownDone { service: name, end }
+                    });
+                }
                 Command::Signal { pid, signal, group } => {
                     if group {
                         signal_group(pid, signal);
@@ -238,17 +250,16 @@ impl Supervisor {
     /// Starts the service's process and its watcher; returns the event that says it runs, or
     /// sends the one that says it could not start.
     fn start(&mut self, service: &str, generation: u64) -> Option<Event> {
-        let def = self.engine.definition(service)?.clone();
-        let (spec, oneshot) = match &def.kind {
+        let (spec, oneshot) = match &self.engine.definition(service)?.kind {
             DefKind::Longrun {
                 run,
                 notification_fd,
                 ..
             } => (
-                self.spec(&def, run.clone(), Vec::new(), *notification_fd),
+                self.spec(service, run.clone(), Vec::new(), *notification_fd)?,
                 false,
             ),
-            DefKind::Oneshot { up, .. } => (self.shell(&def, up), true),
+            DefKind::Oneshot { up, .. } => (self.shell(service, up)?, true),
             DefKind::Bundle { .. } => return None,
         };
         let output = self.outputs.get(service)?;
@@ -288,23 +299,16 @@ impl Supervisor {
         })
     }
 
+    /// `finish <code> <signal> <service> [<pid>]`, as s6 runs it.
     fn run_finish(
-        &mut self,
+        &self,
         service: &str,
         generation: u64,
+        script: PathBuf,
         exit: Exit,
-        pid: Option<nix::unistd::Pid>,
+        pid: Option<Pid>,
         timeout: Duration,
     ) {
-        let Some(def) = self.engine.definition(service).cloned() else {
-            return;
-        };
-        let DefKind::Longrun {
-            finish: Some(path), ..
-        } = &def.kind
-        else {
-            return;
-        };
         let (code, sig) = exit.finish_args();
         let mut args: Vec<OsString> = vec![
             code.to_string().into(),
@@ -314,9 +318,9 @@ impl Supervisor {
         if let Some(pid) = pid {
             args.push(pid.as_raw().to_string().into());
         }
-        let spec = self.spec(&def, path.clone(), args, None);
         let name = service.to_owned();
-        self.run_script(service, "finish", &spec, Some(timeout), move |finish| {
+        let spec = self.spec(service, script, args, None);
+        self.run_script(service, "finish", spec, Some(timeout), move |finish| {
             Event::FinishDone {
                 service: name,
                 generation,
@@ -327,37 +331,20 @@ impl Supervisor {
         });
     }
 
-    fn run_down(&mut self, service: &str, timeout: Option<Duration>) {
-        let Some(def) = self.engine.definition(service).cloned() else {
-            return;
-        };
-        let DefKind::Oneshot {
-            down: Some(down), ..
-        } = &def.kind
-        else {
-            return;
-        };
-        let spec = self.shell(&def, down);
-        let name = service.to_owned();
-        self.run_script(service, "down", &spec, timeout, move |end| {
-            Event::DownDone { service: name, end }
-        });
-    }
-
     /// Runs a script of the service (`finish`, `down`) within `timeout` and turns its end
     /// (`None` when it could not even start) into the event that continues the service's story.
     fn run_script(
         &self,
         service: &str,
         what: &'static str,
-        spec: &Spawn,
+        spec: Option<Spawn>,
         timeout: Option<Duration>,
         then: impl FnOnce(ScriptEnd) -> Event + Send + 'static,
     ) {
-        let Some(output) = self.outputs.get(service) else {
+        let (Some(spec), Some(output)) = (spec, self.outputs.get(service)) else {
             return;
         };
-        match self.reaper.spawn(spec, output) {
+        match self.reaper.spawn(&spec, output) {
             Ok(child) => {
                 let events = self.events.clone();
                 self.spawn(async move {
@@ -372,28 +359,30 @@ impl Supervisor {
         }
     }
 
+    /// How to run `program` for the service: in its folder, with its environment over the base.
     fn spec(
         &self,
-        def: &Definition,
+        service: &str,
         program: PathBuf,
         args: Vec<OsString>,
         notification_fd: Option<i32>,
-    ) -> Spawn {
+    ) -> Option<Spawn> {
+        let def = self.engine.definition(service)?;
         let mut env = self.base_env.clone();
         env.extend(def.env.clone());
-        Spawn {
+        Some(Spawn {
             program,
             args,
             cwd: def.dir.clone(),
             env,
             notification_fd,
-        }
+        })
     }
 
     /// Oneshot scripts are command lines run by `/bin/sh -c` (there is no execline here).
-    fn shell(&self, def: &Definition, script: &str) -> Spawn {
+    fn shell(&self, service: &str, script: &str) -> Option<Spawn> {
         self.spec(
-            def,
+            service,
             "/bin/sh".into(),
             vec!["-c".into(), script.into()],
             None,

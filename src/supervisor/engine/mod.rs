@@ -12,6 +12,7 @@
 //! stopped. A generation number per service makes events of an earlier process harmless.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -116,18 +117,21 @@ pub enum Command {
         service: String,
         generation: u64,
     },
-    /// Run the longrun's `finish` for its process that ended with `exit`, within `timeout`;
-    /// answer with [`Event::FinishDone`].
+    /// Run the longrun's `finish` script for its process that ended with `exit`, within
+    /// `timeout`; answer with [`Event::FinishDone`].
     RunFinish {
         service: String,
         generation: u64,
+        script: PathBuf,
         exit: Exit,
         pid: Option<Pid>,
         timeout: Duration,
     },
-    /// Run the oneshot's `down`, within `timeout`; answer with [`Event::DownDone`].
+    /// Run the oneshot's `down` command line, within `timeout`; answer with
+    /// [`Event::DownDone`].
     RunDown {
         service: String,
+        script: String,
         timeout: Option<Duration>,
     },
     /// Send `signal` to the process, or to its whole process group.
@@ -617,8 +621,8 @@ impl Engine {
         let pid = unit.pid.take();
         unit.state.pid = None;
         let finish = match &unit.def.kind {
-            DefKind::Longrun { finish, .. } => finish.is_some(),
-            _ => false,
+            DefKind::Longrun { finish, .. } => finish.clone(),
+            _ => None,
         };
         let service = name.to_owned();
         if unit.phase == Phase::Stopping {
@@ -626,20 +630,22 @@ impl Engine {
         } else {
             self.log(Note::Exited { service, exit });
         }
-        if finish {
-            self.out.push(Command::RunFinish {
+        match finish {
+            Some(script) => self.out.push(Command::RunFinish {
                 service: name.to_owned(),
                 generation,
+                script,
                 exit,
                 pid,
                 timeout: FINISH_TIMEOUT,
-            });
-        } else {
-            if let Some(pid) = pid {
-                // Stragglers of the dead process would clash with its replacement.
-                self.kill_group(pid);
+            }),
+            None => {
+                if let Some(pid) = pid {
+                    // Stragglers of the dead process would clash with its replacement.
+                    self.kill_group(pid);
+                }
+                self.after_death(name, exit, None, now);
             }
-            self.after_death(name, exit, None, now);
         }
     }
 
@@ -799,19 +805,20 @@ impl Engine {
         let down_signal = unit.def.down_signal;
         let (phase, pid) = (unit.phase, unit.pid);
         let (oneshot, down) = match &unit.def.kind {
-            DefKind::Oneshot { down, .. } => (true, down.is_some()),
-            _ => (false, false),
+            DefKind::Oneshot { down, .. } => (true, down.clone()),
+            _ => (false, None),
         };
-        match (phase, pid) {
-            (Phase::Finished, _) if down => {
+        match (phase, pid, down) {
+            (Phase::Finished, _, Some(script)) => {
                 self.set_phase(name, Phase::Stopping, now);
                 self.out.push(Command::RunDown {
                     service: name.to_owned(),
+                    script,
                     timeout: grace,
                 });
             }
-            (Phase::Finished, _) | (_, None) => self.set_phase(name, Phase::Down, now),
-            (_, Some(pid)) => {
+            (Phase::Finished, _, _) | (_, None, _) => self.set_phase(name, Phase::Down, now),
+            (_, Some(pid), _) => {
                 let signal = if oneshot {
                     Signal::SIGTERM
                 } else {

@@ -180,36 +180,38 @@ impl Tree {
         self.send(Event::StopRequested(signal))
     }
 
-    fn ready(&mut self, name: &str) -> Vec<Command> {
+    /// An event about the current process of `name`.
+    fn about(&mut self, name: &str, event: impl FnOnce(String, u64) -> Event) -> Vec<Command> {
         let generation = self.gen(name);
-        self.send(Event::Ready {
-            service: name.into(),
+        self.send(event(name.to_owned(), generation))
+    }
+
+    fn ready(&mut self, name: &str) -> Vec<Command> {
+        self.about(name, |service, generation| Event::Ready {
+            service,
             generation,
         })
     }
 
     fn exit(&mut self, name: &str, exit: Exit) -> Vec<Command> {
-        let generation = self.gen(name);
-        self.send(Event::Exited {
-            service: name.into(),
+        self.about(name, |service, generation| Event::Exited {
+            service,
             generation,
             exit,
         })
     }
 
     fn done(&mut self, name: &str, exit: Exit) -> Vec<Command> {
-        let generation = self.gen(name);
-        self.send(Event::OneshotDone {
-            service: name.into(),
+        self.about(name, |service, generation| Event::OneshotDone {
+            service,
             generation,
             exit,
         })
     }
 
     fn fire(&mut self, name: &str, timer: Timer) -> Vec<Command> {
-        let generation = self.gen(name);
-        self.send(Event::TimerFired {
-            service: name.into(),
+        self.about(name, |service, generation| Event::TimerFired {
+            service,
             generation,
             timer,
         })
@@ -412,6 +414,7 @@ fn a_finish_exiting_125_marks_the_service_failed_without_restarting_it() {
         out.contains(&Command::RunFinish {
             service: "svc".into(),
             generation: 1,
+            script: "/finish".into(),
             exit: Exit::Code(2),
             pid: Some(pid),
             timeout: FINISH_TIMEOUT,
@@ -960,6 +963,7 @@ fn a_failing_down_script_is_logged_and_the_stop_goes_on() {
     let out = tree.stop(Signal::SIGTERM);
     assert!(out.contains(&Command::RunDown {
         service: "setup".into(),
+        script: "true".into(),
         timeout: Some(DEFAULT_TIMEOUT_DOWN)
     }));
     let out = tree.send(Event::DownDone {
