@@ -237,7 +237,14 @@ fn supervise(
         }
     };
     let started = tokio::time::Instant::from_std(boot.started);
+    let config = &verified.config;
     let code = runtime.block_on(async {
+        let pusher = Pusher::start(
+            &registry,
+            &telemetry::targets_for(config, false),
+            &telemetry::identity(config, "supervisor"),
+        )
+        .map_err(std::io::Error::other)?;
         let supervisor = Supervisor::new(
             graph,
             limits,
@@ -252,12 +259,7 @@ fn supervise(
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let outcome = serve_and_supervise(
-            &verified.config,
-            &registry,
-            &state_dir,
-            supervisor,
-            &tasks,
-            &stop,
+            config, &registry, &state_dir, supervisor, pusher, &tasks, &stop,
         )
         .await;
         stop.cancel();
@@ -280,22 +282,17 @@ fn supervise(
     }
 }
 
-/// Serves and pushes the supervisor's metrics while the supervisor runs; returns its exit code
-/// once the tree is down, the endpoint closed and the last push done.
+/// Serves the supervisor's metrics while the supervisor runs; returns its exit code once the
+/// tree is down, the endpoint closed and the last push done.
 async fn serve_and_supervise(
     config: &Config,
     registry: &Registry,
     state_dir: &StateDir,
     supervisor: Supervisor,
+    pusher: Pusher,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> std::io::Result<u8> {
-    let pusher = Pusher::start(
-        registry,
-        &telemetry::targets_for(config, false),
-        &telemetry::identity(config, "supervisor"),
-    )
-    .map_err(std::io::Error::other)?;
     let addr = SocketAddr::new(config.ports.listen_host, config.ports.supervisor);
     let server = tasks.spawn(server::serve(
         addr,
