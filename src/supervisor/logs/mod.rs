@@ -7,8 +7,8 @@
 //! stdout or a flood costs stdout lines (counted and announced), never a blocked reader or
 //! supervisor.
 //!
-//! Jobs: [`lines`] cuts output into safe lines, [`files`] keeps them in rotating files,
-//! [`stdout`] forwards them to the container's stdout; this module wires a reader thread per
+//! Jobs: `lines` cuts output into safe lines, `files` keeps them in rotating files,
+//! `stdout` forwards them to the container's stdout; this module wires a reader thread per
 //! service to the three.
 
 mod files;
