@@ -19,6 +19,20 @@ fn status(e: &Enclave, args: &[&str]) -> std::process::Output {
     common::enclave(&all)
 }
 
+/// A longrun "waiter" that notifies readiness once the returned gate file exists.
+fn waiter(e: &Enclave) -> std::path::PathBuf {
+    let gate = e.marker("gate");
+    e.longrun(
+        "waiter",
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.05; done\necho >&3\nexec sleep 1000",
+            gate.display()
+        ),
+        &[("notification-fd", "3")],
+    );
+    gate
+}
+
 #[test]
 fn output_is_prefixed_on_stdout_and_kept_in_the_service_log() {
     let mut e = Enclave::new();
@@ -44,16 +58,8 @@ fn output_is_prefixed_on_stdout_and_kept_in_the_service_log() {
 #[test]
 fn status_check_passes_only_when_everything_is_up() {
     let mut e = Enclave::new();
-    let gate = e.marker("gate");
     e.service("prepare", "oneshot", &[("up", "true")]);
-    e.longrun(
-        "waiter",
-        &format!(
-            "while [ ! -e {} ]; do sleep 0.05; done\necho >&3\nexec sleep 1000",
-            gate.display()
-        ),
-        &[("notification-fd", "3")],
-    );
+    let gate = waiter(&e);
     e.start(&[]);
     e.wait_status("waiter", Status::Starting, T);
     let out = status(&e, &["--check"]);
@@ -96,15 +102,7 @@ fn status_without_a_running_supervisor_says_so() {
 #[test]
 fn the_supervisor_serves_its_metrics_and_health() {
     let mut e = Enclave::new();
-    let gate = e.marker("gate");
-    e.longrun(
-        "waiter",
-        &format!(
-            "while [ ! -e {} ]; do sleep 0.05; done\necho >&3\nexec sleep 1000",
-            gate.display()
-        ),
-        &[("notification-fd", "3")],
-    );
+    let gate = waiter(&e);
     e.start(&[]);
     let port = e.port("supervisor");
     e.wait_status("waiter", Status::Starting, T);

@@ -763,3 +763,38 @@ fn promtool_accepts_the_pushed_exposition() {
     }
     service.stop();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_push_hanging_at_shutdown_is_aborted_so_no_push_task_outlives_the_shutdown() {
+    init_logs();
+    // Connections complete in the backlog, and no answer ever comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let pusher = Pusher::start(
+        &app_registry(),
+        &[target(
+            json!({"url": url, "intervalMs": 60_000, "timeoutMs": 60_000}),
+        )],
+        &identity("telemetry_hanging_test"),
+    )
+    .expect("Pusher::start");
+    let shutdown = Instant::now();
+    pusher.shutdown(Duration::from_millis(300)).await;
+    assert!(shutdown.elapsed() < WAIT, "{:?}", shutdown.elapsed());
+    // The HTTP client's connection tasks end once their requests are gone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let alive = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        if alive == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks still alive after the shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(silent);
+}

@@ -300,14 +300,15 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// [`attest`] with the real kernel interfaces on a thread of its own, waiting at most `wait`
 /// for it: a quote normally takes well under a second, but the host's quoting service can hang,
 /// and that must not hold the boot. A late result is still recorded when it comes. The wait
-/// ends early once `stop_requested` says so (SIGTERM during the boot).
+/// ends early once `stop_requested` says so (SIGTERM during the boot). Returns the thread, for
+/// its owner to join once it is done (it cannot be interrupted while the platform answers).
 pub fn attest_in_background(
     published: Published,
     paths: AttestationPaths,
     metrics: AttestationMetrics,
     wait: Duration,
     stop_requested: impl Fn() -> bool,
-) {
+) -> Option<std::thread::JoinHandle<()>> {
     let (done, finished) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("attestation".into())
@@ -315,15 +316,18 @@ pub fn attest_in_background(
             attest(&Kernel, published, &paths, &metrics);
             let _ = done.send(());
         });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the attestation thread; no attestation");
-        return;
-    }
+    let thread = match spawned {
+        Ok(thread) => thread,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the attestation thread; no attestation");
+            return None;
+        }
+    };
     let started = std::time::Instant::now();
     loop {
         let left = wait.saturating_sub(started.elapsed());
         match finished.recv_timeout(left.min(STOP_POLL)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return Some(thread),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if stop_requested() {
@@ -331,14 +335,14 @@ pub fn attest_in_background(
                 waited = ?started.elapsed(),
                 "stop requested while waiting for the attestation; not waiting any longer"
             );
-            return;
+            return Some(thread);
         }
         if started.elapsed() >= wait {
             tracing::warn!(
                 waited = ?wait,
                 "attestation still running; services start now and its result is recorded when it comes"
             );
-            return;
+            return Some(thread);
         }
     }
 }

@@ -27,6 +27,25 @@ pub const PAGE_BYTES: usize = 64 * 1024;
 /// A reader may catch the page while it is being overwritten: it reads again.
 const PAGE_READ_ATTEMPTS: u32 = 5;
 const PAGE_READ_RETRY: Duration = Duration::from_millis(10);
+/// The supervisor may be creating a service's directory while it is read: its `status` file is
+/// written last, so a read can briefly see a service without one.
+const LOAD_ATTEMPTS: u32 = 3;
+const LOAD_RETRY: Duration = Duration::from_millis(50);
+
+/// Why the state directory cannot be read, in words for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "no service state at {}: the supervisor is probably not running, or --root is wrong",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error(
+        "cannot read the service state at {}: {source} (is the supervisor running, and is --root right?)",
+        .path.display()
+    )]
+    Unreadable { path: PathBuf, source: io::Error },
+}
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +423,31 @@ impl StateDir {
             })
             .collect::<io::Result<_>>()?;
         Ok((states, page))
+    }
+
+    /// [`read_all_with_page`](Self::read_all_with_page) for readers outside the supervisor
+    /// (`enclave status`, the live view): a service caught half-written is read again, and
+    /// errors say what the operator should check.
+    pub fn load(&self) -> Result<(Vec<ServiceState>, Option<StatePage>), LoadError> {
+        let mut attempt = 1;
+        loop {
+            match self.read_all_with_page() {
+                Ok(loaded) => return Ok(loaded),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(LoadError::Missing(self.0.clone()))
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData && attempt < LOAD_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(LOAD_RETRY);
+                }
+                Err(source) => {
+                    return Err(LoadError::Unreadable {
+                        path: self.0.clone(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     pub fn page_path(&self) -> PathBuf {

@@ -234,7 +234,8 @@ fn describe(e: reqwest::Error) -> String {
 }
 
 fn read_services(root: &Root) -> Result<Vec<ServiceState>, String> {
-    crate::supervisor::status::load(&StateDir::new(root))
+    StateDir::new(root)
+        .load()
         .map(|(states, _page)| states)
         .map_err(|e| e.to_string())
 }

@@ -8,16 +8,20 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::definition;
+use super::executor::Supervisor;
 use super::graph::Graph;
 use super::logs::LogHub;
 use super::metrics::{BootPhase, SupervisorMetrics};
-use super::orchestrator::Supervisor;
 use super::process::become_subreaper;
+use super::restart::RestartLimits;
 use crate::attestation::boot::{self as identity_boot, BootFacts};
 use crate::attestation::metrics::AttestationMetrics;
 use crate::attestation::AttestationPaths;
+use crate::config::schema::Config;
 use crate::config::{load_verified, read_key_file, VerifiedConfig};
 use crate::exit;
 use crate::logging::Untrusted;
@@ -93,6 +97,13 @@ pub fn run(options: InitOptions) -> u8 {
         Ok(graph) => graph,
         Err(code) => return code,
     };
+    let limits = match RestartLimits::from_policy(&verified.config.restart) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::error!("invalid restart policy, nothing started: {e}");
+            return exit::CONFIG_INVALID;
+        }
+    };
     if let Some(code) = stop_requested("service definitions") {
         return code;
     }
@@ -109,7 +120,7 @@ pub fn run(options: InitOptions) -> u8 {
         insecure: options.insecure_public_key_file.is_some(),
         verifying_key,
     };
-    supervise(&root, &verified, graph, env, boot)
+    supervise(&root, &verified, graph, limits, env, boot)
 }
 
 fn load_graph(dir: &Path, nodes: u32, only: &[String]) -> Result<Graph, u8> {
@@ -183,6 +194,7 @@ fn supervise(
     root: &Root,
     verified: &VerifiedConfig,
     graph: Graph,
+    limits: RestartLimits,
     env: BTreeMap<String, String>,
     boot: Boot,
 ) -> u8 {
@@ -209,8 +221,9 @@ fn supervise(
         BootPhase::ConfigurationVerified,
         boot.verified_after.as_secs_f64(),
     );
-    publish_identity(root, verified, &boot, &registry);
+    let attestation = publish_identity(root, verified, &boot, &registry);
     if let Some(code) = stop_requested("keys, identity and attestation") {
+        join_attestation(attestation);
         return code;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -223,6 +236,7 @@ fn supervise(
             return exit::FAILURE;
         }
     };
+    let started = tokio::time::Instant::from_std(boot.started);
     let config = &verified.config;
     let code = runtime.block_on(async {
         let pusher = Pusher::start(
@@ -231,40 +245,31 @@ fn supervise(
             &telemetry::identity(config, "supervisor"),
         )
         .map_err(std::io::Error::other)?;
-        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-        let addr = SocketAddr::new(config.ports.listen_host, config.ports.supervisor);
-        let server = tokio::spawn(server::serve(
-            addr,
-            registry.clone(),
-            health_of(state_dir.clone()),
-            async {
-                let _ = server_stopped.await;
-            },
-        ));
-        let started = tokio::time::Instant::from_std(boot.started);
         let supervisor = Supervisor::new(
             graph,
-            config.restart,
+            limits,
             env,
-            state_dir,
+            state_dir.clone(),
             &logs,
             metrics,
             started,
         )?;
-        let code = supervisor.run().await;
-        let _ = stop_server.send(());
-        match server.await {
-            Ok(Err(e)) => {
-                tracing::error!(%addr, error = %e, "the supervisor's metrics endpoint failed")
-            }
-            Err(e) => tracing::error!(error = %e, "the supervisor's metrics endpoint panicked"),
-            Ok(Ok(())) => {}
-        }
-        pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
-        code
+        // Everything init starts besides the supervisor (the metrics endpoint) belongs here and
+        // is cancelled and joined before the exit code is known.
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let outcome = serve_and_supervise(
+            config, &registry, &state_dir, supervisor, pusher, &tasks, &stop,
+        )
+        .await;
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+        outcome
     });
     drop(runtime);
     logs.flush(LOG_FLUSH_TIMEOUT);
+    join_attestation(attestation);
     match code {
         Ok(code) => {
             tracing::info!(exit_code = code, "enclave stopped");
@@ -277,15 +282,68 @@ fn supervise(
     }
 }
 
+/// Serves the supervisor's metrics while the supervisor runs; returns its exit code once the
+/// tree is down, the endpoint closed and the last push done.
+async fn serve_and_supervise(
+    config: &Config,
+    registry: &Registry,
+    state_dir: &StateDir,
+    supervisor: Supervisor,
+    pusher: Pusher,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> std::io::Result<u8> {
+    let addr = SocketAddr::new(config.ports.listen_host, config.ports.supervisor);
+    let server = tasks.spawn(server::serve(
+        addr,
+        registry.clone(),
+        health_of(state_dir.clone()),
+        stop.clone().cancelled_owned(),
+    ));
+    let supervised = match supervisor.stop_on_termination_signals() {
+        Ok(()) => supervisor.run().await,
+        Err(e) => Err(e),
+    };
+    stop.cancel();
+    match server.await {
+        Ok(Err(e)) => {
+            tracing::error!(%addr, error = %e, "the supervisor's metrics endpoint failed")
+        }
+        Err(e) => tracing::error!(error = %e, "the supervisor's metrics endpoint panicked"),
+        Ok(Ok(())) => {}
+    }
+    pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
+    supervised
+}
+
+/// The attestation thread is joined if it is done; one still waiting on the platform cannot be
+/// interrupted, and ends with the process.
+fn join_attestation(attestation: Option<std::thread::JoinHandle<()>>) {
+    let Some(thread) = attestation else { return };
+    if !thread.is_finished() {
+        tracing::info!("the attestation is still running at exit; its result is not recorded");
+        return;
+    }
+    if thread.join().is_err() {
+        tracing::error!("the attestation thread panicked");
+    }
+}
+
 /// States the enclave's identity and attests it where the platform can, before any service
 /// starts (src/attestation/boot.rs). Whatever goes wrong here is logged and shown in the
 /// metrics; it never stops the boot.
-fn publish_identity(root: &Root, verified: &VerifiedConfig, boot: &Boot, registry: &Registry) {
+/// Returns the attestation's thread when it still runs in the background.
+fn publish_identity(
+    root: &Root,
+    verified: &VerifiedConfig,
+    boot: &Boot,
+    registry: &Registry,
+) -> Option<std::thread::JoinHandle<()>> {
     let metrics = match AttestationMetrics::register(registry) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "cannot register the attestation metrics");
-            return;
+            return None;
         }
     };
     let paths = AttestationPaths::from_env(root);
@@ -297,11 +355,10 @@ fn publish_identity(root: &Root, verified: &VerifiedConfig, boot: &Boot, registr
         insecure_key: boot.insecure,
         boot_time: boot.boot_time,
     };
-    if let Some(published) = identity_boot::publish(&facts, &paths, &metrics) {
-        identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {
-            super::early_signals::requested().is_some()
-        });
-    }
+    let published = identity_boot::publish(&facts, &paths, &metrics)?;
+    identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {
+        super::early_signals::requested().is_some()
+    })
 }
 
 /// The supervisor is healthy when every service is where a good boot leaves it.

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::thread;
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -28,24 +27,6 @@ const HEADERS: [&str; 7] = [
 const ABSENT: &str = "-";
 /// humantime cannot format instants past 9999-12-31T23:59:59Z.
 const MAX_RFC3339_SECS: u64 = 253_402_300_799;
-/// The supervisor may be creating a service's directory while we read it: its `status` file is
-/// written last, so a read can briefly see a service without one.
-const READ_ATTEMPTS: u32 = 3;
-const READ_RETRY_DELAY: Duration = Duration::from_millis(50);
-
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StatusError {
-    #[error(
-        "no service state at {}: the supervisor is probably not running, or --root is wrong",
-        .0.display()
-    )]
-    Missing(PathBuf),
-    #[error(
-        "cannot read the service state at {}: {source} (is the supervisor running, and is --root right?)",
-        .path.display()
-    )]
-    Unreadable { path: PathBuf, source: io::Error },
-}
 
 /// Prints every service's state; returns the process exit code.
 pub fn run(root: &Root, json: bool, check: bool) -> u8 {
@@ -192,7 +173,7 @@ fn run_to(
 ) -> u8 {
     // Output errors are ignored on stderr (nowhere left to report them) and on a closed stdout
     // (`enclave status | head`); the exit code still tells the health.
-    let (states, page) = match load(dir) {
+    let (states, page) = match dir.load() {
         Ok(loaded) => loaded,
         Err(e) => {
             let _ = writeln!(err, "enclave status: {e}");
@@ -279,28 +260,6 @@ fn stale_note(page: &StatePage, path: &Path) -> String {
         );
     }
     note
-}
-
-pub(crate) fn load(dir: &StateDir) -> Result<(Vec<ServiceState>, Option<StatePage>), StatusError> {
-    let mut attempt = 1;
-    loop {
-        match dir.read_all_with_page() {
-            Ok(loaded) => return Ok(loaded),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StatusError::Missing(dir.path().to_owned()))
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData && attempt < READ_ATTEMPTS => {
-                attempt += 1;
-                thread::sleep(READ_RETRY_DELAY);
-            }
-            Err(source) => {
-                return Err(StatusError::Unreadable {
-                    path: dir.path().to_owned(),
-                    source,
-                })
-            }
-        }
-    }
 }
 
 /// Whether the services are where a healthy boot leaves them; otherwise one line per service

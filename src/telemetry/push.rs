@@ -107,19 +107,28 @@ impl Pusher {
     }
 
     /// A last push (Pushgateway: the group is deleted, so a stopped service leaves no stale
-    /// values behind), bounded by `timeout`.
-    pub async fn shutdown(self, timeout: Duration) {
+    /// values behind), bounded by `timeout`; a push still hanging then is aborted, so no push
+    /// task outlives this call.
+    pub async fn shutdown(mut self, timeout: Duration) {
         let _ = self.stop.send(true);
-        let all = futures_join(self.tasks);
-        if tokio::time::timeout(timeout, all).await.is_err() {
+        if tokio::time::timeout(timeout, join_all(&mut self.tasks))
+            .await
+            .is_err()
+        {
             tracing::warn!("metric pushes did not finish before shutdown");
+            for task in &self.tasks {
+                task.abort();
+            }
+            join_all(&mut self.tasks).await;
         }
     }
 }
 
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for task in tasks {
+/// Awaits each task, forgetting the ones that ended (so a second call awaits only the rest).
+async fn join_all(tasks: &mut Vec<JoinHandle<()>>) {
+    while let Some(task) = tasks.last_mut() {
         let _ = task.await;
+        tasks.pop();
     }
 }
 
