@@ -27,8 +27,9 @@ EXTERNAL = {
     "push_time_seconds", "push_failure_time_seconds",  # the Pushgateway's, per group
     "ALERTS",  # Prometheus' own
 }
-# Metrics that do not exist yet; panels and rules using them say so.
-ANNOUNCED = {"enclave_chain_transmitter_balance_wei"}  # with the chain (transmission) issue
+# Metrics that do not exist yet; panels and rules using them say so. Empty: every metric the
+# dashboards and rules use is defined in src/ (an announced name that exists is reported below).
+ANNOUNCED = set()
 
 METRIC = re.compile(r"\b(enclave_[a-z0-9_]+|push_time_seconds|push_failure_time_seconds|ALERTS)\b")
 
@@ -172,6 +173,8 @@ def check_provisioning():
 
 def main():
     defined = source_metrics()
+    for name in sorted(ANNOUNCED & defined):
+        error("lint_observability.py", f"{name} is listed as announced but is defined in src/: remove it from ANNOUNCED")
     uids = set()
     files = sorted(DASHBOARDS.glob("*.json"))
     if not files:
