@@ -134,6 +134,7 @@ port_of() { jq -r "$1" "$signed"; }
 aggregator_port="$(port_of '.solution.priceAggregatorConfig.port // 3000 | tonumber')"
 supervisor_port="$(port_of '.solution.ports.supervisor // 3002 | tonumber')"
 metrics_port="$(port_of '.solution.ports.processMetrics // 3003 | tonumber')"
+alerts_port="$(port_of '.solution.ports.alerts // 3004 | tonumber')"
 api_base="$(port_of '.solution.ports.nodeApiBase // 6600 | tonumber')"
 total_nodes="$(port_of '.solution.totalNodes | tonumber')"
 publish=()
@@ -141,6 +142,7 @@ publish_port() { publish+=(--publish "127.0.0.1:$(($1 + offset)):$1"); }
 publish_port "$aggregator_port"
 publish_port "$supervisor_port"
 publish_port "$metrics_port"
+publish_port "$alerts_port"
 for ((i = 1; i <= total_nodes; i++)); do publish_port $((api_base + i)); done
 
 # --- the container -----------------------------------------------------------------------------------
@@ -173,6 +175,7 @@ enclave container '$name' started from $image
   supervisor      curl -s 127.0.0.1:$(host_port "$supervisor_port")/healthz ; curl -s 127.0.0.1:$(host_port "$supervisor_port")/metrics
   aggregator      curl -s 127.0.0.1:$(host_port "$aggregator_port")/ ; curl -s '127.0.0.1:$(host_port "$aggregator_port")/quotes/batch?pairs=BTC-USD'
   process metrics curl -s 127.0.0.1:$(host_port "$metrics_port")/metrics
+  alerter         curl -s 127.0.0.1:$(host_port "$alerts_port")/healthz ; /metrics   (only with an alert channel configured)
   nodes           curl -s 127.0.0.1:$(host_port $((api_base + 1)))/health  (node 1) … 127.0.0.1:$(host_port $((api_base + total_nodes)))/health (node $total_nodes); /v1/feeds
   node keys       docker exec $name /init keys show
   files           docker exec $name ls /var/log /run/service
