@@ -28,23 +28,22 @@ import argparse
 import ctypes
 import json
 import os
-import random
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from localnet import free_port, free_range, http_get  # noqa: E402
 import alert_receiver  # noqa: E402
 import configuration  # noqa: E402
 import onchain  # noqa: E402
@@ -89,41 +88,6 @@ def say(*args):
             # stdout gone (a closed pipe, a lost terminal), or a signal handler's line in the
             # middle of another: cleaning up matters more
             pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_range(count):
-    """A base such that base+1..base+count are free, below the ephemeral range (32768+)."""
-    for _ in range(200):
-        base = 20000 + random.randrange(0, 12000, 10)
-        held = []
-        try:
-            for i in range(1, count + 1):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise Failure("no free range of ports")
-
-
-def http_get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError):
-        return None, ""
 
 
 def _child_setup():

@@ -40,13 +40,17 @@ import json
 import random
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import ws_frames  # noqa: E402
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 INITIAL = {"BTC": 67123.45, "ETH": 3456.78, "USDC": 1.0}
@@ -133,16 +137,8 @@ class WebSocket:
             payload = json.dumps(payload)
         if isinstance(payload, str):
             payload = payload.encode()
-        header = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            header += bytes([n])
-        elif n < 65536:
-            header += bytes([126]) + struct.pack(">H", n)
-        else:
-            header += bytes([127]) + struct.pack(">Q", n)
         with self.lock:
-            self.sock.sendall(header + payload)
+            self.sock.sendall(ws_frames.encode(opcode, payload))
 
     def _read(self, n):
         data = self.rfile.read(n)
@@ -153,14 +149,7 @@ class WebSocket:
     def receive(self):
         """The next text message (None when the peer closes); answers pings on the way."""
         while True:
-            b0, b1 = self._read(2)
-            opcode, n = b0 & 0x0F, b1 & 0x7F
-            if n == 126:
-                n = struct.unpack(">H", self._read(2))[0]
-            elif n == 127:
-                n = struct.unpack(">Q", self._read(8))[0]
-            mask = self._read(4) if b1 & 0x80 else b"\0\0\0\0"
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self._read(n)))
+            opcode, payload = ws_frames.read_frame(self._read)
             if opcode == 0x8:
                 try:
                     self.send(payload[:2], opcode=0x8)

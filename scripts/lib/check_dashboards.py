@@ -28,11 +28,9 @@ pending or firing, and no other alert may be.
 import argparse
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_exchange import FakeExchange  # noqa: E402
+from localnet import free_port, free_range, http_get  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "enclave" / "grafana" / "dashboards"
@@ -79,41 +78,6 @@ BUILTINS = {
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_range(count):
-    """A base such that base+1..base+count are free, below the ephemeral range."""
-    for _ in range(200):
-        base = 20000 + random.randrange(0, 12000, 10)
-        held = []
-        try:
-            for i in range(1, count + 1):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                held.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port range")
-
-
-def http_get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError):
-        return None, ""
 
 
 def wait_until(timeout, what, condition, interval=0.5):

@@ -17,11 +17,12 @@ import hashlib
 import json
 import random
 import socket
-import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+import ws_frames
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -102,16 +103,8 @@ class _WsConnection:
         self.closed = threading.Event()
 
     def send(self, opcode, payload):
-        header = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            header += bytes([n])
-        elif n < 65536:
-            header += bytes([126]) + struct.pack(">H", n)
-        else:
-            header += bytes([127]) + struct.pack(">Q", n)
         with self.lock:
-            self.sock.sendall(header + payload)
+            self.sock.sendall(ws_frames.encode(opcode, payload))
 
     def _read_exact(self, n):
         data = b""
@@ -123,15 +116,7 @@ class _WsConnection:
         return data
 
     def _read_frame(self):
-        b0, b1 = self._read_exact(2)
-        opcode, n = b0 & 0x0F, b1 & 0x7F
-        if n == 126:
-            n = struct.unpack(">H", self._read_exact(2))[0]
-        elif n == 127:
-            n = struct.unpack(">Q", self._read_exact(8))[0]
-        mask = self._read_exact(4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self._read_exact(n)))
-        return opcode, payload
+        return ws_frames.read_frame(self._read_exact)
 
     def reader(self):
         try:
