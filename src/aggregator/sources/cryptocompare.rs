@@ -36,8 +36,8 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
 use crate::aggregator::sources::{
-    comma_joined, configured_key, key_header_value, price_of, upstream_message, BatchResult, Quote,
-    Source, SourceError,
+    batch_size, comma_joined, key_headers, price_of, upstream_message, BatchResult, Quote, Source,
+    SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
@@ -108,22 +108,13 @@ impl CryptoCompare {
         global_proxy: Option<&RedactedUrl>,
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
-        let mut headers = HeaderMap::new();
-        let api_key = configured_key(config);
-        if let Some(key) = &api_key {
-            let value = key_header_value(ID, &format!("Apikey {}", key.expose().trim()))?;
-            headers.insert(AUTHORIZATION, value);
-        }
-        let max_batch = config
-            .max_batch_size
-            .or(ID.max_batch())
-            .unwrap_or(50)
-            .max(1) as usize;
+        let (headers, api_key) =
+            key_headers(ID, config, AUTHORIZATION, |key| format!("Apikey {key}"))?;
         Ok(Self {
             client,
             headers,
             api_key,
-            max_batch,
+            max_batch: batch_size(config, ID, 50),
         })
     }
 
@@ -598,33 +589,11 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), RATE_LIMITED, r#"{"USD":5.5}"#, "5.5").await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), RATE_LIMITED).await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refusals() {
-        testing::check_refused(&subject(), &[(451, "{}"), (403, "{}"), (401, "{}")]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), r#"{"USD":1}"#).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_host_is_unreachable() {
-        testing::check_unreachable(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (RATE_LIMITED, r#"{"USD":5.5}"#, "5.5"),
+        rate_limited: RATE_LIMITED,
+        refused: &[(451, "{}"), (403, "{}"), (401, "{}")],
+        slow: r#"{"USD":1}"#,
     }
 }
