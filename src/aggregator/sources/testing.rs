@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::reader::{Fields, Report};
 use crate::config::schema::sources::{read_sources, SourceConfig, SourceId};
 
@@ -74,6 +74,19 @@ pub fn pair_of(base: &str, quote: &str) -> Pair {
 /// An exact decimal from its text.
 pub fn dec(text: &str) -> Decimal {
     Decimal::from_str_exact(text).expect("decimal")
+}
+
+/// What a batch answered for each of `pairs`, in their order: the price's text, or the
+/// error's kind ([`SourceError::kind`]), or `missing` for a pair the batch left out.
+pub fn outcomes(out: &BatchResult, pairs: &[Pair]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|p| match out.get(p) {
+            Some(Ok(quote)) => quote.price.to_string(),
+            Some(Err(e)) => e.kind().to_owned(),
+            None => "missing".to_owned(),
+        })
+        .collect()
 }
 
 /// What the mock server answers to one request.
