@@ -514,11 +514,9 @@ mod tests {
     async fn garbage_is_malformed() {
         let html = "<html><body>maintenance</body></html>";
         testing::check_malformed(&subject(), &[html, r#"{"symbol":"BTCUSDT"}"#]).await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

@@ -393,11 +393,9 @@ mod tests {
             ],
         )
         .await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

@@ -691,11 +691,13 @@ mod tests {
             list,
             vec![pair("BTC/USD"), pair("DOGE/USD"), pair("USDT/USD")]
         );
-        let s = source(&answering(200, r#"{"error":["EService:Unavailable"]}"#).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_instrument_errors(&[(
+                200,
+                r#"{"error":["EService:Unavailable"]}"#,
+                "upstream_error",
+            )])
+            .await;
     }
 
     testing::transport_checks! {
@@ -714,11 +716,9 @@ mod tests {
             &[html, r#"{"error":[],"result":{"XXBTZUSD":{"c":"67000"}}}"#],
         )
         .await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

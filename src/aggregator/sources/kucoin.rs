@@ -409,14 +409,9 @@ mod tests {
 
     #[tokio::test]
     async fn geo_blocked_and_forbidden_instrument_lists_are_refused() {
-        for status in [451, 403] {
-            let url = testing::answering(status, "blocked").await;
-            let err = adapter(&url, json!({}))
-                .instruments()
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
-        }
+        subject()
+            .check_instrument_errors(&[(451, "blocked", "refused"), (403, "blocked", "refused")])
+            .await;
     }
 
     #[tokio::test]

@@ -348,6 +348,22 @@ impl Subject {
         self.error_from(&MockServer::always(answer).await.url).await
     }
 
+    /// Each case `(status, body, kind)`: against a server answering every request with `status`
+    /// and `body`, the instrument list fails with an error of that [`SourceError::kind`], and
+    /// the error does not show the key.
+    pub async fn check_instrument_errors(&self, cases: &[(u16, &str, &str)]) {
+        for (status, body, kind) in cases {
+            let url = answering(*status, *body).await;
+            let err = self
+                .source(&url, json!({}))
+                .instruments()
+                .await
+                .expect_err("an error");
+            self.shown(&err);
+            assert_eq!(err.kind(), *kind, "{status} {body}: {err:?}");
+        }
+    }
+
     /// Each case `(status, body, pair, kind)`: against a server answering every request with
     /// `status` and `body`, fetching `pair` fails with an error of that [`SourceError::kind`]
     /// (`not_found`, `malformed`, …), and the error does not show the key.
