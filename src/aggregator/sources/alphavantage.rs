@@ -284,29 +284,12 @@ mod tests {
         assert!(matches!(err, SourceError::Upstream { .. }), "{err:?}");
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), "{}", RATE_BODY, "68508.68000000").await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), "{}").await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refusals() {
-        testing::check_refused(&subject(), &[(451, ""), (403, "")]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), RATE_BODY).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("{}", RATE_BODY, "68508.68000000"),
+        rate_limited: "{}",
+        refused: &[(451, ""), (403, "")],
+        slow: RATE_BODY,
     }
 
     #[tokio::test]

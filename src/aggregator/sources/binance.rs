@@ -12,18 +12,19 @@
 //! The API key, if configured, is not sent: the ticker and exchange-information endpoints are
 //! public (security type NONE) and a key gives them nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::OnceCell;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::{Response, SourceClient};
 use crate::aggregator::sources::{
-    clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
+    batch_size, clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
@@ -61,10 +62,7 @@ impl Binance {
     ) -> Result<Self, SourceError> {
         Ok(Self {
             client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: config
-                .max_batch_size
-                .or(ID.max_batch())
-                .map_or(1, |n| n.max(1) as usize),
+            max_batch: batch_size(config, ID, 1),
         })
     }
 
@@ -117,6 +115,11 @@ struct SymbolInfo {
     quote_asset: String,
 }
 
+/// The symbol of a pair: `BASE+QUOTE` upper-cased (`BTCUSDT`). The stream's topics use it too.
+pub(crate) fn symbol(pair: &Pair) -> String {
+    format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+}
+
 #[async_trait]
 impl Source for Binance {
     fn id(&self) -> SourceId {
@@ -124,7 +127,7 @@ impl Source for Binance {
     }
 
     fn symbol(&self, pair: &Pair) -> String {
-        format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+        symbol(pair)
     }
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
@@ -156,15 +159,18 @@ impl Source for Binance {
     /// error to each pair it carried.
     async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
         let mut out = BatchResult::new();
-        let mut all: Option<Result<Prices, SourceError>> = None;
+        let all = OnceCell::new();
         for chunk in pairs.chunks(self.max_batch) {
             if let [pair] = chunk {
                 out.insert(pair.clone(), self.fetch(pair).await);
                 continue;
             }
-            let mut symbols: Vec<String> = chunk.iter().map(|p| self.symbol(p)).collect();
-            symbols.sort();
-            symbols.dedup();
+            let symbols: Vec<String> = chunk
+                .iter()
+                .map(symbol)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             let listed = if symbols.len() <= MAX_SYMBOLS_PARAM {
                 self.tickers(Some(&symbols)).await
             } else {
@@ -175,12 +181,7 @@ impl Source for Binance {
             };
             let answer = match listed {
                 Err(SourceError::PairNotFound { .. }) => {
-                    if all.is_none() {
-                        all = Some(self.tickers(None).await);
-                    }
-                    all.clone().unwrap_or_else(|| {
-                        Err(SourceError::malformed_clipped(ID, "no ticker list"))
-                    })
+                    all.get_or_init(|| self.tickers(None)).await.clone()
                 }
                 other => other,
             };
@@ -305,11 +306,11 @@ mod tests {
                 pair: "FOO/BAR".into()
             }
         );
-        let s = source(&answering(400, r#"{"code":-1100,"msg":"Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("A.B/C")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+        subject()
+            .check_errors(&[
+            (400, r#"{"code":-1100,"msg":"Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."}"#, "A.B/C", "not_found"),
+            ])
+            .await;
     }
 
     #[tokio::test]
@@ -321,16 +322,12 @@ mod tests {
             "{e:?}"
         );
 
-        let s = source(&answering(418, r#"{"code":-1003,"msg":"Way too much request weight used; IP banned until 1563869190000. Please use WebSocket Streams for live updates to avoid bans."}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::RateLimited { .. })
-        ));
-        let s = source(&answering(418, "").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::RateLimited { .. })
-        ));
+        subject()
+            .check_errors(&[
+            (418, r#"{"code":-1003,"msg":"Way too much request weight used; IP banned until 1563869190000. Please use WebSocket Streams for live updates to avoid bans."}"#, "BTC/USDT", "rate_limited"),
+            (418, "", "BTC/USDT", "rate_limited"),
+            ])
+            .await;
 
         let s = source(&answering(404, "<html>not here</html>").await);
         let e = s.fetch(&pair("BTC/USDT")).await.expect_err("error");
@@ -342,21 +339,28 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_symbol_zero_price_and_bad_price() {
-        let s = source(&answering(200, r#"{"symbol":"ETHUSDT","price":"2600.1"}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(200, r#"{"symbol":"BTCUSDT","price":"0.00000000"}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(200, r#"{"symbol":"BTCUSDT","price":"-1"}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_errors(&[
+                (
+                    200,
+                    r#"{"symbol":"ETHUSDT","price":"2600.1"}"#,
+                    "BTC/USDT",
+                    "malformed",
+                ),
+                (
+                    200,
+                    r#"{"symbol":"BTCUSDT","price":"0.00000000"}"#,
+                    "BTC/USDT",
+                    "not_found",
+                ),
+                (
+                    200,
+                    r#"{"symbol":"BTCUSDT","price":"-1"}"#,
+                    "BTC/USDT",
+                    "malformed",
+                ),
+            ])
+            .await;
     }
 
     /// A ticker/price endpoint that behaves like Binance: `symbol` answers one object,
@@ -418,12 +422,8 @@ mod tests {
         let out = s.fetch_batch(&pairs).await.expect("batch");
         assert_eq!(out.len(), 3);
         assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.value(),
-            dec("67123.45")
-        );
-        assert_eq!(
-            out[&pairs[1]].as_ref().expect("eth").price.value(),
-            dec("2600.12")
+            testing::outcomes(&out, &pairs),
+            ["67123.45", "2600.12", "4.000002"]
         );
         assert_eq!(out[&pairs[2]].as_ref().expect("ltc").symbol, "LTCBTC");
         let hits = hits.lock().expect("lock");
@@ -443,19 +443,11 @@ mod tests {
         ];
         let out = s.fetch_batch(&pairs).await.expect("batch");
         assert_eq!(out.len(), 4);
+        // A zero price (BNB) is "no price", not a quote.
         assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
-            "67123.45"
+            testing::outcomes(&out, &pairs),
+            ["67123.45", "not_found", "not_found", "2600.12"]
         );
-        assert!(matches!(
-            out[&pairs[1]],
-            Err(SourceError::PairNotFound { .. })
-        ));
-        // A zero price is "no price", not a quote.
-        assert!(matches!(
-            out[&pairs[2]],
-            Err(SourceError::PairNotFound { .. })
-        ));
         assert_eq!(out[&pairs[3]].as_ref().expect("eth").symbol, "ETHUSDT");
         let hits = hits.lock().expect("lock");
         assert_eq!(hits.len(), 2, "{hits:?}");
@@ -510,40 +502,21 @@ mod tests {
         assert_eq!(list, vec![pair("ETH/BTC"), pair("BTC/USDT")]);
     }
 
-    #[tokio::test]
-    async fn rate_limit_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), TOO_MANY, BTC, "67123.45000000").await;
-    }
-
-    #[tokio::test]
-    async fn rate_limit_without_retries_reports_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
-    }
-
-    #[tokio::test]
-    async fn geo_block_and_waf_are_refusals() {
-        testing::check_refused(&subject(), &[(451, GEO), (403, "")]).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (TOO_MANY, BTC, "67123.45000000"),
+        rate_limited: TOO_MANY,
+        refused: &[(451, GEO), (403, "")],
+        slow: BTC,
     }
 
     #[tokio::test]
     async fn garbage_is_malformed() {
         let html = "<html><body>maintenance</body></html>";
         testing::check_malformed(&subject(), &[html, r#"{"symbol":"BTCUSDT"}"#]).await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), BTC).await;
-    }
-
-    #[tokio::test]
-    async fn hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

@@ -58,12 +58,7 @@ impl Bybit {
         asked: &str,
     ) -> Result<T, SourceError> {
         let mut url = self.client.url(path);
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in query {
-                q.append_pair(k, v);
-            }
-        }
+        url.query_pairs_mut().extend_pairs(query);
         let response = self.client.get(url, HeaderMap::new()).await?;
         let status = response.status;
         // The code first: an error's `result` (`{}`) need not have the success shape.
@@ -123,6 +118,11 @@ struct Instrument {
     status: String,
 }
 
+/// The symbol of a pair: `BASE+QUOTE` upper-cased (`BTCUSDT`). The stream's topics use it too.
+pub(crate) fn symbol(pair: &Pair) -> String {
+    format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+}
+
 #[async_trait]
 impl Source for Bybit {
     fn id(&self) -> SourceId {
@@ -130,7 +130,7 @@ impl Source for Bybit {
     }
 
     fn symbol(&self, pair: &Pair) -> String {
-        format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
+        symbol(pair)
     }
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
@@ -268,16 +268,12 @@ mod tests {
 
     #[tokio::test]
     async fn ret_codes_are_mapped() {
-        let s = source(&answering(200, NOT_SUPPORTED).await);
-        assert!(matches!(
-            s.fetch(&pair("FOO/BAR")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(200, r#"{"retCode":10001,"retMsg":"params error: symbol invalid","result":{},"retExtInfo":{},"time":1}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("FOO/BAR")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+        subject()
+            .check_errors(&[
+            (200, NOT_SUPPORTED, "FOO/BAR", "not_found"),
+            (200, r#"{"retCode":10001,"retMsg":"params error: symbol invalid","result":{},"retExtInfo":{},"time":1}"#, "FOO/BAR", "not_found"),
+            ])
+            .await;
         for code in [10006, 10018, 10429] {
             let body: &'static str = Box::leak(
                 format!(r#"{{"retCode":{code},"retMsg":"Too many visits!","result":{{}},"retExtInfo":{{}},"time":1}}"#).into_boxed_str(),
@@ -313,35 +309,23 @@ mod tests {
             "{e:?}"
         );
         // Same envelope on a 4xx.
-        let s = source(&answering(400, NOT_SUPPORTED).await);
-        assert!(matches!(
-            s.fetch(&pair("FOO/BAR")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(404, "<html>404</html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_errors(&[
+                (400, NOT_SUPPORTED, "FOO/BAR", "not_found"),
+                (404, "<html>404</html>", "BTC/USDT", "upstream_error"),
+            ])
+            .await;
     }
 
     #[tokio::test]
     async fn empty_list_empty_price_and_wrong_symbol() {
-        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[]},"retExtInfo":{},"time":1}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"NEWUSDT","lastPrice":""}]},"retExtInfo":{},"time":1}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("NEW/USDT")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"ETHUSDT","lastPrice":"2600"}]},"retExtInfo":{},"time":1}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_errors(&[
+            (200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[]},"retExtInfo":{},"time":1}"#, "BTC/USDT", "not_found"),
+            (200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"NEWUSDT","lastPrice":""}]},"retExtInfo":{},"time":1}"#, "NEW/USDT", "not_found"),
+            (200, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"ETHUSDT","lastPrice":"2600"}]},"retExtInfo":{},"time":1}"#, "BTC/USDT", "malformed"),
+            ])
+            .await;
     }
 
     #[tokio::test]
@@ -389,19 +373,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn rate_limit_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), TOO_MANY, BTC, "20533.13").await;
-    }
-
-    #[tokio::test]
-    async fn rate_limit_without_retries_reports_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
-    }
-
-    #[tokio::test]
-    async fn geo_block_and_ip_ban_are_refusals() {
-        testing::check_refused(&subject(), &[(451, CLOUDFRONT), (403, CLOUDFRONT)]).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (TOO_MANY, BTC, "20533.13"),
+        rate_limited: TOO_MANY,
+        refused: &[(451, CLOUDFRONT), (403, CLOUDFRONT)],
+        slow: BTC,
     }
 
     #[tokio::test]
@@ -416,21 +393,9 @@ mod tests {
             ],
         )
         .await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), BTC).await;
-    }
-
-    #[tokio::test]
-    async fn hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

@@ -68,6 +68,12 @@ struct ApiError {
     message: String,
 }
 
+/// The symbol of a pair: `BASE-QUOTE` upper-cased, the product id (`BTC-USD`).
+/// The stream's topics use it too.
+pub(crate) fn symbol(pair: &Pair) -> String {
+    format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+}
+
 #[async_trait]
 impl Source for Coinbase {
     fn id(&self) -> SourceId {
@@ -75,7 +81,7 @@ impl Source for Coinbase {
     }
 
     fn symbol(&self, pair: &Pair) -> String {
-        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+        symbol(pair)
     }
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
@@ -210,17 +216,14 @@ mod tests {
                 "{status} {body}"
             );
         }
-        let s = source(
-            &answering(
+        subject()
+            .check_errors(&[(
                 400,
                 r#"{"errors":[{"id":"validation_error","message":"Invalid currency pair"}]}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("FOO/USD")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+                "FOO/USD",
+                "not_found",
+            )])
+            .await;
         let s = source(&answering(200, TOO_MANY).await);
         assert_eq!(
             s.fetch(&pair("BTC/USD")).await,
@@ -229,17 +232,14 @@ mod tests {
                 retry_after: None
             })
         );
-        let s = source(
-            &answering(
+        subject()
+            .check_errors(&[(
                 400,
                 r#"{"errors":[{"id":"authentication_error","message":"invalid api key"}]}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Refused { .. })
-        ));
+                "BTC/USD",
+                "refused",
+            )])
+            .await;
         let s = source(
             &answering(
                 400,
@@ -253,63 +253,43 @@ mod tests {
             "{e:?}"
         );
         // A 404 that is not Coinbase's (wrong baseUrl) must not read as "unknown pair".
-        let s = source(&answering(404, "<html>Not Found</html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_errors(&[(404, "<html>Not Found</html>", "BTC/USD", "upstream_error")])
+            .await;
     }
 
     #[tokio::test]
     async fn zero_amount_and_wrong_currency() {
-        let s = source(
-            &answering(
-                200,
-                r#"{"data":{"amount":"0.00","base":"DEAD","currency":"USD"}}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("DEAD/USD")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(
-            &answering(
-                200,
-                r#"{"data":{"amount":"1.07","base":"EUR","currency":"USD"}}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(
-            &answering(
-                200,
-                r#"{"data":{"amount":"-5","base":"BTC","currency":"USD"}}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Malformed { .. })
-        ));
+        subject()
+            .check_errors(&[
+                (
+                    200,
+                    r#"{"data":{"amount":"0.00","base":"DEAD","currency":"USD"}}"#,
+                    "DEAD/USD",
+                    "not_found",
+                ),
+                (
+                    200,
+                    r#"{"data":{"amount":"1.07","base":"EUR","currency":"USD"}}"#,
+                    "BTC/USD",
+                    "malformed",
+                ),
+                (
+                    200,
+                    r#"{"data":{"amount":"-5","base":"BTC","currency":"USD"}}"#,
+                    "BTC/USD",
+                    "malformed",
+                ),
+            ])
+            .await;
     }
 
-    #[tokio::test]
-    async fn rate_limit_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), TOO_MANY, BTC, "83894.035").await;
-    }
-
-    #[tokio::test]
-    async fn rate_limit_without_retries_reports_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
-    }
-
-    #[tokio::test]
-    async fn geo_block_and_forbidden_are_refusals() {
-        testing::check_refused(&subject(), &[(451, ""), (403, "")]).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (TOO_MANY, BTC, "83894.035"),
+        rate_limited: TOO_MANY,
+        refused: &[(451, ""), (403, "")],
+        slow: BTC,
     }
 
     #[tokio::test]
@@ -323,16 +303,6 @@ mod tests {
             ],
         )
         .await;
-    }
-
-    #[tokio::test]
-    async fn slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), BTC).await;
-    }
-
-    #[tokio::test]
-    async fn hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
     }
 
     #[tokio::test]

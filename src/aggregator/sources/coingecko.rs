@@ -30,8 +30,8 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
 use crate::aggregator::sources::{
-    comma_joined, configured_key, key_header_value, price_of, upstream_message, BatchResult, Quote,
-    Source, SourceError,
+    batch_size, comma_joined, key_headers, price_of, upstream_message, BatchResult, Quote, Source,
+    SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
@@ -78,22 +78,13 @@ impl CoinGecko {
         global_proxy: Option<&RedactedUrl>,
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
-        let mut headers = HeaderMap::new();
-        let api_key = configured_key(config);
-        if let Some(key) = &api_key {
-            let value = key_header_value(ID, key.expose().trim())?;
-            headers.insert(key_header(config.base_url.as_ref()), value);
-        }
-        let max_batch = config
-            .max_batch_size
-            .or(ID.max_batch())
-            .unwrap_or(100)
-            .max(1) as usize;
+        let name = key_header(config.base_url.as_ref());
+        let (headers, api_key) = key_headers(ID, config, name, str::to_owned)?;
         Ok(Self {
             client,
             headers,
             api_key,
-            max_batch,
+            max_batch: batch_size(config, ID, 100),
         })
     }
 
@@ -356,14 +347,7 @@ mod tests {
         let cg = source(&srv.url, json!({}));
         let pairs = [pair("bitcoin/usd"), pair("the-open-network/RUB")];
         let out = cg.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
-            "83822"
-        );
-        assert_eq!(
-            out[&pairs[1]].as_ref().expect("ton").price.to_string(),
-            "119.2"
-        );
+        assert_eq!(testing::outcomes(&out, &pairs), ["83822", "119.2"]);
         let q = &srv.seen()[0].query;
         assert_eq!(q["ids"], "bitcoin,the-open-network");
         assert_eq!(q["vs_currencies"], "rub,usd");
@@ -451,14 +435,7 @@ mod tests {
         let cg = source(&srv.url, json!({}));
         let pairs = [pair("bitcoin/usd"), pair("bad..id/usd")];
         let out = cg.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
-            "67000.1"
-        );
-        assert!(matches!(
-            out[&pairs[1]],
-            Err(SourceError::PairNotFound { .. })
-        ));
+        assert_eq!(testing::outcomes(&out, &pairs), ["67000.1", "not_found"]);
         assert_eq!(srv.hits(), 3);
     }
 
@@ -637,49 +614,15 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(
-            &subject(),
-            r#"{"status":{"error_code":429,"error_message":"slow down"}}"#,
-            r#"{"bitcoin":{"usd":5}}"#,
-            "5",
-        )
-        .await;
-    }
+    const SLOW_DOWN: &str = r#"{"status":{"error_code":429,"error_message":"slow down"}}"#;
+    const BLOCKED: &str = r#"{"error":"blocked"}"#;
 
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(
-            &subject(),
-            r#"{"status":{"error_code":429,"error_message":"slow down"}}"#,
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refusals() {
-        let blocked = r#"{"error":"blocked"}"#;
-        testing::check_refused(
-            &subject(),
-            &[(451, blocked), (403, blocked), (401, blocked)],
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), r#"{"bitcoin":{"usd":1}}"#).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_host_is_unreachable() {
-        testing::check_unreachable(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (SLOW_DOWN, r#"{"bitcoin":{"usd":5}}"#, "5"),
+        rate_limited: SLOW_DOWN,
+        refused: &[(451, BLOCKED), (403, BLOCKED), (401, BLOCKED)],
+        slow: r#"{"bitcoin":{"usd":1}}"#,
     }
 
     #[tokio::test]

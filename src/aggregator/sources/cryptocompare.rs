@@ -36,8 +36,8 @@ use serde_json::value::RawValue;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
 use crate::aggregator::sources::{
-    comma_joined, configured_key, key_header_value, price_of, upstream_message, BatchResult, Quote,
-    Source, SourceError,
+    batch_size, comma_joined, key_headers, price_of, upstream_message, BatchResult, Quote, Source,
+    SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
@@ -108,22 +108,13 @@ impl CryptoCompare {
         global_proxy: Option<&RedactedUrl>,
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
-        let mut headers = HeaderMap::new();
-        let api_key = configured_key(config);
-        if let Some(key) = &api_key {
-            let value = key_header_value(ID, &format!("Apikey {}", key.expose().trim()))?;
-            headers.insert(AUTHORIZATION, value);
-        }
-        let max_batch = config
-            .max_batch_size
-            .or(ID.max_batch())
-            .unwrap_or(50)
-            .max(1) as usize;
+        let (headers, api_key) =
+            key_headers(ID, config, AUTHORIZATION, |key| format!("Apikey {key}"))?;
         Ok(Self {
             client,
             headers,
             api_key,
-            max_batch,
+            max_batch: batch_size(config, ID, 50),
         })
     }
 
@@ -396,22 +387,10 @@ mod tests {
         let out = cc.fetch_batch(&pairs).await.expect("batch");
         assert_eq!(out.len(), 4);
         assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
-            "30801.96"
-        );
-        assert_eq!(
-            out[&pairs[1]].as_ref().expect("eth").price.to_string(),
-            "7235.42"
+            testing::outcomes(&out, &pairs),
+            ["30801.96", "7235.42", "not_found", "not_found"]
         );
         assert_eq!(out[&pairs[1]].as_ref().expect("eth").symbol, "ETH/ILS");
-        assert!(matches!(
-            out[&pairs[2]],
-            Err(SourceError::PairNotFound { .. })
-        ));
-        assert!(matches!(
-            out[&pairs[3]],
-            Err(SourceError::PairNotFound { .. })
-        ));
         assert_eq!(srv.hits(), 1);
         let seen = &srv.seen()[0];
         assert_eq!(seen.path, "/data/pricemulti");
@@ -478,14 +457,7 @@ mod tests {
         let cc = source(&srv.url, json!({}));
         let pairs = [pair("BTC/USD"), pair("XYZ/USD")];
         let out = cc.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.to_string(),
-            "67123.45"
-        );
-        assert!(matches!(
-            out[&pairs[1]],
-            Err(SourceError::PairNotFound { .. })
-        ));
+        assert_eq!(testing::outcomes(&out, &pairs), ["67123.45", "not_found"]);
         assert_eq!(srv.hits(), 3);
     }
 
@@ -598,33 +570,11 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), RATE_LIMITED, r#"{"USD":5.5}"#, "5.5").await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), RATE_LIMITED).await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refusals() {
-        testing::check_refused(&subject(), &[(451, "{}"), (403, "{}"), (401, "{}")]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), r#"{"USD":1}"#).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_host_is_unreachable() {
-        testing::check_unreachable(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (RATE_LIMITED, r#"{"USD":5.5}"#, "5.5"),
+        rate_limited: RATE_LIMITED,
+        refused: &[(451, "{}"), (403, "{}"), (401, "{}")],
+        slow: r#"{"USD":1}"#,
     }
 }

@@ -181,7 +181,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
+    use crate::aggregator::sources::testing::{self, pair_of, Answer, MockServer, Subject};
 
     /// exchangerate.host's documented answers (ocr-and-sources.md B.9).
     const LIVE_OK: &str = r#"{"success":true,"terms":"https://currencylayer.com/terms","privacy":"https://currencylayer.com/privacy","timestamp":1743009363,"source":"USD","quotes":{"USDEUR":0.89851,"USDGBP":0.822435}}"#;
@@ -192,10 +192,6 @@ mod tests {
         json!({"success": false, "error": {"code": code, "type": kind, "info": info}}).to_string()
     }
 
-    fn pair(base: &str, quote: &str) -> Pair {
-        Pair::new(base, quote).expect("pair")
-    }
-
     fn adapter(url: &str, extra: serde_json::Value) -> ExchangeRateHost {
         ExchangeRateHost::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
@@ -204,7 +200,7 @@ mod tests {
         Subject::new(ID, |c| {
             Box::new(ExchangeRateHost::new(&c, None).expect("adapter"))
         })
-        .pair(pair("USD", "EUR"))
+        .pair(pair_of("USD", "EUR"))
         .key(KEY)
     }
 
@@ -212,10 +208,10 @@ mod tests {
     async fn live_quote_is_read_exactly_and_without_a_key_none_is_sent() {
         let srv = MockServer::always(Answer::new(200, LIVE_OK)).await;
         let source = adapter(&srv.url, json!({}));
-        let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
+        let quote = source.fetch(&pair_of("usd", "eur")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.89851");
         assert_eq!(quote.symbol, "USDEUR");
-        assert_eq!(source.symbol(&pair("usd", "eur")), "USDEUR");
+        assert_eq!(source.symbol(&pair_of("usd", "eur")), "USDEUR");
         let seen = srv.seen();
         assert_eq!(seen.len(), 1);
         assert!(seen[0].uri.starts_with("/live?"), "{}", seen[0].uri);
@@ -230,7 +226,7 @@ mod tests {
         let body = r#"{"success":true,"timestamp":1729766400,"source":"EUR","quotes":{"EURUSD":1.071234567890123456789}}"#;
         let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
-            .fetch(&pair("EUR", "USD"))
+            .fetch(&pair_of("EUR", "USD"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "1.071234567890123456789");
@@ -242,7 +238,10 @@ mod tests {
         let body = error_body(999, "odd_error", &format!("something about {KEY}"));
         let srv = MockServer::always(Answer::new(200, body)).await;
         let source = adapter(&srv.url, json!({"apiKey": KEY}));
-        let err = source.fetch(&pair("EUR", "USD")).await.expect_err("error");
+        let err = source
+            .fetch(&pair_of("EUR", "USD"))
+            .await
+            .expect_err("error");
         assert!(matches!(err, SourceError::Upstream { .. }), "{err:?}");
         assert_eq!(
             srv.seen()[0].query.get("access_key").map(String::as_str),
@@ -340,7 +339,7 @@ mod tests {
         for (body, kind) in cases {
             let url = testing::answering(200, body.clone()).await;
             let err = adapter(&url, json!({}))
-                .fetch(&pair("EUR", "USD"))
+                .fetch(&pair_of("EUR", "USD"))
                 .await
                 .expect_err(&body);
             assert_eq!(err.kind(), kind, "{body} -> {err:?}");
@@ -351,7 +350,7 @@ mod tests {
         // The same envelope on a non-200 status is read the same way.
         let url = testing::answering(400, MISSING_KEY).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("EUR", "USD"))
+            .fetch(&pair_of("EUR", "USD"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "refused", "{err:?}");
@@ -361,7 +360,7 @@ mod tests {
     async fn a_currency_missing_from_quotes_is_not_found() {
         let url = testing::answering(200, LIVE_OK).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "JPY"))
+            .fetch(&pair_of("USD", "JPY"))
             .await
             .expect_err("error");
         assert_eq!(
@@ -374,7 +373,7 @@ mod tests {
         let body = r#"{"success":true,"source":"USD","quotes":{"USDJPY":null}}"#;
         let url = testing::answering(200, body).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "JPY"))
+            .fetch(&pair_of("USD", "JPY"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "not_found");
@@ -382,18 +381,17 @@ mod tests {
 
     #[tokio::test]
     async fn impossible_codes_cost_no_request() {
-        let srv = MockServer::always(Answer::new(200, LIVE_OK)).await;
-        let source = adapter(&srv.url, json!({}));
-        for (base, quote) in [
-            ("BTCX", "USD"),
-            ("EUR", "US"),
-            ("E1R", "USD"),
-            ("stader-bnbx", "usd"),
-        ] {
-            let err = source.fetch(&pair(base, quote)).await.expect_err("error");
-            assert_eq!(err.kind(), "not_found", "{base}/{quote}");
-        }
-        assert!(srv.seen().is_empty());
+        testing::check_not_found_without_request(
+            &subject(),
+            LIVE_OK,
+            &[
+                ("BTCX", "USD"),
+                ("EUR", "US"),
+                ("E1R", "USD"),
+                ("stader-bnbx", "usd"),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -412,49 +410,22 @@ mod tests {
         // Garbage with an error status is the status's error.
         let url = testing::answering(404, "<html>no</html>").await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
+            .fetch(&pair_of("USD", "EUR"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "upstream_error", "{err:?}");
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        let subject = subject().pair(pair("USD", "GBP"));
-        testing::check_retry_after(&subject, "", LIVE_OK, "0.822435").await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), "Too Many Requests").await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refused() {
-        testing::check_refused(
-            &subject(),
-            &[(451, "blocked"), (403, "blocked"), (401, "blocked")],
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), LIVE_OK).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("", LIVE_OK, "0.822435") for pair_of("USD", "GBP"),
+        rate_limited: "Too Many Requests",
+        refused: &[(451, "blocked"), (403, "blocked"), (401, "blocked")],
+        slow: LIVE_OK,
     }
 
     #[tokio::test]
     async fn no_batch_and_no_instrument_list() {
-        let source = adapter("http://127.0.0.1:9", json!({}));
-        assert_eq!(source.max_batch(), None);
-        assert_eq!(
-            source.instruments().await.expect_err("unsupported").kind(),
-            "unsupported"
-        );
+        testing::check_no_batch_no_instruments(&subject()).await;
     }
 }

@@ -17,14 +17,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
 use crate::aggregator::sources::{
-    configured_key, key_header_value, price_of, upstream_message, Quote, Source, SourceError,
+    key_headers, price_of, upstream_message, Quote, Source, SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::secret::Secret;
@@ -49,12 +49,7 @@ impl Finnhub {
         global_proxy: Option<&RedactedUrl>,
     ) -> Result<Self, SourceError> {
         let client = SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?;
-        let mut headers = HeaderMap::new();
-        let api_key = configured_key(config);
-        if let Some(key) = &api_key {
-            let value = key_header_value(ID, key.expose().trim())?;
-            headers.insert(HeaderName::from_static(TOKEN_HEADER), value);
-        }
+        let (headers, api_key) = key_headers(ID, config, TOKEN_HEADER, str::to_owned)?;
         Ok(Self {
             client,
             headers,
@@ -269,35 +264,14 @@ mod tests {
     const LIMIT_REACHED: &str =
         r#"{"error":"API limit reached. Please try again later. Remaining Limit: 0"}"#;
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), LIMIT_REACHED, r#"{"c":3.25,"t":1}"#, "3.25").await;
-    }
+    const BLOCKED: &str = r#"{"error":"blocked"}"#;
 
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), LIMIT_REACHED).await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refusals() {
-        let blocked = r#"{"error":"blocked"}"#;
-        testing::check_refused(&subject(), &[(451, blocked), (403, blocked)]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), r#"{"c":1,"t":1}"#).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_host_is_unreachable() {
-        testing::check_unreachable(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (LIMIT_REACHED, r#"{"c":3.25,"t":1}"#, "3.25"),
+        rate_limited: LIMIT_REACHED,
+        refused: &[(451, BLOCKED), (403, BLOCKED)],
+        slow: r#"{"c":1,"t":1}"#,
     }
 
     #[tokio::test]

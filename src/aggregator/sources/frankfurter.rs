@@ -139,17 +139,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{self, config, Answer, MockServer, Subject};
+    use crate::aggregator::sources::testing::{self, config, pair_of, Answer, MockServer, Subject};
 
     /// Frankfurter's documented answers (ocr-and-sources.md B.10, frankfurter lib/versions/v1).
     const LATEST_OK: &str =
         r#"{"amount":1.0,"base":"USD","date":"2026-07-29","rates":{"EUR":0.85911}}"#;
     const NOT_FOUND: &str = r#"{"message":"not found"}"#;
     const BAD_PAIR: &str = r#"{"message":"bad currency pair"}"#;
-
-    fn pair(base: &str, quote: &str) -> Pair {
-        Pair::new(base, quote).expect("pair")
-    }
 
     fn adapter(url: &str, extra: serde_json::Value) -> Frankfurter {
         Frankfurter::new(&testing::config_at(ID, url, extra), None).expect("adapter")
@@ -159,17 +155,17 @@ mod tests {
         Subject::new(ID, |c| {
             Box::new(Frankfurter::new(&c, None).expect("adapter"))
         })
-        .pair(pair("USD", "EUR"))
+        .pair(pair_of("USD", "EUR"))
     }
 
     #[tokio::test]
     async fn latest_rate_is_read_exactly() {
         let srv = MockServer::always(Answer::new(200, LATEST_OK)).await;
         let source = adapter(&srv.url, json!({}));
-        let quote = source.fetch(&pair("usd", "eur")).await.expect("quote");
+        let quote = source.fetch(&pair_of("usd", "eur")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.85911");
         assert_eq!(quote.symbol, "USD/EUR");
-        assert_eq!(source.symbol(&pair("usd", "eur")), "USD/EUR");
+        assert_eq!(source.symbol(&pair_of("usd", "eur")), "USD/EUR");
         let seen = srv.seen();
         assert_eq!(seen.len(), 1);
         assert!(seen[0].uri.starts_with("/latest?"), "{}", seen[0].uri);
@@ -180,7 +176,7 @@ mod tests {
         let body = r#"{"amount":1.0,"base":"EUR","date":"2025-10-24","rates":{"USD":1.071234567890123456789}}"#;
         let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
-            .fetch(&pair("EUR", "USD"))
+            .fetch(&pair_of("EUR", "USD"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "1.071234567890123456789");
@@ -207,7 +203,7 @@ mod tests {
         })
         .await;
         let quote = adapter(&srv.url, json!({}))
-            .fetch(&pair("USD", "EUR"))
+            .fetch(&pair_of("USD", "EUR"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.85911");
@@ -222,7 +218,7 @@ mod tests {
         for (status, body) in [(404, NOT_FOUND), (422, BAD_PAIR)] {
             let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
-                .fetch(&pair("EUR", "XYZ"))
+                .fetch(&pair_of("EUR", "XYZ"))
                 .await
                 .expect_err(body);
             assert_eq!(
@@ -236,7 +232,7 @@ mod tests {
         // 200 without the asked quote.
         let url = testing::answering(200, LATEST_OK).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "GBP"))
+            .fetch(&pair_of("USD", "GBP"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "not_found");
@@ -251,14 +247,14 @@ mod tests {
         ] {
             let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
-                .fetch(&pair("USD", "EUR"))
+                .fetch(&pair_of("USD", "EUR"))
                 .await
                 .expect_err(body);
             assert_eq!(err.kind(), "upstream_error", "{status} {body} -> {err:?}");
         }
         let url = testing::answering(422, r#"{"message":"invalid amount"}"#).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("USD", "EUR"))
+            .fetch(&pair_of("USD", "EUR"))
             .await
             .expect_err("error");
         assert!(err.to_string().contains("invalid amount"), "{err}");
@@ -266,13 +262,12 @@ mod tests {
 
     #[tokio::test]
     async fn impossible_codes_cost_no_request() {
-        let srv = MockServer::always(Answer::new(200, LATEST_OK)).await;
-        let source = adapter(&srv.url, json!({}));
-        for (base, quote) in [("USDT", "EUR"), ("EUR", "E"), ("bitcoin", "usd")] {
-            let err = source.fetch(&pair(base, quote)).await.expect_err("error");
-            assert_eq!(err.kind(), "not_found", "{base}/{quote}");
-        }
-        assert!(srv.seen().is_empty());
+        testing::check_not_found_without_request(
+            &subject(),
+            LATEST_OK,
+            &[("USDT", "EUR"), ("EUR", "E"), ("bitcoin", "usd")],
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -290,38 +285,16 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), "", LATEST_OK, "0.85911").await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), "").await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refused() {
-        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), LATEST_OK).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("", LATEST_OK, "0.85911"),
+        rate_limited: "",
+        refused: &[(451, "blocked"), (403, "blocked")],
+        slow: LATEST_OK,
     }
 
     #[tokio::test]
     async fn no_batch_and_no_instrument_list() {
-        let source = adapter("http://127.0.0.1:9", json!({}));
-        assert_eq!(source.max_batch(), None);
-        assert_eq!(
-            source.instruments().await.expect_err("unsupported").kind(),
-            "unsupported"
-        );
+        testing::check_no_batch_no_instruments(&subject()).await;
     }
 }

@@ -20,17 +20,18 @@
 //! The API key, if configured, is not sent: public endpoints take none, and Kraken's private
 //! API needs a signature.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::OnceCell;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
 use crate::aggregator::sources::{
-    clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
+    batch_size, clip, comma_joined, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
@@ -58,10 +59,7 @@ impl Kraken {
     ) -> Result<Self, SourceError> {
         Ok(Self {
             client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: config
-                .max_batch_size
-                .or(ID.max_batch())
-                .map_or(1, |n| n.max(1) as usize),
+            max_batch: batch_size(config, ID, 1),
         })
     }
 
@@ -266,28 +264,23 @@ impl Source for Kraken {
     /// fails on an unknown pair falls back to the full ticker list (fetched once).
     async fn fetch_batch(&self, pairs: &[Pair]) -> Result<BatchResult, SourceError> {
         let mut out = BatchResult::new();
-        let mut all: Option<Result<Prices, SourceError>> = None;
+        let all = OnceCell::new();
         for chunk in pairs.chunks(self.max_batch) {
             if let [pair] = chunk {
                 out.insert(pair.clone(), self.fetch(pair).await);
                 continue;
             }
-            let mut symbols: Vec<String> = chunk.iter().map(|p| self.symbol(p)).collect();
-            symbols.sort();
-            symbols.dedup();
+            let symbols: BTreeSet<String> = chunk.iter().map(|p| self.symbol(p)).collect();
             let mut full_list = false;
             let answer = match self
-                .tickers(Some(&symbols.join(",")), "one of the asked pairs")
+                .tickers(Some(&comma_joined(&symbols)), "one of the asked pairs")
                 .await
             {
                 Err(SourceError::PairNotFound { .. }) => {
                     full_list = true;
-                    if all.is_none() {
-                        all = Some(self.tickers(None, "the ticker list").await);
-                    }
-                    all.clone().unwrap_or_else(|| {
-                        Err(SourceError::malformed_clipped(ID, "no ticker list"))
-                    })
+                    all.get_or_init(|| self.tickers(None, "the ticker list"))
+                        .await
+                        .clone()
                 }
                 other => other,
             };
@@ -519,11 +512,14 @@ mod tests {
                 "{body}"
             );
         }
-        let s = source(&answering(200, r#"{"error":["EGeneral:Permission denied"]}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Refused { .. })
-        ));
+        subject()
+            .check_errors(&[(
+                200,
+                r#"{"error":["EGeneral:Permission denied"]}"#,
+                "BTC/USD",
+                "refused",
+            )])
+            .await;
         for body in [
             r#"{"error":["EService:Unavailable"]}"#,
             r#"{"error":["EService:Busy"]}"#,
@@ -552,37 +548,25 @@ mod tests {
 
     #[tokio::test]
     async fn empty_result_zero_price_and_missing_fields() {
-        let s = source(&answering(200, r#"{"error":[],"result":{}}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(
-            &answering(
-                200,
-                r#"{"error":[],"result":{"XXBTZUSD":{"c":["0.00000","0"]}}}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
-        let s = source(&answering(200, r#"{"error":[],"result":{"XXBTZUSD":{"c":[]}}}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(200, r#"{"error":[]}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(404, "<html>no</html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USD")).await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_errors(&[
+                (200, r#"{"error":[],"result":{}}"#, "BTC/USD", "not_found"),
+                (
+                    200,
+                    r#"{"error":[],"result":{"XXBTZUSD":{"c":["0.00000","0"]}}}"#,
+                    "BTC/USD",
+                    "not_found",
+                ),
+                (
+                    200,
+                    r#"{"error":[],"result":{"XXBTZUSD":{"c":[]}}}"#,
+                    "BTC/USD",
+                    "malformed",
+                ),
+                (200, r#"{"error":[]}"#, "BTC/USD", "malformed"),
+                (404, "<html>no</html>", "BTC/USD", "upstream_error"),
+            ])
+            .await;
     }
 
     #[tokio::test]
@@ -631,21 +615,10 @@ mod tests {
         ];
         let out = s.fetch_batch(&pairs).await.expect("batch");
         assert_eq!(out.len(), 4);
+        // DEAD/USD has a zero price: not found.
         assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.value(),
-            dec("67123.9")
-        );
-        assert!(matches!(
-            out[&pairs[1]],
-            Err(SourceError::PairNotFound { .. })
-        ));
-        assert!(
-            matches!(out[&pairs[2]], Err(SourceError::PairNotFound { .. })),
-            "zero price"
-        );
-        assert_eq!(
-            out[&pairs[3]].as_ref().expect("eth").price.value(),
-            dec("0.0387")
+            testing::outcomes(&out, &pairs),
+            ["67123.9", "not_found", "not_found", "0.0387"]
         );
         let hits = hits.lock().expect("lock");
         assert_eq!(hits.len(), 2, "{hits:?}");
@@ -703,14 +676,7 @@ mod tests {
         let s = source(&testing::serve(router).await);
         let pairs = [pair("BTC/USD"), pair("NEW/USD")];
         let out = s.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(
-            out[&pairs[0]].as_ref().expect("btc").price.value(),
-            dec("67000")
-        );
-        assert_eq!(
-            out[&pairs[1]].as_ref().expect("new").price.value(),
-            dec("3.5")
-        );
+        assert_eq!(testing::outcomes(&out, &pairs), ["67000", "3.5"]);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
     }
 
@@ -725,26 +691,21 @@ mod tests {
             list,
             vec![pair("BTC/USD"), pair("DOGE/USD"), pair("USDT/USD")]
         );
-        let s = source(&answering(200, r#"{"error":["EService:Unavailable"]}"#).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_instrument_errors(&[(
+                200,
+                r#"{"error":["EService:Unavailable"]}"#,
+                "upstream_error",
+            )])
+            .await;
     }
 
-    #[tokio::test]
-    async fn rate_limit_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), "", BTC, "84036.00000").await;
-    }
-
-    #[tokio::test]
-    async fn rate_limit_without_retries_reports_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), "").await;
-    }
-
-    #[tokio::test]
-    async fn geo_block_and_forbidden_are_refusals() {
-        testing::check_refused(&subject(), &[(451, ""), (403, "")]).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("", BTC, "84036.00000"),
+        rate_limited: "",
+        refused: &[(451, ""), (403, "")],
+        slow: BTC,
     }
 
     #[tokio::test]
@@ -755,21 +716,9 @@ mod tests {
             &[html, r#"{"error":[],"result":{"XXBTZUSD":{"c":"67000"}}}"#],
         )
         .await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), BTC).await;
-    }
-
-    #[tokio::test]
-    async fn hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

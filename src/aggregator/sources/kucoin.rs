@@ -197,7 +197,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
+    use crate::aggregator::sources::testing::{self, pair_of, Answer, MockServer, Subject};
 
     /// KuCoin's documented answers (ocr-and-sources.md B.12, kucoin-api-docs).
     const LEVEL1_OK: &str = r#"{"code":"200000","data":{"time":1550653727731,"sequence":"1550467636704","price":"0.03715005","size":"0.17","bestBid":"0.03710768","bestBidSize":"3.803","bestAsk":"0.03715004","bestAskSize":"1.788"}}"#;
@@ -206,17 +206,13 @@ mod tests {
 
     const KEY: &str = "kc-key-123";
 
-    fn pair(base: &str, quote: &str) -> Pair {
-        Pair::new(base, quote).expect("pair")
-    }
-
     fn adapter(url: &str, extra: serde_json::Value) -> Kucoin {
         Kucoin::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
 
     fn subject() -> Subject {
         Subject::new(ID, |c| Box::new(Kucoin::new(&c, None).expect("adapter")))
-            .pair(pair("BTC", "USDT"))
+            .pair(pair_of("BTC", "USDT"))
             .key(KEY)
     }
 
@@ -224,10 +220,10 @@ mod tests {
     async fn level1_price_is_read_exactly() {
         let srv = MockServer::always(Answer::new(200, LEVEL1_OK)).await;
         let source = adapter(&srv.url, json!({}));
-        let quote = source.fetch(&pair("enj", "eth")).await.expect("quote");
+        let quote = source.fetch(&pair_of("enj", "eth")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "0.03715005");
         assert_eq!(quote.symbol, "ENJ-ETH");
-        assert_eq!(source.symbol(&pair("enj", "eth")), "ENJ-ETH");
+        assert_eq!(source.symbol(&pair_of("enj", "eth")), "ENJ-ETH");
         let seen = srv.seen();
         assert_eq!(seen.len(), 1);
         assert!(
@@ -243,7 +239,7 @@ mod tests {
         let body = r#"{"code":"200000","data":{"time":1729766400000,"sequence":"1","price":"67123.45000000","size":"10","bestBid":"67123.4","bestBidSize":"1","bestAsk":"67123.5","bestAskSize":"1"}}"#;
         let url = testing::answering(200, body).await;
         let quote = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
+            .fetch(&pair_of("BTC", "USDT"))
             .await
             .expect("quote");
         assert_eq!(quote.price.to_string(), "67123.45");
@@ -252,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_configured_key_is_not_sent() {
-        let subject = subject().pair(pair("ENJ", "ETH"));
+        let subject = subject().pair(pair_of("ENJ", "ETH"));
         let (outcome, _) = testing::check_key_not_sent(&subject, Answer::new(200, LEVEL1_OK)).await;
         outcome.expect("quote");
     }
@@ -275,7 +271,7 @@ mod tests {
         ] {
             let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
-                .fetch(&pair("XYZ", "USDT"))
+                .fetch(&pair_of("XYZ", "USDT"))
                 .await
                 .expect_err(body);
             assert_eq!(
@@ -335,7 +331,7 @@ mod tests {
         ] {
             let url = testing::answering(status, body).await;
             let err = adapter(&url, json!({}))
-                .fetch(&pair("BTC", "USDT"))
+                .fetch(&pair_of("BTC", "USDT"))
                 .await
                 .expect_err(body);
             assert_eq!(err.kind(), kind, "{body} -> {err:?}");
@@ -346,7 +342,7 @@ mod tests {
         let url =
             testing::answering(200, r#"{"code":"500000","msg":"Internal Server Error"}"#).await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
+            .fetch(&pair_of("BTC", "USDT"))
             .await
             .expect_err("error");
         assert!(err.to_string().contains("500000"), "{err}");
@@ -368,7 +364,7 @@ mod tests {
         // Garbage with an error status is the status's error (e.g. a proxy's HTML page).
         let url = testing::answering(400, "<html>bad request</html>").await;
         let err = adapter(&url, json!({}))
-            .fetch(&pair("BTC", "USDT"))
+            .fetch(&pair_of("BTC", "USDT"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "upstream_error", "{err:?}");
@@ -381,7 +377,7 @@ mod tests {
             .instruments()
             .await
             .expect("instruments");
-        assert_eq!(pairs, vec![pair("BTC", "USDT"), pair("ENJ", "ETH")]);
+        assert_eq!(pairs, vec![pair_of("BTC", "USDT"), pair_of("ENJ", "ETH")]);
         let uris: Vec<String> = srv.seen().into_iter().map(|s| s.uri).collect();
         assert_eq!(uris, vec!["/api/v2/symbols".to_owned()]);
 
@@ -403,42 +399,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        let subject = subject().pair(pair("ENJ", "ETH"));
-        testing::check_retry_after(&subject, "", LEVEL1_OK, "0.03715005").await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("", LEVEL1_OK, "0.03715005") for pair_of("ENJ", "ETH"),
+        rate_limited: r#"{"code":"429000","msg":"Too Many Requests"}"#,
+        refused: &[(451, "blocked"), (403, "blocked")],
+        slow: LEVEL1_OK,
     }
 
     #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(
-            &subject(),
-            r#"{"code":"429000","msg":"Too Many Requests"}"#,
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refused() {
-        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
-        for status in [451, 403] {
-            let url = testing::answering(status, "blocked").await;
-            let err = adapter(&url, json!({}))
-                .instruments()
-                .await
-                .expect_err("error");
-            assert_eq!(err.kind(), "refused", "{status}: {err:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), LEVEL1_OK).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+    async fn geo_blocked_and_forbidden_instrument_lists_are_refused() {
+        subject()
+            .check_instrument_errors(&[(451, "blocked", "refused"), (403, "blocked", "refused")])
+            .await;
     }
 
     #[tokio::test]

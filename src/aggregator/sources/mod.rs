@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderValue, IntoHeaderName};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -274,6 +274,33 @@ pub(crate) fn key_header_value(from: SourceId, value: &str) -> Result<HeaderValu
         .map_err(|_| SourceError::refused(from, "the API key is not a valid HTTP header value"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// The configured API key (see [`configured_key`]) and the headers that carry it: `name` with
+/// `value` of the trimmed key, marked sensitive; no headers without a key. A key HTTP cannot
+/// carry is `Refused`.
+pub(crate) fn key_headers(
+    from: SourceId,
+    config: &SourceConfig,
+    name: impl IntoHeaderName,
+    value: impl FnOnce(&str) -> String,
+) -> Result<(HeaderMap, Option<Secret<String>>), SourceError> {
+    let mut headers = HeaderMap::new();
+    let api_key = configured_key(config);
+    if let Some(key) = &api_key {
+        headers.insert(name, key_header_value(from, &value(key.expose().trim()))?);
+    }
+    Ok((headers, api_key))
+}
+
+/// How many pairs one batch request carries: `maxBatchSize`, else the source's own limit, else
+/// `fallback`; never less than one.
+pub(crate) fn batch_size(config: &SourceConfig, from: SourceId, fallback: u32) -> usize {
+    config
+        .max_batch_size
+        .or(from.max_batch())
+        .unwrap_or(fallback)
+        .max(1) as usize
 }
 
 /// Upstream messages quoted in errors are cut to this many characters.

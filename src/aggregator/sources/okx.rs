@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::{Response, SourceClient};
 use crate::aggregator::sources::{
-    clip, exchange_price, parse_json, BatchResult, Quote, Source, SourceError,
+    batch_size, clip, exchange_price, parse_json, BatchResult, Quote, Source, SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
@@ -49,10 +49,7 @@ impl Okx {
     ) -> Result<Self, SourceError> {
         Ok(Self {
             client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: config
-                .max_batch_size
-                .or(ID.max_batch())
-                .map_or(1, |n| n.max(1) as usize),
+            max_batch: batch_size(config, ID, 1),
         })
     }
 
@@ -64,12 +61,7 @@ impl Okx {
         asked: &str,
     ) -> Result<Response, SourceError> {
         let mut url = self.client.url(path);
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in query {
-                q.append_pair(k, v);
-            }
-        }
+        url.query_pairs_mut().extend_pairs(query);
         let response = self.client.get(url, HeaderMap::new()).await?;
         // Errors come as 200 or 4xx with the same envelope; check the code before the data.
         let head: Result<Head, _> = serde_json::from_slice(&response.body);
@@ -124,6 +116,12 @@ struct Instrument {
     state: String,
 }
 
+/// The symbol of a pair: `BASE-QUOTE` upper-cased, the instrument id (`BTC-USDT`).
+/// The stream's topics use it too.
+pub(crate) fn symbol(pair: &Pair) -> String {
+    format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+}
+
 #[async_trait]
 impl Source for Okx {
     fn id(&self) -> SourceId {
@@ -131,7 +129,7 @@ impl Source for Okx {
     }
 
     fn symbol(&self, pair: &Pair) -> String {
-        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+        symbol(pair)
     }
 
     async fn fetch(&self, pair: &Pair) -> Result<Quote, SourceError> {
@@ -339,11 +337,9 @@ mod tests {
             );
         }
         // Same envelope on an HTTP 400.
-        let s = source(&answering(400, NO_INSTRUMENT).await);
-        assert!(matches!(
-            s.fetch(&pair("FOO/BAR")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+        subject()
+            .check_errors(&[(400, NO_INSTRUMENT, "FOO/BAR", "not_found")])
+            .await;
 
         for body in [
             r#"{"msg":"Too Many Requests","code":"50011"}"#,
@@ -365,26 +361,26 @@ mod tests {
             matches!(&e, SourceError::Upstream { reason, .. } if reason.contains("50001")),
             "{e:?}"
         );
-        let s = source(
-            &answering(
+        subject()
+            .check_errors(&[(
                 200,
                 r#"{"code":"51000","data":[],"msg":"Parameter instType error"}"#,
-            )
-            .await,
-        );
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Upstream { .. })
-        ));
+                "BTC/USDT",
+                "upstream_error",
+            )])
+            .await;
     }
 
     #[tokio::test]
     async fn empty_data_zero_price_and_wrong_instrument() {
-        let s = source(&answering(200, r#"{"code":"0","msg":"","data":[]}"#).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+        subject()
+            .check_errors(&[(
+                200,
+                r#"{"code":"0","msg":"","data":[]}"#,
+                "BTC/USDT",
+                "not_found",
+            )])
+            .await;
         let body: &'static str = Box::leak(
             format!(
                 r#"{{"code":"0","msg":"","data":[{}]}}"#,
@@ -392,11 +388,9 @@ mod tests {
             )
             .into_boxed_str(),
         );
-        let s = source(&answering(200, body).await);
-        assert!(matches!(
-            s.fetch(&pair("NEW/USDT")).await,
-            Err(SourceError::PairNotFound { .. })
-        ));
+        subject()
+            .check_errors(&[(200, body, "NEW/USDT", "not_found")])
+            .await;
         let body: &'static str = Box::leak(
             format!(
                 r#"{{"code":"0","msg":"","data":[{}]}}"#,
@@ -404,16 +398,12 @@ mod tests {
             )
             .into_boxed_str(),
         );
-        let s = source(&answering(200, body).await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Malformed { .. })
-        ));
-        let s = source(&answering(404, "<html>404</html>").await);
-        assert!(matches!(
-            s.fetch(&pair("BTC/USDT")).await,
-            Err(SourceError::Upstream { .. })
-        ));
+        subject()
+            .check_errors(&[
+                (200, body, "BTC/USDT", "malformed"),
+                (404, "<html>404</html>", "BTC/USDT", "upstream_error"),
+            ])
+            .await;
     }
 
     #[tokio::test]
@@ -447,21 +437,11 @@ mod tests {
         ];
         let out = s.fetch_batch(&pairs).await.expect("batch");
         assert_eq!(out.len(), 4);
-        let btc = out[&pairs[0]].as_ref().expect("btc");
-        assert_eq!(btc.price.value(), dec("67123.4"));
-        assert_eq!(btc.symbol, "BTC-USDT");
         assert_eq!(
-            out[&pairs[1]].as_ref().expect("eth").price.value(),
-            dec("2600.12")
+            testing::outcomes(&out, &pairs),
+            ["67123.4", "2600.12", "not_found", "not_found"]
         );
-        assert!(matches!(
-            out[&pairs[2]],
-            Err(SourceError::PairNotFound { .. })
-        ));
-        assert!(matches!(
-            out[&pairs[3]],
-            Err(SourceError::PairNotFound { .. })
-        ));
+        assert_eq!(out[&pairs[0]].as_ref().expect("btc").symbol, "BTC-USDT");
         assert_eq!(
             hits.lock().expect("lock").as_slice(),
             ["/api/v5/market/tickers?instType=SPOT"]
@@ -504,20 +484,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn rate_limit_is_retried_after_retry_after() {
-        testing::check_retry_after(&subject(), TOO_MANY, BTC, "84070.9").await;
-    }
+    /// The body OKX sends with its refusals.
+    const REFUSAL: &str = r#"{"msg":"","code":"51155"}"#;
 
-    #[tokio::test]
-    async fn rate_limit_without_retries_reports_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), TOO_MANY).await;
-    }
-
-    #[tokio::test]
-    async fn geo_block_and_forbidden_are_refusals() {
-        let body = r#"{"msg":"","code":"51155"}"#;
-        testing::check_refused(&subject(), &[(451, body), (403, body)]).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: (TOO_MANY, BTC, "84070.9"),
+        rate_limited: TOO_MANY,
+        refused: &[(451, REFUSAL), (403, REFUSAL)],
+        slow: BTC,
     }
 
     #[tokio::test]
@@ -532,21 +507,9 @@ mod tests {
             ],
         )
         .await;
-        let s = source(&answering(200, html).await);
-        assert!(matches!(
-            s.instruments().await,
-            Err(SourceError::Malformed { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), BTC).await;
-    }
-
-    #[tokio::test]
-    async fn hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+        subject()
+            .check_instrument_errors(&[(200, html, "malformed")])
+            .await;
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Test support for adapters: a local HTTP server speaking a source's format, source
 //! configurations pointing at it, and the checks every REST adapter must pass for the transport
 //! behaviours it gets from the shared client (retries after `Retry-After`, refusals, timeouts,
-//! malformed bodies, an API key that never shows).
+//! malformed bodies, an API key that never shows). [`transport_checks!`] writes the checks that
+//! are the same for every adapter as that adapter's own tests.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::{Quote, Source, SourceError};
+use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::reader::{Fields, Report};
 use crate::config::schema::sources::{read_sources, SourceConfig, SourceId};
 
@@ -65,9 +66,27 @@ pub fn pair(text: &str) -> Pair {
     Pair::parse(text).expect("pair")
 }
 
+/// A pair from its base and quote, as given (`pair_of("usd", "eur")`).
+pub fn pair_of(base: &str, quote: &str) -> Pair {
+    Pair::new(base, quote).expect("pair")
+}
+
 /// An exact decimal from its text.
 pub fn dec(text: &str) -> Decimal {
     Decimal::from_str_exact(text).expect("decimal")
+}
+
+/// What a batch answered for each of `pairs`, in their order: the price's text, or the
+/// error's kind ([`SourceError::kind`]), or `missing` for a pair the batch left out.
+pub fn outcomes(out: &BatchResult, pairs: &[Pair]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|p| match out.get(p) {
+            Some(Ok(quote)) => quote.price.to_string(),
+            Some(Err(e)) => e.kind().to_owned(),
+            None => "missing".to_owned(),
+        })
+        .collect()
 }
 
 /// What the mock server answers to one request.
@@ -328,6 +347,38 @@ impl Subject {
     pub async fn error_for(&self, answer: Answer) -> SourceError {
         self.error_from(&MockServer::always(answer).await.url).await
     }
+
+    /// Each case `(status, body, kind)`: against a server answering every request with `status`
+    /// and `body`, the instrument list fails with an error of that [`SourceError::kind`], and
+    /// the error does not show the key.
+    pub async fn check_instrument_errors(&self, cases: &[(u16, &str, &str)]) {
+        for (status, body, kind) in cases {
+            let url = answering(*status, *body).await;
+            let err = self
+                .source(&url, json!({}))
+                .instruments()
+                .await
+                .expect_err("an error");
+            self.shown(&err);
+            assert_eq!(err.kind(), *kind, "{status} {body}: {err:?}");
+        }
+    }
+
+    /// Each case `(status, body, pair, kind)`: against a server answering every request with
+    /// `status` and `body`, fetching `pair` fails with an error of that [`SourceError::kind`]
+    /// (`not_found`, `malformed`, …), and the error does not show the key.
+    pub async fn check_errors(&self, cases: &[(u16, &str, &str, &str)]) {
+        for (status, body, asked, kind) in cases {
+            let url = answering(*status, *body).await;
+            let err = self
+                .source(&url, json!({}))
+                .fetch(&pair(asked))
+                .await
+                .expect_err("an error");
+            self.shown(&err);
+            assert_eq!(err.kind(), *kind, "{status} {body} for {asked}: {err:?}");
+        }
+    }
 }
 
 /// HTTP 429 with `Retry-After: 1` (body `limited`), then 200 with `ok`: the adapter waits the
@@ -430,6 +481,32 @@ pub async fn check_unreachable(subject: &Subject) -> SourceError {
     err
 }
 
+/// Each `(base, quote)` is `PairNotFound` without a request: the adapter knows from the codes
+/// alone that the source cannot have the pair (the server would answer `ok`).
+pub async fn check_not_found_without_request(subject: &Subject, ok: &str, pairs: &[(&str, &str)]) {
+    let srv = MockServer::always(Answer::new(200, ok)).await;
+    let source = subject.source(&srv.url, json!({}));
+    for (base, quote) in pairs {
+        let err = source
+            .fetch(&pair_of(base, quote))
+            .await
+            .expect_err("an error");
+        subject.shown(&err);
+        assert_eq!(err.kind(), "not_found", "{base}/{quote}");
+    }
+    assert!(srv.seen().is_empty(), "{:?}", srv.seen());
+}
+
+/// The adapter has no batch request and no instrument list (and asks nothing to say so).
+pub async fn check_no_batch_no_instruments(subject: &Subject) {
+    let source = subject.source(&closed_url(), json!({}));
+    assert_eq!(source.max_batch(), None);
+    assert_eq!(
+        source.instruments().await.expect_err("unsupported").kind(),
+        "unsupported"
+    );
+}
+
 /// With an API key configured, one fetch from a server answering `answer`: exactly one request,
 /// whose URI and headers do not carry the key, and an error (if any) that does not show it.
 /// Returns the outcome and the request for the adapter's own assertions.
@@ -451,3 +528,66 @@ pub async fn check_key_not_sent(
     }
     (outcome, seen[0].clone())
 }
+
+/// The transport checks every REST adapter passes, written as `#[tokio::test]`s into the module
+/// that invokes the macro (an adapter's `tests`), so each runs and fails under its own name:
+/// `http_429_is_retried_after_retry_after`,
+/// `http_429_without_retries_is_rate_limited_with_its_retry_after`,
+/// `geo_blocks_and_forbidden_are_refused`, `a_slow_answer_times_out`,
+/// `a_hanging_connection_times_out` and `an_unreachable_host_is_unreachable`.
+///
+/// The arguments are the adapter's own bodies, as the checks take them: `subject` (a
+/// [`Subject`] expression, evaluated afresh in each test), `retried` ([`check_retry_after`]'s
+/// 429 body, the body that follows it and the price it holds; `for <pair>` when that body is
+/// another pair's than the subject's), `rate_limited` ([`check_rate_limited_without_retries`]'s
+/// body), `refused` ([`check_refused`]'s answers) and `slow` (the body
+/// [`check_slow_answer_times_out`] sends too late).
+macro_rules! transport_checks {
+    (
+        subject: $subject:expr,
+        retried: ($limited:expr, $ok:expr, $price:expr $(,)?) $(for $retry_pair:expr)?,
+        rate_limited: $rate_limited:expr,
+        refused: $refused:expr,
+        slow: $slow:expr $(,)?
+    ) => {
+        #[tokio::test]
+        async fn http_429_is_retried_after_retry_after() {
+            let subject = $subject;
+            $(let subject = subject.pair($retry_pair);)?
+            $crate::aggregator::sources::testing::check_retry_after(&subject, $limited, $ok, $price)
+                .await;
+        }
+
+        #[tokio::test]
+        async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
+            $crate::aggregator::sources::testing::check_rate_limited_without_retries(
+                &$subject,
+                $rate_limited,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn geo_blocks_and_forbidden_are_refused() {
+            $crate::aggregator::sources::testing::check_refused(&$subject, $refused).await;
+        }
+
+        #[tokio::test]
+        async fn a_slow_answer_times_out() {
+            $crate::aggregator::sources::testing::check_slow_answer_times_out(&$subject, $slow)
+                .await;
+        }
+
+        #[tokio::test]
+        async fn a_hanging_connection_times_out() {
+            $crate::aggregator::sources::testing::check_hanging_connection_times_out(&$subject)
+                .await;
+        }
+
+        #[tokio::test]
+        async fn an_unreachable_host_is_unreachable() {
+            $crate::aggregator::sources::testing::check_unreachable(&$subject).await;
+        }
+    };
+}
+pub(crate) use transport_checks;

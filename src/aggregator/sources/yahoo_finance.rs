@@ -289,7 +289,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aggregator::sources::testing::{self, Answer, MockServer, Subject};
+    use crate::aggregator::sources::testing::{self, pair_of, Answer, MockServer, Subject};
 
     /// Yahoo's answers (ocr-and-sources.md B.11): a chart for a ticker, and the 404 for unknown ones.
     fn chart(symbol: &str, currency: &str, kind: &str, price: &str) -> String {
@@ -299,10 +299,6 @@ mod tests {
     }
     const NOT_FOUND: &str = r#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}"#;
 
-    fn pair(base: &str, quote: &str) -> Pair {
-        Pair::new(base, quote).expect("pair")
-    }
-
     fn adapter(url: &str, extra: serde_json::Value) -> YahooFinance {
         YahooFinance::new(&testing::config_at(ID, url, extra), None).expect("adapter")
     }
@@ -311,7 +307,7 @@ mod tests {
         Subject::new(ID, |c| {
             Box::new(YahooFinance::new(&c, None).expect("adapter"))
         })
-        .pair(pair("BTC", "USD"))
+        .pair(pair_of("BTC", "USD"))
     }
 
     /// A Yahoo-like server: `tickers` maps a ticker to (status, body); others get the 404.
@@ -343,11 +339,11 @@ mod tests {
 
     #[test]
     fn candidate_tickers() {
-        assert_eq!(candidates(&pair("eur", "usd")), ["EURUSD=X"]);
-        assert_eq!(candidates(&pair("C3M.PA", "EUR")), ["C3M.PA"]);
-        assert_eq!(candidates(&pair("brk-b", "USD")), ["BRK-B"]);
-        assert_eq!(candidates(&pair("BTC", "USD")), ["BTC-USD", "BTC"]);
-        assert_eq!(candidates(&pair("X", "EUR")), ["X-EUR", "X"]);
+        assert_eq!(candidates(&pair_of("eur", "usd")), ["EURUSD=X"]);
+        assert_eq!(candidates(&pair_of("C3M.PA", "EUR")), ["C3M.PA"]);
+        assert_eq!(candidates(&pair_of("brk-b", "USD")), ["BRK-B"]);
+        assert_eq!(candidates(&pair_of("BTC", "USD")), ["BTC-USD", "BTC"]);
+        assert_eq!(candidates(&pair_of("X", "EUR")), ["X-EUR", "X"]);
     }
 
     #[tokio::test]
@@ -359,7 +355,10 @@ mod tests {
         )])
         .await;
         let source = adapter(&srv.url, json!({}));
-        let quote = source.fetch(&pair("C3M.PA", "EUR")).await.expect("quote");
+        let quote = source
+            .fetch(&pair_of("C3M.PA", "EUR"))
+            .await
+            .expect("quote");
         assert_eq!(quote.price.value().to_string(), "4.2350000000000000001");
         assert_eq!(quote.symbol, "C3M.PA");
         let all = srv.seen();
@@ -375,7 +374,7 @@ mod tests {
         let srv = yahoo(&[("X", 200, chart("X", "USD", "EQUITY", "38.12"))]).await;
         let source = adapter(&srv.url, json!({}));
         let err = source
-            .fetch(&pair("X", "EUR"))
+            .fetch(&pair_of("X", "EUR"))
             .await
             .expect_err("not found");
         assert_eq!(
@@ -390,7 +389,7 @@ mod tests {
             ["/v8/finance/chart/X-EUR", "/v8/finance/chart/X"]
         );
         // In its own currency the listing is found.
-        let quote = source.fetch(&pair("X", "USD")).await.expect("quote");
+        let quote = source.fetch(&pair_of("X", "USD")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "38.12");
         assert_eq!(quote.symbol, "X");
     }
@@ -408,8 +407,8 @@ mod tests {
         ])
         .await;
         let source = adapter(&srv.url, json!({}));
-        assert_eq!(source.symbol(&pair("BTC", "USD")), "BTC-USD");
-        let quote = source.fetch(&pair("BTC", "USD")).await.expect("quote");
+        assert_eq!(source.symbol(&pair_of("BTC", "USD")), "BTC-USD");
+        let quote = source.fetch(&pair_of("BTC", "USD")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "67123.45");
         assert_eq!(quote.symbol, "BTC-USD");
         assert_eq!(paths(&srv), ["/v8/finance/chart/BTC-USD"]);
@@ -424,7 +423,7 @@ mod tests {
         ])
         .await;
         let err = adapter(&srv.url, json!({}))
-            .fetch(&pair("BTC", "USD"))
+            .fetch(&pair_of("BTC", "USD"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "upstream_error", "{err:?}");
@@ -435,12 +434,12 @@ mod tests {
     async fn a_bare_stock_is_found_after_the_crypto_ticker_and_remembered() {
         let srv = yahoo(&[("COIN", 200, chart("COIN", "USD", "EQUITY", "262.82"))]).await;
         let source = adapter(&srv.url, json!({}));
-        let quote = source.fetch(&pair("COIN", "USD")).await.expect("quote");
+        let quote = source.fetch(&pair_of("COIN", "USD")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "262.82");
         assert_eq!(quote.symbol, "COIN");
-        assert_eq!(source.symbol(&pair("COIN", "USD")), "COIN");
+        assert_eq!(source.symbol(&pair_of("COIN", "USD")), "COIN");
         source
-            .fetch(&pair("COIN", "USD"))
+            .fetch(&pair_of("COIN", "USD"))
             .await
             .expect("second quote");
         assert_eq!(
@@ -462,7 +461,7 @@ mod tests {
         )])
         .await;
         let quote = adapter(&srv.url, json!({}))
-            .fetch(&pair("EUR", "USD"))
+            .fetch(&pair_of("EUR", "USD"))
             .await
             .expect("quote");
         assert_eq!(quote.price.value().to_string(), "1.0712");
@@ -476,11 +475,11 @@ mod tests {
         let srv = yahoo(&[("VOD.L", 200, chart("VOD.L", "GBp", "EQUITY", "72.5"))]).await;
         let source = adapter(&srv.url, json!({}));
         let err = source
-            .fetch(&pair("VOD.L", "GBP"))
+            .fetch(&pair_of("VOD.L", "GBP"))
             .await
             .expect_err("not found");
         assert_eq!(err.kind(), "not_found");
-        let quote = source.fetch(&pair("VOD.L", "GBp")).await.expect("quote");
+        let quote = source.fetch(&pair_of("VOD.L", "GBp")).await.expect("quote");
         assert_eq!(quote.price.value().to_string(), "72.5");
     }
 
@@ -496,7 +495,7 @@ mod tests {
         ] {
             let srv = yahoo(&[("C3M.PA", status, body.clone())]).await;
             let err = adapter(&srv.url, json!({}))
-                .fetch(&pair("C3M.PA", "EUR"))
+                .fetch(&pair_of("C3M.PA", "EUR"))
                 .await
                 .expect_err(&body);
             assert_eq!(err.kind(), "not_found", "{body} -> {err:?}");
@@ -509,7 +508,7 @@ mod tests {
         for status in [400, 200] {
             let srv = yahoo(&[("C3M.PA", status, body.to_owned())]).await;
             let err = adapter(&srv.url, json!({}))
-                .fetch(&pair("C3M.PA", "EUR"))
+                .fetch(&pair_of("C3M.PA", "EUR"))
                 .await
                 .expect_err("error");
             assert_eq!(err.kind(), "upstream_error", "{err:?}");
@@ -517,7 +516,7 @@ mod tests {
         }
         let srv = yahoo(&[("C3M.PA", 400, "<html></html>".into())]).await;
         let err = adapter(&srv.url, json!({}))
-            .fetch(&pair("C3M.PA", "EUR"))
+            .fetch(&pair_of("C3M.PA", "EUR"))
             .await
             .expect_err("error");
         assert_eq!(err.kind(), "upstream_error", "{err:?}");
@@ -528,7 +527,7 @@ mod tests {
         let zero = chart("C3M.PA", "EUR", "EQUITY", "0");
         let text = chart("C3M.PA", "EUR", "EQUITY", "\"abc\"");
         testing::check_malformed(
-            &subject().pair(pair("C3M.PA", "EUR")),
+            &subject().pair(pair_of("C3M.PA", "EUR")),
             &[
                 "<html>oops</html>",
                 r#"{"finance":{}}"#,
@@ -541,44 +540,17 @@ mod tests {
         .await;
     }
 
-    #[tokio::test]
-    async fn http_429_is_retried_after_retry_after() {
-        testing::check_retry_after(
-            &subject().pair(pair("AAPL.MX", "USD")),
-            "Too Many Requests",
-            &chart("AAPL", "USD", "EQUITY", "201.5"),
-            "201.5",
-        )
-        .await;
-    }
-
-    #[tokio::test]
-    async fn http_429_without_retries_is_rate_limited_with_its_retry_after() {
-        testing::check_rate_limited_without_retries(&subject(), "Too Many Requests").await;
-    }
-
-    #[tokio::test]
-    async fn geo_blocks_and_forbidden_are_refused() {
-        testing::check_refused(&subject(), &[(451, "blocked"), (403, "blocked")]).await;
-    }
-
-    #[tokio::test]
-    async fn a_slow_answer_times_out() {
-        testing::check_slow_answer_times_out(&subject(), NOT_FOUND).await;
-    }
-
-    #[tokio::test]
-    async fn a_hanging_connection_times_out() {
-        testing::check_hanging_connection_times_out(&subject()).await;
+    testing::transport_checks! {
+        subject: subject(),
+        retried: ("Too Many Requests", &chart("AAPL", "USD", "EQUITY", "201.5"), "201.5")
+            for pair_of("AAPL.MX", "USD"),
+        rate_limited: "Too Many Requests",
+        refused: &[(451, "blocked"), (403, "blocked")],
+        slow: NOT_FOUND,
     }
 
     #[tokio::test]
     async fn no_batch_and_no_instrument_list() {
-        let source = adapter("http://127.0.0.1:9", json!({}));
-        assert_eq!(source.max_batch(), None);
-        assert_eq!(
-            source.instruments().await.expect_err("unsupported").kind(),
-            "unsupported"
-        );
+        testing::check_no_batch_no_instruments(&subject()).await;
     }
 }

@@ -16,9 +16,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Incoming, StreamProtocol};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
+use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
 pub const DEFAULT_URL: &str = "wss://stream.binance.us:9443/ws";
@@ -73,6 +74,27 @@ fn event_topic(frame: &Frame) -> Option<String> {
     ))
 }
 
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    if let (Some(stream), Some(data)) = (&frame.stream, &frame.data) {
+        return match serde_json::from_str::<Frame>(data.get()) {
+            Ok(inner) => price_of(stream.clone(), inner.c.as_deref()),
+            Err(_) => Incoming::Error(format!("unreadable event on {}", clip(stream))),
+        };
+    }
+    if let Some(topic) = event_topic(&frame) {
+        return price_of(topic, frame.c.as_deref());
+    }
+    if let Some(e) = &frame.error {
+        return Incoming::Error(error_text(e.code.as_ref(), e.msg.as_deref()));
+    }
+    if frame.code.is_some() || frame.msg.is_some() {
+        return Incoming::Error(error_text(frame.code.as_ref(), frame.msg.as_deref()));
+    }
+    // `{"result":null,"id":1}` acknowledgements, `serverShutdown` notices, other events.
+    Incoming::Ignore
+}
+
 impl StreamProtocol for Binance {
     fn id(&self) -> SourceId {
         SourceId::Binance
@@ -83,7 +105,7 @@ impl StreamProtocol for Binance {
     }
 
     fn topic(&self, pair: &Pair) -> String {
-        let symbol = format!("{}{}", pair.base, pair.quote).to_ascii_lowercase();
+        let symbol = sources::binance::symbol(pair).to_ascii_lowercase();
         format!("{symbol}{MINI_TICKER}")
     }
 
@@ -100,39 +122,14 @@ impl StreamProtocol for Binance {
     }
 
     fn parse(&self, message: &Message) -> Incoming {
-        let Some(text) = text_of(message) else {
-            return Incoming::Ignore;
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        if let (Some(stream), Some(data)) = (&frame.stream, &frame.data) {
-            return match serde_json::from_str::<Frame>(data.get()) {
-                Ok(inner) => price_of(stream.clone(), inner.c.as_deref()),
-                Err(_) => Incoming::Error(format!("unreadable event on {}", clip(stream))),
-            };
-        }
-        if let Some(topic) = event_topic(&frame) {
-            return price_of(topic, frame.c.as_deref());
-        }
-        if let Some(e) = &frame.error {
-            return Incoming::Error(error_text(e.code.as_ref(), e.msg.as_deref()));
-        }
-        if frame.code.is_some() || frame.msg.is_some() {
-            return Incoming::Error(error_text(frame.code.as_ref(), frame.msg.as_deref()));
-        }
-        // `{"result":null,"id":1}` acknowledgements, `serverShutdown` notices, other events.
-        Incoming::Ignore
+        read_json(message, read)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
-    }
+    use crate::aggregator::streams::sent_text;
 
     fn price(s: &str) -> Price {
         s.parse().expect("price")
@@ -152,7 +149,7 @@ mod tests {
         let m = Binance.subscribe(&topics, 1);
         assert_eq!(m.len(), 1);
         assert_eq!(
-            text(&m[0]),
+            sent_text(&m[0]),
             r#"{"method":"SUBSCRIBE","params":["btcusdt@miniTicker"],"id":1}"#
         );
         let topics = [
@@ -161,7 +158,7 @@ mod tests {
         ];
         let m = Binance.unsubscribe(&topics, 7);
         assert_eq!(
-            text(&m[0]),
+            sent_text(&m[0]),
             r#"{"method":"UNSUBSCRIBE","params":["btcusdt@miniTicker","ethusdt@miniTicker"],"id":7}"#
         );
         assert_eq!(Binance.heartbeat(), None);

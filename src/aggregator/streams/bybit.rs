@@ -18,9 +18,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Incoming, StreamProtocol};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
+use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
 pub const DEFAULT_URL: &str = "wss://stream.bybit.com/v5/public/spot";
@@ -54,6 +55,35 @@ fn named_topic(msg: &str) -> Option<String> {
     (!topic.is_empty()).then_some(topic)
 }
 
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    if frame.success == Some(false) {
+        let msg = frame.ret_msg.unwrap_or_default();
+        let op = frame.op.unwrap_or_default();
+        let reason = clip(&format!("{op} failed: {msg}"));
+        if msg.to_ascii_lowercase().contains("already subscribed") {
+            return Incoming::Ignore;
+        }
+        return match named_topic(&msg) {
+            Some(topic) if op == "subscribe" => Incoming::Rejected { topic, reason },
+            _ => Incoming::Error(reason),
+        };
+    }
+    let (Some(topic), Some(data)) = (frame.topic, frame.data) else {
+        return Incoming::Ignore; // acks, pongs
+    };
+    if !topic.starts_with(PREFIX) {
+        return Incoming::Ignore;
+    }
+    match data.last_price.as_deref().map(Price::from_json) {
+        Some(Ok(price)) => Incoming::Updates(vec![(topic, price)]),
+        Some(Err(e)) => Incoming::Error(format!("{topic}: {e}")),
+        // A derivatives delta without a new last price.
+        None if data.symbol.is_some() => Incoming::Ignore,
+        None => Incoming::Error(format!("{topic}: no price (lastPrice)")),
+    }
+}
+
 impl StreamProtocol for Bybit {
     fn id(&self) -> SourceId {
         SourceId::Bybit
@@ -64,10 +94,7 @@ impl StreamProtocol for Bybit {
     }
 
     fn topic(&self, pair: &Pair) -> String {
-        format!(
-            "{PREFIX}{}",
-            format!("{}{}", pair.base, pair.quote).to_ascii_uppercase()
-        )
+        format!("{PREFIX}{}", sources::bybit::symbol(pair))
     }
 
     fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
@@ -79,37 +106,7 @@ impl StreamProtocol for Bybit {
     }
 
     fn parse(&self, message: &Message) -> Incoming {
-        let Some(text) = text_of(message) else {
-            return Incoming::Ignore;
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        if frame.success == Some(false) {
-            let msg = frame.ret_msg.unwrap_or_default();
-            let op = frame.op.unwrap_or_default();
-            let reason = clip(&format!("{op} failed: {msg}"));
-            if msg.to_ascii_lowercase().contains("already subscribed") {
-                return Incoming::Ignore;
-            }
-            return match named_topic(&msg) {
-                Some(topic) if op == "subscribe" => Incoming::Rejected { topic, reason },
-                _ => Incoming::Error(reason),
-            };
-        }
-        let (Some(topic), Some(data)) = (frame.topic, frame.data) else {
-            return Incoming::Ignore; // acks, pongs
-        };
-        if !topic.starts_with(PREFIX) {
-            return Incoming::Ignore;
-        }
-        match data.last_price.as_deref().map(Price::from_json) {
-            Some(Ok(price)) => Incoming::Updates(vec![(topic, price)]),
-            Some(Err(e)) => Incoming::Error(format!("{topic}: {e}")),
-            // A derivatives delta without a new last price.
-            None if data.symbol.is_some() => Incoming::Ignore,
-            None => Incoming::Error(format!("{topic}: no price (lastPrice)")),
-        }
+        read_json(message, read)
     }
 
     fn heartbeat(&self) -> Option<Message> {
@@ -132,10 +129,7 @@ impl StreamProtocol for Bybit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
-    }
+    use crate::aggregator::streams::sent_text;
 
     #[test]
     fn topics_messages_and_limits() {
@@ -144,11 +138,11 @@ mod tests {
             "tickers.BTCUSDT"
         );
         assert_eq!(
-            text(&Bybit.subscribe(&["tickers.BTCUSDT".to_owned()], 1)[0]),
+            sent_text(&Bybit.subscribe(&["tickers.BTCUSDT".to_owned()], 1)[0]),
             r#"{"op":"subscribe","args":["tickers.BTCUSDT"]}"#
         );
         assert_eq!(
-            text(&Bybit.unsubscribe(&["tickers.BTCUSDT".to_owned()], 2)[0]),
+            sent_text(&Bybit.unsubscribe(&["tickers.BTCUSDT".to_owned()], 2)[0]),
             r#"{"op":"unsubscribe","args":["tickers.BTCUSDT"]}"#
         );
         assert_eq!(Bybit.heartbeat(), Some(Message::text(r#"{"op":"ping"}"#)));

@@ -16,9 +16,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
+use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
 pub const DEFAULT_URL: &str = "wss://advanced-trade-ws.coinbase.com";
@@ -67,22 +67,37 @@ fn named_product(reason: &str) -> Option<String> {
 }
 
 fn collect(ticks: impl Iterator<Item = (Option<String>, Option<Box<RawValue>>)>) -> Incoming {
-    let mut updates = Vec::new();
-    let mut bad = Vec::new();
+    let mut read = Ticks::default();
     for (product, price) in ticks {
         let Some(topic) = product else { continue };
-        match price.as_deref().map(Price::from_json) {
-            Some(Ok(p)) => updates.push((topic, p)),
-            Some(Err(e)) => bad.push(format!("{topic}: {e}")),
-            None => bad.push(format!("{topic}: no price")),
-        }
+        read.read(topic, price.as_deref(), "no price");
     }
-    if !updates.is_empty() {
-        Incoming::Updates(updates)
-    } else if !bad.is_empty() {
-        Incoming::Error(clip(&bad.join("; ")))
-    } else {
-        Incoming::Ignore
+    read.incoming()
+}
+
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    match (frame.channel.as_deref(), frame.kind.as_deref()) {
+        (Some("ticker" | "ticker_batch"), _) => collect(
+            frame
+                .events
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|e| e.tickers.unwrap_or_default())
+                .map(|t| (t.product_id, t.price)),
+        ),
+        (None, Some("ticker")) => collect(std::iter::once((frame.product_id, frame.price))),
+        (_, Some("error")) => {
+            let message = frame.message.unwrap_or_default();
+            let reason_text = frame.reason.unwrap_or_default();
+            let reason = clip(&format!("{message}: {reason_text}"));
+            match named_product(&reason_text).or_else(|| named_product(&message)) {
+                Some(topic) => Incoming::Rejected { topic, reason },
+                None => Incoming::Error(reason),
+            }
+        }
+        // heartbeats, subscriptions, the Exchange feed's heartbeat and subscriptions.
+        _ => Incoming::Ignore,
     }
 }
 
@@ -96,7 +111,7 @@ impl StreamProtocol for Coinbase {
     }
 
     fn topic(&self, pair: &Pair) -> String {
-        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+        sources::coinbase::symbol(pair)
     }
 
     fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
@@ -108,34 +123,7 @@ impl StreamProtocol for Coinbase {
     }
 
     fn parse(&self, message: &Message) -> Incoming {
-        let Some(text) = text_of(message) else {
-            return Incoming::Ignore;
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        match (frame.channel.as_deref(), frame.kind.as_deref()) {
-            (Some("ticker" | "ticker_batch"), _) => collect(
-                frame
-                    .events
-                    .unwrap_or_default()
-                    .into_iter()
-                    .flat_map(|e| e.tickers.unwrap_or_default())
-                    .map(|t| (t.product_id, t.price)),
-            ),
-            (None, Some("ticker")) => collect(std::iter::once((frame.product_id, frame.price))),
-            (_, Some("error")) => {
-                let message = frame.message.unwrap_or_default();
-                let reason_text = frame.reason.unwrap_or_default();
-                let reason = clip(&format!("{message}: {reason_text}"));
-                match named_product(&reason_text).or_else(|| named_product(&message)) {
-                    Some(topic) => Incoming::Rejected { topic, reason },
-                    None => Incoming::Error(reason),
-                }
-            }
-            // heartbeats, subscriptions, the Exchange feed's heartbeat and subscriptions.
-            _ => Incoming::Ignore,
-        }
+        read_json(message, read)
     }
 
     fn on_connect(&self) -> Vec<Message> {
@@ -152,10 +140,7 @@ impl StreamProtocol for Coinbase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
-    }
+    use crate::aggregator::streams::sent_text;
 
     #[test]
     fn topics_subscriptions_and_the_heartbeat_channel() {
@@ -164,16 +149,16 @@ mod tests {
             "BTC-USD"
         );
         assert_eq!(
-            text(&Coinbase.subscribe(&["BTC-USD".to_owned()], 1)[0]),
+            sent_text(&Coinbase.subscribe(&["BTC-USD".to_owned()], 1)[0]),
             r#"{"type":"subscribe","product_ids":["BTC-USD"],"channel":"ticker"}"#
         );
         assert_eq!(
-            text(&Coinbase.unsubscribe(&["BTC-USD".to_owned(), "ETH-USD".to_owned()], 2)[0]),
+            sent_text(&Coinbase.unsubscribe(&["BTC-USD".to_owned(), "ETH-USD".to_owned()], 2)[0]),
             r#"{"type":"unsubscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"ticker"}"#
         );
         let on_connect = Coinbase.on_connect();
         assert_eq!(
-            text(&on_connect[0]),
+            sent_text(&on_connect[0]),
             r#"{"type":"subscribe","channel":"heartbeats"}"#
         );
         assert_eq!(Coinbase.heartbeat(), None);

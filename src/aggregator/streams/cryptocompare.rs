@@ -25,7 +25,9 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{
+    clip, json_message, read_json_text, text_of, url_with_query, Incoming, StreamProtocol, Ticks,
+};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::{Price, PriceError};
 use crate::config::schema::sources::SourceId;
@@ -130,9 +132,11 @@ fn control(kind: &str, message: &str, parameter: Option<&str>, info: &str) -> In
 
 impl CryptoCompare {
     fn parse_json(&self, text: &str) -> Incoming {
-        let Ok(frame) = serde_json::from_str::<Json>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
+        read_json_text(text, |frame| Self::read_json(frame, text))
+    }
+
+    /// What one JSON message means; `text` is the message as received, quoted by errors.
+    fn read_json(frame: Json, text: &str) -> Incoming {
         let kind = frame.kind.as_ref().map(type_text).unwrap_or_default();
         if kind == "5" || kind == "2" {
             let (Some(market), Some(from), Some(to)) =
@@ -156,16 +160,15 @@ impl CryptoCompare {
     }
 
     fn parse_streamer(&self, text: &str) -> Incoming {
-        let mut updates = Vec::new();
-        let mut bad = Vec::new();
+        let mut ticks = Ticks::default();
         for line in text.split('|').map(str::trim).filter(|l| !l.is_empty()) {
             match unpack(line) {
                 Ok(Unpacked::Price {
                     topic,
                     price: Some(p),
                 }) => match price_of(&topic, p) {
-                    Ok(price) => updates.push((topic, price)),
-                    Err(e) => bad.push(e),
+                    Ok(price) => ticks.price(topic, price),
+                    Err(e) => ticks.problem(e),
                 },
                 Ok(Unpacked::Price { price: None, .. }) => {}
                 Ok(Unpacked::Other) => {
@@ -176,21 +179,15 @@ impl CryptoCompare {
                     let parameter = parts.next();
                     match control(kind, message, parameter, "") {
                         Incoming::Ignore => {}
-                        other if updates.is_empty() && bad.is_empty() => return other,
-                        Incoming::Error(e) => bad.push(e),
+                        other if ticks.is_empty() => return other,
+                        Incoming::Error(e) => ticks.problem(e),
                         _ => {}
                     }
                 }
-                Err(e) => bad.push(e),
+                Err(e) => ticks.problem(e),
             }
         }
-        if !updates.is_empty() {
-            Incoming::Updates(updates)
-        } else if !bad.is_empty() {
-            Incoming::Error(clip(&bad.join("; ")))
-        } else {
-            Incoming::Ignore
-        }
+        ticks.incoming()
     }
 }
 
@@ -206,20 +203,11 @@ impl StreamProtocol for CryptoCompare {
     /// The configured or default URL with `api_key=<key>` and `format=streamer` added (unless
     /// it already names them).
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
-        let mut url = match configured {
-            Some(u) => u.clone(),
-            None => Url::parse(DEFAULT_URL)?,
-        };
-        let has = |url: &Url, key: &str| url.query_pairs().any(|(k, _)| k == key);
-        let (key, format) = (has(&url, "api_key"), has(&url, "format"));
-        if !key {
-            url.query_pairs_mut()
-                .append_pair("api_key", self.api_key.expose());
-        }
-        if !format {
-            url.query_pairs_mut().append_pair("format", "streamer");
-        }
-        Ok(url)
+        url_with_query(
+            configured,
+            DEFAULT_URL,
+            &[("api_key", self.api_key.expose()), ("format", "streamer")],
+        )
     }
 
     fn topic(&self, pair: &Pair) -> String {
@@ -253,13 +241,10 @@ impl StreamProtocol for CryptoCompare {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregator::streams::sent_text;
 
     fn cc() -> CryptoCompare {
         CryptoCompare::new(Secret::from("s3cr3t"))
-    }
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
     }
 
     fn updates(m: &str) -> Vec<(String, String)> {
@@ -293,11 +278,11 @@ mod tests {
         );
         let topics = ["5~CCCAGG~BTC~USD".to_owned(), "5~CCCAGG~ETH~USD".to_owned()];
         assert_eq!(
-            text(&c.subscribe(&topics[..1], 1)[0]),
+            sent_text(&c.subscribe(&topics[..1], 1)[0]),
             r#"{"action":"SubAdd","subs":["5~CCCAGG~BTC~USD"]}"#
         );
         assert_eq!(
-            text(&c.unsubscribe(&topics, 2)[0]),
+            sent_text(&c.unsubscribe(&topics, 2)[0]),
             r#"{"action":"SubRemove","subs":["5~CCCAGG~BTC~USD","5~CCCAGG~ETH~USD"]}"#
         );
         assert_eq!(c.heartbeat(), None);

@@ -14,9 +14,8 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, url_with_query, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::aggregator::sources::finnhub::EXCHANGE;
 use crate::config::schema::sources::SourceId;
 use crate::config::secret::Secret;
@@ -48,6 +47,40 @@ struct Trade {
     t: Option<serde_json::Value>,
 }
 
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    match frame.kind.as_deref() {
+        Some("ping") => return Incoming::Reply(json_message(&json!({"type": "pong"}))),
+        Some("error") => {
+            return Incoming::Error(clip(&format!(
+                "error: {}",
+                frame.msg.as_deref().unwrap_or("")
+            )))
+        }
+        Some("trade") => {}
+        _ => return Incoming::Ignore,
+    }
+    // The latest trade per symbol, in the order the symbols first appear.
+    let mut latest: Vec<(String, Option<u64>, Box<RawValue>)> = Vec::new();
+    for trade in frame.data.unwrap_or_default() {
+        let (Some(symbol), Some(p)) = (trade.s, trade.p) else {
+            continue;
+        };
+        let t = trade.t.as_ref().and_then(serde_json::Value::as_u64);
+        match latest.iter_mut().find(|(s, _, _)| *s == symbol) {
+            Some(entry) if t >= entry.1 => *entry = (symbol, t, p),
+            Some(_) => {}
+            None => latest.push((symbol, t, p)),
+        }
+    }
+    let mut ticks = Ticks::default();
+    for (symbol, _, p) in latest {
+        // Every kept trade has its price field (`p`).
+        ticks.read(symbol, Some(&p), "no price (p)");
+    }
+    ticks.incoming()
+}
+
 impl StreamProtocol for Finnhub {
     fn id(&self) -> SourceId {
         SourceId::Finnhub
@@ -59,15 +92,7 @@ impl StreamProtocol for Finnhub {
 
     /// The configured or default URL with `token=<key>` added (unless it already has one).
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
-        let mut url = match configured {
-            Some(u) => u.clone(),
-            None => Url::parse(DEFAULT_URL)?,
-        };
-        if !url.query_pairs().any(|(k, _)| k == "token") {
-            url.query_pairs_mut()
-                .append_pair("token", self.token.expose());
-        }
-        Ok(url)
+        url_with_query(configured, DEFAULT_URL, &[("token", self.token.expose())])
     }
 
     fn topic(&self, pair: &Pair) -> String {
@@ -90,51 +115,7 @@ impl StreamProtocol for Finnhub {
     }
 
     fn parse(&self, message: &Message) -> Incoming {
-        let Some(text) = text_of(message) else {
-            return Incoming::Ignore;
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        match frame.kind.as_deref() {
-            Some("ping") => return Incoming::Reply(json_message(&json!({"type": "pong"}))),
-            Some("error") => {
-                return Incoming::Error(clip(&format!(
-                    "error: {}",
-                    frame.msg.as_deref().unwrap_or("")
-                )))
-            }
-            Some("trade") => {}
-            _ => return Incoming::Ignore,
-        }
-        // The latest trade per symbol, in the order the symbols first appear.
-        let mut latest: Vec<(String, Option<u64>, Box<RawValue>)> = Vec::new();
-        for trade in frame.data.unwrap_or_default() {
-            let (Some(symbol), Some(p)) = (trade.s, trade.p) else {
-                continue;
-            };
-            let t = trade.t.as_ref().and_then(serde_json::Value::as_u64);
-            match latest.iter_mut().find(|(s, _, _)| *s == symbol) {
-                Some(entry) if t >= entry.1 => *entry = (symbol, t, p),
-                Some(_) => {}
-                None => latest.push((symbol, t, p)),
-            }
-        }
-        let mut updates = Vec::new();
-        let mut bad = Vec::new();
-        for (symbol, _, p) in latest {
-            match Price::from_json(&p) {
-                Ok(price) => updates.push((symbol, price)),
-                Err(e) => bad.push(format!("{symbol}: {e}")),
-            }
-        }
-        if !updates.is_empty() {
-            Incoming::Updates(updates)
-        } else if !bad.is_empty() {
-            Incoming::Error(clip(&bad.join("; ")))
-        } else {
-            Incoming::Ignore
-        }
+        read_json(message, read)
     }
 
     fn heartbeat(&self) -> Option<Message> {
@@ -149,13 +130,10 @@ impl StreamProtocol for Finnhub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregator::streams::sent_text;
 
     fn finnhub() -> Finnhub {
         Finnhub::new(Secret::from("s3cr3t"))
-    }
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
     }
 
     #[test]
@@ -181,7 +159,7 @@ mod tests {
             &["BINANCE:BTCUSDT".to_owned(), "BINANCE:ETHUSDT".to_owned()],
             1,
         );
-        let texts: Vec<_> = m.iter().map(text).collect();
+        let texts: Vec<_> = m.iter().map(sent_text).collect();
         assert_eq!(
             texts,
             [
@@ -190,7 +168,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            text(&f.unsubscribe(&["BINANCE:BTCUSDT".to_owned()], 2)[0]),
+            sent_text(&f.unsubscribe(&["BINANCE:BTCUSDT".to_owned()], 2)[0]),
             r#"{"type":"unsubscribe","symbol":"BINANCE:BTCUSDT"}"#
         );
         assert_eq!(f.max_topics_per_message(), Some(1));

@@ -17,9 +17,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
 use crate::config::schema::sources::SourceId;
 
 pub const DEFAULT_URL: &str = "wss://ws.kraken.com/v2";
@@ -75,6 +74,35 @@ fn request(method: &str, topics: &[String], request_id: u64) -> Message {
     }))
 }
 
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    if let Some(method) = frame.method.as_deref() {
+        if frame.success != Some(false) {
+            return Incoming::Ignore; // acks, pong
+        }
+        let error = frame.error.unwrap_or_default();
+        let reason = clip(&format!("{method} failed: {error}"));
+        let symbol = frame.symbol.or(frame.result.and_then(|r| r.symbol));
+        return match (method, symbol) {
+            _ if error.to_ascii_lowercase().contains("already subscribed") => Incoming::Ignore,
+            ("subscribe", Some(symbol)) => Incoming::Rejected {
+                topic: v2_symbol(&symbol),
+                reason,
+            },
+            _ => Incoming::Error(reason),
+        };
+    }
+    if frame.channel.as_deref() != Some(CHANNEL) {
+        return Incoming::Ignore; // heartbeat, status
+    }
+    let mut ticks = Ticks::default();
+    for tick in frame.data.unwrap_or_default() {
+        let Some(symbol) = tick.symbol else { continue };
+        ticks.read(v2_symbol(&symbol), tick.last.as_deref(), "no price (last)");
+    }
+    ticks.incoming()
+}
+
 impl StreamProtocol for Kraken {
     fn id(&self) -> SourceId {
         SourceId::Kraken
@@ -97,49 +125,7 @@ impl StreamProtocol for Kraken {
     }
 
     fn parse(&self, message: &Message) -> Incoming {
-        let Some(text) = text_of(message) else {
-            return Incoming::Ignore;
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        if let Some(method) = frame.method.as_deref() {
-            if frame.success != Some(false) {
-                return Incoming::Ignore; // acks, pong
-            }
-            let error = frame.error.unwrap_or_default();
-            let reason = clip(&format!("{method} failed: {error}"));
-            let symbol = frame.symbol.or(frame.result.and_then(|r| r.symbol));
-            return match (method, symbol) {
-                _ if error.to_ascii_lowercase().contains("already subscribed") => Incoming::Ignore,
-                ("subscribe", Some(symbol)) => Incoming::Rejected {
-                    topic: v2_symbol(&symbol),
-                    reason,
-                },
-                _ => Incoming::Error(reason),
-            };
-        }
-        if frame.channel.as_deref() != Some(CHANNEL) {
-            return Incoming::Ignore; // heartbeat, status
-        }
-        let mut updates = Vec::new();
-        let mut bad = Vec::new();
-        for tick in frame.data.unwrap_or_default() {
-            let Some(symbol) = tick.symbol else { continue };
-            let topic = v2_symbol(&symbol);
-            match tick.last.as_deref().map(Price::from_json) {
-                Some(Ok(price)) => updates.push((topic, price)),
-                Some(Err(e)) => bad.push(format!("{topic}: {e}")),
-                None => bad.push(format!("{topic}: no price (last)")),
-            }
-        }
-        if !updates.is_empty() {
-            Incoming::Updates(updates)
-        } else if !bad.is_empty() {
-            Incoming::Error(clip(&bad.join("; ")))
-        } else {
-            Incoming::Ignore
-        }
+        read_json(message, read)
     }
 
     fn heartbeat(&self) -> Option<Message> {
@@ -150,10 +136,7 @@ impl StreamProtocol for Kraken {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
-    }
+    use crate::aggregator::streams::sent_text;
 
     fn pair(s: &str) -> Pair {
         Pair::parse(s).expect("pair")
@@ -180,11 +163,11 @@ mod tests {
     fn subscribe_unsubscribe_and_ping_messages() {
         let topics = ["BTC/USD".to_owned(), "ETH/USD".to_owned()];
         assert_eq!(
-            text(&Kraken.subscribe(&topics, 1)[0]),
+            sent_text(&Kraken.subscribe(&topics, 1)[0]),
             r#"{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD","ETH/USD"],"event_trigger":"trades"},"req_id":1}"#
         );
         assert_eq!(
-            text(&Kraken.unsubscribe(&topics[..1], 2)[0]),
+            sent_text(&Kraken.unsubscribe(&topics[..1], 2)[0]),
             r#"{"method":"unsubscribe","params":{"channel":"ticker","symbol":["BTC/USD"],"event_trigger":"trades"},"req_id":2}"#
         );
         assert_eq!(

@@ -22,6 +22,8 @@ pub mod okx;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
@@ -56,10 +58,7 @@ pub trait StreamProtocol: Send + Sync + 'static {
 
     /// The URL actually dialled: sources that take their key in the query add it here.
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
-        match configured {
-            Some(u) => Ok(u.clone()),
-            None => Url::parse(self.default_url()),
-        }
+        url_with_query(configured, self.default_url(), &[])
     }
 
     /// The stream's name for a pair (`btcusdt@miniTicker`, `BTC-USDT`, `5~CCCAGG~BTC~USD`).
@@ -183,9 +182,103 @@ pub(crate) fn clip(text: &str) -> String {
     }
 }
 
+/// The text of a frame a protocol built, which tests expect to be text.
+#[cfg(test)]
+pub(crate) fn sent_text(message: &Message) -> &str {
+    text_of(message).expect("a text frame")
+}
+
 /// A JSON text frame.
 pub(crate) fn json_message(value: &serde_json::Value) -> Message {
     Message::text(value.to_string())
+}
+
+/// `configured`, or else `default`, with each `(key, value)` added to the query unless the URL
+/// already names `key` (the sources that take their API key in the URL).
+pub(crate) fn url_with_query(
+    configured: Option<&Url>,
+    default: &str,
+    params: &[(&str, &str)],
+) -> Result<Url, url::ParseError> {
+    let mut url = match configured {
+        Some(u) => u.clone(),
+        None => Url::parse(default)?,
+    };
+    for (key, value) in params {
+        if !url.query_pairs().any(|(k, _)| k == *key) {
+            url.query_pairs_mut().append_pair(key, value);
+        }
+    }
+    Ok(url)
+}
+
+/// A frame read as JSON `T`, then given to `read`. A frame without text (ping, pong, close) is
+/// [`Incoming::Ignore`]; see [`read_json_text`] for text that is not `T`.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    message: &Message,
+    read: impl FnOnce(T) -> Incoming,
+) -> Incoming {
+    match text_of(message) {
+        Some(text) => read_json_text(text, read),
+        None => Incoming::Ignore,
+    }
+}
+
+/// `text` read as JSON `T`, then given to `read`; text that is not `T` is an
+/// [`Incoming::Error`] quoting it (clipped), so one odd message costs no connection.
+pub(crate) fn read_json_text<T: DeserializeOwned>(
+    text: &str,
+    read: impl FnOnce(T) -> Incoming,
+) -> Incoming {
+    match serde_json::from_str(text) {
+        Ok(frame) => read(frame),
+        Err(_) => Incoming::Error(format!("unreadable message: {}", clip(text))),
+    }
+}
+
+/// The prices read from the ticks of one message, and what was wrong with the others: a
+/// message with any price is its updates (the bad ticks are dropped); one without is the
+/// problems, joined and clipped; one with neither is ignored.
+#[derive(Default)]
+pub(crate) struct Ticks {
+    updates: Vec<(String, Price)>,
+    problems: Vec<String>,
+}
+
+impl Ticks {
+    /// A tick's price as the source wrote it (text or number); when there is none, `missing`
+    /// says so (`no price (last)`).
+    pub(crate) fn read(&mut self, topic: String, raw: Option<&RawValue>, missing: &str) {
+        match raw.map(Price::from_json) {
+            Some(Ok(price)) => self.price(topic, price),
+            Some(Err(e)) => self.problem(format!("{topic}: {e}")),
+            None => self.problem(format!("{topic}: {missing}")),
+        }
+    }
+
+    pub(crate) fn price(&mut self, topic: String, price: Price) {
+        self.updates.push((topic, price));
+    }
+
+    pub(crate) fn problem(&mut self, reason: String) {
+        self.problems.push(reason);
+    }
+
+    /// Whether nothing, good or bad, was read yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.updates.is_empty() && self.problems.is_empty()
+    }
+
+    /// What the message means.
+    pub(crate) fn incoming(self) -> Incoming {
+        if !self.updates.is_empty() {
+            Incoming::Updates(self.updates)
+        } else if !self.problems.is_empty() {
+            Incoming::Error(clip(&self.problems.join("; ")))
+        } else {
+            Incoming::Ignore
+        }
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +341,95 @@ mod tests {
                 "wss://stream.bybit.com/v5/public/spot",
             ]
         );
+    }
+
+    #[test]
+    fn keys_are_added_to_the_url_unless_it_names_them() {
+        let default = "wss://example.test/ws";
+        let url = url_with_query(None, default, &[("token", "k3y"), ("format", "streamer")]);
+        assert_eq!(
+            url.expect("url").as_str(),
+            "wss://example.test/ws?token=k3y&format=streamer"
+        );
+        let configured = Url::parse("wss://other.test/v2?token=mine").expect("url");
+        let url = url_with_query(Some(&configured), default, &[("token", "k3y")]);
+        assert_eq!(url.expect("url"), configured);
+        assert_eq!(
+            url_with_query(None, default, &[]).expect("url").as_str(),
+            default
+        );
+        assert!(url_with_query(None, "not a url", &[]).is_err());
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        n: u32,
+    }
+
+    fn probe(message: &Message) -> Incoming {
+        read_json(message, |p: Probe| Incoming::Error(format!("n={}", p.n)))
+    }
+
+    #[test]
+    fn frames_are_read_as_json_or_reported_unreadable() {
+        assert_eq!(
+            probe(&Message::text(r#"{"n":7}"#)),
+            Incoming::Error("n=7".into())
+        );
+        assert_eq!(
+            probe(&Message::Binary(br#"{"n":8}"#.to_vec().into())),
+            Incoming::Error("n=8".into())
+        );
+        assert_eq!(probe(&Message::Ping(Vec::new().into())), Incoming::Ignore);
+        assert_eq!(
+            probe(&Message::text("not json")),
+            Incoming::Error("unreadable message: not json".into())
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            probe(&Message::text(long.clone())),
+            Incoming::Error(format!("unreadable message: {}", clip(&long)))
+        );
+    }
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("json")
+    }
+
+    #[test]
+    fn ticks_are_updates_when_any_price_reads_else_their_problems() {
+        let mut ticks = Ticks::default();
+        assert!(ticks.is_empty());
+        ticks.read("A".into(), Some(&raw("\"abc\"")), "no price");
+        assert!(!ticks.is_empty());
+        ticks.read("B".into(), Some(&raw("\"1.50\"")), "no price");
+        ticks.read("C".into(), None, "no price (last)");
+        ticks.price("D".into(), "2".parse().expect("price"));
+        let Incoming::Updates(updates) = ticks.incoming() else {
+            panic!("no updates")
+        };
+        let read: Vec<_> = updates
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.value().to_string()))
+            .collect();
+        assert_eq!(read, [("B", "1.50".to_owned()), ("D", "2".to_owned())]);
+
+        let mut ticks = Ticks::default();
+        ticks.read("C".into(), None, "no price (last)");
+        ticks.problem("E: odd".into());
+        assert_eq!(
+            ticks.incoming(),
+            Incoming::Error("C: no price (last); E: odd".into())
+        );
+        let mut ticks = Ticks::default();
+        for _ in 0..100 {
+            ticks.problem("a long problem".into());
+        }
+        let Incoming::Error(reason) = ticks.incoming() else {
+            panic!("no error")
+        };
+        assert_eq!(reason.chars().count(), 201);
+        assert_eq!(Ticks::default().incoming(), Incoming::Ignore);
     }
 
     #[test]

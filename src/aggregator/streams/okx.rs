@@ -16,9 +16,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, text_of, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, text_of, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
-use crate::aggregator::price::Price;
+use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
 pub const DEFAULT_URL: &str = "wss://ws.okx.com:8443/ws/v5/public";
@@ -67,6 +67,47 @@ fn named_instrument(msg: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
+/// What one frame means.
+fn read(frame: Frame) -> Incoming {
+    match frame.event.as_deref() {
+        Some("error") => {
+            let msg = frame.msg.unwrap_or_default();
+            let reason = clip(&format!(
+                "error {}: {msg}",
+                frame.code.as_deref().unwrap_or("")
+            ));
+            return match named_instrument(&msg) {
+                Some(topic) => Incoming::Rejected { topic, reason },
+                None => Incoming::Error(reason),
+            };
+        }
+        Some("notice") => {
+            return Incoming::Error(clip(&format!(
+                "notice {}: {}",
+                frame.code.as_deref().unwrap_or(""),
+                frame.msg.as_deref().unwrap_or("")
+            )))
+        }
+        // subscribe / unsubscribe acks, channel-conn-count, login…
+        Some(_) => return Incoming::Ignore,
+        None => {}
+    }
+    let (Some(arg), Some(data)) = (frame.arg, frame.data) else {
+        return Incoming::Ignore;
+    };
+    if arg.channel.as_deref() != Some(CHANNEL) {
+        return Incoming::Ignore;
+    }
+    let mut ticks = Ticks::default();
+    for tick in data {
+        let Some(topic) = tick.inst_id.or_else(|| arg.inst_id.clone()) else {
+            continue;
+        };
+        ticks.read(topic, tick.last.as_deref(), "no price (last)");
+    }
+    ticks.incoming()
+}
+
 impl StreamProtocol for Okx {
     fn id(&self) -> SourceId {
         SourceId::Okx
@@ -77,7 +118,7 @@ impl StreamProtocol for Okx {
     }
 
     fn topic(&self, pair: &Pair) -> String {
-        format!("{}-{}", pair.base, pair.quote).to_ascii_uppercase()
+        sources::okx::symbol(pair)
     }
 
     fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
@@ -95,57 +136,7 @@ impl StreamProtocol for Okx {
         if text.trim() == "pong" {
             return Incoming::Ignore;
         }
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return Incoming::Error(format!("unreadable message: {}", clip(text)));
-        };
-        match frame.event.as_deref() {
-            Some("error") => {
-                let msg = frame.msg.unwrap_or_default();
-                let reason = clip(&format!(
-                    "error {}: {msg}",
-                    frame.code.as_deref().unwrap_or("")
-                ));
-                return match named_instrument(&msg) {
-                    Some(topic) => Incoming::Rejected { topic, reason },
-                    None => Incoming::Error(reason),
-                };
-            }
-            Some("notice") => {
-                return Incoming::Error(clip(&format!(
-                    "notice {}: {}",
-                    frame.code.as_deref().unwrap_or(""),
-                    frame.msg.as_deref().unwrap_or("")
-                )))
-            }
-            // subscribe / unsubscribe acks, channel-conn-count, login…
-            Some(_) => return Incoming::Ignore,
-            None => {}
-        }
-        let (Some(arg), Some(data)) = (frame.arg, frame.data) else {
-            return Incoming::Ignore;
-        };
-        if arg.channel.as_deref() != Some(CHANNEL) {
-            return Incoming::Ignore;
-        }
-        let mut updates = Vec::new();
-        let mut bad = Vec::new();
-        for tick in data {
-            let Some(topic) = tick.inst_id.or_else(|| arg.inst_id.clone()) else {
-                continue;
-            };
-            match tick.last.as_deref().map(Price::from_json) {
-                Some(Ok(price)) => updates.push((topic, price)),
-                Some(Err(e)) => bad.push(format!("{topic}: {e}")),
-                None => bad.push(format!("{topic}: no price (last)")),
-            }
-        }
-        if !updates.is_empty() {
-            Incoming::Updates(updates)
-        } else if !bad.is_empty() {
-            Incoming::Error(clip(&bad.join("; ")))
-        } else {
-            Incoming::Ignore
-        }
+        read_json(message, read)
     }
 
     fn heartbeat(&self) -> Option<Message> {
@@ -160,10 +151,7 @@ impl StreamProtocol for Okx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(m: &Message) -> &str {
-        text_of(m).expect("text")
-    }
+    use crate::aggregator::streams::sent_text;
 
     #[test]
     fn topics_are_rest_inst_ids() {
@@ -177,12 +165,12 @@ mod tests {
     fn subscribe_unsubscribe_and_ping_are_the_documented_ones() {
         let m = Okx.subscribe(&["BTC-USDT".to_owned()], 1);
         assert_eq!(
-            text(&m[0]),
+            sent_text(&m[0]),
             r#"{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}]}"#
         );
         let m = Okx.unsubscribe(&["BTC-USDT".to_owned(), "ETH-USDT".to_owned()], 2);
         assert_eq!(
-            text(&m[0]),
+            sent_text(&m[0]),
             r#"{"op":"unsubscribe","args":[{"channel":"tickers","instId":"BTC-USDT"},{"channel":"tickers","instId":"ETH-USDT"}]}"#
         );
         assert_eq!(Okx.heartbeat(), Some(Message::text("ping")));
