@@ -3,6 +3,7 @@
 //! Every service works only from a configuration that went through [`load_verified`]: parsed
 //! strictly, its signature checked, then every field validated with all problems collected.
 
+pub mod defaults;
 pub mod json;
 mod load;
 pub mod reader;
