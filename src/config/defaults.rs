@@ -2,16 +2,13 @@
 //! (docs/operator/configuration.md) groups its tables.
 //!
 //! The readers in [`super::schema`] take their defaults from here and nowhere else, so the value a
-//! field gets when absent is written once. A test (`doc_check`) compares each of these with the
-//! default the reference documents and fails naming the field when they differ or the field is
-//! missing from the reference. Defaults that depend on other fields (the transmission schedule,
-//! `f`, `primaryNodes`, per-source request rates) stay with the code that derives them.
+//! field gets when absent is written once. A test (`config::doc_check`) compares each of these
+//! with the default the reference documents and fails naming the field when they differ or the
+//! field is missing from the reference. Defaults that depend on other fields (the transmission
+//! schedule, `f`, `primaryNodes`, per-source request rates) stay with the code that derives them.
 //!
 //! Integers are `u64` (the type `Fields::integer` returns) and wei amounts `u128`, so a reader
 //! writes `.unwrap_or(CONST)` without conversions.
-
-#[cfg(test)]
-mod doc_check;
 
 /// Top-level reference fields of `solution`.
 pub mod solution {

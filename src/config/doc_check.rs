@@ -1,11 +1,11 @@
 //! The configuration reference (docs/operator/configuration.md) against the code: every fixed
-//! default in [`super`] is documented with the same value, every default the reference shows is
+//! default in [`super::defaults`] is documented with the same value, every default the reference shows is
 //! one the code has, every field a reader asks for is documented, and the example validates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::*;
+use super::defaults::*;
 
 const REFERENCE: &str = "docs/operator/configuration.md";
 
