@@ -1,6 +1,7 @@
 //! One cache entry per (source, pair): the last quote, when it came, the last error, and who
 //! asked for it last. Concurrent misses for the same key make one upstream request (single
-//! flight); a fetch that a client stops waiting for still completes and fills the cache.
+//! flight); a fetch that a client stops waiting for still completes and fills the cache. The
+//! cache owns the tasks that fetch and refresh for it: [`Cache::shutdown`] cancels and joins them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::metrics::AggregatorMetrics;
 use super::pair::Pair;
@@ -78,6 +81,9 @@ pub struct Cache {
     /// A failed fetch is answered from the cache this long before the source is asked again,
     /// so a failing pair cannot turn client requests into an upstream flood.
     error_hold: Duration,
+    /// Fetches and refreshes running for the cache, shared by every clone.
+    tasks: TaskTracker,
+    cancel: CancellationToken,
 }
 
 impl Cache {
@@ -88,7 +94,30 @@ impl Cache {
             watcher: None,
             max_entries,
             error_hold,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Runs `work` as a task of the cache's, ended by [`shutdown`](Self::shutdown).
+    pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            cancel.run_until_cancelled(work).await;
+        });
+    }
+
+    /// Cancels every fetch and refresh in progress (their waiters get "abandoned") and waits
+    /// until all have ended; later ones end at once.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// The cache's tasks, for tests that check none outlives [`shutdown`](Self::shutdown).
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// Counts hits, misses and refetches in `metrics`.
@@ -198,7 +227,7 @@ impl Cache {
         entry.inflight = Some(rx.clone());
         entry.last_attempt = Some(now);
         let cache = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let outcome = source.fetch(&key.1).await;
             cache.record(&key, &outcome);
             let _ = tx.send(Some(outcome));
@@ -358,5 +387,68 @@ impl Cache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+
+    /// A source whose requests never end.
+    struct Hanging;
+
+    #[async_trait]
+    impl Source for Hanging {
+        fn id(&self) -> SourceId {
+            SourceId::Binance
+        }
+
+        fn symbol(&self, pair: &Pair) -> String {
+            pair.to_string()
+        }
+
+        async fn fetch(&self, _pair: &Pair) -> Result<Quote, SourceError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_fetches_in_flight_and_their_waiters_hear_of_it() {
+        let cache = Cache::new(10, Duration::from_secs(1));
+        let pair = Pair::parse("BTC/USDT").expect("pair");
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                cache
+                    .get(
+                        Arc::new(Hanging),
+                        &pair,
+                        Duration::from_secs(5),
+                        Duration::from_secs(60),
+                    )
+                    .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.tracker().is_empty() {
+            assert!(Instant::now() < deadline, "the fetch never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), cache.shutdown())
+            .await
+            .expect("shutdown joins the hanging fetch");
+        assert!(cache.tracker().is_empty());
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter is told")
+            .expect("the waiter task ran");
+        assert!(
+            matches!(
+                answer,
+                Err(CacheError::Source(SourceError::Unreachable { .. }))
+            ),
+            "{answer:?}"
+        );
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::sources::client::SourceClient;
 use super::sources::SourceError;
@@ -61,7 +62,8 @@ impl MarketData {
     /// 1 request per second at most, 3 retries, 10 s timeout, as the reference's.
     pub fn start(
         config: &AggregatorConfig,
-        stop: watch::Receiver<bool>,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
     ) -> Result<Self, SourceError> {
         let global = &config.coingecko_global;
         if !global.enabled {
@@ -90,30 +92,26 @@ impl MarketData {
             enabled: true,
             reading: Arc::default(),
         };
-        tokio::spawn(
+        tasks.spawn(
             this.clone()
                 .refresh_loop(client, global.refresh_interval, stop),
         );
         Ok(this)
     }
 
-    async fn refresh_loop(
-        self,
-        client: SourceClient,
-        interval: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    async fn refresh_loop(self, client: SourceClient, interval: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
+        // Cancellation also ends a fetch in progress, not only the wait between two.
+        let refresh = async {
+            loop {
+                tick.tick().await;
+                match fetch(&client).await {
+                    Ok(value) => self.lock().data = Some((value, SystemTime::now())),
+                    Err(e) => tracing::warn!(error = %e, "global market data refresh failed"),
+                }
             }
-            match fetch(&client).await {
-                Ok(value) => self.lock().data = Some((value, SystemTime::now())),
-                Err(e) => tracing::warn!(error = %e, "global market data refresh failed"),
-            }
-        }
+        };
+        stop.run_until_cancelled(refresh).await;
     }
 }
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::cache::{Cache, Entry, Key};
 use super::metrics::AggregatorMetrics;
@@ -83,13 +83,13 @@ fn plan(config: &AggregatorConfig, source: SourceId, entry: &Entry, now: Instant
     }
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` is cancelled; the refetches it starts are the cache's tasks.
 pub async fn run(
     cache: Cache,
     sources: Arc<BTreeMap<SourceId, Arc<dyn Source>>>,
     config: Arc<AggregatorConfig>,
     metrics: Option<AggregatorMetrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut refetch_tick = tokio::time::interval(config.refetch.batch_interval);
     let mut cleanup_tick = tokio::time::interval(config.pair_cleanup.cleanup_interval);
@@ -109,7 +109,7 @@ pub async fn run(
                     }
                 }
             }
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -166,7 +166,7 @@ fn refetch_due(
     }
     for (id, pairs) in due {
         if let Some(source) = sources.get(&id) {
-            tokio::spawn(cache.clone().refresh_owned(source.clone(), pairs));
+            cache.spawn(cache.clone().refresh_owned(source.clone(), pairs));
         }
     }
 }

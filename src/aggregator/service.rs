@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::api::{router, Api};
 use super::cache::Cache;
@@ -62,8 +64,11 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
     .with_watcher(streams.watcher());
     streams.start(&aggregator, &sources, &cache);
     registry.register(Box::new(streams.clone()))?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let market_data = MarketData::start(&aggregator, stopped.clone())?;
+    // The refresher and the market-data loop are this function's tasks; fetches are the cache's.
+    // Both are cancelled (also when this returns early with an error) and joined below.
+    let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+    let _cancel_on_return = cancel.clone().drop_guard();
+    let market_data = MarketData::start(&aggregator, &tasks, cancel.clone())?;
     let feeds = config
         .feeds
         .iter()
@@ -92,18 +97,21 @@ pub async fn run(config: &Config, notify_fd: Option<i32>) -> Result<(), ServiceE
         preload(&cache, &sources, &aggregator, path)?;
     }
     crate::service::readiness::notify_ready(notify_fd);
-    tokio::spawn(refresh::run(
-        cache,
+    tasks.spawn(refresh::run(
+        cache.clone(),
         sources,
         aggregator,
         Some(metrics),
-        stopped.clone(),
+        cancel.clone(),
     ));
+    tasks.close();
     let shutdown = crate::service::readiness::termination()?;
     http_server::serve(listener, router(api), Limits::API, &registry, shutdown)
         .await
         .map_err(std::io::Error::from)?;
-    let _ = stop.send(true);
+    cancel.cancel();
+    tasks.wait().await;
+    cache.shutdown().await;
     streams.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
     Ok(())
@@ -138,7 +146,7 @@ fn preload(
             let (cache, source) = (cache.clone(), source.clone());
             let ttl = ttl_for(config, source.id(), &pair);
             let wait = config.quote_request_timeout;
-            tokio::spawn(async move {
+            cache.clone().spawn(async move {
                 let _ = cache.get(source, &pair, ttl, wait).await;
             });
             count += 1;

@@ -1,6 +1,6 @@
 //! Sending notifications: one task per channel with a bounded queue, so a slow or failing
 //! channel delays only itself and never the evaluation. Each notification is retried with
-//! exponential backoff and jitter (`backon`) after a connection error, a timeout, a 408, a 429
+//! exponential backoff and jitter ([`crate::backoff::Backoff`]) after a connection error, a timeout, a 408, a 429
 //! or a 5xx, waiting what the service asks for (`Retry-After`, Discord's and Telegram's
 //! `retry_after`) instead when it says; other 4xx answers are final. Webhook URLs and bot
 //! tokens never reach a log line, an error or a metric: errors carry only the channel's kind,
@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::engine::Notification;
 use super::message;
 use super::metrics::AlertMetrics;
+use crate::backoff::Backoff;
 use crate::config::schema::alerts::{ChannelConfig, ChannelKind, ChannelTarget};
 
 /// Notifications waiting per channel; beyond this the newest is dropped (and counted).
@@ -26,6 +26,7 @@ pub const QUEUE: usize = 256;
 /// Characters of an answer body quoted in an error.
 const BODY_EXCERPT: usize = 200;
 
+/// Retry n (0-based) waits in `[step, 2·step]`, `step = min_delay · 2ⁿ` capped at `max_delay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub min_delay: Duration,
@@ -57,6 +58,20 @@ pub enum SendError {
     },
     #[error("{0}")]
     Final(String),
+}
+
+impl RetryPolicy {
+    /// The shared backoff with the jitter above the step (as before: `[step, 2·step]`): its step
+    /// is twice ours and half of that is jitter. Zero delays are raised to 1 ms, so any policy
+    /// gives valid settings.
+    fn backoff(&self) -> Backoff {
+        let first = self
+            .min_delay
+            .max(Duration::from_millis(1))
+            .saturating_mul(2);
+        let cap = self.max_delay.saturating_mul(2).max(first);
+        Backoff::constant(first, cap, 0.5)
+    }
 }
 
 impl SendError {
@@ -252,39 +267,35 @@ impl Channel {
 
     /// Sends with retries; the error is the last attempt's.
     pub async fn deliver(&self, n: &Notification) -> Result<(), SendError> {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter();
-        let max_wait = self.retry.max_retry_after;
-        (|| self.send_once(n))
-            .retry(backoff)
-            .when(SendError::retryable)
-            .adjust(|e, next| match (e, next) {
-                // Out of retries: give up whatever the service asks.
-                (_, None) => None,
-                (
-                    SendError::Retryable {
-                        retry_after: Some(wait),
-                        ..
-                    },
-                    Some(_),
-                ) => Some((*wait).min(max_wait)),
-                (_, next) => next,
-            })
-            .notify(|e, wait| {
-                self.metrics
-                    .retries
-                    .with_label_values(&[self.kind().as_str()])
-                    .inc();
-                tracing::info!(
-                    channel = %self.name, origin = %self.origin(), alert = %n.key.alert,
-                    error = %e, retry_in_ms = wait.as_millis() as u64,
-                    "alert notification not delivered yet; retrying"
-                );
-            })
-            .await
+        let mut retries = self.retry.backoff().attempts();
+        loop {
+            let error = match self.send_once(n).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // Final answers and the last allowed attempt end here, whatever the service asks.
+            if !error.retryable() || retries.count() as usize >= self.retry.max_retries {
+                return Err(error);
+            }
+            let backoff = retries.next_delay();
+            let wait = match &error {
+                SendError::Retryable {
+                    retry_after: Some(asked),
+                    ..
+                } => (*asked).min(self.retry.max_retry_after),
+                _ => backoff,
+            };
+            self.metrics
+                .retries
+                .with_label_values(&[self.kind().as_str()])
+                .inc();
+            tracing::info!(
+                channel = %self.name, origin = %self.origin(), alert = %n.key.alert,
+                error = %error, retry_in_ms = wait.as_millis() as u64,
+                "alert notification not delivered yet; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 
     fn scrub(&self, text: &str) -> String {

@@ -60,7 +60,7 @@ impl Settings {
             .alerts
             .balance_threshold_wei
             .or(config.faucet.as_ref().map(|f| f.min_wei))
-            .unwrap_or(crate::config::schema::alerts::DEFAULT_BALANCE_THRESHOLD_WEI);
+            .unwrap_or(crate::config::defaults::alerts::BALANCE_THRESHOLD_WEI);
         Self {
             alerts: config.alerts.clone(),
             max_restarts: config.restart.max_restarts,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha384, Sha512};
 
-use super::order_certificate::OrderCertificate;
+use super::order_certificate::{OrderCertificate, MAX_RFC3339_SECS};
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::signature::canonical::{canonical_json, CanonicalError};
 use crate::config::signature::Scheme;
@@ -34,8 +34,6 @@ use crate::keys::NodePublicKeys;
 pub const FORMAT: &str = "enclave-identity/1";
 /// The name of the one event this enclave records in RTMR3.
 pub const RTMR_EVENT: &str = "enclave-identity";
-/// humantime cannot format instants past 9999-12-31T23:59:59Z.
-pub(crate) const MAX_RFC3339_SECS: u64 = 253_402_300_799;
 
 /// The facts a quote binds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,9 +93,12 @@ pub fn parse(bytes: &[u8]) -> Result<OrderCertificate, String> {
     })
 }
 
+/// humantime cannot format instants past 9999-12-31T23:59:59Z.
+pub(crate) const MAX_RFC3339_SECS: u64 = 253_402_300_799;
+
 fn rfc3339(unix_secs: i64) -> String {
     match u64::try_from(unix_secs) {
-        Ok(secs) if secs <= super::identity::MAX_RFC3339_SECS => humantime::format_rfc3339_seconds(
+        Ok(secs) if secs <= MAX_RFC3339_SECS => humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
         )
         .to_string(),

@@ -32,8 +32,9 @@ pub const BODY_TD_REPORT15: u16 = 3;
 pub const BODY_TD_REPORT15_EX: u16 = 4;
 /// Bytes of REPORTDATA: what the TD asked the quote to carry.
 pub const REPORT_DATA_LEN: usize = 64;
-/// Bytes of one SHA-384 measurement register (MRTD, RTMR0..3, ...).
-pub const MEASUREMENT_LEN: usize = 48;
+// One SHA-384 measurement register (MRTD, RTMR0..3, ...): defined beside the allowed-measurement
+// records in `config`, which reads them from the configuration.
+pub use crate::config::measurements::{Measurement, MEASUREMENT_LEN};
 /// The DEBUG bit of TDATTRIBUTES: a debug TD's memory and registers are open to the host.
 pub const TD_ATTRIBUTES_DEBUG: u8 = 0x01;
 
@@ -45,8 +46,6 @@ const MR_OWNER: usize = 232;
 const MR_OWNER_CONFIG: usize = 280;
 const RTMR0: usize = 328;
 const REPORT_DATA: usize = 520;
-
-pub type Measurement = [u8; MEASUREMENT_LEN];
 
 /// Why bytes are not a TDX quote this module can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Cli;
 use crate::config::{load_verified_with_key_file, Config};
@@ -22,6 +24,8 @@ use crate::service::state::StateDir;
 use crate::telemetry::{self, server, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The metrics endpoint finishes its answers in progress within this after a stop.
+const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     let root = cli.root();
@@ -83,18 +87,22 @@ async fn serve_and_sample(
         &telemetry::targets_for(config, false),
         &telemetry::identity(config, "process-metrics"),
     )?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut server_stopped = stopped.clone();
+    // The server and the PostgreSQL refresher are this function's: cancelled and joined below.
+    let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
     let sampled = processes.clone();
     let health: server::HealthCheck = Arc::new(move || match sampled.last_sample_succeeded() {
         Some(true) => Ok(()),
         Some(false) => Err("the last process sample failed".into()),
         None => Err("no process sample yet".into()),
     });
-    let server = tokio::spawn(server::serve(addr, registry, health, async move {
-        let _ = server_stopped.changed().await;
-    }));
-    tokio::spawn(refresh_postgres(postgres, layout, interval, stopped));
+    let server = tasks.spawn(server::serve(
+        addr,
+        registry,
+        health,
+        cancel.clone().cancelled_owned(),
+    ));
+    tasks.spawn(refresh_postgres(postgres, layout, interval, cancel.clone()));
+    tasks.close();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let code = tokio::select! {
@@ -112,7 +120,13 @@ async fn serve_and_sample(
         _ = term.recv() => exit::OK,
         _ = int.recv() => exit::OK,
     };
-    let _ = stop.send(true);
+    cancel.cancel();
+    if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the metrics endpoint did not stop in time");
+    }
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
     Ok(code)
 }
@@ -123,15 +137,19 @@ async fn refresh_postgres(
     metrics: PostgresMetrics,
     layout: Layout,
     interval: Duration,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) {
+    // Cancellation also ends a query in progress, not only the wait between two.
+    cancel
+        .run_until_cancelled(refresh_postgres_forever(metrics, layout, interval))
+        .await;
+}
+
+async fn refresh_postgres_forever(metrics: PostgresMetrics, layout: Layout, interval: Duration) {
     let mut pg_pool = None;
     let mut ticker = tokio::time::interval(interval);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.changed() => return,
-        }
+        ticker.tick().await;
         if pg_pool.is_none() {
             match superuser_password_if_present(&layout) {
                 Ok(Some(password)) => {

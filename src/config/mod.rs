@@ -3,8 +3,12 @@
 //! Every service works only from a configuration that went through [`load_verified`]: parsed
 //! strictly, its signature checked, then every field validated with all problems collected.
 
+pub mod defaults;
+#[cfg(test)]
+mod doc_check;
 pub mod json;
 mod load;
+pub mod measurements;
 pub mod reader;
 pub mod regular_file;
 pub mod schema;

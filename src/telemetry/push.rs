@@ -11,17 +11,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use thiserror::Error;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::backlog::{Backlog, Snapshot, MAX_BYTES};
 use super::encode;
 use super::target::{push_url, Identity};
+use crate::backoff::Backoff;
 use crate::config::schema::telemetry::{PushTarget, TargetKind};
 
 const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ATTEMPTS: u32 = 3;
-const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Retry n waits `200 ms · 2ⁿ` plus up to half of it: the step is the top of that range and a
+/// third of it is jitter (the first retry waits 300 ms, the shared type never going below its
+/// first delay).
+const RETRY_BACKOFF: Backoff = Backoff::constant(
+    Duration::from_millis(300),
+    Duration::from_millis(300 << ATTEMPTS),
+    1.0 / 3.0,
+);
 
 #[derive(Debug, Error)]
 pub enum PushError {
@@ -75,10 +83,13 @@ impl PushMetrics {
     }
 }
 
-/// The running push tasks of one service.
+/// The running push tasks of one service: it owns them, stops them and joins them.
 pub struct Pusher {
-    tasks: Vec<JoinHandle<()>>,
-    stop: watch::Sender<bool>,
+    tasks: TaskTracker,
+    /// Ends the push loops (each makes its last push).
+    stop: CancellationToken,
+    /// Ends whatever a task is still doing (a last push that hangs).
+    abort: CancellationToken,
 }
 
 impl Pusher {
@@ -89,8 +100,8 @@ impl Pusher {
         identity: &Identity,
     ) -> Result<Self, PushError> {
         let metrics = PushMetrics::register(registry)?;
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+        let tasks = TaskTracker::new();
         for (i, target) in targets.iter().enumerate() {
             let label = format!("{i}:{}", kind_name(target.kind));
             let worker = Worker::new(
@@ -101,34 +112,36 @@ impl Pusher {
                 metrics.clone(),
             )?;
             tracing::info!(target = %target.url, kind = kind_name(target.kind), interval_ms = target.interval.as_millis() as u64, "pushing metrics");
-            tasks.push(tokio::spawn(worker.run(stopped.clone())));
+            let (stop, abort) = (stop.clone(), abort.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = worker.run(stop) => {}
+                    _ = abort.cancelled() => {}
+                }
+            });
         }
-        Ok(Self { tasks, stop })
+        tasks.close();
+        Ok(Self { tasks, stop, abort })
     }
 
     /// A last push (Pushgateway: the group is deleted, so a stopped service leaves no stale
     /// values behind), bounded by `timeout`; a push still hanging then is aborted, so no push
     /// task outlives this call.
-    pub async fn shutdown(mut self, timeout: Duration) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(timeout, join_all(&mut self.tasks))
+    pub async fn shutdown(self, timeout: Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(timeout, self.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!("metric pushes did not finish before shutdown");
-            for task in &self.tasks {
-                task.abort();
-            }
-            join_all(&mut self.tasks).await;
+            self.abort.cancel();
+            self.tasks.wait().await;
         }
     }
-}
 
-/// Awaits each task, forgetting the ones that ended (so a second call awaits only the rest).
-async fn join_all(tasks: &mut Vec<JoinHandle<()>>) {
-    while let Some(task) = tasks.last_mut() {
-        let _ = task.await;
-        tasks.pop();
+    /// The push tasks, for tests that check none outlives [`shutdown`](Self::shutdown).
+    pub fn tracker(&self) -> TaskTracker {
+        self.tasks.clone()
     }
 }
 
@@ -187,13 +200,13 @@ impl Worker {
         })
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(self.target.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.push_once().await,
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
             }
         }
         match self.target.kind {
@@ -259,8 +272,9 @@ impl Worker {
     async fn send_with_retries(&self, method: reqwest::Method, body: String) -> bool {
         let budget = self.target.interval / 2;
         let started = tokio::time::Instant::now();
-        let mut delay = FIRST_RETRY;
+        let mut retries = RETRY_BACKOFF.attempts();
         for attempt in 1..=ATTEMPTS {
+            let delay = retries.next_delay();
             match self.send(method.clone(), body.clone()).await {
                 Ok(()) => return true,
                 Err(e)
@@ -271,11 +285,7 @@ impl Worker {
                     self.log_failure(&e.message);
                     return false;
                 }
-                Err(_) => {
-                    let jitter = fastrand::u64(0..=delay.as_millis() as u64 / 2);
-                    tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
-                    delay *= 2;
-                }
+                Err(_) => tokio::time::sleep(delay).await,
             }
         }
         false
@@ -379,4 +389,54 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::{Fields, Report};
+    use crate::config::schema::telemetry::read_push_target;
+
+    fn target(url: &str) -> PushTarget {
+        let config = serde_json::json!({"url": url, "intervalMs": 1000, "timeoutMs": 60_000});
+        let mut report = Report::default();
+        let fields = Fields::of(&mut report, "t", &config).expect("an object");
+        let target = read_push_target(&mut report, fields, false).expect("a target");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        target
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_every_push_task_even_when_the_last_push_hangs() {
+        // A receiver that accepts and never answers: the last push would wait its 60 s timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let identity = Identity {
+            job: "test".to_owned(),
+            instance: "test-1".to_owned(),
+        };
+        let targets = [target(&format!("http://{addr}"))];
+        let pusher = Pusher::start(&Registry::new(), &targets, &identity).expect("start");
+        let tracker = pusher.tracker();
+        assert_eq!(tracker.len(), 1);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            pusher.shutdown(Duration::from_millis(300)),
+        )
+        .await
+        .expect("shutdown returns after its timeout");
+        assert!(tracker.is_empty(), "a push task outlived shutdown");
+        tokio::time::timeout(Duration::from_secs(1), tracker.wait())
+            .await
+            .expect("the tracker is closed and empty");
+        accepted.abort();
+    }
 }

@@ -13,11 +13,18 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::Semaphore;
 
 use super::SourceError;
+use crate::backoff::Backoff;
 use crate::config::schema::sources::{SourceConfig, SourceId, UseProxy};
 use crate::config::values::RedactedUrl;
 
-/// The first retry waits this long; each further one doubles it.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Retries wait `250 ms · 2ⁿ` plus up to half of it (at most 8 doublings): the step is the top
+/// of that range and a third of it is jitter, so attempt n waits in `[250 ms · 2ⁿ, 375 ms · 2ⁿ]`
+/// (the first retry waits 375 ms, the shared type never going below its first delay).
+const RETRY_BACKOFF: Backoff = Backoff::constant(
+    Duration::from_millis(375),
+    Duration::from_millis(375 << 8),
+    1.0 / 3.0,
+);
 /// A `Retry-After` longer than this is not waited for inside a request: the error goes back to
 /// the cache, which schedules the pair for later.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -114,13 +121,13 @@ impl SourceClient {
                 Err(SourceError::RateLimited { retry_after, .. }) => match retry_after {
                     Some(d) if *d > MAX_RETRY_AFTER => return outcome,
                     Some(d) => Some(*d),
-                    None => Some(backoff(attempt)),
+                    None => Some(RETRY_BACKOFF.delay(attempt)),
                 },
                 Err(
                     SourceError::Upstream { .. }
                     | SourceError::Timeout { .. }
                     | SourceError::Unreachable { .. },
-                ) => Some(backoff(attempt)),
+                ) => Some(RETRY_BACKOFF.delay(attempt)),
                 _ => None,
             };
             match wait {
@@ -207,12 +214,6 @@ fn quota(rps: f64) -> Quota {
     }
 }
 
-/// Exponential from 250 ms with up to 50 % jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_BACKOFF.saturating_mul(1 << attempt.min(8));
-    base + Duration::from_millis(fastrand::u64(0..=base.as_millis() as u64 / 2))
-}
-
 /// `Retry-After` in seconds (HTTP dates are rare from APIs and treated as absent).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
@@ -239,11 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_bounds() {
-        for attempt in 0..4 {
-            let base = FIRST_BACKOFF * (1 << attempt);
-            let d = backoff(attempt);
-            assert!(d >= base && d <= base + base / 2, "{d:?}");
+    fn retries_wait_between_the_doubled_step_and_half_as_much_again() {
+        let first = Duration::from_millis(250);
+        for attempt in 1..12 {
+            let base = first * (1 << attempt.min(8));
+            for u in [0.0, 0.5, 0.999] {
+                let d = RETRY_BACKOFF.delay_with(attempt, u);
+                assert!(d >= base && d <= base + base / 2, "{attempt} {u}: {d:?}");
+            }
         }
+        assert_eq!(RETRY_BACKOFF.delay_with(0, 0.7), Duration::from_millis(375));
     }
 }

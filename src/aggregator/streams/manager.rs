@@ -32,22 +32,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
+use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::{clip, Incoming, StreamProtocol};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
+use crate::backoff::Backoff;
 use crate::config::schema::sources::StreamConfig;
 
 /// How long subscription requests gather before they are sent.
@@ -103,7 +104,8 @@ enum Command {
 pub struct StreamHandle {
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The manager's task (closed: it holds only that one).
+    task: TaskTracker,
 }
 
 impl StreamHandle {
@@ -122,13 +124,7 @@ impl StreamHandle {
     /// Closes the connection and waits for the manager to stop.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown);
-        let task = match self.task.lock() {
-            Ok(mut t) => t.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.task.wait().await;
     }
 
     pub fn status(&self) -> StreamStatus {
@@ -166,11 +162,13 @@ pub fn spawn(
         attempts: 0,
         errors: ErrorLog::default(),
     };
-    let task = tokio::spawn(manager.run());
+    let task = TaskTracker::new();
+    task.spawn(manager.run());
+    task.close();
     StreamHandle {
         commands: tx,
         shared,
-        task: Mutex::new(Some(task)),
+        task,
     }
 }
 
@@ -399,7 +397,7 @@ impl Manager {
             return None;
         }
         self.attempts += 1;
-        let delay = backoff(self.config.reconnect_interval, self.attempts);
+        let delay = reconnect_backoff(self.config.reconnect_interval).delay(self.attempts - 1);
         tracing::warn!(
             source = self.source(),
             endpoint = %self.endpoint,
@@ -719,14 +717,12 @@ async fn close(ws: &mut Ws) {
     let _ = timeout(CLOSE_TIMEOUT, ws.close(None)).await;
 }
 
-/// The wait before the `attempt`-th consecutive reconnection attempt (1-based).
-pub fn backoff(interval: Duration, attempt: u32) -> Duration {
-    let cap = MAX_BACKOFF.max(interval);
-    let factor = 1u32 << attempt.saturating_sub(1).min(20);
-    let ceiling = interval.saturating_mul(factor).min(cap);
-    let spread = ceiling.saturating_sub(interval);
-    let jitter = spread.mul_f64(fastrand::f64());
-    interval + jitter
+/// Reconnection delays: from `interval`, doubling up to `max(60 s, interval)`, with full jitter
+/// that never goes below `interval` (attempt n, 0-based, waits in `[interval, interval·2ⁿ]`).
+pub fn reconnect_backoff(interval: Duration) -> Backoff {
+    // Validated configurations start at 1 s; the floor only keeps the settings valid for any input.
+    let first = interval.max(Duration::from_millis(1));
+    Backoff::constant(first, MAX_BACKOFF.max(first), 1.0)
 }
 
 #[cfg(test)]

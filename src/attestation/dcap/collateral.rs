@@ -216,7 +216,7 @@ pub fn window(quote: &Quote, collateral: &QuoteCollateralV3) -> Result<Window, C
 
 /// Unix seconds as RFC 3339 (UTC, seconds).
 pub fn rfc3339(secs: u64) -> String {
-    let secs = secs.min(crate::attestation::identity::MAX_RFC3339_SECS);
+    let secs = secs.min(crate::attestation::order_certificate::MAX_RFC3339_SECS);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 

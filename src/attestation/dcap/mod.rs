@@ -7,6 +7,7 @@
 //! collateral fetch` (which checks what it fetched) all go through [`verifier::verify_quote`].
 
 pub mod collateral;
+pub mod facts;
 pub mod pccs;
 
 pub mod policy;

@@ -21,7 +21,8 @@ use dcap_qvl::TcbStatus;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::verifier::{FlagState, QuoteFacts};
+pub use super::facts::PlatformFlag;
+use super::facts::{FlagState, QuoteFacts};
 use crate::config::json;
 use crate::config::reader::{Fields, Problem, Report};
 
@@ -40,36 +41,6 @@ pub const NAMEABLE_STATUSES: [TcbStatus; 7] = [
     TcbStatus::TDRelaunchAdvised,
     TcbStatus::TDRelaunchAdvisedConfigurationNeeded,
 ];
-
-/// The platform flags of a Platform CA's PCK certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlatformFlag {
-    /// The platform can be extended with more packages (multi-package platforms).
-    DynamicPlatform,
-    /// The platform's root keys are cached by Intel's registration service.
-    CachedKeys,
-    /// Simultaneous multithreading (hyperthreading) is on.
-    Smt,
-}
-
-impl PlatformFlag {
-    pub const ALL: [PlatformFlag; 3] = [Self::DynamicPlatform, Self::CachedKeys, Self::Smt];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::DynamicPlatform => "dynamic-platform",
-            Self::CachedKeys => "cached-keys",
-            Self::Smt => "smt",
-        }
-    }
-}
-
-impl fmt::Display for PlatformFlag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::sources::{read_sources, SourceConfig, SourceId};
 use super::telemetry::{read_push_target, PushTarget};
+use crate::config::defaults::{aggregator as defaults, ports};
 use crate::config::reader::{Fields, Report};
 use crate::config::values::{url, RedactedUrl};
 
@@ -113,10 +114,10 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
         .object(r, "sources")
         .map(|sf| read_sources(r, sf, proxy.is_some()))
         .unwrap_or_default();
-    let (log_level, log_pretty) = f
+    let logger = f
         .object(r, "logger")
-        .map(|lf| read_logger(r, lf))
-        .unwrap_or((LogLevel::Info, false));
+        .unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.logger"));
+    let (log_level, log_pretty) = read_logger(r, logger);
     let metrics_push = f
         .object(r, "metricsPush")
         .and_then(|mf| read_push_target(r, mf, true));
@@ -132,11 +133,15 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
     let aggregation = f.object(r, "aggregation");
     let aggregation = read_aggregation(r, aggregation);
     let config = AggregatorConfig {
-        port: f.integer(r, "port", 1, 65535).unwrap_or(3000) as u16,
+        port: f.integer(r, "port", 1, 65535).unwrap_or(defaults::PORT) as u16,
         host,
         aggregation,
-        max_pairs_per_request: f.integer(r, "maxPairsPerRequest", 1, 1000).unwrap_or(100) as usize,
-        max_tracked_pairs: f.integer(r, "maxTrackedPairs", 1, 100_000).unwrap_or(1000) as usize,
+        max_pairs_per_request: f
+            .integer(r, "maxPairsPerRequest", 1, 1000)
+            .unwrap_or(defaults::MAX_PAIRS_PER_REQUEST) as usize,
+        max_tracked_pairs: f
+            .integer(r, "maxTrackedPairs", 1, 100_000)
+            .unwrap_or(defaults::MAX_TRACKED_PAIRS) as usize,
         pairs_file_path: f.non_empty_string(r, "pairsFilePath").map(str::to_owned),
         log_level,
         log_pretty,
@@ -154,7 +159,7 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
 }
 
 fn read_host(r: &mut Report, f: &mut Fields<'_>) -> std::net::IpAddr {
-    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let loopback = ports::LISTEN_HOST;
     match f.string(r, "host") {
         None => loopback,
         Some(text) => text.parse().unwrap_or_else(|_| {
@@ -170,23 +175,25 @@ fn read_host(r: &mut Report, f: &mut Fields<'_>) -> std::net::IpAddr {
 fn read_aggregation(r: &mut Report, f: Option<Fields<'_>>) -> AggregationConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.aggregation"));
     let config = AggregationConfig {
-        min_sources: f.integer(r, "minSources", 1, 13).unwrap_or(1) as usize,
+        min_sources: f
+            .integer(r, "minSources", 1, 13)
+            .unwrap_or(defaults::MIN_SOURCES) as usize,
         max_deviation_ppb: f
             .integer(r, "maxDeviationPpb", 1, 1_000_000_000)
-            .unwrap_or(50_000_000),
+            .unwrap_or(defaults::MAX_DEVIATION_PPB),
     };
     f.finish(r, &[]);
     config
 }
 
 fn read_logger(r: &mut Report, mut f: Fields<'_>) -> (LogLevel, bool) {
-    let level = match f.string(r, "level") {
-        None | Some("info") => LogLevel::Info,
-        Some("error") => LogLevel::Error,
-        Some("warn") => LogLevel::Warn,
-        Some("debug") => LogLevel::Debug,
-        Some("verbose") => LogLevel::Verbose,
-        Some(_) => {
+    let level = match f.string(r, "level").unwrap_or(defaults::LOG_LEVEL) {
+        "info" => LogLevel::Info,
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "debug" => LogLevel::Debug,
+        "verbose" => LogLevel::Verbose,
+        _ => {
             r.error(
                 f.path_of("level"),
                 "must be one of error, warn, info, debug, verbose",
@@ -194,74 +201,75 @@ fn read_logger(r: &mut Report, mut f: Fields<'_>) -> (LogLevel, bool) {
             LogLevel::Info
         }
     };
-    let pretty = f.boolean(r, "isPrettyEnabled").unwrap_or(false);
+    let pretty = f
+        .boolean(r, "isPrettyEnabled")
+        .unwrap_or(defaults::LOG_PRETTY);
     f.finish(r, &[]);
     (level, pretty)
 }
 
 fn read_refetch(r: &mut Report, f: Option<Fields<'_>>) -> RefetchConfig {
-    let mut defaults = RefetchConfig {
-        enabled: true,
-        stale_trigger_before_expiry: ms(3000),
-        batch_interval: ms(1000),
-        min_time_between_refreshes: ms(2000),
-        failed_pairs_retry: FailedPairsRetry {
-            enabled: true,
-            max_attempts: 50,
-            retry_delay: ms(10_000),
-            check_interval: ms(30_000),
-        },
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.refetch"));
+    let retry = f.object(r, "failedPairsRetry").unwrap_or_else(|| {
+        Fields::empty("solution.priceAggregatorConfig.refetch.failedPairsRetry")
+    });
+    let refetch = RefetchConfig {
+        enabled: f.boolean(r, "enabled").unwrap_or(defaults::REFETCH_ENABLED),
+        stale_trigger_before_expiry: ms(f
+            .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
+            .unwrap_or(defaults::STALE_TRIGGER_BEFORE_EXPIRY_MS)),
+        batch_interval: ms(f
+            .integer(r, "batchInterval", 100, 10_000)
+            .unwrap_or(defaults::BATCH_INTERVAL_MS)),
+        min_time_between_refreshes: ms(f
+            .integer(r, "minTimeBetweenRefreshes", 100, 60_000)
+            .unwrap_or(defaults::MIN_TIME_BETWEEN_REFRESHES_MS)),
+        failed_pairs_retry: read_failed_pairs_retry(r, retry),
     };
-    let Some(mut f) = f else { return defaults };
-    defaults.enabled = f.boolean(r, "enabled").unwrap_or(true);
-    defaults.stale_trigger_before_expiry = ms(f
-        .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
-        .unwrap_or(3000));
-    defaults.batch_interval = ms(f.integer(r, "batchInterval", 100, 10_000).unwrap_or(1000));
-    defaults.min_time_between_refreshes = ms(f
-        .integer(r, "minTimeBetweenRefreshes", 100, 60_000)
-        .unwrap_or(2000));
-    if let Some(mut rf) = f.object(r, "failedPairsRetry") {
-        let retry = &mut defaults.failed_pairs_retry;
-        retry.enabled = rf.boolean(r, "enabled").unwrap_or(true);
-        retry.max_attempts = rf.integer(r, "maxAttempts", 1, 1000).unwrap_or(50) as u32;
-        retry.retry_delay = ms(rf
-            .integer(r, "retryDelay", 1000, 3_600_000)
-            .unwrap_or(10_000));
-        retry.check_interval = ms(rf
-            .integer(r, "checkInterval", 5000, 300_000)
-            .unwrap_or(30_000));
-        rf.finish(r, &[]);
-    }
     f.finish(r, &[]);
-    defaults
+    refetch
+}
+
+fn read_failed_pairs_retry(r: &mut Report, mut f: Fields<'_>) -> FailedPairsRetry {
+    let retry = FailedPairsRetry {
+        enabled: f
+            .boolean(r, "enabled")
+            .unwrap_or(defaults::FAILED_PAIRS_RETRY_ENABLED),
+        max_attempts: f
+            .integer(r, "maxAttempts", 1, 1000)
+            .unwrap_or(defaults::FAILED_PAIRS_RETRY_MAX_ATTEMPTS) as u32,
+        retry_delay: ms(f
+            .integer(r, "retryDelay", 1000, 3_600_000)
+            .unwrap_or(defaults::FAILED_PAIRS_RETRY_DELAY_MS)),
+        check_interval: ms(f
+            .integer(r, "checkInterval", 5000, 300_000)
+            .unwrap_or(defaults::FAILED_PAIRS_CHECK_INTERVAL_MS)),
+    };
+    f.finish(r, &[]);
+    retry
 }
 
 fn read_quotes(r: &mut Report, f: Option<Fields<'_>>) -> Duration {
-    let Some(mut f) = f else { return ms(10_000) };
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.quotes"));
     let timeout = f
         .integer(r, "requestTimeoutMs", 1000, 60_000)
-        .unwrap_or(10_000);
+        .unwrap_or(defaults::QUOTE_REQUEST_TIMEOUT_MS);
     f.finish(r, &[]);
     ms(timeout)
 }
 
 fn read_pair_cleanup(r: &mut Report, f: Option<Fields<'_>>) -> PairCleanup {
-    let Some(mut f) = f else {
-        return PairCleanup {
-            enabled: true,
-            inactive_timeout: ms(7_200_000),
-            cleanup_interval: ms(300_000),
-        };
-    };
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.pairCleanup"));
     let cleanup = PairCleanup {
-        enabled: f.boolean(r, "enabled").unwrap_or(true),
+        enabled: f
+            .boolean(r, "enabled")
+            .unwrap_or(defaults::PAIR_CLEANUP_ENABLED),
         inactive_timeout: ms(f
             .integer(r, "inactiveTimeoutMs", 10_000, 86_400_000)
-            .unwrap_or(7_200_000)),
+            .unwrap_or(defaults::PAIR_INACTIVE_TIMEOUT_MS)),
         cleanup_interval: ms(f
             .integer(r, "cleanupIntervalMs", 1000, 3_600_000)
-            .unwrap_or(300_000)),
+            .unwrap_or(defaults::PAIR_CLEANUP_INTERVAL_MS)),
     };
     f.finish(r, &[]);
     cleanup
@@ -322,27 +330,33 @@ fn read_pair(r: &mut Report, f: &mut Fields<'_>) -> Option<(String, String)> {
     }
 }
 
+/// `marketData.coingeckoGlobal` is off when absent; present, its own fields have defaults.
 fn read_market_data(r: &mut Report, f: Option<Fields<'_>>, has_proxy: bool) -> CoingeckoGlobal {
-    let mut out = CoingeckoGlobal {
-        enabled: false,
-        refresh_interval: ms(60_000),
-        use_proxy: false,
-    };
-    let Some(mut f) = f else { return out };
-    if let Some(mut cf) = f.object(r, "coingeckoGlobal") {
-        out.enabled = cf.boolean(r, "enabled").unwrap_or(true);
-        out.refresh_interval = ms(cf
+    let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.marketData"));
+    let cf = f.object(r, "coingeckoGlobal");
+    let present = cf.is_some();
+    let mut cf = cf.unwrap_or_else(|| {
+        Fields::empty("solution.priceAggregatorConfig.marketData.coingeckoGlobal")
+    });
+    let out = CoingeckoGlobal {
+        enabled: present
+            && cf
+                .boolean(r, "enabled")
+                .unwrap_or(defaults::COINGECKO_GLOBAL_ENABLED),
+        refresh_interval: ms(cf
             .integer(r, "refreshIntervalMs", 10_000, 86_400_000)
-            .unwrap_or(60_000));
-        out.use_proxy = cf.boolean(r, "useProxy").unwrap_or(false);
-        if out.use_proxy && !has_proxy {
-            r.error(
-                cf.path_of("useProxy"),
-                "is true but priceAggregatorConfig.proxy is not set",
-            );
-        }
-        cf.finish(r, &[]);
+            .unwrap_or(defaults::COINGECKO_GLOBAL_REFRESH_INTERVAL_MS)),
+        use_proxy: cf
+            .boolean(r, "useProxy")
+            .unwrap_or(defaults::COINGECKO_GLOBAL_USE_PROXY),
+    };
+    if out.use_proxy && !has_proxy {
+        r.error(
+            cf.path_of("useProxy"),
+            "is true but priceAggregatorConfig.proxy is not set",
+        );
     }
+    cf.finish(r, &[]);
     f.finish(r, &[]);
     out
 }

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::telemetry::read_headers;
+use crate::config::defaults::alerts as defaults;
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
 
@@ -212,18 +213,6 @@ pub struct PeggedFeed {
     pub max_deviation_ppb: u64,
 }
 
-pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
-pub const DEFAULT_FOR_MS: u64 = 30_000;
-pub const DEFAULT_REPEAT_INTERVAL_MS: u64 = 4 * 3_600_000;
-pub const DEFAULT_MAX_PER_HOUR: u64 = 6;
-pub const DEFAULT_HEARTBEAT_GRACE_MS: u64 = 300_000;
-/// The default `faucetMinWei`, also the Prometheus rule's threshold.
-pub const DEFAULT_BALANCE_THRESHOLD_WEI: u128 = 20_000_000_000_000;
-pub const DEFAULT_MAX_SPREAD_PPB: u64 = 20_000_000;
-pub const DEFAULT_PEG_DEVIATION_PPB: u64 = 10_000_000;
-pub const DEFAULT_CHANNEL_TIMEOUT_MS: u64 = 10_000;
-pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
     /// No channel (or only disabled ones): the alerter does nothing.
@@ -238,7 +227,8 @@ pub struct AlertsConfig {
     pub max_per_hour: u32,
     pub disabled: BTreeSet<AlertName>,
     pub heartbeat_grace: Duration,
-    /// `None`: `faucetMinWei` when a faucet is configured, else [`DEFAULT_BALANCE_THRESHOLD_WEI`].
+    /// `None`: `faucetMinWei` when a faucet is configured, else
+    /// [`defaults::BALANCE_THRESHOLD_WEI`].
     pub balance_threshold_wei: Option<u128>,
     pub max_spread_ppb: u64,
     pub pegged: Vec<PeggedFeed>,
@@ -246,22 +236,10 @@ pub struct AlertsConfig {
     pub require_quote: bool,
 }
 
+/// What an absent `alerts` section means: the defaults, read the one way they are read.
 impl Default for AlertsConfig {
     fn default() -> Self {
-        let ms = Duration::from_millis;
-        Self {
-            channels: Vec::new(),
-            interval: ms(DEFAULT_INTERVAL_MS),
-            for_duration: ms(DEFAULT_FOR_MS),
-            repeat_interval: Some(ms(DEFAULT_REPEAT_INTERVAL_MS)),
-            max_per_hour: DEFAULT_MAX_PER_HOUR as u32,
-            disabled: BTreeSet::new(),
-            heartbeat_grace: ms(DEFAULT_HEARTBEAT_GRACE_MS),
-            balance_threshold_wei: None,
-            max_spread_ppb: DEFAULT_MAX_SPREAD_PPB,
-            pegged: Vec::new(),
-            require_quote: false,
-        }
+        read_alerts(&mut Report::default(), Fields::empty("solution.alerts"))
     }
 }
 
@@ -272,7 +250,6 @@ impl AlertsConfig {
 }
 
 pub fn read_alerts(r: &mut Report, mut f: Fields<'_>) -> AlertsConfig {
-    let defaults = AlertsConfig::default();
     let ms = Duration::from_millis;
     let mut channels = Vec::new();
     for (path, value) in f.array(r, "channels").unwrap_or_default() {
@@ -283,11 +260,11 @@ pub fn read_alerts(r: &mut Report, mut f: Fields<'_>) -> AlertsConfig {
     let interval = f
         .integer(r, "intervalMs", 1000, 3_600_000)
         .map(ms)
-        .unwrap_or(defaults.interval);
+        .unwrap_or(ms(defaults::INTERVAL_MS));
     let for_duration = f
         .integer(r, "forMs", 0, 86_400_000)
         .map(ms)
-        .unwrap_or(defaults.for_duration);
+        .unwrap_or(ms(defaults::FOR_MS));
     let repeat_interval = match f.integer(r, "repeatIntervalMs", 0, 604_800_000) {
         Some(0) => None,
         Some(v) if v < 60_000 => {
@@ -295,26 +272,27 @@ pub fn read_alerts(r: &mut Report, mut f: Fields<'_>) -> AlertsConfig {
                 f.path_of("repeatIntervalMs"),
                 "must be 0 (never repeat) or between 60000 and 604800000",
             );
-            defaults.repeat_interval
+            Some(ms(defaults::REPEAT_INTERVAL_MS))
         }
         Some(v) => Some(ms(v)),
-        None => defaults.repeat_interval,
+        None => Some(ms(defaults::REPEAT_INTERVAL_MS)),
     };
     let max_per_hour = f
         .integer(r, "maxNotificationsPerHour", 1, 3600)
-        .map(|v| v as u32)
-        .unwrap_or(defaults.max_per_hour);
+        .unwrap_or(defaults::MAX_NOTIFICATIONS_PER_HOUR) as u32;
     let disabled = read_disabled(r, &mut f);
     let heartbeat_grace = f
         .integer(r, "heartbeatGraceMs", 0, 86_400_000)
         .map(ms)
-        .unwrap_or(defaults.heartbeat_grace);
+        .unwrap_or(ms(defaults::HEARTBEAT_GRACE_MS));
     let balance_threshold_wei = f.big_integer(r, "balanceThresholdWei", 1);
     let max_spread_ppb = f
         .integer(r, "maxSpreadPpb", 1, 1_000_000_000)
-        .unwrap_or(defaults.max_spread_ppb);
+        .unwrap_or(defaults::MAX_SPREAD_PPB);
     let pegged = read_pegged(r, &mut f);
-    let require_quote = f.boolean(r, "requireQuote").unwrap_or(false);
+    let require_quote = f
+        .boolean(r, "requireQuote")
+        .unwrap_or(defaults::REQUIRE_QUOTE);
     f.finish(r, &[]);
     AlertsConfig {
         channels,
@@ -371,7 +349,7 @@ fn read_pegged(r: &mut Report, f: &mut Fields<'_>) -> Vec<PeggedFeed> {
         };
         let max_deviation_ppb = pf
             .integer(r, "maxDeviationPpb", 1, 1_000_000_000)
-            .unwrap_or(DEFAULT_PEG_DEVIATION_PPB);
+            .unwrap_or(defaults::PEG_MAX_DEVIATION_PPB);
         pf.finish(r, &[]);
         let (Some(feed), Some(peg)) = (feed, peg) else {
             continue;
@@ -407,7 +385,7 @@ fn positive_decimal(r: &mut Report, path: &str, value: &Value) -> Option<Decimal
 }
 
 fn read_channel(r: &mut Report, mut f: Fields<'_>) -> Option<ChannelConfig> {
-    let enabled = f.boolean(r, "enabled").unwrap_or(true);
+    let enabled = f.boolean(r, "enabled").unwrap_or(defaults::CHANNEL_ENABLED);
     let kind = f.required_string(r, "type").and_then(|t| {
         let kind = ChannelKind::ALL.into_iter().find(|k| k.as_str() == t);
         if kind.is_none() {
@@ -420,12 +398,14 @@ fn read_channel(r: &mut Report, mut f: Fields<'_>) -> Option<ChannelConfig> {
     });
     let timeout = f
         .integer(r, "timeoutMs", 1000, 60_000)
-        .unwrap_or(DEFAULT_CHANNEL_TIMEOUT_MS);
-    let min_severity = match f.string(r, "minSeverity") {
-        None => Severity::Warning,
-        Some("warning") => Severity::Warning,
-        Some("critical") => Severity::Critical,
-        Some(_) => {
+        .unwrap_or(defaults::CHANNEL_TIMEOUT_MS);
+    let min_severity = match f
+        .string(r, "minSeverity")
+        .unwrap_or(defaults::CHANNEL_MIN_SEVERITY)
+    {
+        "warning" => Severity::Warning,
+        "critical" => Severity::Critical,
+        _ => {
             r.error(f.path_of("minSeverity"), "must be warning or critical");
             Severity::Warning
         }
@@ -493,7 +473,7 @@ fn read_telegram(r: &mut Report, f: &mut Fields<'_>) -> Option<ChannelTarget> {
         }
     };
     let api_url = match f.string(r, "apiUrl") {
-        None => Some(DEFAULT_TELEGRAM_API_URL.to_owned()),
+        None => Some(defaults::TELEGRAM_API_URL.to_owned()),
         Some(text) => {
             let path = f.path_of("apiUrl");
             crate::config::values::url(r, &path, text, &["http", "https"]).and_then(|u| {
@@ -676,7 +656,10 @@ mod tests {
         ], "repeatIntervalMs": 0, "disabled": ["observation_spread"]}));
         assert!(r.is_ok(), "{:?}", r.problems);
         assert_eq!(c.pegged[0].peg, Decimal::from_str("1.0").unwrap());
-        assert_eq!(c.pegged[0].max_deviation_ppb, DEFAULT_PEG_DEVIATION_PPB);
+        assert_eq!(
+            c.pegged[0].max_deviation_ppb,
+            defaults::PEG_MAX_DEVIATION_PPB
+        );
         assert_eq!(c.pegged[1].peg, Decimal::ONE);
         assert_eq!(c.pegged[1].max_deviation_ppb, 5_000_000);
         assert_eq!(c.pegged[2].peg, Decimal::from_str("0.0001").unwrap());

@@ -1,6 +1,6 @@
 //! The `attestation` section: what a verifier of this enclave (or, later, of its peers) accepts.
 
-use crate::attestation::measurements::{read_records, MeasurementRecord};
+use crate::config::measurements::{read_records, MeasurementRecord};
 use crate::config::reader::{Fields, Report};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::contract_admin::{read_billing, read_payees, Billing, Payees};
+use crate::config::defaults::chain;
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
 use crate::config::values::secp256k1_key_field;
@@ -60,90 +61,74 @@ pub struct ChainOptions {
     pub billing: Option<Billing>,
 }
 
+/// What an absent `chain` section means: the defaults, read the one way they are read.
 impl Default for ChainOptions {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            rpc_timeout: Duration::from_secs(10),
-            gas_type: GasType::Legacy,
-            gas_limit: 500_000,
-            gas_price_wei: None,
-            max_fee_per_gas_wei: None,
-            max_priority_fee_per_gas_wei: None,
-            max_gas_price_wei: 1_000_000_000_000,
-            gas_bump_percent: 20,
-            receipt_timeout: Duration::from_secs(120),
-            rebroadcast_after: Duration::from_secs(30),
-            max_log_range: 5_000,
-            contract_poll_interval: Duration::from_secs(60),
-            set_config_function: SetConfigFunction::SuperProtocol,
-            admin_private_key: None,
-            configure_contracts: false,
-            payees: Payees::default(),
-            billing: None,
-        }
+        read_chain_options(&mut Report::default(), None, &[])
     }
 }
 
 /// `oracles`: the oracle node numbers (2..N), which `chain.payees` is keyed by.
 pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>, oracles: &[u32]) -> ChainOptions {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.chain"));
-    let d = ChainOptions::default();
     let ms = Duration::from_millis;
-    let gas_type = match f.string(r, "gasType") {
-        None => d.gas_type,
-        Some("legacy") => GasType::Legacy,
-        Some("eip1559") => GasType::Eip1559,
-        Some(_) => {
+    let gas_type = match f.string(r, "gasType").unwrap_or(chain::GAS_TYPE) {
+        "eip1559" => GasType::Eip1559,
+        "legacy" => GasType::Legacy,
+        _ => {
             r.error(f.path_of("gasType"), "must be \"legacy\" or \"eip1559\"");
-            d.gas_type
+            GasType::Legacy
         }
     };
-    let set_config_function = match f.string(r, "setConfigFunction") {
-        None => d.set_config_function,
-        Some("superprotocol") => SetConfigFunction::SuperProtocol,
-        Some("standard") => SetConfigFunction::Standard,
-        Some(_) => {
+    let set_config_function = match f
+        .string(r, "setConfigFunction")
+        .unwrap_or(chain::SET_CONFIG_FUNCTION)
+    {
+        "standard" => SetConfigFunction::Standard,
+        "superprotocol" => SetConfigFunction::SuperProtocol,
+        _ => {
             r.error(
                 f.path_of("setConfigFunction"),
                 "must be \"superprotocol\" or \"standard\"",
             );
-            d.set_config_function
+            SetConfigFunction::SuperProtocol
         }
     };
     let options = ChainOptions {
-        enabled: f.boolean(r, "enabled").unwrap_or(d.enabled),
+        enabled: f.boolean(r, "enabled").unwrap_or(chain::ENABLED),
         rpc_timeout: ms(f
             .integer(r, "rpcTimeoutMs", 1_000, 60_000)
-            .unwrap_or(10_000)),
+            .unwrap_or(chain::RPC_TIMEOUT_MS)),
         gas_type,
         gas_limit: f
             .integer(r, "gasLimit", 21_000, 30_000_000)
-            .unwrap_or(d.gas_limit),
+            .unwrap_or(chain::GAS_LIMIT),
         gas_price_wei: f.big_integer(r, "gasPriceWei", 0),
         max_fee_per_gas_wei: f.big_integer(r, "maxFeePerGasWei", 1),
         max_priority_fee_per_gas_wei: f.big_integer(r, "maxPriorityFeePerGasWei", 0),
         max_gas_price_wei: f
             .big_integer(r, "maxGasPriceWei", 1)
-            .unwrap_or(d.max_gas_price_wei),
-        gas_bump_percent: f.integer(r, "gasBumpPercent", 10, 1000).unwrap_or(20) as u32,
+            .unwrap_or(chain::MAX_GAS_PRICE_WEI),
+        gas_bump_percent: f
+            .integer(r, "gasBumpPercent", 10, 1000)
+            .unwrap_or(chain::GAS_BUMP_PERCENT) as u32,
         receipt_timeout: ms(f
             .integer(r, "receiptTimeoutMs", 5_000, 3_600_000)
-            .unwrap_or(120_000)),
+            .unwrap_or(chain::RECEIPT_TIMEOUT_MS)),
         rebroadcast_after: ms(f
             .integer(r, "rebroadcastAfterMs", 1_000, 600_000)
-            .unwrap_or(30_000)),
+            .unwrap_or(chain::REBROADCAST_AFTER_MS)),
         max_log_range: f
             .integer(r, "maxLogRange", 100, 100_000)
-            .unwrap_or(d.max_log_range),
+            .unwrap_or(chain::MAX_LOG_RANGE),
         contract_poll_interval: ms(f
             .integer(r, "contractPollIntervalMs", 1_000, 3_600_000)
-            .unwrap_or(60_000)),
+            .unwrap_or(chain::CONTRACT_POLL_INTERVAL_MS)),
         set_config_function,
         admin_private_key: secp256k1_key_field(r, &mut f, "adminPrivateKey"),
         configure_contracts: f
             .boolean(r, "configureContracts")
-            .unwrap_or(d.configure_contracts),
+            .unwrap_or(chain::CONFIGURE_CONTRACTS),
         payees: read_payees(r, &mut f, oracles),
         billing: read_billing(r, &mut f),
     };

@@ -24,16 +24,6 @@ pub struct ConsensusConfig {
     pub skip_chain_specific_checks: bool,
 }
 
-/// The values the reference deployment uses (ocr-and-sources.md §0).
-pub mod defaults {
-    pub const DELTA_PROGRESS_MS: u64 = 35_000;
-    pub const DELTA_RESEND_MS: u64 = 17_000;
-    pub const DELTA_ROUND_MS: u64 = 30_000;
-    pub const DELTA_GRACE_MS: u64 = 12_000;
-    pub const DELTA_STAGE_MS: u64 = 60_000;
-    pub const R_MAX: u64 = 6;
-}
-
 /// The reference's schedule: one oracle in the first stage, two in each later one, one stage per oracle.
 pub fn default_schedule(oracles: usize) -> Vec<u8> {
     (0..oracles.max(1))
@@ -43,7 +33,7 @@ pub fn default_schedule(oracles: usize) -> Vec<u8> {
 
 /// Reads the section; `oracles` (n) fills the defaults that depend on it.
 pub fn read_consensus(r: &mut Report, f: Option<Fields<'_>>, oracles: usize) -> ConsensusConfig {
-    use defaults::*;
+    use crate::config::defaults::consensus::*;
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.consensus"));
     let ms = Duration::from_millis;
     let schedule = f.array(r, "transmissionSchedule").map(|items| {
@@ -74,7 +64,9 @@ pub fn read_consensus(r: &mut Report, f: Option<Fields<'_>>, oracles: usize) -> 
         f: f.integer(r, "f", 1, 10)
             .map(|v| v as usize)
             .unwrap_or(oracles.saturating_sub(1) / 3),
-        skip_chain_specific_checks: f.boolean(r, "skipChainSpecificChecks").unwrap_or(false),
+        skip_chain_specific_checks: f
+            .boolean(r, "skipChainSpecificChecks")
+            .unwrap_or(SKIP_CHAIN_SPECIFIC_CHECKS),
     };
     f.finish(r, &[]);
     config

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::defaults::chain;
 use crate::config::reader::{Fields, Report};
 use crate::config::values::EvmAddress;
 
@@ -27,12 +28,14 @@ pub struct Payees {
     pub per_node: BTreeMap<u32, EvmAddress>,
 }
 
+/// What an absent `chain.payee` and `chain.payees` mean.
 impl Default for Payees {
     fn default() -> Self {
-        Self {
-            default: PayeeRule::Admin,
-            per_node: BTreeMap::new(),
-        }
+        read_payees(
+            &mut Report::default(),
+            &mut Fields::empty("solution.chain"),
+            &[],
+        )
     }
 }
 
@@ -88,11 +91,10 @@ const BILLING_FIELDS: [&str; 5] = [
 
 /// `chain.payee` and `chain.payees`; `oracles` are the oracle node numbers (2..N).
 pub fn read_payees(r: &mut Report, f: &mut Fields<'_>, oracles: &[u32]) -> Payees {
-    let default = match f.string(r, "payee") {
-        None => PayeeRule::Admin,
-        Some("admin") => PayeeRule::Admin,
-        Some("transmitter") => PayeeRule::Transmitter,
-        Some(text) => match non_zero_address(r, &f.path_of("payee"), text) {
+    let default = match f.string(r, "payee").unwrap_or(chain::PAYEE) {
+        "admin" => PayeeRule::Admin,
+        "transmitter" => PayeeRule::Transmitter,
+        text => match non_zero_address(r, &f.path_of("payee"), text) {
             Some(address) => PayeeRule::Address(address),
             None => PayeeRule::Admin,
         },

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::sources::SourceId;
+use crate::config::defaults::feed;
 use crate::config::reader::{Fields, Report};
 use crate::config::values::{evm_address, is_token, EvmAddress};
 
@@ -30,9 +31,6 @@ pub struct FeedConfig {
     pub legs: Vec<FeedLeg>,
 }
 
-pub const DEFAULT_ALPHA_PPB: u64 = 5_000_000;
-pub const DEFAULT_HEARTBEAT_MS: u64 = 86_400_000;
-
 pub fn read_feeds(r: &mut Report, items: Vec<(String, &serde_json::Value)>) -> Vec<FeedConfig> {
     items
         .into_iter()
@@ -56,10 +54,10 @@ fn read_feed(r: &mut Report, mut f: Fields<'_>) -> Option<FeedConfig> {
         .and_then(|s| evm_address(r, &f.path_of("contractAddress"), s));
     let alpha_ppb = f
         .integer(r, "alphaPPB", 0, u64::MAX)
-        .unwrap_or(DEFAULT_ALPHA_PPB);
+        .unwrap_or(feed::ALPHA_PPB);
     let heartbeat = f
         .integer(r, "heartbeatMs", 0, u64::MAX)
-        .unwrap_or(DEFAULT_HEARTBEAT_MS);
+        .unwrap_or(feed::HEARTBEAT_MS);
     let legs = read_legs(r, &mut f);
     f.finish(r, &[]);
     Some(FeedConfig {
@@ -149,7 +147,7 @@ mod tests {
             .collect();
         let feeds = read_feeds(&mut r, items);
         assert!(r.is_ok(), "{:?}", r.problems);
-        assert_eq!(feeds[0].alpha_ppb, DEFAULT_ALPHA_PPB);
+        assert_eq!(feeds[0].alpha_ppb, feed::ALPHA_PPB);
         assert_eq!(feeds[0].legs[0].source, SourceId::Binance);
     }
 

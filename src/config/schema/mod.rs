@@ -27,6 +27,7 @@ use self::feeds::{read_feeds, FeedConfig};
 use self::node_options::{read_node_options, NodeOptions};
 use self::nodes::{read_nodes, NodesConfig, PortsConfig};
 use self::telemetry::{read_telemetry, TelemetryConfig};
+use super::defaults::{solution, supervisor};
 use super::reader::{Fields, Report};
 use super::secret::Secret;
 use super::values::{url, RedactedUrl};
@@ -182,7 +183,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
 fn read_postgres(r: &mut Report, f: &mut Fields<'_>) -> PostgresConfig {
     let prefix = f
         .non_empty_string(r, "pgDatabase")
-        .unwrap_or("chainlink_node");
+        .unwrap_or(solution::PG_DATABASE);
     let valid = prefix.len() <= MAX_DATABASE_PREFIX
         && prefix.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && prefix
@@ -196,7 +197,9 @@ fn read_postgres(r: &mut Report, f: &mut Fields<'_>) -> PostgresConfig {
     }
     PostgresConfig {
         database_prefix: prefix.to_owned(),
-        port: f.integer(r, "pgPort", 1, 65535).unwrap_or(5432) as u16,
+        port: f
+            .integer(r, "pgPort", 1, 65535)
+            .unwrap_or(solution::PG_PORT) as u16,
     }
 }
 
@@ -207,7 +210,7 @@ fn read_chain(r: &mut Report, f: &mut Fields<'_>) -> Option<ChainConfig> {
         .and_then(|s| url(r, &f.path_of("chainlinkRpcHttpUrl"), s, &["http", "https"]));
     let node_name = f
         .non_empty_string(r, "chainlinkNodeName")
-        .unwrap_or("enclave")
+        .unwrap_or(solution::CHAINLINK_NODE_NAME)
         .to_owned();
     Some(ChainConfig {
         chain_id: chain_id?,
@@ -222,17 +225,19 @@ fn read_supervisor(
     section: Option<Fields<'_>>,
 ) -> (RestartPolicy, LogPolicy) {
     let ms = Duration::from_millis;
-    let max_restarts = f.integer(r, "maxRestarts", 1, 1000).unwrap_or(3) as u32;
+    let max_restarts = f
+        .integer(r, "maxRestarts", 1, 1000)
+        .unwrap_or(solution::MAX_RESTARTS) as u32;
     let window = ms(f
         .integer(r, "restartWindowMs", 1000, 86_400_000)
-        .unwrap_or(300_000));
+        .unwrap_or(solution::RESTART_WINDOW_MS));
     let mut s = section.unwrap_or_else(|| Fields::empty("solution.supervisor"));
     let backoff_initial = s
         .integer(r, "restartBackoffInitialMs", 10, 60_000)
-        .unwrap_or(1000);
+        .unwrap_or(supervisor::RESTART_BACKOFF_INITIAL_MS);
     let backoff_max = s
         .integer(r, "restartBackoffMaxMs", 10, 600_000)
-        .unwrap_or(30_000);
+        .unwrap_or(supervisor::RESTART_BACKOFF_MAX_MS);
     if backoff_max < backoff_initial {
         r.error(
             s.path_of("restartBackoffMaxMs"),
@@ -242,8 +247,10 @@ fn read_supervisor(
     let logs = LogPolicy {
         max_file_bytes: s
             .integer(r, "logMaxFileBytes", 4096, 1 << 30)
-            .unwrap_or(10 * 1024 * 1024),
-        archives: s.integer(r, "logArchives", 0, 1000).unwrap_or(10) as u32,
+            .unwrap_or(supervisor::LOG_MAX_FILE_BYTES),
+        archives: s
+            .integer(r, "logArchives", 0, 1000)
+            .unwrap_or(supervisor::LOG_ARCHIVES) as u32,
     };
     s.finish(r, &[]);
     let restart = RestartPolicy {
@@ -259,13 +266,13 @@ fn read_faucet(r: &mut Report, f: &mut Fields<'_>) -> Option<FaucetConfig> {
     let key = f.string(r, "faucetPrivateKey");
     let interval = f
         .integer(r, "balanceTopupCheckIntervalMs", 5000, u64::MAX)
-        .unwrap_or(3_600_000);
+        .unwrap_or(solution::BALANCE_TOPUP_CHECK_INTERVAL_MS);
     let min_wei = f
         .big_integer(r, "faucetMinWei", 1)
-        .unwrap_or(20_000_000_000_000);
+        .unwrap_or(solution::FAUCET_MIN_WEI);
     let topup_wei = f
         .big_integer(r, "faucetTopupWei", 1)
-        .unwrap_or(10_000_000_000_000);
+        .unwrap_or(solution::FAUCET_TOPUP_WEI);
     let Some(key) = key else {
         for field in [
             "balanceTopupCheckIntervalMs",
@@ -311,7 +318,7 @@ fn read_proxy(r: &mut Report, f: &mut Fields<'_>) -> OutboundProxy {
 fn read_secrets_dir(r: &mut Report, f: &mut Fields<'_>) -> PathBuf {
     let dir = f
         .non_empty_string(r, "spSecretsDir")
-        .unwrap_or("/sp/secrets");
+        .unwrap_or(solution::SP_SECRETS_DIR);
     if !dir.starts_with('/') {
         r.error(f.path_of("spSecretsDir"), "must be an absolute path");
     }

@@ -4,12 +4,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::config::defaults::{node, ports};
 use crate::config::reader::{Fields, Report};
-
-pub const DEFAULT_RETENTION_DAYS: u64 = 7;
-/// The reference deployment's OCR `ObservationTimeout` (ocr-and-sources.md §0).
-pub const DEFAULT_OBSERVATION_TIMEOUT_MS: u64 = 5_000;
-pub const DEFAULT_MAX_FRAME_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeOptions {
@@ -27,37 +23,30 @@ pub struct NodeOptions {
     pub max_frame_bytes: usize,
 }
 
+/// What an absent `node` section means: the defaults, read the one way they are read.
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self {
-            retention: Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
-            observation_timeout: Duration::from_millis(DEFAULT_OBSERVATION_TIMEOUT_MS),
-            listen_host: IpAddr::from([127, 0, 0, 1]),
-            announce_host: None,
-            bootstrap_address: None,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES as usize,
-        }
+        read_node_options(&mut Report::default(), None)
     }
 }
 
 pub fn read_node_options(r: &mut Report, f: Option<Fields<'_>>) -> NodeOptions {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.node"));
-    let defaults = NodeOptions::default();
     let days = f
         .integer(r, "retentionDays", 1, 3650)
-        .unwrap_or(DEFAULT_RETENTION_DAYS);
+        .unwrap_or(node::RETENTION_DAYS);
     // libocr's LocalConfig bounds for DataSourceTimeout.
     let timeout = f
         .integer(r, "observationTimeoutMs", 1_000, 20_000)
-        .unwrap_or(DEFAULT_OBSERVATION_TIMEOUT_MS);
+        .unwrap_or(node::OBSERVATION_TIMEOUT_MS);
     let listen_host = match f.string(r, "listenHost") {
-        None => defaults.listen_host,
+        None => ports::LISTEN_HOST,
         Some(text) => text.parse().unwrap_or_else(|_| {
             r.error(
                 f.path_of("listenHost"),
                 "must be an IP address such as 127.0.0.1 or 0.0.0.0",
             );
-            defaults.listen_host
+            ports::LISTEN_HOST
         }),
     };
     let announce_host = f.string(r, "announceHost").map(str::to_owned);
@@ -83,7 +72,7 @@ pub fn read_node_options(r: &mut Report, f: Option<Fields<'_>>) -> NodeOptions {
     }
     let max_frame = f
         .integer(r, "maxFrameBytes", 64 * 1024, 16 << 20)
-        .unwrap_or(DEFAULT_MAX_FRAME_BYTES);
+        .unwrap_or(node::MAX_FRAME_BYTES);
     f.finish(r, &[]);
     NodeOptions {
         retention: Duration::from_secs(days * 86_400),

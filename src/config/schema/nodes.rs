@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::consensus::MAX_ORACLES;
+use crate::config::defaults::ports;
 use crate::config::reader::{unsigned, Fields, Report};
 
 pub const BOOTSTRAP_NODE: u32 = 1;
@@ -185,7 +186,7 @@ fn check_subset(r: &mut Report, path: &str, subset: &[u32], total: u32) {
 
 fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.ports"));
-    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let loopback = ports::LISTEN_HOST;
     let listen_host = match f.string(r, "listenHost") {
         None => loopback,
         Some(text) => text.parse().unwrap_or_else(|_| {
@@ -198,11 +199,19 @@ fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
     };
     let ports = PortsConfig {
         listen_host,
-        supervisor: f.integer(r, "supervisor", 1, 65535).unwrap_or(3002) as u16,
-        process_metrics: f.integer(r, "processMetrics", 1, 65535).unwrap_or(3003) as u16,
-        alerts: f.integer(r, "alerts", 1, 65535).unwrap_or(3004) as u16,
-        node_api_base: f.integer(r, "nodeApiBase", 1, 65535).unwrap_or(6600) as u16,
-        node_p2p_base: f.integer(r, "nodeP2pBase", 1, 65535).unwrap_or(9900) as u16,
+        supervisor: f
+            .integer(r, "supervisor", 1, 65535)
+            .unwrap_or(ports::SUPERVISOR) as u16,
+        process_metrics: f
+            .integer(r, "processMetrics", 1, 65535)
+            .unwrap_or(ports::PROCESS_METRICS) as u16,
+        alerts: f.integer(r, "alerts", 1, 65535).unwrap_or(ports::ALERTS) as u16,
+        node_api_base: f
+            .integer(r, "nodeApiBase", 1, 65535)
+            .unwrap_or(ports::NODE_API_BASE) as u16,
+        node_p2p_base: f
+            .integer(r, "nodeP2pBase", 1, 65535)
+            .unwrap_or(ports::NODE_P2P_BASE) as u16,
     };
     f.finish(r, &[]);
     ports

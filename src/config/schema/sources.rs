@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::defaults::source;
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
 use crate::config::values::{url, RedactedUrl};
@@ -157,7 +158,7 @@ fn read_source(
     id: SourceId,
     has_global_proxy: bool,
 ) -> SourceConfig {
-    let enabled = f.boolean(r, "enabled").unwrap_or(true);
+    let enabled = f.boolean(r, "enabled").unwrap_or(source::ENABLED);
     let api_key = read_api_key(r, &mut f, id, enabled);
     let rps = read_rps(r, &mut f, id);
     let use_proxy = read_use_proxy(r, &mut f, has_global_proxy);
@@ -191,13 +192,21 @@ fn read_source(
     let config = SourceConfig {
         enabled,
         api_key,
-        ttl: ms(f.integer(r, "ttl", 1000, u64::MAX).unwrap_or(5000)),
-        max_concurrent: f.integer(r, "maxConcurrent", 1, 10_000).unwrap_or(10) as u32,
-        timeout: ms(f.integer(r, "timeoutMs", 1000, 600_000).unwrap_or(10_000)),
+        ttl: ms(f
+            .integer(r, "ttl", 1000, u64::MAX)
+            .unwrap_or(source::TTL_MS)),
+        max_concurrent: f
+            .integer(r, "maxConcurrent", 1, 10_000)
+            .unwrap_or(source::MAX_CONCURRENT) as u32,
+        timeout: ms(f
+            .integer(r, "timeoutMs", 1000, 600_000)
+            .unwrap_or(source::TIMEOUT_MS)),
         rps,
         use_proxy,
-        max_retries: f.integer(r, "maxRetries", 0, 10).unwrap_or(3) as u32,
-        refetch: f.boolean(r, "refetch").unwrap_or(false),
+        max_retries: f
+            .integer(r, "maxRetries", 0, 10)
+            .unwrap_or(source::MAX_RETRIES) as u32,
+        refetch: f.boolean(r, "refetch").unwrap_or(source::REFETCH),
         stale_trigger_before_expiry: f
             .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
             .map(ms),
@@ -257,9 +266,10 @@ fn read_rps(r: &mut Report, f: &mut Fields<'_>, id: SourceId) -> Option<f64> {
 
 fn read_use_proxy(r: &mut Report, f: &mut Fields<'_>, has_global_proxy: bool) -> UseProxy {
     let path = f.path_of("useProxy");
-    match f.get("useProxy") {
-        None | Some(serde_json::Value::Bool(false)) => UseProxy::None,
-        Some(serde_json::Value::Bool(true)) => {
+    let absent = serde_json::Value::Bool(source::USE_PROXY);
+    match f.get("useProxy").unwrap_or(&absent) {
+        serde_json::Value::Bool(false) => UseProxy::None,
+        serde_json::Value::Bool(true) => {
             if !has_global_proxy {
                 r.error(
                     path,
@@ -268,10 +278,10 @@ fn read_use_proxy(r: &mut Report, f: &mut Fields<'_>, has_global_proxy: bool) ->
             }
             UseProxy::Global
         }
-        Some(serde_json::Value::String(s)) => url(r, &path, s, &["http", "https"])
+        serde_json::Value::String(s) => url(r, &path, s, &["http", "https"])
             .map(UseProxy::Own)
             .unwrap_or(UseProxy::None),
-        Some(_) => {
+        _ => {
             r.error(path, "must be true, false or a proxy URL");
             UseProxy::None
         }
@@ -283,14 +293,19 @@ fn read_stream(r: &mut Report, mut f: Fields<'_>) -> StreamConfig {
         .string(r, "wsUrl")
         .and_then(|s| url(r, &f.path_of("wsUrl"), s, &["ws", "wss"]));
     let stream = StreamConfig {
-        auto_reconnect: f.boolean(r, "autoReconnect").unwrap_or(true),
+        auto_reconnect: f
+            .boolean(r, "autoReconnect")
+            .unwrap_or(source::STREAM_AUTO_RECONNECT),
         reconnect_interval: ms(f
             .integer(r, "reconnectInterval", 1000, 3_600_000)
-            .unwrap_or(5000)),
-        max_reconnect_attempts: f.integer(r, "maxReconnectAttempts", 0, 100).unwrap_or(10) as u32,
+            .unwrap_or(source::STREAM_RECONNECT_INTERVAL_MS)),
+        max_reconnect_attempts: f
+            .integer(r, "maxReconnectAttempts", 0, 100)
+            .unwrap_or(source::STREAM_MAX_RECONNECT_ATTEMPTS)
+            as u32,
         heartbeat_interval: ms(f
             .integer(r, "heartbeatInterval", 5000, 3_600_000)
-            .unwrap_or(30_000)),
+            .unwrap_or(source::STREAM_HEARTBEAT_INTERVAL_MS)),
         ws_url,
         batch_size: f.integer(r, "batchSize", 1, 500).map(|v| v as u32),
         rate_limit: f.integer(r, "rateLimit", 10, 10_000).map(ms),

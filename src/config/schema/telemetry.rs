@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::config::defaults::push_target;
 use crate::config::reader::{Fields, Report};
 use crate::config::secret::Secret;
 use crate::config::values::{is_label_name, url, RedactedUrl};
@@ -71,7 +72,11 @@ pub fn read_push_target(
     mut f: Fields<'_>,
     reference_default_off: bool,
 ) -> Option<PushTarget> {
-    let enabled = f.boolean(r, "enabled").unwrap_or(!reference_default_off);
+    let enabled = f.boolean(r, "enabled").unwrap_or(if reference_default_off {
+        push_target::METRICS_PUSH_ENABLED
+    } else {
+        push_target::ENABLED
+    });
     let target_url = match f.string(r, "url") {
         Some(s) => url(r, &f.path_of("url"), s, &["http", "https"]),
         None if enabled => {
@@ -82,8 +87,10 @@ pub fn read_push_target(
     };
     let interval = f
         .integer(r, "intervalMs", 1000, 86_400_000)
-        .unwrap_or(30_000);
-    let timeout = f.integer(r, "timeoutMs", 100, 600_000).unwrap_or(5000);
+        .unwrap_or(push_target::INTERVAL_MS);
+    let timeout = f
+        .integer(r, "timeoutMs", 100, 600_000)
+        .unwrap_or(push_target::TIMEOUT_MS);
     if timeout > interval {
         r.warn(
             f.path_of("timeoutMs"),
@@ -99,8 +106,12 @@ pub fn read_push_target(
     let ttl = f
         .integer(r, "ttlSeconds", 60, 31_536_000)
         .map(Duration::from_secs);
-    let buffer = f.integer(r, "bufferMs", 0, 86_400_000).unwrap_or(900_000);
-    let batch_size = f.integer(r, "batchSize", 1, 1_000_000).unwrap_or(100) as u32;
+    let buffer = f
+        .integer(r, "bufferMs", 0, 86_400_000)
+        .unwrap_or(push_target::BUFFER_MS);
+    let batch_size = f
+        .integer(r, "batchSize", 1, 1_000_000)
+        .unwrap_or(push_target::BATCH_SIZE) as u32;
     f.finish(r, &[]);
     let url = target_url?;
     if !enabled {

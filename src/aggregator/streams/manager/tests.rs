@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
 
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -592,14 +593,15 @@ async fn nothing_is_dialled_until_a_pair_is_wanted() {
 #[test]
 fn backoff_grows_to_the_cap_and_never_undercuts_the_interval() {
     let i = Duration::from_millis(100);
-    assert_eq!(backoff(i, 1), i);
-    for attempt in 2..40 {
-        let d = backoff(i, attempt);
-        let ceiling = (i * 2u32.pow(attempt.min(20) - 1)).min(MAX_BACKOFF);
+    let backoff = reconnect_backoff(i);
+    assert_eq!(backoff.delay(0), i);
+    for attempt in 1..40 {
+        let d = backoff.delay(attempt);
+        let ceiling = (i * 2u32.pow(attempt.min(20))).min(MAX_BACKOFF);
         assert!(d >= i && d <= ceiling, "attempt {attempt}: {d:?}");
     }
     let long = Duration::from_secs(120);
-    assert_eq!(backoff(long, 5), long);
+    assert_eq!(reconnect_backoff(long).delay(5), long);
 }
 
 #[test]
