@@ -56,7 +56,8 @@ impl BirthKeys {
         }
     }
 
-    /// SHA-256 of the canonical JSON of these facts.
+    /// SHA-256 of the canonical JSON of these facts. Every value is a string, an integer or
+    /// a boolean, so neither serialising nor canonicalising can fail.
     pub fn digest(&self) -> [u8; 32] {
         let value = serde_json::to_value(self).unwrap_or_default();
         let canonical = canonical_json(&value).unwrap_or_default();
