@@ -58,3 +58,38 @@ async fn identity(State(path): State<Arc<PathBuf>>) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr) -> (u16, String) {
+        let response = reqwest::get(format!("http://{addr}/v1/identity"))
+            .await
+            .expect("request");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_identity_is_served_as_written_and_503_before_there_is_one() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = Root::new(tmp.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move { axum::serve(listener, router(&root)).await });
+        let (status, body) = get(addr).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("no identity published yet"), "{body}");
+        let dir = tmp.path().join("run/enclave");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let document = "{\"identity\":{},\"evidence\":{\"provider\":\"tdx\",\"quote\":\"AA==\"}}\n";
+        std::fs::write(dir.join(IDENTITY_FILE), document).expect("write");
+        assert_eq!(get(addr).await, (200, document.to_owned()));
+        server.abort();
+    }
+}

@@ -309,3 +309,82 @@ fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    struct Made {
+        der: Vec<u8>,
+        params: CertificateParams,
+        key: KeyPair,
+    }
+
+    fn make(name: &str, ca: bool, issuer: Option<&Made>) -> Made {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = match issuer {
+            Some(i) => params
+                .clone()
+                .signed_by(&key, &Issuer::from_params(&i.params, &i.key)),
+            None => params.clone().self_signed(&key),
+        }
+        .expect("certificate");
+        Made {
+            der: cert.der().to_vec(),
+            params,
+            key,
+        }
+    }
+
+    #[test]
+    fn a_signature_verifies_with_its_certificate_and_over_nothing_else() {
+        let leaf = make("order", false, None);
+        let key = SigningKey::from_pkcs8(&leaf.key.serialize_der()).expect("key");
+        assert!(key.matches(&leaf.der));
+        let signature = key.sign(&[7; 64]).expect("sign");
+        assert!(verify_signature(&leaf.der, &[7; 64], &signature).is_ok());
+        assert!(verify_signature(&leaf.der, &[8; 64], &signature).is_err());
+        let other = make("other", false, None);
+        assert!(!key.matches(&other.der));
+        assert!(verify_signature(&other.der, &[7; 64], &signature).is_err());
+        assert_eq!(format!("{key:?}"), "SigningKey(ecdsa-p256-sha256)");
+    }
+
+    #[test]
+    fn a_chain_verifies_only_up_to_a_trusted_ca_through_cas_at_a_time_inside_it() {
+        let root = make("root", true, None);
+        let sub = make("sub", true, Some(&root));
+        let leaf = make("leaf", false, Some(&sub));
+        let now = 1_800_000_000;
+        let chain = vec![leaf.der.clone(), sub.der.clone()];
+        let trusted = std::slice::from_ref(&root.der);
+        assert!(verify_chain(&chain, trusted, now).is_ok());
+        // Ending at the trusted certificate itself is the same.
+        let full = vec![leaf.der.clone(), sub.der.clone(), root.der.clone()];
+        assert!(verify_chain(&full, trusted, now).is_ok());
+        let stranger = make("root", true, None);
+        assert!(verify_chain(&chain, &[stranger.der], now).is_err());
+        assert!(verify_chain(&chain, &[], now).is_err());
+        // A leaf cannot issue: a certificate "signed" by one is refused.
+        let forged = make("forged", false, Some(&leaf));
+        let error = verify_chain(
+            &[forged.der, leaf.der.clone(), sub.der.clone()],
+            trusted,
+            now,
+        )
+        .expect_err("a leaf as issuer");
+        assert!(error.contains("is not a CA"), "{error}");
+        // rcgen's certificates are valid from 1975 to 4096.
+        let error = verify_chain(&chain, trusted, 0).expect_err("before");
+        assert!(
+            error.contains("not valid at the verification time"),
+            "{error}"
+        );
+    }
+}
