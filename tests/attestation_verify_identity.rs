@@ -77,6 +77,8 @@ impl Set {
             binary_sha256: Some("cd".repeat(32)),
             nodes: &nodes,
             order_certificate: None,
+            provider: "tdx",
+            insecure: false,
         });
         let mut set = Self {
             dir,
@@ -136,6 +138,7 @@ impl Set {
                 value: Some(hex::encode(after)),
                 reason: None,
             }),
+            self_check: None,
         };
         self.write_document();
     }

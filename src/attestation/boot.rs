@@ -1,11 +1,17 @@
 //! What `enclave init` does with the identity, between verifying the configuration and starting
 //! the services:
 //!
-//! 1. [`publish`]: make sure every node's keys exist (the same code as `enclave keys init`; the
-//!    `node-keys` oneshot then finds them and only checks them), build the identity, write
-//!    `identity.json`, set the identity metrics, log the document once;
-//! 2. [`attest`]: extend RTMR3 when the platform has it, ask configfs-tsm for a quote when it
-//!    has that, write `identity.quote`, record the outcome in the document and the metrics.
+//! 1. [`publish`]: choose the evidence provider ([`super::evidence::Provider::choose`]), make
+//!    sure every node's keys exist (the same code as `enclave keys init`; the `node-keys`
+//!    oneshot then finds them and only checks them) with birth evidence for keys made now
+//!    ([`super::birth`]), build the identity, write `identity.json`, set the identity metrics,
+//!    log the document once;
+//! 2. [`attest`]: extend RTMR3 when the platform has it, take the provider's evidence over the
+//!    identity (a quote is written to `identity.quote` and checked by the enclave itself),
+//!    record the outcome in the document and the metrics.
+//!
+//! Birth evidence is taken in [`publish`], synchronously: it happens once, at the boot that
+//! generates the keys, and the identity must carry it.
 //!
 //! Keys are ensured here rather than read after the `node-keys` oneshot because the quote binds
 //! the identity at boot, before anything runs: on a first boot there would be no keys to bind
@@ -15,12 +21,15 @@
 //! Nothing here stops the boot. When the keys cannot be had (a damaged key file), no identity
 //! is published and the `node-keys` oneshot fails the boot with its precise error, as before.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::birth;
+use super::evidence::{Evidence, Provider};
 use super::identity::{
     rfc3339, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
     QuoteRecord, RtmrRecord, RTMR_EVENT,
@@ -49,16 +58,23 @@ pub struct BootFacts<'a> {
 }
 
 /// A published identity, ready to be attested.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Published {
     pub document: IdentityDocument,
     pub digests: IdentityDigests,
+    /// The provider that attests it.
+    pub provider: Provider,
+    /// `attestation.collateralFile`: the enclave checks its own quote with it.
+    pub collateral: Option<PathBuf>,
 }
 
 /// Builds and publishes the identity; `None` (after logging why) when it cannot be built.
+/// Node keys generated here get their birth evidence from the chosen provider (through `fs`
+/// for a quote) before the identity is built.
 pub fn publish(
     facts: &BootFacts<'_>,
     paths: &AttestationPaths,
+    fs: &dyn ConfigFs,
     metrics: &AttestationMetrics,
 ) -> Option<Published> {
     metrics.unavailable();
@@ -75,14 +91,32 @@ pub fn publish(
         tracing::error!(path = %paths.identity_dir.display(), error = %e, "cannot create the identity directory; no identity published");
         return None;
     }
+    let provider = Provider::choose(&facts.config.attestation, paths);
+    announce(&provider);
+    metrics.provider(provider.name(), provider.insecure());
+    let boot_id = random_boot_id();
     let store = KeyStore::from_config(facts.root, facts.config);
-    let nodes = match store.ensure_all(&facts.config.nodes.all()) {
-        Ok(nodes) => nodes,
+    let (nodes, births) = match birth::ensure_keys(
+        &store,
+        &facts.config.nodes.all(),
+        &provider,
+        fs,
+        &hex::encode(boot_id),
+    ) {
+        Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "node keys unavailable: no identity published, no attestation");
             return None;
         }
     };
+    metrics.birth(&births);
+    for birth in births.iter().filter(|b| !b.present()) {
+        tracing::warn!(
+            node = birth.node,
+            reason = birth.missing.as_deref().unwrap_or(""),
+            "node keys without birth evidence"
+        );
+    }
     let order_certificate = match order_certificate::read(&paths.order_certificate) {
         Ok(certificate) => certificate,
         Err(e) => {
@@ -90,7 +124,6 @@ pub fn publish(
             None
         }
     };
-    let boot_id = random_boot_id();
     let identity = Identity::build(IdentityInputs {
         boot_time: facts.boot_time,
         boot_id,
@@ -102,6 +135,8 @@ pub fn publish(
         binary_sha256: own_binary_sha256(),
         nodes: &nodes,
         order_certificate,
+        provider: provider.name(),
+        insecure: provider.insecure(),
     });
     let digests = match identity.digests() {
         Ok(d) => d,
@@ -114,6 +149,8 @@ pub fn publish(
         identity,
         digests: digests.recorded(),
         attestation: super::identity::Attestation::pending(),
+        evidence: None,
+        birth: births,
     };
     write_document(paths, &document);
     metrics.identity(&document.identity, &digests);
@@ -126,12 +163,33 @@ pub fn publish(
         file = %paths.identity_file().display(),
         "enclave identity"
     );
-    Some(Published { document, digests })
+    Some(Published {
+        document,
+        digests,
+        provider,
+        collateral: facts.config.attestation.collateral_file.clone(),
+    })
+}
+
+/// Says which provider attests this boot; the simulated one loudly, at every boot.
+fn announce(provider: &Provider) {
+    match provider {
+        Provider::Simulated { .. } => tracing::error!(
+            provider = provider.name(),
+            "SIMULATED attestation: a development CA signs made-up quotes; this identity and \
+             its key births prove NOTHING (allowed on development chains only)"
+        ),
+        Provider::None { reason } => tracing::warn!(
+            provider = provider.name(),
+            reason = %reason,
+            "no evidence provider: nothing will prove this identity"
+        ),
+        _ => tracing::info!(provider = provider.name(), "evidence provider"),
+    }
 }
 
 /// SHA-256 of the running executable; None (logged) when the platform hides it.
 fn own_binary_sha256() -> Option<String> {
-    use sha2::{Digest as _, Sha256};
     let mut hasher = Sha256::new();
     let hashed = std::fs::File::open("/proc/self/exe")
         .and_then(|mut file| std::io::copy(&mut file, &mut hasher));
@@ -144,7 +202,8 @@ fn own_binary_sha256() -> Option<String> {
     }
 }
 
-fn random_boot_id() -> [u8; 16] {
+/// 16 random bytes: a boot's (or a `keys init` run's) id.
+pub fn random_boot_id() -> [u8; 16] {
     use k256::elliptic_curve::rand_core::{OsRng, RngCore};
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
@@ -158,8 +217,9 @@ fn write_document(paths: &AttestationPaths, document: &IdentityDocument) {
     }
 }
 
-/// Extends RTMR3 and asks for a quote where the platform offers them, then records the outcome
-/// in the document and the metrics. Returns the document as written.
+/// Extends RTMR3 where the platform offers it, takes the provider's evidence over the
+/// identity's SHA-512, then records the outcome in the document and the metrics. Returns the
+/// document as written.
 pub fn attest(
     fs: &dyn ConfigFs,
     published: Published,
@@ -169,6 +229,8 @@ pub fn attest(
     let Published {
         mut document,
         digests,
+        provider,
+        collateral,
     } = published;
     document.attestation.rtmr3 = Some(extend_rtmr3(fs, &document, &digests, paths));
     metrics.rtmr3_extended(
@@ -178,63 +240,151 @@ pub fn attest(
             .as_ref()
             .is_some_and(|r| r.extended),
     );
-    let sha512 = hex::encode(digests.sha512);
-    if !paths.tsm_report_dir.is_dir() {
-        let reason = format!(
-            "no configfs-tsm report interface at {} (not an Intel TDX guest, configfs not mounted, \
-             or not visible in this container); on Super Protocol the order certificate is the proof",
-            paths.tsm_report_dir.display()
-        );
-        tracing::warn!(reason = %reason, "attestation unavailable: no quote binds this identity");
-        document.attestation.status = AttestationStatus::Unavailable;
-        document.attestation.reason = Some(reason);
-        metrics.unavailable();
-    } else {
-        match tsm::request_quote(fs, &paths.tsm_report_dir, &digests.sha512) {
-            Ok(quote) => {
-                let quote_sha256 = hex::encode(Sha256::digest(&quote));
-                match write_atomic(&paths.quote_file(), &quote, PUBLIC_MODE) {
-                    Ok(()) => {
-                        use base64::Engine as _;
-                        tracing::info!(
-                            quote_sha256 = %quote_sha256,
-                            report_data = %sha512,
-                            file = %paths.quote_file().display(),
-                            quote_base64 = %base64::engine::general_purpose::STANDARD.encode(&quote),
-                            "TDX quote obtained: its REPORTDATA is the identity's SHA-512"
-                        );
-                        document.attestation.status = AttestationStatus::Quoted;
-                        document.attestation.quote = Some(QuoteRecord {
-                            file: QUOTE_FILE.to_owned(),
-                            sha256: quote_sha256.clone(),
-                            bytes: quote.len(),
-                            provider: tsm::TDX_PROVIDER.to_owned(),
-                        });
-                        metrics.quoted(&quote_sha256, &sha512);
-                    }
-                    Err(e) => {
-                        let reason = format!(
-                            "cannot write the quote to {}: {e}",
-                            paths.quote_file().display()
-                        );
-                        tracing::error!(reason = %reason, "attestation failed");
-                        document.attestation.status = AttestationStatus::Failed;
-                        document.attestation.reason = Some(reason);
-                        metrics.unavailable();
-                    }
-                }
+    let outcome = match &provider {
+        Provider::None { reason } => Err((AttestationStatus::Unavailable, reason.clone())),
+        Provider::Tdx { report_dir } => quote_identity(
+            fs,
+            report_dir,
+            &digests,
+            collateral.as_deref(),
+            paths,
+            metrics,
+        )
+        .map(|(quote, record, self_check)| {
+            document.attestation.quote = Some(record);
+            document.attestation.self_check = Some(self_check);
+            (AttestationStatus::Quoted, quote)
+        })
+        .map_err(|reason| (AttestationStatus::Failed, reason)),
+        other => other
+            .take(fs, &digests.sha512)
+            .map(|evidence| {
+                metrics.evidenced();
+                let status = if other.insecure() {
+                    AttestationStatus::Simulated
+                } else {
+                    AttestationStatus::Signed
+                };
+                tracing::info!(
+                    provider = other.name(),
+                    report_data = %hex::encode(digests.sha512),
+                    "evidence taken: it binds the identity's SHA-512"
+                );
+                (status, evidence)
+            })
+            .map_err(|e| (AttestationStatus::Failed, e.to_string())),
+    };
+    match outcome {
+        Ok((status, evidence)) => {
+            document.attestation.status = status;
+            document.evidence = Some(evidence);
+        }
+        Err((status, reason)) => {
+            if status == AttestationStatus::Unavailable {
+                tracing::warn!(reason = %reason, "attestation unavailable: no evidence binds this identity");
+            } else {
+                tracing::error!(reason = %reason, "attestation failed: no evidence binds this identity; the enclave runs on");
             }
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(reason = %reason, "attestation failed: no quote binds this identity; the enclave runs on");
-                document.attestation.status = AttestationStatus::Failed;
-                document.attestation.reason = Some(reason);
-                metrics.unavailable();
-            }
+            document.attestation.status = status;
+            document.attestation.reason = Some(reason);
+            metrics.unavailable();
         }
     }
     write_document(paths, &document);
     document
+}
+
+/// A TDX quote over the identity, written to `identity.quote` and checked by the enclave
+/// itself: its structure and REPORTDATA always (by [`tsm::request_quote`]), its signatures
+/// and TCB with `collateral` when one is configured.
+fn quote_identity(
+    fs: &dyn ConfigFs,
+    report_dir: &Path,
+    digests: &IdentityDigests,
+    collateral: Option<&Path>,
+    paths: &AttestationPaths,
+    metrics: &AttestationMetrics,
+) -> Result<(Evidence, QuoteRecord, String), String> {
+    let quote = tsm::request_quote(fs, report_dir, &digests.sha512).map_err(|e| e.to_string())?;
+    let quote_sha256 = hex::encode(Sha256::digest(&quote));
+    let sha512 = hex::encode(digests.sha512);
+    write_atomic(&paths.quote_file(), &quote, PUBLIC_MODE).map_err(|e| {
+        format!(
+            "cannot write the quote to {}: {e}",
+            paths.quote_file().display()
+        )
+    })?;
+    let quote_base64 = base64::engine::general_purpose::STANDARD.encode(&quote);
+    tracing::info!(
+        quote_sha256 = %quote_sha256,
+        report_data = %sha512,
+        file = %paths.quote_file().display(),
+        quote_base64 = %quote_base64,
+        "TDX quote obtained: its REPORTDATA is the identity's SHA-512"
+    );
+    metrics.quoted(&quote_sha256, &sha512);
+    let self_check = self_check(&quote, collateral);
+    let record = QuoteRecord {
+        file: QUOTE_FILE.to_owned(),
+        sha256: quote_sha256,
+        bytes: quote.len(),
+        provider: tsm::TDX_PROVIDER.to_owned(),
+    };
+    Ok((
+        Evidence::Tdx {
+            quote: quote_base64,
+        },
+        record,
+        self_check,
+    ))
+}
+
+/// The enclave's own verdict on its quote, as the document records it.
+fn self_check(quote: &[u8], collateral: Option<&Path>) -> String {
+    let structure = "structure, TDX and REPORTDATA checked";
+    let Some(path) = collateral else {
+        return format!("{structure}; signatures not checked (no attestation.collateralFile)");
+    };
+    let checked = crate::config::regular_file::read_bounded(
+        path,
+        super::dcap::collateral::MAX_COLLATERAL_BYTES as u64,
+    )
+    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    .and_then(|bytes| {
+        super::dcap::collateral::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    })
+    .and_then(|collateral| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        super::dcap::verify_quote(
+            quote,
+            &collateral,
+            now,
+            &super::dcap::QuotePolicy::default(),
+        )
+        .map_err(|e| e.to_string())
+    });
+    match checked {
+        Ok(verified) if verified.accepted() => format!(
+            "{structure}; signatures verified to Intel's root with the configured collateral, \
+             TCB status {}",
+            verified.facts.tcb_status
+        ),
+        Ok(verified) => {
+            let refusals: Vec<String> = verified.refusals.iter().map(ToString::to_string).collect();
+            tracing::error!(refusals = %refusals.join("; "), "the enclave's own quote is refused by the default policy");
+            format!(
+                "{structure}; REFUSED by the default policy: {}",
+                refusals.join("; ")
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the enclave's own quote does not verify with the configured collateral");
+            format!("{structure}; signatures NOT verified: {e}")
+        }
+    }
 }
 
 fn extend_rtmr3(
@@ -393,6 +543,7 @@ mod tests {
             tsm_report_dir: root.map(tsm::REPORT_DIR),
             rtmr3: root.map(rtmr::RTMR3_PATH),
             order_certificate: root.map(order_certificate::ORDER_CERTIFICATE_PATH),
+            order_key: root.map(order_certificate::ORDER_KEY_PATH),
         };
         let registry = Registry::new();
         let metrics = AttestationMetrics::register(&registry).expect("metrics");
@@ -432,7 +583,7 @@ mod tests {
     fn without_a_tee_the_identity_is_published_and_attestation_is_unavailable() {
         let s = setup();
         let v = verified();
-        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let published = publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         assert_eq!(published.document.identity.nodes.len(), 5);
         let document = attest(&Kernel, published, &s.paths, &s.metrics);
         assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
@@ -468,7 +619,7 @@ mod tests {
         std::fs::write(&s.paths.rtmr3, [0u8; 48]).expect("rtmr3");
         let kernel = SimulatedKernel::default();
         let v = verified();
-        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let published = publish(&facts(&s, &v), &s.paths, &kernel, &s.metrics).expect("published");
         let digests = published.digests;
         let document = attest(&kernel, published, &s.paths, &s.metrics);
         assert_eq!(
@@ -476,9 +627,38 @@ mod tests {
             AttestationStatus::Quoted,
             "{document:?}"
         );
+        assert_eq!(document.identity.evidence.provider, "tdx");
         let quote = std::fs::read(s.paths.quote_file()).expect("quote");
         let parsed = TdQuote::parse(&quote).expect("TDX quote");
         assert_eq!(parsed.report_data, digests.sha512);
+        // The same quote is in the document, and the enclave checked it itself.
+        use base64::Engine as _;
+        assert_eq!(
+            document.evidence,
+            Some(Evidence::Tdx {
+                quote: base64::engine::general_purpose::STANDARD.encode(&quote)
+            })
+        );
+        assert!(document
+            .attestation
+            .self_check
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("structure, TDX and REPORTDATA checked"));
+        // Keys generated at this boot were born with a quote over their digest.
+        for birth in &document.birth {
+            let record = birth.record.as_ref().expect("birth evidence");
+            assert!(birth.present(), "{birth:?}");
+            let Evidence::Tdx { quote } = &record.evidence else {
+                panic!("not a quote: {record:?}");
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(quote)
+                .expect("base64");
+            let birth_quote = TdQuote::parse(&bytes).expect("quote");
+            assert_eq!(birth_quote.report_data, record.keys.report_data());
+            assert_eq!(record.keys.boot_id, document.identity.boot_id);
+        }
         // The quote was taken after the extension: it reports the extended RTMR3.
         assert_eq!(parsed.rtmr[3], rtmr::extended(&[0; 48], &digests.sha384));
         let rtmr3 = document.attestation.rtmr3.expect("rtmr3");
@@ -517,7 +697,7 @@ mod tests {
         std::fs::write(s.paths.quote_file(), b"old").expect("old quote");
         let kernel = SimulatedKernel::with_fault(Fault::ConcurrentWriter);
         let v = verified();
-        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let published = publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let document = attest(&kernel, published, &s.paths, &s.metrics);
         assert_eq!(document.attestation.status, AttestationStatus::Failed);
         assert!(document
@@ -542,7 +722,7 @@ mod tests {
         std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
         std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
         let v = verified();
-        let published = publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        let published = publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let certificate = published
             .document
             .identity
@@ -568,7 +748,7 @@ mod tests {
         std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
         std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
         let v = verified();
-        publish(&facts(&s, &v), &s.paths, &s.metrics).expect("published");
+        publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let metrics = text(&s.registry);
         let line = metrics
             .lines()
@@ -585,7 +765,7 @@ mod tests {
         store.ensure_all(&[1]).expect("keys");
         std::fs::write(store.node_dir(1).join("onchain.key"), "not hex\n").expect("damage");
         let v = verified();
-        assert!(publish(&facts(&s, &v), &s.paths, &s.metrics).is_none());
+        assert!(publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).is_none());
         assert!(!s.paths.identity_file().exists());
         assert!(text(&s.registry).contains("enclave_attestation_available 0"));
     }

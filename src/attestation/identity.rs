@@ -1,13 +1,17 @@
 //! The identity document: what this enclave runs (which configuration, verified with which key,
 //! which software) and which oracle keys it holds, in a form anyone can recompute and check.
 //!
-//! `identity.json` has three members:
+//! `identity.json` has five members:
 //!
-//! * `identity`: the facts. This is the part a quote binds.
+//! * `identity`: the facts, among them the evidence provider (`evidence.provider`, and
+//!   `evidence.insecure` for the simulated one). This is the part a quote binds.
 //! * `digests`: SHA-512 and SHA-384 of the canonical form of `identity` (see below), recorded
 //!   for convenience; a verifier recomputes them.
 //! * `attestation`: what the platform said about it (quote, RTMR3), filled in after the facts;
 //!   it cannot be part of what the quote binds, because it describes the quote.
+//! * `evidence`: the evidence over the identity's SHA-512 ([`super::evidence`]): the quote, or
+//!   the order certificate's signature with its chain, or simulated evidence.
+//! * `birth`: every node's key birth evidence ([`super::birth`]), which proves itself.
 //!
 //! **Canonical form.** The bytes that are hashed are the RFC 8785 (JCS) canonical JSON of the
 //! `identity` member exactly as it stands in the file: object members sorted by their UTF-16
@@ -24,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha384, Sha512};
 
+use super::birth::NodeBirth;
+use super::evidence::Evidence;
 use super::order_certificate::{OrderCertificate, MAX_RFC3339_SECS};
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::signature::canonical::{canonical_json, CanonicalError};
@@ -31,7 +37,7 @@ use crate::config::signature::Scheme;
 use crate::keys::NodePublicKeys;
 
 /// The `format` member: bumped when the document's meaning changes.
-pub const FORMAT: &str = "enclave-identity/1";
+pub const FORMAT: &str = "enclave-identity/2";
 /// The name of the one event this enclave records in RTMR3.
 pub const RTMR_EVENT: &str = "enclave-identity";
 
@@ -52,6 +58,18 @@ pub struct Identity {
     pub nodes: Vec<NodeIdentity>,
     /// The Super Protocol order certificate, when the platform provides one.
     pub order_certificate: Option<OrderCertificate>,
+    /// Which evidence provider attests this identity.
+    pub evidence: EvidenceChoice,
+}
+
+/// The evidence provider, stated in the identity (so the evidence cannot claim another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EvidenceChoice {
+    /// `tdx`, `superprotocol`, `simulated` or `none`.
+    pub provider: String,
+    /// True with the `simulated` provider: the evidence proves nothing (no TEE).
+    pub insecure: bool,
 }
 
 /// The verified configuration.
@@ -138,6 +156,9 @@ pub struct IdentityInputs<'a> {
     pub binary_sha256: Option<String>,
     pub nodes: &'a [NodePublicKeys],
     pub order_certificate: Option<OrderCertificate>,
+    /// The evidence provider's name, and whether it is insecure (simulated).
+    pub provider: &'a str,
+    pub insecure: bool,
 }
 
 impl Identity {
@@ -160,6 +181,10 @@ impl Identity {
             },
             nodes: inputs.nodes.iter().map(NodeIdentity::from).collect(),
             order_certificate: inputs.order_certificate,
+            evidence: EvidenceChoice {
+                provider: inputs.provider.to_owned(),
+                insecure: inputs.insecure,
+            },
         }
     }
 
@@ -222,6 +247,10 @@ pub enum AttestationStatus {
     Unavailable,
     /// The interface exists but producing a quote failed; `reason` says why.
     Failed,
+    /// The order certificate's key signed this identity (`superprotocol`).
+    Signed,
+    /// The development CA signed quote-shaped evidence (`simulated`): proves nothing.
+    Simulated,
 }
 
 impl AttestationStatus {
@@ -231,6 +260,8 @@ impl AttestationStatus {
             Self::Quoted => "quoted",
             Self::Unavailable => "unavailable",
             Self::Failed => "failed",
+            Self::Signed => "signed",
+            Self::Simulated => "simulated",
         }
     }
 }
@@ -244,6 +275,9 @@ pub struct Attestation {
     pub reason: Option<String>,
     pub quote: Option<QuoteRecord>,
     pub rtmr3: Option<RtmrRecord>,
+    /// What the enclave found when it checked its own quote right after making it.
+    #[serde(default)]
+    pub self_check: Option<String>,
 }
 
 impl Attestation {
@@ -253,6 +287,7 @@ impl Attestation {
             reason: None,
             quote: None,
             rtmr3: None,
+            self_check: None,
         }
     }
 }
@@ -291,6 +326,12 @@ pub struct IdentityDocument {
     pub identity: Identity,
     pub digests: RecordedDigests,
     pub attestation: Attestation,
+    /// The evidence over the identity's SHA-512 (none until taken, or when there is none).
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
+    /// Every node's key birth evidence, in node order.
+    #[serde(default)]
+    pub birth: Vec<NodeBirth>,
 }
 
 impl IdentityDocument {
@@ -300,6 +341,8 @@ impl IdentityDocument {
             identity,
             digests,
             attestation: Attestation::pending(),
+            evidence: None,
+            birth: Vec::new(),
         })
     }
 
@@ -360,6 +403,8 @@ mod tests {
             binary_sha256: Some("ab".repeat(32)),
             nodes,
             order_certificate: None,
+            provider: "tdx",
+            insecure: false,
         }
     }
 

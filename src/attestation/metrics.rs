@@ -30,6 +30,9 @@ pub struct AttestationMetrics {
     quote: IntGaugeVec,
     rtmr3: IntGauge,
     order_certificate: IntGaugeVec,
+    provider: IntGaugeVec,
+    insecure: IntGauge,
+    birth: IntGaugeVec,
 }
 
 impl AttestationMetrics {
@@ -45,7 +48,7 @@ impl AttestationMetrics {
             )?,
             available: IntGauge::new(
                 "enclave_attestation_available",
-                "1 when a TDX quote binds this boot's identity, 0 when there is none (no TDX, or it failed).",
+                "1 when evidence (a TDX quote, an order certificate's signature, or simulated evidence) binds this boot's identity, 0 when there is none (no provider, or it failed).",
             )?,
             quote: IntGaugeVec::new(
                 Opts::new(
@@ -65,7 +68,28 @@ impl AttestationMetrics {
                 ),
                 &["sha256_fingerprint", "subject"],
             )?,
+            provider: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_attestation_provider_info",
+                    "The evidence provider of this boot (value 1): tdx, superprotocol, simulated or none.",
+                ),
+                &["provider"],
+            )?,
+            insecure: IntGauge::new(
+                "enclave_attestation_insecure",
+                "1 when the evidence proves nothing (the simulated provider, for development chains only).",
+            )?,
+            birth: IntGaugeVec::new(
+                Opts::new(
+                    "enclave_key_birth_evidence",
+                    "Per node: 1 when its keys have birth evidence (taken when they were generated), 0 when not.",
+                ),
+                &["node"],
+            )?,
         };
+        registry.register(Box::new(m.provider.clone()))?;
+        registry.register(Box::new(m.insecure.clone()))?;
+        registry.register(Box::new(m.birth.clone()))?;
         registry.register(Box::new(m.identity.clone()))?;
         registry.register(Box::new(m.available.clone()))?;
         registry.register(Box::new(m.quote.clone()))?;
@@ -119,6 +143,27 @@ impl AttestationMetrics {
 
     pub fn unavailable(&self) {
         self.available.set(0);
+    }
+
+    /// The provider's name is one of four constants, never input.
+    pub fn provider(&self, name: &str, insecure: bool) {
+        self.provider.reset();
+        self.provider.with_label_values(&[name]).set(1);
+        self.insecure.set(i64::from(insecure));
+    }
+
+    pub fn birth(&self, births: &[super::birth::NodeBirth]) {
+        for birth in births {
+            self.birth
+                .with_label_values(&[birth.node.to_string().as_str()])
+                .set(i64::from(birth.present()));
+        }
+    }
+
+    /// Evidence other than a quote (an order certificate's signature, simulated evidence)
+    /// binds this boot's identity.
+    pub fn evidenced(&self) {
+        self.available.set(1);
     }
 
     pub fn rtmr3_extended(&self, extended: bool) {

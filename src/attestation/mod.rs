@@ -3,7 +3,10 @@
 //! `enclave status`, the log, pushed metrics) and, where the platform allows, proves it: a TDX
 //! quote whose REPORTDATA is the identity's SHA-512 ([`tsm`]), RTMR3 extended with its
 //! SHA-384 and an event log to replay ([`rtmr`]), and on Super Protocol the order certificate
-//! ([`order_certificate`]). [`verify`] is the other side: what `enclave verify-identity` checks,
+//! ([`order_certificate`]). Which of these proves the identity is the evidence provider's choice
+//! ([`evidence`]: `tdx`, `superprotocol`, or `simulated` for tests without TDX), and new node
+//! keys get evidence of their birth ([`birth`]); [`serve`] answers `GET /v1/identity` with all
+//! of it. [`verify`] is the other side: what `enclave verify-identity` checks,
 //! with [`dcap`] (a quote against Intel's collateral, offline, under a policy) and
 //! [`measurements`] (which VM images, host-chosen registers and software are allowed).
 //!
@@ -11,14 +14,17 @@
 //! in the log and the document) and never makes up a quote. Attestation failures do not stop
 //! the enclave: the oracles' work does not depend on them, and the metric tells the outside.
 
+pub mod birth;
 pub mod boot;
 pub mod dcap;
+pub mod evidence;
 pub mod identity;
 pub mod measurements;
 pub mod metrics;
 pub mod order_certificate;
 pub mod quote;
 pub mod rtmr;
+pub mod serve;
 pub mod testing;
 pub mod tsm;
 pub mod verify;
@@ -37,6 +43,7 @@ pub const EVENT_LOG_FILE: &str = "identity-events.jsonl";
 pub const TSM_REPORT_DIR_ENV: &str = "ENCLAVE_TSM_REPORT_DIR";
 pub const RTMR3_PATH_ENV: &str = "ENCLAVE_RTMR3_PATH";
 pub const ORDER_CERTIFICATE_ENV: &str = "ENCLAVE_ORDER_CERTIFICATE";
+pub const ORDER_KEY_ENV: &str = "ENCLAVE_ORDER_KEY";
 /// The image's digest, set by whoever deploys the image (it cannot be baked into the image).
 pub const IMAGE_DIGEST_ENV: &str = "ENCLAVE_IMAGE_DIGEST";
 
@@ -49,6 +56,8 @@ pub struct AttestationPaths {
     /// RTMR3's sysfs file.
     pub rtmr3: PathBuf,
     pub order_certificate: PathBuf,
+    /// The order certificate's private key (PKCS#8 PEM): signs evidence on Super Protocol.
+    pub order_key: PathBuf,
 }
 
 impl AttestationPaths {
@@ -69,6 +78,7 @@ impl AttestationPaths {
                 ORDER_CERTIFICATE_ENV,
                 order_certificate::ORDER_CERTIFICATE_PATH,
             ),
+            order_key: path(ORDER_KEY_ENV, order_certificate::ORDER_KEY_PATH),
         }
     }
 

@@ -11,6 +11,10 @@ use sha2::{Digest as _, Sha256};
 
 /// Where Super Protocol puts the order certificate.
 pub const ORDER_CERTIFICATE_PATH: &str = "/sp/certs/order_cert.crt";
+/// Where its private key is taken to be. Super Protocol's documentation says `/sp/certs` holds
+/// "the order certificate, private key, and workloadInfo" without naming the files; this name
+/// follows the certificate's, and `ENCLAVE_ORDER_KEY` overrides it.
+pub const ORDER_KEY_PATH: &str = "/sp/certs/order_cert.key";
 /// A certificate is a few KiB; anything much larger is not one.
 const MAX_CERTIFICATE_BYTES: u64 = 1024 * 1024;
 

@@ -11,8 +11,11 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::birth::BIRTH_FILE;
 use super::dcap::collateral::rfc3339;
 use super::dcap::{verify_quote, QuotePolicy};
+use super::evidence::check::{check as check_evidence, Trust};
+use super::evidence::{self as ev};
 use super::identity::{AttestationStatus, IdentityDigests, IdentityDocument, FORMAT};
 use super::measurements::{self, IdentityFacts, MeasurementRecord, TdRegisters};
 use super::quote::TdQuote;
@@ -112,6 +115,30 @@ pub struct Evidence<'a> {
     pub quote_check: Option<QuoteCheck<'a>>,
     /// The allowed measurements, and where they come from (for the report).
     pub measurements: Option<(&'a [MeasurementRecord], &'a str)>,
+    /// Certificates (DER) the verifier trusts: Super Protocol's root CA, the simulated
+    /// provider's development CA.
+    pub trusted_cas: &'a [Vec<u8>],
+    /// Unix seconds at which certificates must be valid (default: now).
+    pub at: Option<u64>,
+    /// Accept simulated evidence (development runs): without it, simulated evidence fails.
+    pub allow_simulated: bool,
+    /// A node key without birth evidence fails the verification (else it is a note).
+    pub require_birth: bool,
+}
+
+impl Evidence<'_> {
+    fn trust(&self) -> Trust<'_> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Trust {
+            trusted_cas: self.trusted_cas,
+            at: i64::try_from(self.at.unwrap_or(now)).unwrap_or(i64::MAX),
+            allow_simulated: self.allow_simulated,
+            quote_check: self.quote_check,
+        }
+    }
 }
 
 /// How to verify the quote itself.
@@ -203,7 +230,19 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
         ),
     );
     check_configuration(&mut report, &document, evidence);
-    check_quote(&mut report, &document, &digests, evidence);
+    check_provider(&mut report, &document, evidence);
+    match (&document.evidence, evidence.quote) {
+        (
+            Some(other @ (ev::Evidence::SuperProtocol { .. } | ev::Evidence::Simulated { .. })),
+            None,
+        ) => check_signed(&mut report, &document, &digests, evidence, other),
+        (Some(ev::Evidence::Tdx { quote }), None) => match ev::decode("quote", quote) {
+            Ok(bytes) => check_quote(&mut report, &document, &digests, evidence, Some(&bytes)),
+            Err(e) => report.add(Outcome::Fail, e),
+        },
+        (_, given) => check_quote(&mut report, &document, &digests, evidence, given),
+    }
+    check_births(&mut report, &document, evidence);
     if let Some(certificate) = &identity.order_certificate {
         report.add(
             Outcome::Note,
@@ -304,14 +343,175 @@ fn check_configuration(report: &mut Report, document: &IdentityDocument, evidenc
     }
 }
 
+/// The provider the identity states, the one its evidence is from, and whether it is
+/// insecure.
+fn check_provider(report: &mut Report, document: &IdentityDocument, evidence: &Evidence<'_>) {
+    let stated = &document.identity.evidence;
+    report.add(
+        Outcome::Note,
+        format!(
+            "evidence provider {:?} (as the identity states it)",
+            stated.provider
+        ),
+    );
+    if let Some(found) = &document.evidence {
+        report.pass_if(
+            found.provider() == stated.provider,
+            format!(
+                "the evidence is from the stated provider {}",
+                found.provider()
+            ),
+            format!(
+                "the evidence is from {}, the identity states {:?}",
+                found.provider(),
+                stated.provider
+            ),
+        );
+    }
+    if stated.insecure || stated.provider == ev::SIMULATED {
+        if evidence.allow_simulated {
+            report.add(
+                Outcome::Note,
+                "the identity is INSECURE (simulated provider): accepted because --allow-simulated was given",
+            );
+        } else {
+            report.add(
+                Outcome::Fail,
+                "the identity is INSECURE (simulated provider): it proves no TEE (--allow-simulated accepts it in development)",
+            );
+        }
+    }
+}
+
+/// Evidence other than a TDX quote (an order certificate's signature, simulated evidence) over
+/// the identity's SHA-512, then the event log and measurements with what it carries.
+fn check_signed(
+    report: &mut Report,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    evidence: &Evidence<'_>,
+    found: &ev::Evidence,
+) {
+    let checked = check_evidence(found, &digests.sha512, &evidence.trust(), "the identity");
+    for (outcome, message) in checked.lines {
+        report.add(outcome, message);
+    }
+    if let (
+        Some(certificate),
+        ev::Evidence::SuperProtocol {
+            certificate_chain, ..
+        },
+    ) = (&document.identity.order_certificate, found)
+    {
+        let leaf = certificate_chain
+            .first()
+            .and_then(|pem| super::order_certificate::parse(pem.as_bytes()).ok());
+        report.pass_if(
+            leaf.as_ref().map(|l| &l.sha256_fingerprint) == Some(&certificate.sha256_fingerprint),
+            "the signing certificate is the order certificate the identity names",
+            "the signing certificate is not the order certificate the identity names",
+        );
+    }
+    let quote = match found {
+        ev::Evidence::Simulated { quote, .. } => ev::decode("quote", quote)
+            .ok()
+            .and_then(|b| TdQuote::parse(&b).ok()),
+        _ => None,
+    };
+    check_event_log(report, document, digests, evidence, quote.as_ref());
+    check_measurements(report, document, evidence, checked.registers.as_ref());
+}
+
+/// Every node's key birth evidence: about the node's keys, valid evidence over their digest,
+/// and (with measurements) from an allowed TD.
+fn check_births(report: &mut Report, document: &IdentityDocument, evidence: &Evidence<'_>) {
+    let trust = evidence.trust();
+    for node in &document.identity.nodes {
+        let birth = document.birth.iter().find(|b| b.node == node.node);
+        let what = format!("node {}'s key birth", node.node);
+        let Some(record) = birth.and_then(|b| b.record.as_ref()) else {
+            let reason = birth
+                .and_then(|b| b.missing.clone())
+                .unwrap_or_else(|| format!("the document carries no {BIRTH_FILE}"));
+            let message = format!(
+                "node {}: NO BIRTH EVIDENCE ({reason}): nothing shows its keys were made inside a TEE",
+                node.node
+            );
+            if evidence.require_birth {
+                report.add(Outcome::Fail, message);
+            } else {
+                report.add(Outcome::Note, message);
+            }
+            continue;
+        };
+        let mut failed = false;
+        let mut add = |report: &mut Report, outcome: Outcome, message: String| {
+            failed |= outcome == Outcome::Fail;
+            report.add(outcome, message);
+        };
+        if record.keys.public_keys != *node {
+            add(
+                report,
+                Outcome::Fail,
+                format!("{what}: its evidence is about other keys than the identity's"),
+            );
+        }
+        if record.sha256 != hex::encode(record.keys.digest()) {
+            add(
+                report,
+                Outcome::Fail,
+                format!("{what}: the recorded digest is not that of its keys"),
+            );
+        }
+        let checked = check_evidence(&record.evidence, &record.keys.report_data(), &trust, &what);
+        for (outcome, message) in checked.lines {
+            // Simulated evidence is refused once for the identity; here it is a note.
+            add(report, outcome, message);
+        }
+        if let (Some((records, source)), Some(registers)) =
+            (evidence.measurements, checked.registers.as_ref())
+        {
+            let outcome = measurements::check(records, Some(registers), None);
+            match outcome.matched {
+                Some(id) => add(
+                    report,
+                    Outcome::Pass,
+                    format!("{what}: the TD is allowed by measurement record {id:?} ({source})"),
+                ),
+                None => add(
+                    report,
+                    Outcome::Fail,
+                    format!(
+                        "{what}: no allowed measurement record ({source}) matches: {}",
+                        outcome.explain()
+                    ),
+                ),
+            }
+        }
+        if !failed {
+            report.add(
+                Outcome::Pass,
+                format!(
+                    "node {}'s keys were born with {} evidence at boot {} ({})",
+                    node.node,
+                    record.evidence.provider(),
+                    record.keys.boot_id,
+                    record.keys.born_at
+                ),
+            );
+        }
+    }
+}
+
 fn check_quote(
     report: &mut Report,
     document: &IdentityDocument,
     digests: &IdentityDigests,
     evidence: &Evidence<'_>,
+    quote: Option<&[u8]>,
 ) {
     let attestation = &document.attestation;
-    let Some(bytes) = evidence.quote else {
+    let Some(bytes) = quote else {
         let message = match attestation.status {
             AttestationStatus::Quoted => {
                 "no quote given: the document says a quote exists (give --quote identity.quote)"

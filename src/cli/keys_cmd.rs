@@ -4,6 +4,11 @@
 use serde::Serialize;
 
 use super::{Cli, KeysCommand};
+use crate::attestation::birth::ensure_keys;
+use crate::attestation::boot::random_boot_id;
+use crate::attestation::evidence::Provider;
+use crate::attestation::tsm::Kernel;
+use crate::attestation::AttestationPaths;
 use crate::config::load_verified_with_key_file;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::exit;
@@ -17,8 +22,18 @@ pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     let config = verified.config;
     let store = KeyStore::from_config(&root, &config);
     // Both commands generate what is missing first, so `show` never reports keys that a later
-    // `init` would replace.
-    let publics = store.ensure_all(&config.nodes.all())?;
+    // `init` would replace. Keys made now get birth evidence from the configured provider
+    // (the keys module makes keys; taking evidence is attestation's, orchestrated here).
+    let provider = Provider::choose(&config.attestation, &AttestationPaths::from_env(&root));
+    let boot_id = hex::encode(random_boot_id());
+    let (publics, births) = ensure_keys(&store, &config.nodes.all(), &provider, &Kernel, &boot_id)?;
+    for birth in births.iter().filter(|b| !b.present()) {
+        tracing::warn!(
+            node = birth.node,
+            reason = birth.missing.as_deref().unwrap_or(""),
+            "node keys without birth evidence"
+        );
+    }
     match command {
         KeysCommand::Init => {
             tracing::info!(

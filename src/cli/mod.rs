@@ -113,6 +113,16 @@ pub enum Command {
         /// attestation.allowedMeasurements, if any].
         #[arg(long, value_name = "FILE")]
         measurements: Option<PathBuf>,
+        /// A CA certificate (PEM) to trust: Super Protocol's root for `superprotocol` evidence,
+        /// the development CA for `simulated` evidence. Repeatable.
+        #[arg(long = "trusted-ca", value_name = "FILE")]
+        trusted_ca: Vec<PathBuf>,
+        /// Accept simulated evidence (no TEE; development runs only).
+        #[arg(long)]
+        allow_simulated: bool,
+        /// Fail when a node key has no birth evidence (else it is reported as a note).
+        #[arg(long)]
+        require_birth: bool,
         #[command(flatten)]
         check: QuoteCheckArgs,
         /// The verifying key the image is expected to trust (the configuration is given with
@@ -386,6 +396,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             event_log,
             collateral,
             measurements,
+            trusted_ca,
+            allow_simulated,
+            require_birth,
             check,
             key,
         } => verify_identity_cmd::run(
@@ -396,6 +409,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 event_log: event_log.as_deref(),
                 collateral: collateral.as_deref(),
                 measurements: measurements.as_deref(),
+                trusted_cas: trusted_ca,
+                allow_simulated: *allow_simulated,
+                require_birth: *require_birth,
             },
             check,
             key,

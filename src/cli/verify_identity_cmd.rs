@@ -1,12 +1,15 @@
 //! `enclave verify-identity IDENTITY.json [--quote FILE] [--event-log FILE] [--collateral FILE]
-//! [--measurements FILE] [--config FILE --public-key-file FILE]`: what a third party runs on
-//! what an enclave published.
+//! [--measurements FILE] [--trusted-ca FILE]… [--allow-simulated] [--require-birth]
+//! [--config FILE --public-key-file FILE]`: what a third party runs on what an enclave
+//! published (the document, as `GET /v1/identity` serves it, carries its evidence and the
+//! nodes' key birth evidence).
 
 use std::path::Path;
 
 use super::config_cmd::public_key;
 use super::quote_cmd::{read_collateral, read_input, read_measurements, QuoteCheckArgs};
 use super::{InputError, KeyArgs};
+use crate::attestation::evidence::signing::certificates;
 use crate::attestation::verify::{verify, Evidence, QuoteCheck};
 use crate::config::{read_document, validate_document};
 use crate::exit;
@@ -21,6 +24,9 @@ pub struct Inputs<'a> {
     pub event_log: Option<&'a Path>,
     pub collateral: Option<&'a Path>,
     pub measurements: Option<&'a Path>,
+    pub trusted_cas: &'a [std::path::PathBuf],
+    pub allow_simulated: bool,
+    pub require_birth: bool,
 }
 
 fn text(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -42,6 +48,13 @@ pub fn run(
     let event_log = inputs.event_log.map(|p| text(p, "event log")).transpose()?;
     let collateral = inputs.collateral.map(read_collateral).transpose()?;
     let policy = check.policy()?;
+    let mut trusted_cas = Vec::new();
+    for path in inputs.trusted_cas {
+        let pem = read_input(path, "trusted CA certificate", MAX_INPUT_BYTES)?;
+        let mut certs =
+            certificates(&pem).map_err(|e| InputError(format!("{}: {e}", path.display())))?;
+        trusted_cas.append(&mut certs);
+    }
     let configuration = config.map(read_document).transpose()?;
     let public_key = public_key(key, None)?;
     // The allowed measurements: the file, else the configuration's (when it is valid; an
@@ -73,6 +86,10 @@ pub fn run(
                 policy: &policy,
             }),
             measurements: records.as_deref().map(|r| (r, source.as_str())),
+            trusted_cas: &trusted_cas,
+            at: Some(check.at()),
+            allow_simulated: inputs.allow_simulated,
+            require_birth: inputs.require_birth,
         },
     );
     for check in &report.checks {

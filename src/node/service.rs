@@ -189,7 +189,7 @@ pub async fn run(
     tracing::info!(%addr, node, "node API listening");
     crate::service::readiness::notify_ready(notify_fd);
     let shutdown = crate::service::readiness::termination()?;
-    let app = api::router(api_state);
+    let app = api::router(api_state).merge(crate::attestation::serve::router(root));
     let limits = crate::net::http_server::Limits::API;
     crate::net::http_server::serve(listener, app, limits, &registry, shutdown)
         .await

@@ -20,6 +20,7 @@ use super::process::become_subreaper;
 use super::restart::RestartLimits;
 use crate::attestation::boot::{self as identity_boot, BootFacts};
 use crate::attestation::metrics::AttestationMetrics;
+use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
 use crate::config::schema::Config;
 use crate::config::{load_verified, read_key_file, VerifiedConfig};
@@ -259,7 +260,14 @@ fn supervise(
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let outcome = serve_and_supervise(
-            config, &registry, &state_dir, supervisor, pusher, &tasks, &stop,
+            config,
+            &registry,
+            crate::attestation::serve::router(root),
+            &state_dir,
+            supervisor,
+            pusher,
+            &tasks,
+            &stop,
         )
         .await;
         stop.cancel();
@@ -284,9 +292,11 @@ fn supervise(
 
 /// Serves the supervisor's metrics while the supervisor runs; returns its exit code once the
 /// tree is down, the endpoint closed and the last push done.
+#[allow(clippy::too_many_arguments)]
 async fn serve_and_supervise(
     config: &Config,
     registry: &Registry,
+    identity_api: axum::Router,
     state_dir: &StateDir,
     supervisor: Supervisor,
     pusher: Pusher,
@@ -294,10 +304,11 @@ async fn serve_and_supervise(
     stop: &CancellationToken,
 ) -> std::io::Result<u8> {
     let addr = SocketAddr::new(config.ports.listen_host, config.ports.supervisor);
-    let server = tasks.spawn(server::serve(
+    let server = tasks.spawn(server::serve_with(
         addr,
         registry.clone(),
         health_of(state_dir.clone()),
+        identity_api,
         stop.clone().cancelled_owned(),
     ));
     let supervised = match supervisor.stop_on_termination_signals() {
@@ -355,7 +366,7 @@ fn publish_identity(
         insecure_key: boot.insecure,
         boot_time: boot.boot_time,
     };
-    let published = identity_boot::publish(&facts, &paths, &metrics)?;
+    let published = identity_boot::publish(&facts, &paths, &Kernel, &metrics)?;
     identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {
         super::early_signals::requested().is_some()
     })

@@ -40,9 +40,21 @@ pub async fn serve(
     health: HealthCheck,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(addr, registry, health, Router::new(), shutdown).await
+}
+
+/// [`serve`] with more routes (`extra`, without a fallback of its own): the supervisor's port
+/// also answers `/v1/identity`.
+pub async fn serve_with(
+    addr: SocketAddr,
+    registry: Registry,
+    health: HealthCheck,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
-    let app = router(registry.clone(), health);
+    let app = router(registry.clone(), health).merge(extra);
     http_server::serve(listener, app, Limits::METRICS, &registry, shutdown).await?;
     Ok(())
 }

@@ -156,7 +156,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         .map(|af| read_alerts(r, af))
         .unwrap_or_default();
     let attestation = f.object(r, "attestation");
-    let attestation = read_attestation(r, attestation);
+    let chain_id = chain.as_ref().map(|c| c.chain_id);
+    let attestation = read_attestation(r, attestation, chain_id);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
