@@ -444,6 +444,10 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<InputError>().is_some() {
         return exit::INPUT_INVALID;
     }
+    // The node stopped because its RPC endpoint serves another chain than configured.
+    if let Some(crate::node::service::NodeError::WrongChain { .. }) = error.downcast_ref() {
+        return exit::CONFIG_INVALID;
+    }
     error
         .downcast_ref::<ConfigError>()
         .map(ConfigError::exit_code)

@@ -21,5 +21,6 @@ pub mod protocol;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod tasks;
 pub mod transmission;
 pub mod writes;

@@ -253,6 +253,29 @@ impl Don {
         serde_json::from_slice(&out.stdout).expect("keys JSON")
     }
 
+    /// `enclave don-config [--submit]`: exit code, the JSON printed, stderr.
+    pub fn don_config(&self, submit: bool) -> (i32, Value, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
+        command
+            .arg("--root")
+            .arg(&self.enclave.root)
+            .arg("don-config");
+        if submit {
+            command.arg("--submit");
+        }
+        let out = command
+            .env_remove("CONFIGURATION_PATH")
+            .env_remove("ENCLAVE_ROOT")
+            .output()
+            .expect("don-config runs");
+        let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            value,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn logs(&self, node: u32) -> String {
         fs::read_to_string(self.logs.join(format!("node-{node}.log"))).unwrap_or_default()
     }
