@@ -93,9 +93,14 @@ fn a_new_contract_configuration_restarts_the_feed_inside_the_running_oracles() {
     let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     let first = contract_digest(&chain, &contract);
-    wait_until(T, "the first answer on chain", || {
-        chain.latest_answer(&contract) == 6_712_345_000_000
-    });
+    let landed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(T, "the first answer on chain", || {
+            chain.latest_answer(&contract) == 6_712_345_000_000
+        })
+    }));
+    if landed.is_err() {
+        panic!("no first answer; node 2 said:\n{}", don.logs(2));
+    }
     let pids: Vec<Option<u32>> = don.oracles().iter().map(|&n| don.pid(n)).collect();
     for n in don.oracles() {
         assert_eq!(don.metric(n, RECONFIGURED), 0.0, "node {n}");
