@@ -218,10 +218,25 @@ impl Don {
         accept: impl Fn(&Value) -> bool,
     ) -> Value {
         let mut found = None;
-        wait_until(T, &format!("node {node}, {feed}: {what}"), || {
-            found = self.latest(node, feed).filter(|v| accept(v));
-            found.is_some()
-        });
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(T, &format!("node {node}, {feed}: {what}"), || {
+                found = self.latest(node, feed).filter(|v| accept(v));
+                found.is_some()
+            })
+        }));
+        if let Err(e) = waited {
+            let logs = self.logs(node);
+            let tail: String = logs
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            eprintln!("node {node}'s log ends with:\n{tail}");
+            std::panic::resume_unwind(e);
+        }
         found.expect("found")
     }
 
