@@ -6,6 +6,7 @@ pub mod api;
 pub mod chain;
 pub mod contract_state;
 pub mod don_config;
+pub mod error;
 pub mod feed_health;
 pub mod feed_task;
 pub mod fence;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{self, Api, OracleApi};
 use super::chain::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
+pub use super::error::NodeError;
 use super::feed_health::{evaluate, stale_after, Seen, Transition, Watch};
 use super::feed_task::{Input, Shared};
 use super::metrics::NodeMetrics;
@@ -48,51 +49,6 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const PEER_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const FEED_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const PACEMAKER_QUEUE: usize = 4096;
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("node {node} is not in this configuration (nodes are 1..{total})")]
-    UnknownNode { node: u32, total: u32 },
-    #[error(transparent)]
-    Keys(#[from] crate::keys::KeyError),
-    #[error(transparent)]
-    OracleSet(#[from] super::oracle_set::OracleSetError),
-    #[error("cannot read node {node}'s database credentials: {source}")]
-    Credentials {
-        node: u32,
-        #[source]
-        source: crate::postgres::pgpass::PgpassError,
-    },
-    #[error(transparent)]
-    Database(#[from] crate::postgres::db::DbError),
-    #[error(transparent)]
-    Store(#[from] super::store::StoreError),
-    #[error("P2P: {0}")]
-    P2p(#[from] p2p::P2pError),
-    #[error("cannot listen on {addr} for the node API: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Observer(#[from] super::observe::ObserveError),
-    #[error("chain: {0}")]
-    Chain(#[from] super::chain::ChainError),
-    #[error("faucet: {0}")]
-    Faucet(String),
-    #[error("chain.configureContracts: {0}")]
-    Configurator(String),
-    #[error(transparent)]
-    Push(#[from] telemetry::push::PushError),
-    #[error(transparent)]
-    Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// Fatal for the node: it stops (normally) and exits with the configuration-error code.
-    #[error("the RPC endpoint (chainlinkRpcHttpUrl) serves chain {got}, but chainlinkChainId is {expected}: the node stopped")]
-    WrongChain { expected: u64, got: u64 },
-}
 
 pub async fn run(
     config: &Config,
