@@ -10,5 +10,6 @@ pub const USAGE: u8 = 2;
 pub const INPUT_INVALID: u8 = 65;
 /// The configuration's signature is missing or invalid, or the verifying key is unusable (EX_NOPERM).
 pub const SIGNATURE_INVALID: u8 = 77;
-/// The configuration cannot be read or is invalid (EX_CONFIG).
+/// The configuration cannot be read or is invalid, or (`enclave node`) its RPC endpoint serves
+/// another chain than `chainlinkChainId` (EX_CONFIG).
 pub const CONFIG_INVALID: u8 = 78;

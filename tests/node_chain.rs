@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::devchain::{self, Contract, DevChain, Upstream, TEST_BILLING};
 use common::don::{Don, T};
@@ -16,66 +15,7 @@ use serde_json::{json, Value};
 
 /// `requestNewRound()` from the contract's owner, through the enclave's own transaction sender.
 fn request_new_round(chain: &DevChain, contract: &str) {
-    owner_send(chain, contract, &hex::decode("98e5b12a").expect("selector"));
-}
-
-/// A transaction from the chain's owner account (the contracts' owner and, in these tests, the
-/// admin and every payee), through the enclave's own transaction sender; it must succeed.
-fn owner_send(chain: &DevChain, contract: &str, data: &[u8]) {
-    use enclave::node::chain::{GasPolicy, RpcClient, TxSender, TxStatus};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let rpc = RpcClient::new(chain.rpc.parse().expect("url"), Duration::from_secs(5))
-            .expect("client");
-        let key_hex = chain.owner.1.trim_start_matches("0x");
-        let key =
-            k256::ecdsa::SigningKey::from_slice(&hex::decode(key_hex).expect("hex")).expect("key");
-        let sender = TxSender::new(
-            std::sync::Arc::new(rpc),
-            chain.chain_id,
-            key,
-            GasPolicy::default(),
-        )
-        .expect("sender");
-        let to: alloy_primitives::Address = contract.parse().expect("address");
-        let data = alloy_primitives::Bytes::from(data.to_vec());
-        let outcome = sender
-            .send_and_wait(
-                to,
-                data,
-                alloy_primitives::U256::ZERO,
-                Duration::from_secs(20),
-                Duration::from_secs(5),
-            )
-            .await
-            .expect("owner transaction mined");
-        assert_eq!(outcome.status, TxStatus::Success);
-    });
-}
-
-fn don_config(don: &Don, submit: bool) -> (i32, Value, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
-    command
-        .arg("--root")
-        .arg(&don.enclave.root)
-        .arg("don-config");
-    if submit {
-        command.arg("--submit");
-    }
-    let out = command
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("ENCLAVE_ROOT")
-        .output()
-        .expect("don-config runs");
-    let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        value,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    chain.owner_send(contract, &hex::decode("98e5b12a").expect("selector"));
 }
 
 #[test]
@@ -128,7 +68,7 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
         let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
         let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
         let data = enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]);
-        owner_send(&chain, &contract, &data);
+        chain.owner_send(&contract, &data);
     }
     // Without a configuration on the contract no feed starts, and /health says why.
     wait_until(
@@ -144,7 +84,7 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
         },
     );
 
-    let (code, submitted, stderr) = don_config(&don, true);
+    let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     assert_eq!(submitted["feeds"][0]["result"], "submitted", "{submitted}");
     let digest = submitted["feeds"][0]["configDigest"]
@@ -180,7 +120,7 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
         Contract::Model => assert_eq!(submitted["feeds"][0]["payees"], "not-managed"),
     }
     assert_eq!(submitted["feeds"][0]["billing"], "not-configured");
-    let (code, again, _) = don_config(&don, true);
+    let (code, again, _) = don.don_config(true);
     assert_eq!(code, 0);
     assert_eq!(
         again["feeds"][0]["result"], "up-to-date",
@@ -281,7 +221,7 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
     wait_until(T, "the top-ups counted", || {
         don.metric(1, "enclave_chain_faucet_topups_total{result=\"success\"}") >= 8.0
     });
-    let (code, submitted, stderr) = don_config(&don, true);
+    let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     assert_eq!(submitted["feeds"][0]["result"], "submitted", "{submitted}");
     wait_until(T, "the answer on chain", || {
@@ -335,7 +275,7 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed(kind: Contract
             10u128.pow(18),
         );
     }
-    let (code, submitted, stderr) = don_config(&don, true);
+    let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     wait_until(T, "the first answer on chain", || {
         chain.latest_answer(&contract) == 15_000_000_000
@@ -419,7 +359,7 @@ fn with_configure_contracts_node_1_configures_every_contract_itself() {
         ),
         1.0
     );
-    let (code, again, stderr) = don_config(&don, true);
+    let (code, again, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{again}\n{stderr}");
     assert_eq!(again["feeds"][0]["result"], "up-to-date", "{again}");
     // Restarted, node 1 finds the contract configured and sends nothing.
@@ -530,8 +470,7 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
     let transmitters = common::oracle_transmitters(&don.keys());
     let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
     let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
-    owner_send(
-        &chain,
+    chain.owner_send(
         &contract,
         &enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]),
     );
@@ -615,13 +554,13 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
     let mut withdraw = common::devchain::selector("withdrawPayment(address)").to_vec();
     withdraw.extend([0u8; 12]);
     withdraw.extend(hex::decode(transmitters[0].trim_start_matches("0x")).expect("hex"));
-    owner_send(&chain, &contract, &withdraw);
+    chain.owner_send(&contract, &withdraw);
     let paid = chain.token_balance(&link, &chain.owner.0) - before;
     assert!(paid >= owed, "paid {paid}, owed {owed} before");
     assert!(chain.token_balance(&link, &contract) < 1000 * 10u128.pow(18));
 
     // Restarted, node 1 finds everything in place and sends nothing.
-    let (code, again, stderr) = don_config(&don, true);
+    let (code, again, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{again}\n{stderr}");
     assert_eq!(again["feeds"][0]["result"], "up-to-date", "{again}");
     assert_eq!(again["feeds"][0]["billing"], "up-to-date", "{again}");

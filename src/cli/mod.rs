@@ -460,8 +460,30 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<InputError>().is_some() {
         return exit::INPUT_INVALID;
     }
+    // The node stopped because its RPC endpoint serves another chain than configured.
+    if let Some(crate::node::error::NodeError::WrongChain { .. }) = error.downcast_ref() {
+        return exit::CONFIG_INVALID;
+    }
     error
         .downcast_ref::<ConfigError>()
         .map(ConfigError::exit_code)
         .unwrap_or(exit::FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::error::NodeError;
+
+    #[test]
+    fn a_node_stopped_on_another_chain_exits_with_the_configuration_code_and_other_node_errors_with_1(
+    ) {
+        let wrong = anyhow::Error::from(NodeError::WrongChain {
+            expected: 7418,
+            got: 1337,
+        });
+        assert_eq!(exit_code_of(&wrong), exit::CONFIG_INVALID);
+        let other = anyhow::Error::from(NodeError::UnknownNode { node: 9, total: 5 });
+        assert_eq!(exit_code_of(&other), exit::FAILURE);
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use alloy_primitives::{aliases::I192, keccak256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::contract_state::{should_report, ContractState, LatestAnswer};
 use super::fence;
@@ -22,6 +22,7 @@ use super::protocol::pacemaker::PacemakerState;
 use super::protocol::verify;
 use super::status::{NodeStatus, Outcome};
 use super::store::{FinalizedReport, SignGuard, Store};
+use super::tasks::NodeTasks;
 use super::writes::Write;
 use crate::config::schema::feeds::FeedConfig;
 use crate::keys::peer_id::PeerId;
@@ -75,6 +76,8 @@ pub struct FeedTask {
     shared: Arc<Shared>,
     inputs: mpsc::Sender<Input>,
     round_started: Option<(u32, u8, Instant)>,
+    /// This instance's scope: cancelled when the node stops or the feed is reconfigured.
+    tasks: NodeTasks,
 }
 
 impl FeedTask {
@@ -84,6 +87,7 @@ impl FeedTask {
         state: PacemakerState,
         shared: Arc<Shared>,
         inputs: mpsc::Sender<Input>,
+        tasks: NodeTasks,
     ) -> Self {
         shared.status.add_feed(&feed.name, cfg.digest);
         Self {
@@ -92,10 +96,13 @@ impl FeedTask {
             shared,
             inputs,
             round_started: None,
+            tasks,
         }
     }
 
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Input>, mut stop: watch::Receiver<bool>) {
+    /// Runs until the instance's scope is cancelled (or every sender of its inbox is gone).
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+        let stop = self.tasks.token();
         let outputs = self.instance.start(Instant::now());
         self.carry_out(outputs);
         loop {
@@ -112,7 +119,7 @@ impl FeedTask {
                     None => break,
                 },
                 _ = sleep => self.instance.tick(Instant::now()),
-                _ = stop.changed() => break,
+                _ = stop.cancelled() => break,
             };
             self.carry_out(outputs);
         }
@@ -186,7 +193,7 @@ impl FeedTask {
         let inputs = self.inputs.clone();
         let feed = self.feed.name.clone();
         let decimals = self.feed.decimals;
-        tokio::spawn(async move {
+        self.tasks.spawn_cancellable(async move {
             let value = match shared.observer.observe(&feed).await {
                 Ok(price) => match scale_price(price, decimals) {
                     Ok(value) => {
@@ -233,7 +240,7 @@ impl FeedTask {
         let inputs = self.inputs.clone();
         let cfg = self.instance.config().clone();
         let feed = self.feed.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_cancellable(async move {
             if let Some(decision) = decide(&shared, &cfg, &feed, epoch, round, observations).await {
                 let _ = inputs
                     .send(Input::Decided {
@@ -306,7 +313,9 @@ impl FeedTask {
             alpha_ppb: self.feed.alpha_ppb,
             delta_c: self.feed.heartbeat,
         };
-        tokio::spawn(async move { super::writes::store_finalized(&shared, pending).await });
+        // Not cancellable: a finalized report is stored (or kept for retry) even while stopping.
+        self.tasks
+            .spawn(async move { super::writes::store_finalized(&shared, pending).await });
         tracing::info!(feed = %self.feed.name, epoch, round, answer = %answer, "report finalized");
     }
 

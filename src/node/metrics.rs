@@ -45,6 +45,7 @@ pub struct NodeMetrics {
     pub report_requests: IntCounter,
     pub rounds_fenced: IntCounterVec,
     pub database_behind_chain: IntGaugeVec,
+    pub feed_reconfigurations: IntCounterVec,
     scores: Mutex<HashMap<u8, f64>>,
 }
 
@@ -82,6 +83,7 @@ impl NodeMetrics {
             report_requests: IntCounter::new("enclave_node_report_requests_total", "Valid report requests seen (the denominator of participation).")?,
             rounds_fenced: counter("enclave_node_rounds_fenced_total", "Rounds at or below the rollback fence (the contract's latest report when the feed started), in which this oracle neither observed nor signed, by feed.", &["feed"])?,
             database_behind_chain: IntGaugeVec::new(Opts::new("enclave_node_database_behind_chain", "1 when, at this run's start of the feed, the oracle's database knew less than the contract's latest report (a restored backup, a rolled-back volume, or reports made while the oracle was down); 0 when in step. Set once the contract is read."), &["feed"])?,
+            feed_reconfigurations: counter("enclave_node_feed_reconfigurations_total", "Times a feed's protocol instance was restarted inside the node because its contract's configuration changed (new config digest, keys or oracle set), by feed.", &["feed"])?,
             scores: Mutex::new(HashMap::new()),
         };
         registry.register(Box::new(m.rounds_started.clone()))?;
@@ -107,6 +109,7 @@ impl NodeMetrics {
         registry.register(Box::new(m.report_requests.clone()))?;
         registry.register(Box::new(m.rounds_fenced.clone()))?;
         registry.register(Box::new(m.database_behind_chain.clone()))?;
+        registry.register(Box::new(m.feed_reconfigurations.clone()))?;
         Ok(m)
     }
 

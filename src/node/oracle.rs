@@ -1,17 +1,22 @@
 //! Starting an oracle (nodes 2..N): its database, observer, contract state, one protocol instance
 //! per feed and, with a chain, the transmitter. With a chain a feed's instance starts once its
-//! contract's configuration names this oracle set (the digest and shared secret come from it);
-//! without one (`chain.enabled: false`) every feed starts at once with a locally derived digest.
+//! contract's configuration names this oracle set (the digest and shared secret come from it),
+//! and when that configuration changes the feed's instance alone is stopped and started again
+//! under the new one, inside the process; without a chain (`chain.enabled: false`) every feed
+//! starts at once with a locally derived digest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::api::OracleApi;
 use super::chain::{AggregatorContract, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender};
 use super::contract_state::{FinalizedContractState, LatestAnswer};
+use super::error::NodeError;
 use super::feed_task::{FeedTask, Input, Shared, INBOX};
 use super::fence::{self, ChainPosition, Fence};
 use super::metrics::NodeMetrics;
@@ -23,9 +28,9 @@ use super::onchain::transmitter::{ToTransmit, Transmitter};
 use super::onchain::OnchainMetrics;
 use super::oracle_set::OracleSet;
 use super::protocol::config::InstanceConfig;
-use super::service::NodeError;
 use super::status::NodeStatus;
 use super::store::Store;
+use super::tasks::NodeTasks;
 use super::transmission::schedule::Schedule;
 use crate::config::schema::chain_options::{ChainOptions, GasType};
 use crate::config::schema::feeds::FeedConfig;
@@ -33,11 +38,6 @@ use crate::config::Config;
 use crate::keys::OracleKeys;
 
 pub type Routes = Arc<RwLock<HashMap<ConfigDigest, mpsc::Sender<Input>>>>;
-pub type Tasks = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
-
-/// Exit code when a contract's configuration changes under a running oracle: the supervisor
-/// restarts it, and the new configuration is read at start.
-pub const EXIT_CONFIG_CHANGED: i32 = 75;
 
 /// What starting one feed's instance needs.
 pub struct Starter {
@@ -48,22 +48,29 @@ pub struct Starter {
     pub store: Store,
     pub shared: Arc<Shared>,
     pub routes: Routes,
-    pub tasks: Tasks,
     pub api: Arc<OracleApi>,
-    pub stopped: watch::Receiver<bool>,
     pub local_contract: Option<Arc<FinalizedContractState>>,
+}
+
+/// One feed's running protocol instance, as [`Starter::start`] left it.
+pub struct Running {
+    feed: String,
+    pub digest: ConfigDigest,
+    scope: NodeTasks,
+    task: JoinHandle<()>,
 }
 
 impl Starter {
     /// Starts `feed`'s instance under `digest`, with the leader key from `secret`, fenced by the
-    /// contract's position `chain` (`None`: no chain).
+    /// contract's position `chain` (`None`: no chain). Its tasks run in `scope`, which stops it.
     pub async fn start(
         &self,
         feed: &FeedConfig,
         digest: ConfigDigest,
         secret: &[u8; 16],
         chain: Option<ChainPosition>,
-    ) -> Result<(), NodeError> {
+        scope: NodeTasks,
+    ) -> Result<Running, NodeError> {
         if let Some(latest) = self.store.latest_finalized(&feed.name, digest).await? {
             // The gauges an alert on feed freshness reads exist from the start, not only after
             // the next report.
@@ -120,19 +127,46 @@ impl Starter {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(digest, tx.clone());
-        let task = FeedTask::new(feed.clone(), cfg, fenced.start, self.shared.clone(), tx);
-        let handle = tokio::spawn(task.run(rx, self.stopped.clone()));
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handle);
+        let task = FeedTask::new(
+            feed.clone(),
+            cfg,
+            fenced.start,
+            self.shared.clone(),
+            tx,
+            scope.clone(),
+        );
+        let task = scope.spawn(task.run(rx));
         self.api
             .feeds
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push((feed.clone(), digest));
         tracing::info!(feed = %feed.name, digest = %digest, "protocol instance started");
-        Ok(())
+        Ok(Running {
+            feed: feed.name.clone(),
+            digest,
+            scope,
+            task,
+        })
+    }
+
+    /// Stops a running instance: cancels its tasks, waits for its loop to end and stops routing
+    /// messages to it (its digest's messages are then counted as `unknown_digest`).
+    pub async fn stop(&self, running: Running) {
+        running.scope.cancel();
+        if let Err(e) = running.task.await {
+            tracing::error!(feed = %running.feed, error = %e, "the protocol instance's task failed");
+        }
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&running.digest);
+        self.api
+            .feeds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(f, d)| !(f.name == running.feed && *d == running.digest));
+        tracing::info!(feed = %running.feed, digest = %running.digest, "protocol instance stopped");
     }
 }
 
@@ -217,23 +251,31 @@ pub fn rpc_client(
     Ok(Arc::new(rpc))
 }
 
-/// Exit code when the RPC endpoint serves another chain than `chainlinkChainId`: a configuration
-/// error, as for an invalid configuration.
-pub const EXIT_WRONG_CHAIN: i32 = 78;
-
-/// Asks the endpoint for its chain id until it answers; another chain than configured stops the
-/// node (sending transactions signed for one chain to another is never right).
-pub async fn watch_chain_id(rpc: Arc<RpcClient>, expected: u64, retry: Duration) {
+/// Asks the endpoint for its chain id until it answers or `stop` is cancelled. Another chain than
+/// configured is returned as an error: the node stops on it (sending transactions signed for one
+/// chain to another is never right), through its normal shutdown.
+pub async fn watch_chain_id(
+    rpc: Arc<RpcClient>,
+    expected: u64,
+    retry: Duration,
+    stop: CancellationToken,
+) -> Result<(), NodeError> {
     loop {
-        match rpc.check_chain_id(expected).await {
-            Ok(()) => return,
-            Err(e @ super::chain::ChainError::WrongChain { .. }) => {
-                tracing::error!(error = %e, "wrong chain; stopping");
-                std::process::exit(EXIT_WRONG_CHAIN);
+        let checked = tokio::select! {
+            checked = rpc.check_chain_id(expected) => checked,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        match checked {
+            Ok(()) => return Ok(()),
+            Err(super::chain::ChainError::WrongChain { expected, got }) => {
+                return Err(NodeError::WrongChain { expected, got })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check the chain id yet; retrying");
-                tokio::time::sleep(retry).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
             }
         }
     }
@@ -310,29 +352,103 @@ pub async fn chain_parts(
     })
 }
 
-/// Waits for `feed`'s contract configuration and its latest transmission (the rollback fence),
-/// starts the instance, then watches for a change.
+/// Follows `feed`'s contract for as long as `scope` runs: joins its configuration (see
+/// [`join_configuration`]), and when the contract's configuration changes stops the feed's
+/// instance and joins the new one, counted in `enclave_node_feed_reconfigurations_total`.
 pub async fn follow_contract(
     starter: Arc<Starter>,
     feed: FeedConfig,
     contract: AggregatorContract,
     reader: Arc<ChainContractState>,
     config_key: x25519_dalek::StaticSecret,
+    scope: NodeTasks,
 ) {
     let poll = starter.config.chain_options.contract_poll_interval;
-    let mut stopped = starter.stopped.clone();
+    let stop = scope.token();
+    loop {
+        let Some(running) =
+            join_configuration(&starter, &feed, &contract, &reader, &config_key, &scope).await
+        else {
+            return;
+        };
+        match watch_configuration(&contract, running.digest, poll, &stop).await {
+            Watched::Stopped => return,
+            Watched::Changed { new } => {
+                tracing::warn!(feed = %feed.name, old = %running.digest, %new, "the contract's configuration changed; restarting the feed's protocol instance to join it");
+                starter
+                    .shared
+                    .metrics
+                    .feed_reconfigurations
+                    .with_label_values(&[&feed.name])
+                    .inc();
+                starter.stop(running).await;
+            }
+        }
+    }
+}
+
+/// How watching a running instance's contract configuration ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Watched {
+    /// The node (or the feed) is stopping.
+    Stopped,
+    /// The contract now holds another configuration than the instance's.
+    Changed { new: ConfigDigest },
+}
+
+/// Reads the contract's configuration digest every `poll` until it is no longer `digest`.
+async fn watch_configuration(
+    contract: &AggregatorContract,
+    digest: ConfigDigest,
+    poll: Duration,
+    stop: &CancellationToken,
+) -> Watched {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.cancelled() => return Watched::Stopped,
+        }
+        let details = tokio::select! {
+            details = contract.latest_config_details() => details,
+            _ = stop.cancelled() => return Watched::Stopped,
+        };
+        if let Ok(details) = details {
+            if details.digest != digest {
+                return Watched::Changed {
+                    new: details.digest,
+                };
+            }
+        }
+    }
+}
+
+/// Waits for `feed`'s contract configuration and its latest transmission (the rollback fence),
+/// then starts the instance in a scope of its own (`None`: stopping, or it cannot start).
+async fn join_configuration(
+    starter: &Starter,
+    feed: &FeedConfig,
+    contract: &AggregatorContract,
+    reader: &ChainContractState,
+    config_key: &x25519_dalek::StaticSecret,
+    scope: &NodeTasks,
+) -> Option<Running> {
+    let poll = starter.config.chain_options.contract_poll_interval;
+    let stop = scope.token();
     let mut problems = ProblemLog::default();
     let onchain = loop {
-        match config_tracker::read(
-            &contract,
+        let read = config_tracker::read(
+            contract,
             &starter.config,
-            &feed,
+            feed,
             &starter.set,
             usize::from(starter.me),
-            &config_key,
-        )
-        .await
-        {
+            config_key,
+        );
+        let read = tokio::select! {
+            read = read => read,
+            _ = stop.cancelled() => return None,
+        };
+        match read {
             Ok(onchain) => break onchain,
             Err(e) => {
                 let text = e.to_string();
@@ -355,49 +471,39 @@ pub async fn follow_contract(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = stopped.changed() => return,
+            _ = stop.cancelled() => return None,
         }
     };
-    let Some(position) = read_chain_position(
+    let position = read_chain_position(
         &feed.name,
-        &reader,
+        reader,
         &starter.shared.status,
-        starter.stopped.clone(),
+        stop.clone(),
         FENCE_RETRY_MAX,
     )
-    .await
-    else {
-        return;
-    };
-    if let Err(e) = starter
+    .await?;
+    let running = match starter
         .start(
-            &feed,
+            feed,
             onchain.digest,
             &onchain.shared_secret,
             Some(position),
+            scope.child(),
         )
         .await
     {
-        tracing::error!(feed = %feed.name, error = %e, "cannot start the protocol instance");
-        return;
-    }
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!(feed = %feed.name, error = %e, "cannot start the protocol instance");
+            return None;
+        }
+    };
     if let Some(queue) = &starter.shared.transmissions {
-        if let Err(e) = requeue_pending(&starter.store, &feed, onchain.digest, queue).await {
+        if let Err(e) = requeue_pending(&starter.store, feed, onchain.digest, queue).await {
             tracing::warn!(feed = %feed.name, error = %e, "cannot re-queue pending transmissions");
         }
     }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = stopped.changed() => return,
-        }
-        if let Ok(details) = contract.latest_config_details().await {
-            if details.digest != onchain.digest {
-                tracing::error!(feed = %feed.name, old = %onchain.digest, new = %details.digest, "the contract's configuration changed; restarting to join it");
-                std::process::exit(EXIT_CONFIG_CHANGED);
-            }
-        }
-    }
+    Some(running)
 }
 
 /// How often a problem that stays the same is logged again while an oracle waits for its
@@ -436,13 +542,17 @@ pub async fn read_chain_position(
     feed: &str,
     reader: &ChainContractState,
     status: &NodeStatus,
-    mut stopped: watch::Receiver<bool>,
+    stop: CancellationToken,
     retry_max: Duration,
 ) -> Option<ChainPosition> {
     let mut attempt: u32 = 0;
     let mut last_log: Option<(std::time::Instant, String)> = None;
     loop {
-        match reader.transmission_details(feed).await {
+        let read = tokio::select! {
+            read = reader.transmission_details(feed) => read,
+            _ = stop.cancelled() => return None,
+        };
+        match read {
             Ok(details) => {
                 status.not_waiting(feed);
                 if attempt > 0 {
@@ -470,7 +580,7 @@ pub async fn read_chain_position(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stopped.changed() => return None,
+                    _ = stop.cancelled() => return None,
                 }
             }
         }
@@ -557,12 +667,12 @@ mod tests {
             None,
         );
         let status = NodeStatus::default();
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
         let read = read_chain_position(
             "BTC-USD",
             &reader,
             &status,
-            stopped,
+            stop.clone(),
             Duration::from_millis(20),
         );
         tokio::pin!(read);
@@ -589,7 +699,7 @@ mod tests {
             why.contains("cannot read its contract's latest transmission, so signs nothing yet"),
             "{why}"
         );
-        stop.send(true).expect("stop");
+        stop.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(5), read)
             .await
             .expect("stops promptly");

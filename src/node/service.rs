@@ -1,16 +1,21 @@
 //! `enclave node`: starts node i. Node 1 runs the bootstrap (P2P discovery and its API); nodes
 //! 2..N run the oracle: keys, database, P2P, one protocol instance per feed, observer and API.
+//! Every task it starts is owned by one [`NodeTasks`]: a termination signal or a fatal outcome
+//! (the RPC endpoint serves another chain) stops the API, cancels and joins every task, stops
+//! P2P and pushes the metrics one last time; the caller turns a fatal outcome into an exit code.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::api::{self, Api, OracleApi};
 use super::chain::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use super::contract_state::{ContractState, FinalizedContractState};
+pub use super::error::NodeError;
 use super::feed_health::{evaluate, stale_after, Seen, Transition, Watch};
 use super::feed_task::{Input, Shared};
 use super::metrics::NodeMetrics;
@@ -21,12 +26,13 @@ use super::onchain::configurator::{self, ContractConfigurator};
 use super::onchain::faucet::Faucet;
 use super::onchain::submit::Admin;
 use super::onchain::OnchainMetrics;
-use super::oracle::{self, Routes, Starter, Tasks};
+use super::oracle::{self, Routes, Starter};
 use super::oracle_set::OracleSet;
 use super::p2p::{self, Inbound, NetworkConfig, NetworkHandle};
 use super::protocol::messages::Envelope;
 use super::protocol::pacemaker::PacemakerState;
 use super::store::Store;
+use super::tasks::NodeTasks;
 use super::writes::{Write, Writes};
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
@@ -38,52 +44,11 @@ use crate::telemetry::{self, Pusher};
 
 const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 const PEER_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const FEED_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const PACEMAKER_QUEUE: usize = 4096;
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("node {node} is not in this configuration (nodes are 1..{total})")]
-    UnknownNode { node: u32, total: u32 },
-    #[error(transparent)]
-    Keys(#[from] crate::keys::KeyError),
-    #[error(transparent)]
-    OracleSet(#[from] super::oracle_set::OracleSetError),
-    #[error("cannot read node {node}'s database credentials: {source}")]
-    Credentials {
-        node: u32,
-        #[source]
-        source: crate::postgres::pgpass::PgpassError,
-    },
-    #[error(transparent)]
-    Database(#[from] crate::postgres::db::DbError),
-    #[error(transparent)]
-    Store(#[from] super::store::StoreError),
-    #[error("P2P: {0}")]
-    P2p(#[from] p2p::P2pError),
-    #[error("cannot listen on {addr} for the node API: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Observer(#[from] super::observe::ObserveError),
-    #[error("chain: {0}")]
-    Chain(#[from] super::chain::ChainError),
-    #[error("faucet: {0}")]
-    Faucet(String),
-    #[error("chain.configureContracts: {0}")]
-    Configurator(String),
-    #[error(transparent)]
-    Push(#[from] telemetry::push::PushError),
-    #[error(transparent)]
-    Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 pub async fn run(
     config: &Config,
@@ -108,59 +73,58 @@ pub async fn run(
     )))?;
     let others = set.oracles.len() - usize::from(node != BOOTSTRAP_NODE);
     metrics.peers_expected.set(others as i64);
-    let (stop, stopped) = watch::channel(false);
-    let (oracle, tasks) = if node == BOOTSTRAP_NODE {
+    let tasks = NodeTasks::new();
+    // A task that finds the node cannot go on (another chain) says so here; the node then stops
+    // as on a termination signal and returns the error.
+    let (fatal, fatal_outcome) = mpsc::channel::<NodeError>(1);
+    let oracle = if node == BOOTSTRAP_NODE {
         tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery and transmitter balances");
         drop(inbound);
         if config.chain_options.enabled {
-            let rpc = start_balance_watch(config, &set, &registry, stopped.clone())?;
+            let rpc = start_balance_watch(config, &set, &registry, &tasks, fatal.clone())?;
             if config.chain_options.configure_contracts {
-                start_contract_configurator(
-                    config,
-                    rpc,
-                    &keys,
-                    &own,
-                    &set,
-                    &registry,
-                    stopped.clone(),
-                )?;
+                start_contract_configurator(config, rpc, &keys, &own, &set, &registry, &tasks)?;
             }
         }
-        (None, Arc::new(Mutex::new(Vec::new())))
+        None
     } else {
-        let (oracle, tasks) = start_oracle(
-            config,
-            root,
-            node,
-            &own,
-            &keys,
-            &set,
-            &network,
-            inbound,
-            metrics.clone(),
-            &registry,
-            stopped.clone(),
+        Some(
+            start_oracle(
+                config,
+                root,
+                node,
+                &own,
+                &keys,
+                &set,
+                &network,
+                inbound,
+                metrics.clone(),
+                &registry,
+                &tasks,
+                fatal.clone(),
+            )
+            .await?,
         )
-        .await?;
-        (Some(oracle), tasks)
     };
+    drop(fatal);
     let oracle_peers: Arc<HashSet<PeerId>> = Arc::new(set.peer_ids().into_iter().collect());
     if let Some(oracle) = &oracle {
-        tokio::spawn(watch_feed_health(
+        tasks.spawn(watch_feed_health(
             oracle.shared.status.clone(),
             network.clone(),
             oracle_peers.clone(),
             2 * config.consensus.f,
             stale_after(&config.consensus, config.node.observation_timeout),
-            stopped.clone(),
+            tasks.token(),
         ));
     }
-    tokio::spawn(peer_gauge(
+    tasks.spawn(peer_gauge(
         network.clone(),
         oracle_peers.clone(),
         metrics.clone(),
-        stopped.clone(),
+        tasks.token(),
     ));
+    let store = oracle.as_ref().map(|o| o.shared.store.clone());
     let api_state = Api {
         node,
         oracle,
@@ -188,30 +152,83 @@ pub async fn run(
     )?;
     tracing::info!(%addr, node, "node API listening");
     crate::service::readiness::notify_ready(notify_fd);
-    let shutdown = crate::service::readiness::termination()?;
+    let (why_tx, why) = oneshot::channel();
+    let shutdown = stop_requested(
+        crate::service::readiness::termination()?,
+        fatal_outcome,
+        why_tx,
+    );
     let app = api::router(api_state).merge(crate::attestation::serve::router(root));
     let limits = crate::net::http_server::Limits::API;
-    crate::net::http_server::serve(listener, app, limits, &registry, shutdown)
+    let served = crate::net::http_server::serve(listener, app, limits, &registry, shutdown)
         .await
-        .map_err(std::io::Error::from)?;
+        .map_err(std::io::Error::from);
     tracing::info!(node, "stopping");
-    let _ = stop.send(true);
     // Feed tasks stop at once; the pacemaker writer finishes its queue. Bounded, so a stuck
     // database cannot hold the shutdown past the supervisor's grace period.
-    let tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
-    let finished = futures_util::future::join_all(tasks);
-    if tokio::time::timeout(TASKS_SHUTDOWN_TIMEOUT, finished)
-        .await
-        .is_err()
-    {
+    if tasks.stop(TASKS_SHUTDOWN_TIMEOUT).await {
+        tracing::info!(node, "every task stopped");
+    } else {
         tracing::warn!(
             node,
+            running = tasks.running(),
             "some tasks did not finish within the shutdown timeout"
         );
     }
+    if let Some(store) = store {
+        // Bounded as well: a connection a stuck task still holds must not hold the shutdown.
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, store.pool().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node,
+                "the database pool did not close within the shutdown timeout"
+            );
+        }
+    }
     network.shutdown().await;
     pusher.shutdown(PUSH_SHUTDOWN_TIMEOUT).await;
-    Ok(())
+    served?;
+    match why.await {
+        Ok(Some(fatal)) => Err(fatal),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves on a termination signal or on the first fatal outcome a task reports, and hands
+/// that outcome (if any) to `why`.
+async fn stop_requested(
+    termination: impl std::future::Future<Output = ()>,
+    mut fatal: mpsc::Receiver<NodeError>,
+    why: oneshot::Sender<Option<NodeError>>,
+) {
+    let outcome = tokio::select! {
+        _ = termination => None,
+        // `None` when no task can report one any more: keep waiting for the signal.
+        Some(e) = fatal.recv() => Some(e),
+    };
+    if let Some(e) = &outcome {
+        tracing::error!(error = %e, "stopping the node");
+    }
+    let _ = why.send(outcome);
+}
+
+/// Watches the RPC endpoint's chain id in `tasks`; another chain than configured is reported to
+/// `fatal`, which stops the node.
+fn spawn_chain_id_watch(
+    tasks: &NodeTasks,
+    rpc: Arc<RpcClient>,
+    expected: u64,
+    retry: Duration,
+    fatal: mpsc::Sender<NodeError>,
+) {
+    let stop = tasks.token();
+    tasks.spawn(async move {
+        if let Err(e) = oracle::watch_chain_id(rpc, expected, retry, stop).await {
+            let _ = fatal.try_send(e);
+        }
+    });
 }
 
 fn network_config(config: &Config, node: u32, own: &OracleKeys, set: &OracleSet) -> NetworkConfig {
@@ -257,8 +274,9 @@ async fn start_oracle(
     inbound: mpsc::Receiver<Inbound>,
     metrics: Arc<NodeMetrics>,
     registry: &prometheus::Registry,
-    stopped: watch::Receiver<bool>,
-) -> Result<(Arc<OracleApi>, Tasks), NodeError> {
+    tasks: &NodeTasks,
+    fatal: mpsc::Sender<NodeError>,
+) -> Result<Arc<OracleApi>, NodeError> {
     let layout = Layout::new(root, config);
     let credentials = crate::postgres::pgpass::read(&layout.pgpass(node))
         .map_err(|source| NodeError::Credentials { node, source })?;
@@ -275,29 +293,28 @@ async fn start_oracle(
         config.node.observation_timeout,
         metrics.observation_latency.clone(),
     )?;
-    let tasks: Tasks = Arc::new(Mutex::new(Vec::new()));
     let writes = Arc::new(Writes::register(registry)?);
     let (pacemaker_writes, pacemaker_queue) = mpsc::channel(PACEMAKER_QUEUE);
-    tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(tokio::spawn(write_pacemaker_states(
-            store.clone(),
-            pacemaker_queue,
-            metrics.clone(),
-            writes.clone(),
-        )));
+    tasks.spawn(write_pacemaker_states(
+        store.clone(),
+        pacemaker_queue,
+        metrics.clone(),
+        writes.clone(),
+        tasks.token(),
+    ));
     let chain = if config.chain_options.enabled {
         let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
         let rpc = oracle::rpc_client(config, Some(chain_metrics.clone()))?;
-        tokio::spawn(oracle::watch_chain_id(
+        spawn_chain_id_watch(
+            tasks,
             rpc.clone(),
             config.chain.chain_id,
             config
                 .chain_options
                 .contract_poll_interval
                 .min(Duration::from_secs(10)),
-        ));
+            fatal,
+        );
         Some(
             oracle::chain_parts(
                 config,
@@ -337,13 +354,7 @@ async fn start_oracle(
         pacemaker_writes,
         writes,
     });
-    tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(tokio::spawn(super::writes::retry_unstored(
-            shared.clone(),
-            stopped.clone(),
-        )));
+    tasks.spawn(super::writes::retry_unstored(shared.clone(), tasks.token()));
     let api = Arc::new(OracleApi {
         shared: shared.clone(),
         feeds: RwLock::new(Vec::new()),
@@ -358,9 +369,7 @@ async fn start_oracle(
         store: store.clone(),
         shared,
         routes: routes.clone(),
-        tasks: tasks.clone(),
         api: api.clone(),
-        stopped: stopped.clone(),
         local_contract,
     });
     match chain {
@@ -368,26 +377,26 @@ async fn start_oracle(
             let secret_hash = alloy_primitives::keccak256(secret.expose()).0;
             for feed in &config.feeds {
                 let digest = set.digest(config, feed, secret_hash)?;
-                starter.start(feed, digest, secret.expose(), None).await?;
+                // Without a chain an instance runs until the node stops: nothing restarts it.
+                starter
+                    .start(feed, digest, secret.expose(), None, tasks.child())
+                    .await?;
             }
         }
         Some(parts) => {
             for feed in &config.feeds {
                 if let Some(contract) = parts.contracts.get(&feed.name) {
-                    tokio::spawn(oracle::follow_contract(
+                    tasks.spawn(oracle::follow_contract(
                         starter.clone(),
                         feed.clone(),
                         contract.clone(),
                         parts.contract_state.clone(),
                         own.config().clone(),
+                        tasks.child(),
                     ));
                 }
             }
-            let run = parts.transmitter.clone().run(parts.queue, stopped.clone());
-            tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(tokio::spawn(run));
+            tasks.spawn(parts.transmitter.clone().run(parts.queue, tasks.clone()));
         }
     }
     let index: HashMap<PeerId, u8> = set
@@ -396,9 +405,16 @@ async fn start_oracle(
         .enumerate()
         .filter_map(|(i, p)| Some((p, u8::try_from(i).ok()?)))
         .collect();
-    tokio::spawn(route(inbound, index, routes, set.nodes(), metrics.clone()));
-    tokio::spawn(prune(store, config.node.retention, metrics, stopped));
-    Ok((api, tasks))
+    tasks.spawn(route(
+        inbound,
+        index,
+        routes,
+        set.nodes(),
+        metrics.clone(),
+        tasks.token(),
+    ));
+    tasks.spawn(prune(store, config.node.retention, metrics, tasks.token()));
+    Ok(api)
 }
 
 /// Node 1 watches every transmitter's balance and, with `faucetPrivateKey`, tops them up, and
@@ -409,7 +425,8 @@ fn start_balance_watch(
     config: &Config,
     set: &OracleSet,
     registry: &prometheus::Registry,
-    stopped: watch::Receiver<bool>,
+    tasks: &NodeTasks,
+    fatal: mpsc::Sender<NodeError>,
 ) -> Result<Arc<RpcClient>, NodeError> {
     let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
     let metrics = Arc::new(OnchainMetrics::register(registry)?);
@@ -444,12 +461,14 @@ fn start_balance_watch(
         rebroadcast_after: options.rebroadcast_after,
         metrics,
     };
-    tokio::spawn(oracle::watch_chain_id(
+    spawn_chain_id_watch(
+        tasks,
         rpc.clone(),
         config.chain.chain_id,
         Duration::from_secs(10),
-    ));
-    tokio::spawn(faucet.run(stopped.clone()));
+        fatal,
+    );
+    tasks.spawn(faucet.run(tasks.token()));
     let billing = BillingWatch {
         contracts: config
             .feeds
@@ -470,7 +489,7 @@ fn start_balance_watch(
         interval: options.contract_poll_interval,
         metrics: Arc::new(BillingMetrics::register(registry)?),
     };
-    tokio::spawn(billing.run(stopped));
+    tasks.spawn(billing.run(tasks.token()));
     Ok(rpc)
 }
 
@@ -482,7 +501,7 @@ fn start_contract_configurator(
     own: &OracleKeys,
     set: &OracleSet,
     registry: &prometheus::Registry,
-    stopped: watch::Receiver<bool>,
+    tasks: &NodeTasks,
 ) -> Result<(), NodeError> {
     let key =
         configurator::admin_key(config, own.transmitter()).map_err(NodeError::Configurator)?;
@@ -499,7 +518,7 @@ fn start_contract_configurator(
         retry_after: config.chain_options.contract_poll_interval,
         metrics: configurator::metrics(registry)?,
     };
-    tokio::spawn(configurator.run(stopped));
+    tasks.spawn(configurator.run(tasks.token()));
     Ok(())
 }
 
@@ -528,8 +547,14 @@ async fn route(
     feeds: Routes,
     nodes: Vec<u32>,
     metrics: Arc<NodeMetrics>,
+    stop: CancellationToken,
 ) {
-    while let Some(frame) = inbound.recv().await {
+    loop {
+        let frame = tokio::select! {
+            frame = inbound.recv() => frame,
+            _ = stop.cancelled() => None,
+        };
+        let Some(frame) = frame else { return };
         let Some(&from) = index.get(&frame.from) else {
             continue;
         };
@@ -576,13 +601,22 @@ async fn route(
 }
 
 /// Writes pacemaker states, newest per instance, so a burst of epoch changes costs one write each.
+/// Once `stop` is cancelled it writes what is queued and returns.
 async fn write_pacemaker_states(
     store: Store,
     mut queue: mpsc::Receiver<(String, ConfigDigest, PacemakerState)>,
     metrics: Arc<NodeMetrics>,
     writes: Arc<Writes>,
+    stop: CancellationToken,
 ) {
-    while let Some(first) = queue.recv().await {
+    loop {
+        let first = tokio::select! {
+            // What is queued is written before stopping.
+            biased;
+            first = queue.recv() => first,
+            _ = stop.cancelled() => None,
+        };
+        let Some(first) = first else { return };
         let mut latest = HashMap::new();
         latest.insert(first.1, (first.0, first.2));
         while let Ok((feed, digest, state)) = queue.try_recv() {
@@ -608,7 +642,7 @@ async fn prune(
     store: Store,
     retention: Duration,
     metrics: Arc<NodeMetrics>,
-    mut stopped: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         match store.prune(retention).await {
@@ -625,7 +659,7 @@ async fn prune(
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
-            _ = stopped.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -638,7 +672,7 @@ async fn watch_feed_health(
     oracles: Arc<HashSet<PeerId>>,
     peers_needed: usize,
     stale_after: Duration,
-    mut stopped: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut watches: HashMap<String, Watch> = HashMap::new();
     loop {
@@ -681,7 +715,7 @@ async fn watch_feed_health(
         });
         tokio::select! {
             _ = tokio::time::sleep(FEED_HEALTH_INTERVAL) => {}
-            _ = stopped.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -690,7 +724,7 @@ async fn peer_gauge(
     network: NetworkHandle,
     oracles: Arc<HashSet<PeerId>>,
     metrics: Arc<NodeMetrics>,
-    mut stopped: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         let connected = network
@@ -701,7 +735,7 @@ async fn peer_gauge(
         metrics.peers_connected.set(connected as i64);
         tokio::select! {
             _ = tokio::time::sleep(PEER_GAUGE_INTERVAL) => {}
-            _ = stopped.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

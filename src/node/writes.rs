@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::feed_task::Shared;
 use super::ocr1::types::EpochRound;
@@ -272,13 +272,13 @@ async fn transmit(shared: &Shared, pending: &Pending) {
 }
 
 /// Offers the kept reports to the database again, oldest first, every [`RETRY_INTERVAL`],
-/// until `stop` changes. A report stored late is queued for transmission again (its pending
+/// until `stop` is cancelled. A report stored late is queued for transmission again (its pending
 /// row must be cleared; the transmitter skips what it handled already).
-pub async fn retry_unstored(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn retry_unstored(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RETRY_INTERVAL) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         let before = shared.writes.unstored();
         while let Some(pending) = shared.writes.oldest() {

@@ -105,6 +105,44 @@ pub fn python() -> PathBuf {
 }
 
 impl DevChain {
+    /// A transaction from the chain's owner account (the contracts' owner and, in the node
+    /// tests, the admin and every payee), through the enclave's own transaction sender; it must
+    /// succeed.
+    pub fn owner_send(&self, contract: &str, data: &[u8]) {
+        use enclave::node::chain::{GasPolicy, RpcClient, TxSender, TxStatus};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let rpc = RpcClient::new(self.rpc.parse().expect("url"), Duration::from_secs(5))
+                .expect("client");
+            let key_hex = self.owner.1.trim_start_matches("0x");
+            let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(key_hex).expect("hex"))
+                .expect("key");
+            let sender = TxSender::new(
+                std::sync::Arc::new(rpc),
+                self.chain_id,
+                key,
+                GasPolicy::default(),
+            )
+            .expect("sender");
+            let to: alloy_primitives::Address = contract.parse().expect("address");
+            let data = alloy_primitives::Bytes::from(data.to_vec());
+            let outcome = sender
+                .send_and_wait(
+                    to,
+                    data,
+                    alloy_primitives::U256::ZERO,
+                    Duration::from_secs(20),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("owner transaction mined");
+            assert_eq!(outcome.status, TxStatus::Success);
+        });
+    }
+
     /// A fresh chain with chain id 1337.
     pub fn start() -> DevChain {
         Self::start_with_chain_id(1337)

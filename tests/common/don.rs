@@ -218,10 +218,25 @@ impl Don {
         accept: impl Fn(&Value) -> bool,
     ) -> Value {
         let mut found = None;
-        wait_until(T, &format!("node {node}, {feed}: {what}"), || {
-            found = self.latest(node, feed).filter(|v| accept(v));
-            found.is_some()
-        });
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(T, &format!("node {node}, {feed}: {what}"), || {
+                found = self.latest(node, feed).filter(|v| accept(v));
+                found.is_some()
+            })
+        }));
+        if let Err(e) = waited {
+            let logs = self.logs(node);
+            let tail: String = logs
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            eprintln!("node {node}'s log ends with:\n{tail}");
+            std::panic::resume_unwind(e);
+        }
         found.expect("found")
     }
 
@@ -251,6 +266,29 @@ impl Don {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("keys JSON")
+    }
+
+    /// `enclave don-config [--submit]`: exit code, the JSON printed, stderr.
+    pub fn don_config(&self, submit: bool) -> (i32, Value, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
+        command
+            .arg("--root")
+            .arg(&self.enclave.root)
+            .arg("don-config");
+        if submit {
+            command.arg("--submit");
+        }
+        let out = command
+            .env_remove("CONFIGURATION_PATH")
+            .env_remove("ENCLAVE_ROOT")
+            .output()
+            .expect("don-config runs");
+        let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            value,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn logs(&self, node: u32) -> String {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, I256, U256};
 use prometheus::{GaugeVec, Opts, Registry};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::node::chain::{AggregatorContract, ChainError};
 
@@ -71,7 +71,7 @@ enum Token {
 }
 
 impl BillingWatch {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         let mut tokens: HashMap<String, Token> = HashMap::new();
         let mut last_error: HashMap<String, String> = HashMap::new();
         loop {
@@ -92,7 +92,7 @@ impl BillingWatch {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }

@@ -11,7 +11,7 @@ use alloy_primitives::Address;
 use std::collections::HashMap;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::submit::{submit, Admin, BillingOutcome, PayeesOutcome, Submitted};
 use crate::config::schema::feeds::FeedConfig;
@@ -69,7 +69,7 @@ enum Attempt {
 }
 
 impl ContractConfigurator {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         let mut pending: Vec<FeedConfig> = self.config.feeds.clone();
         let mut last_problem: HashMap<String, String> = HashMap::new();
         loop {
@@ -85,7 +85,7 @@ impl ContractConfigurator {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.retry_after) => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
         tracing::info!("every feed's contract holds this enclave's configuration");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, U256};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::OnchainMetrics;
 use crate::node::chain::{RpcClient, TxSender, TxStatus};
@@ -30,14 +30,14 @@ pub struct Faucet {
 }
 
 impl Faucet {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         loop {
             for &(node, address) in &self.targets {
                 self.check(node, address).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }

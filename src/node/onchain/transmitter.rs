@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::{aliases::I192, Address, U256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::tasks::NodeTasks;
 
 use super::OnchainMetrics;
 use crate::node::chain::{AggregatorContract, ChainError, TxSender, TxStatus};
@@ -67,28 +70,26 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    pub async fn run(
-        self: Arc<Self>,
-        mut reports: mpsc::Receiver<ToTransmit>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    /// Handles every queued report in a task of its own (in `tasks`) until `tasks` is cancelled.
+    pub async fn run(self: Arc<Self>, mut reports: mpsc::Receiver<ToTransmit>, tasks: NodeTasks) {
+        let stop = tasks.token();
         loop {
             tokio::select! {
                 report = reports.recv() => match report {
                     Some(report) => {
                         let me = self.clone();
                         let stop = stop.clone();
-                        tokio::spawn(async move { me.handle(report, stop).await });
+                        tasks.spawn(async move { me.handle(report, stop).await });
                     }
                     None => return,
                 },
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }
 
-    async fn handle(&self, report: ToTransmit, mut stop: watch::Receiver<bool>) {
-        let outcome = self.transmit_when_due(&report, &mut stop).await;
+    async fn handle(&self, report: ToTransmit, stop: CancellationToken) {
+        let outcome = self.transmit_when_due(&report, &stop).await;
         let label = match &outcome {
             Ok(label) => *label,
             Err(e) => {
@@ -109,7 +110,7 @@ impl Transmitter {
     async fn transmit_when_due(
         &self,
         report: &ToTransmit,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<&'static str, ChainError> {
         let Some(contract) = self.contracts.get(&report.feed) else {
             return Ok("no_contract");
@@ -151,7 +152,7 @@ impl Transmitter {
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return Ok("stopped"),
+            _ = stop.cancelled() => return Ok("stopped"),
         }
         if let Decision::Skip(why) =
             still_needed(report.digest, report.er, &self.view(contract).await?)
@@ -160,16 +161,19 @@ impl Transmitter {
         }
         let calldata = transmit_calldata(&report.report, &report.signatures)
             .map_err(|e| ChainError::Config(format!("cannot build transmit calldata: {e}")))?;
-        let outcome = self
-            .sender
-            .send_and_wait(
-                contract.address(),
-                calldata.into(),
-                U256::ZERO,
-                self.receipt_timeout,
-                self.rebroadcast_after,
-            )
-            .await;
+        let send = self.sender.send_and_wait(
+            contract.address(),
+            calldata.into(),
+            U256::ZERO,
+            self.receipt_timeout,
+            self.rebroadcast_after,
+        );
+        // A stopping node does not wait out the receipt timeout: what was sent lands or not
+        // without it, as when the process ended before.
+        let outcome = tokio::select! {
+            outcome = send => outcome,
+            _ = stop.cancelled() => return Ok("stopped"),
+        };
         self.record(report, contract.address(), outcome)
     }
 

@@ -10,12 +10,12 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_rustls::TlsConnector;
 
-use super::backoff::Backoff;
 use super::connection::{self, HelloError, Reader, Writer};
 use super::network::Shared;
 use super::stats::bump;
 use super::verifier;
 use super::HANDSHAKE_TIMEOUT;
+use crate::backoff::Attempts;
 use crate::keys::peer_id::PeerId;
 
 /// A connection that lasted this long was healthy: the next loss starts the backoff over.
@@ -27,7 +27,7 @@ pub(crate) struct Dialer {
     /// The target's addresses; empty until known.
     pub addresses: watch::Receiver<Vec<String>>,
     pub connector: TlsConnector,
-    pub backoff: Backoff,
+    pub backoff: Attempts,
     pub stop: watch::Receiver<bool>,
 }
 

@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::announcement::{check_address, Announcement};
-use super::backoff::Backoff;
 use super::config::NetworkConfig;
 use super::dialer::Dialer;
 use super::error::P2pError;
@@ -22,6 +21,7 @@ use super::stats::{NetworkStats, Stats};
 use super::tasks::Tasks;
 use super::tls::{self, TlsIdentity};
 use super::INBOUND_CAPACITY;
+use crate::backoff::Backoff;
 use crate::keys::peer_id::PeerId;
 
 /// How long [`NetworkHandle::shutdown`] waits for connections to close.
@@ -111,6 +111,10 @@ pub async fn start(
     config: NetworkConfig,
 ) -> Result<(NetworkHandle, mpsc::Receiver<Inbound>), P2pError> {
     validate(&config)?;
+    // Each redial waits a random share of its step (the upper half), so peers that lost each
+    // other at the same moment do not redial in step.
+    let reconnect = Backoff::new(config.reconnect_min, config.reconnect_max, RECONNECT_JITTER)
+        .map_err(|e| P2pError::Config(format!("reconnect backoff: {e}")))?;
     let local = PeerId(config.identity.verifying_key().to_bytes());
     let oracles: HashSet<PeerId> = config
         .peers
@@ -207,7 +211,7 @@ pub async fn start(
             target: *target,
             addresses: feed.addresses.subscribe(),
             connector: TlsConnector::from(client_config),
-            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            backoff: reconnect.attempts(),
             stop: stop.clone(),
         });
     }
@@ -244,6 +248,9 @@ pub async fn start(
     Ok((handle, inbound_rx))
 }
 
+/// The share of a redial's step left to chance.
+const RECONNECT_JITTER: f64 = 0.5;
+
 fn validate(config: &NetworkConfig) -> Result<(), P2pError> {
     let bad = |what: String| Err(P2pError::Config(what));
     let local = PeerId(config.identity.verifying_key().to_bytes());
@@ -252,12 +259,6 @@ fn validate(config: &NetworkConfig) -> Result<(), P2pError> {
             "max_frame_bytes must be {MIN_FRAME_BYTES}..{}, got {}",
             u32::MAX,
             config.max_frame_bytes
-        ));
-    }
-    if config.reconnect_min.is_zero() || config.reconnect_max < config.reconnect_min {
-        return bad(format!(
-            "reconnect backoff must satisfy 0 < min <= max, got {:?}..{:?}",
-            config.reconnect_min, config.reconnect_max
         ));
     }
     if config.send_queue == 0 {

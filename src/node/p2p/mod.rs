@@ -30,7 +30,6 @@
 //!   only that connection's reads.
 
 mod announcement;
-mod backoff;
 mod config;
 mod connection;
 mod dialer;
