@@ -62,6 +62,8 @@ fi
 say "building the release binary (cargo shows its progress; the first build takes minutes)"
 cargo build --release --locked
 binary="target/release/enclave"
+# The attested binary must carry no test-only code (synthetic quotes).
+scripts/check-release-binary.sh "$binary" || die "the release binary contains test support"
 version="$("$binary" --version | awk '{print $2}')"
 [ -n "$version" ] || die "cannot read the binary's version"
 

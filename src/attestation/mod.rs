@@ -19,6 +19,9 @@ pub mod metrics;
 pub mod order_certificate;
 pub mod quote;
 pub mod rtmr;
+// Test support (synthetic quotes): unit tests, and the integration tests through the
+// `test-support` feature; never in a release build (scripts/check-release-binary.sh).
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod tsm;
 pub mod verify;

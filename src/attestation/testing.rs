@@ -1,11 +1,22 @@
 //! Test support: synthetic TDX quotes with the real layout, for the unit and integration tests
 //! of the quote reader, the configfs-tsm flow and `enclave verify-identity`. A synthetic quote
 //! has no valid signature; nothing in the enclave produces one outside tests.
+//!
+//! Compiled only for unit tests and with the `test-support` feature (the integration tests'
+//! self dev-dependency turns it on); a release build never has it, and
+//! `scripts/check-release-binary.sh` refuses a binary that carries [`TEST_SUPPORT_MARKER`].
 
 use super::quote::{
     Measurement, BODY_TD_REPORT10, BODY_TD_REPORT15, HEADER_LEN, MEASUREMENT_LEN, REPORT_DATA_LEN,
     TD_REPORT10_LEN, TD_REPORT15_LEN, TEE_TYPE_TDX,
 };
+
+/// Text that only a build containing this module carries: `#[used]` keeps it in every binary
+/// linked with it although nothing reads it, so a search of the binary's bytes finds it whether
+/// or not the forging functions themselves were linked. `scripts/check-release-binary.sh`
+/// searches the release binary for it.
+#[used]
+pub static TEST_SUPPORT_MARKER: [u8; 44] = *b"enclave-test-support:synthetic-tdx-quotes:v1";
 
 /// What a synthetic quote says.
 #[derive(Debug, Clone)]
@@ -66,4 +77,19 @@ pub fn synthetic_quote(spec: &QuoteSpec) -> Vec<u8> {
     quote.extend_from_slice(&(spec.signature_data.len() as u32).to_le_bytes());
     quote.extend_from_slice(&spec.signature_data);
     quote
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TEST_SUPPORT_MARKER;
+
+    #[test]
+    fn the_release_binary_check_searches_for_this_modules_marker() {
+        let script = include_str!("../../scripts/check-release-binary.sh");
+        let marker = std::str::from_utf8(&TEST_SUPPORT_MARKER).expect("the marker is text");
+        assert!(
+            script.contains(&format!("marker='{marker}'")),
+            "scripts/check-release-binary.sh must search for {marker:?}"
+        );
+    }
 }
