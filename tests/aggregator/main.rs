@@ -6,8 +6,8 @@ mod common;
 
 mod api;
 mod fuzz;
+mod http_hardening;
 mod limits;
 mod market_data;
 mod service;
 mod streams;
-mod http_hardening;

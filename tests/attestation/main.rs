@@ -7,5 +7,5 @@ mod common;
 mod boot;
 mod collateral_fetch;
 mod quote_verify;
-mod verify_identity;
 mod release_binary;
+mod verify_identity;

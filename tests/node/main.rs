@@ -6,8 +6,8 @@ mod common;
 
 mod byzantine;
 mod consensus;
-mod in_an_enclave;
 mod feed_health;
+mod in_an_enclave;
 mod keys;
 mod p2p;
 mod p2p_flood;

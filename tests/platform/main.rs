@@ -4,13 +4,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alerts_enclave;
 mod config_cli;
 mod config_signature;
 mod config_validation;
+mod docs_links;
 mod postgres_cluster;
+mod run_local;
+mod status_watch;
 mod telemetry_enclave;
 mod telemetry_push;
-mod alerts_enclave;
-mod status_watch;
-mod run_local;
-mod docs_links;

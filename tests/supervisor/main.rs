@@ -5,8 +5,8 @@
 mod common;
 
 mod boot;
+mod full_disk;
 mod logs_and_status;
 mod pid1;
 mod restarts;
 mod shutdown;
-mod full_disk;
