@@ -3,6 +3,10 @@
 # image/Dockerfile. Tags <IMAGE>:<version> and <IMAGE>:latest, prints the image id and size.
 #
 #   scripts/build-image.sh
+#   scripts/build-image.sh --runtime-only   only the image's first stage (the base image and
+#                                           PostgreSQL: no key, no binary); scripts/test.sh runs
+#                                           it while the binary compiles, and the full build
+#                                           then reuses its layers
 #
 # Environment (all optional):
 #   IMAGE                          image name (default enclave)
@@ -44,26 +48,44 @@ docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon (is it runnin
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
-# --- the configuration public key -------------------------------------------------------------
-public_key="${CONFIGURATION_PUBLIC_KEY:-}"
-if [ -z "$public_key" ]; then
-    key_file="${CONFIGURATION_PUBLIC_KEY_FILE:-scripts/dev-keys/configuration.pub}"
-    [ -r "$key_file" ] || die "cannot read the public key file $key_file"
-    public_key="$(tr -d ' \r\n' <"$key_file")"
-fi
-[ -n "$public_key" ] || die "the configuration public key is empty"
-if [ "$public_key" = "$(tr -d ' \r\n' <scripts/dev-keys/configuration.pub)" ]; then
-    say "WARNING: this image trusts the INSECURE development key (scripts/dev-keys/)."
-    say "WARNING: anyone can sign a configuration for it; use it for local testing only."
-    say "WARNING: for real use: CONFIGURATION_PUBLIC_KEY_FILE=<your configuration.pub> $0"
-fi
+runtime_only=0
+case "${1:-}" in
+    "") ;;
+    --runtime-only) runtime_only=1 ;;
+    *) die "unknown argument '$1' (usage: $0 [--runtime-only])" ;;
+esac
 
-# --- the binary ---------------------------------------------------------------------------------
-say "building the release binary (cargo shows its progress; the first build takes minutes)"
-cargo build --release --locked
-binary="target/release/enclave"
-version="$("$binary" --version | awk '{print $2}')"
-[ -n "$version" ] || die "cannot read the binary's version"
+# Proxies of this shell reach the build's apt (they are not stored in the image, and as
+# predefined build arguments they do not change the build cache's keys).
+proxy_args=()
+for proxy in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    if [ -n "${!proxy:-}" ]; then proxy_args+=(--build-arg "$proxy=${!proxy}"); fi
+done
+
+if [ "$runtime_only" = 0 ]; then
+    # --- the configuration public key ---------------------------------------------------------
+    public_key="${CONFIGURATION_PUBLIC_KEY:-}"
+    if [ -z "$public_key" ]; then
+        key_file="${CONFIGURATION_PUBLIC_KEY_FILE:-scripts/dev-keys/configuration.pub}"
+        [ -r "$key_file" ] || die "cannot read the public key file $key_file"
+        public_key="$(tr -d ' \r\n' <"$key_file")"
+    fi
+    [ -n "$public_key" ] || die "the configuration public key is empty"
+    if [ "$public_key" = "$(tr -d ' \r\n' <scripts/dev-keys/configuration.pub)" ]; then
+        say "WARNING: this image trusts the INSECURE development key (scripts/dev-keys/)."
+        say "WARNING: anyone can sign a configuration for it; use it for local testing only."
+        say "WARNING: for real use: CONFIGURATION_PUBLIC_KEY_FILE=<your configuration.pub> $0"
+    fi
+
+    # --- the binary -----------------------------------------------------------------------------
+    say "building the release binary (cargo shows its progress; the first build takes minutes)"
+    cargo build --release --locked
+    binary="target/release/enclave"
+    # The attested binary must carry no test-only code (synthetic quotes).
+    scripts/check-release-binary.sh "$binary" || die "the release binary contains test support"
+    version="$("$binary" --version | awk '{print $2}')"
+    [ -n "$version" ] || die "cannot read the binary's version"
+fi
 
 # --- the base image ---------------------------------------------------------------------------
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -171,6 +193,17 @@ resolve_base() {
 }
 base="$(resolve_base)"
 
+if [ "$runtime_only" = 1 ]; then
+    say "building the image's runtime stage on $base"
+    context="target/image-runtime-context"
+    rm -rf "$context"
+    mkdir -p "$context"
+    cp image/.dockerignore "$context/.dockerignore"
+    docker build --force-rm --build-arg "BASE_IMAGE=$base" "${proxy_args[@]}" \
+        --target runtime -f image/Dockerfile "$context" >&2
+    exit 0
+fi
+
 # --- glibc: the binary must run on the base ------------------------------------------------------
 host_suite="$( (. /etc/os-release && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)"
 case "$base" in
@@ -201,10 +234,7 @@ build_args=(
     --build-arg "SOURCE=$source_url"
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
-# Proxies of this shell reach the build's apt (they are not stored in the image).
-for proxy in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    if [ -n "${!proxy:-}" ]; then build_args+=(--build-arg "$proxy=${!proxy}"); fi
-done
+build_args+=("${proxy_args[@]}")
 previous="$(docker image inspect --format '{{.Id}}' "$image:$version" 2>/dev/null || true)"
 docker build --force-rm "${build_args[@]}" -f image/Dockerfile -t "$image:$version" -t "$image:latest" "$context" >&2
 # The image this build replaced, now untagged: removed unless a container still uses it.

@@ -1,19 +1,71 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, unit and integration tests.
 # Installs what the tests need first (idempotently), so it works on a fresh machine.
+#
+# What waits on the network or on dpkg rather than on the CPU — the dev chain's Python packages
+# and, with Docker, the image's base and PostgreSQL layers — runs in the background while cargo
+# compiles; each is waited for just before the step that needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/ensure.sh
 
+started=$SECONDS
+phase() { echo "== $* (at $((SECONDS - started)) s)" >&2; }
+
+# Docker is used when its engine answers: the image for the end-to-end tests (tests/e2e).
+docker_skip=""
+if ! command -v docker >/dev/null 2>&1; then
+    docker_skip="docker is not installed"
+elif ! docker info >/dev/null 2>&1; then
+    docker_skip="the Docker engine does not answer (docker info)"
+fi
+
+phase "tools"
 ensure_rust_component rustfmt clippy
 # Real parts the tests run: the PostgreSQL server (tests start their own clusters), the
 # metric receivers (Pushgateway, VictoriaMetrics with vmauth), promtool, and python3 for the
-# dashboard checks.
-ensure_apt postgresql prometheus prometheus-pushgateway victoria-metrics python3 jq
-# The EVM dev chain (py-evm, Vyper) and its compiled OffchainAggregator, in .local/devchain-venv.
-scripts/devchain/ensure.sh
+# dashboard checks; python3-venv for the dev chain. Installed here, before the background jobs
+# start, so that no two of them wait for dpkg's lock. debootstrap: scripts/build-image.sh makes
+# the base image with it when no registry is reachable.
+packages=(postgresql prometheus prometheus-pushgateway victoria-metrics python3 python3-venv jq)
+[ -n "$docker_skip" ] || packages+=(debootstrap debian-archive-keyring)
+ensure_apt "${packages[@]}"
 
-echo "== dashboards and alert rules" >&2
+# The background jobs' and the tests' output, kept after the run.
+logs=target/test-logs
+rm -rf "$logs"
+mkdir -p "$logs"
+# Each background job leads a process group of its own (setsid), so that leaving early (a
+# failed step) ends it with everything it started.
+jobs_started=()
+stop_jobs() {
+    local job
+    for job in "${jobs_started[@]}"; do
+        kill -TERM -- "-$job" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap stop_jobs EXIT
+# The EVM dev chain (py-evm, Vyper) and its compiled OffchainAggregator, in .local/devchain-venv.
+setsid scripts/devchain/ensure.sh >"$logs/devchain.log" 2>&1 &
+devchain_job=$!
+jobs_started+=("$devchain_job")
+if [ -z "$docker_skip" ]; then
+    IMAGE=enclave-e2e setsid scripts/build-image.sh --runtime-only >"$logs/image-runtime.log" 2>&1 &
+    runtime_job=$!
+    jobs_started+=("$runtime_job")
+fi
+
+# await JOB NAME LOG — waits for a background job; on failure shows the end of its log and stops.
+await() {
+    if ! wait "$1"; then
+        tail -n 60 "$3" >&2
+        echo "$2 failed (full log: $3)" >&2
+        exit 1
+    fi
+}
+
+phase "dashboards and alert rules"
 # Cheap, no server: rule syntax, rule unit tests, the generated dashboards being current, and
 # their consistency (datasource variable, instance filters, units, metric names that exist).
 # scripts/check-dashboards.sh runs every panel query against a live enclave (not here: slow).
@@ -22,37 +74,38 @@ promtool test rules enclave/prometheus/alerts_test.yml
 python3 scripts/build-dashboards.py --check
 python3 scripts/lib/lint_observability.py
 
-echo "== cargo fmt --check" >&2
+phase "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy --all-targets -- -D warnings" >&2
+phase "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
-echo "== container image for the end-to-end tests (tests/e2e)" >&2
+phase "container image for the end-to-end tests (tests/e2e)"
 # With a Docker engine: build the image as an operator would (scripts/build-image.sh, trusting
 # the development key) and let tests/e2e run it. Without one, those tests print why they skip.
-if ! command -v docker >/dev/null 2>&1; then
-    echo "SKIPPED end-to-end tests (tests/e2e): docker is not installed" >&2
-elif ! docker info >/dev/null 2>&1; then
-    echo "SKIPPED end-to-end tests (tests/e2e): the Docker engine does not answer (docker info)" >&2
+if [ -n "$docker_skip" ]; then
+    echo "SKIPPED end-to-end tests (tests/e2e): $docker_skip" >&2
 else
-    image_log="$(mktemp)"
-    if ! IMAGE=enclave-e2e scripts/build-image.sh >"$image_log" 2>&1; then
-        tail -n 60 "$image_log" >&2
-        echo "scripts/build-image.sh failed (full log: $image_log)" >&2
+    # The release build first, while the image's runtime stage may still be building.
+    cargo build --release --locked
+    await "$runtime_job" "scripts/build-image.sh --runtime-only" "$logs/image-runtime.log"
+    if ! IMAGE=enclave-e2e scripts/build-image.sh >"$logs/image.log" 2>&1; then
+        tail -n 60 "$logs/image.log" >&2
+        echo "scripts/build-image.sh failed (full log: $logs/image.log)" >&2
         exit 1
     fi
-    grep -E '^(image|size|base):' "$image_log" >&2
-    rm -f "$image_log"
+    grep -E '^(image|size|base):' "$logs/image.log" >&2
     export ENCLAVE_E2E_IMAGE=enclave-e2e:latest
 fi
 
-echo "== cargo test" >&2
-# Unit and integration tests; benchmarks are run by scripts/bench-*.
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+phase "cargo test"
+# Unit and integration tests; benchmarks are run by scripts/bench-*. The test binaries compile
+# before the dev chain is awaited; the chain tests need it when they run.
+cargo test --locked --no-run --lib --bins --tests
+await "$devchain_job" "scripts/devchain/ensure.sh" "$logs/devchain.log"
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 status=0
-cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$logs/test.log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$logs/test.log"
+phase "done"
 exit "$status"

@@ -6,6 +6,9 @@
 //! control endpoint) fires the enclave's alert at the demo's webhook receiver and starting it
 //! again resolves it, a depeg set through the control endpoint fires and resolves the same way,
 //! and Ctrl-C leaves no process behind.
+//!
+//! In its own test binary: the test makes its process a child subreaper and then counts every
+//! process whose parent it is, so no other test may start children in the same process.
 
 mod common;
 

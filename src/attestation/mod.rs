@@ -23,8 +23,12 @@ pub mod measurements;
 pub mod metrics;
 pub mod order_certificate;
 pub mod quote;
+pub mod quote_builder;
 pub mod rtmr;
 pub mod serve;
+// Test support (synthetic quotes): unit tests, and the integration tests through the
+// `test-support` feature; never in a release build (scripts/check-release-binary.sh).
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod tsm;
 pub mod verify;

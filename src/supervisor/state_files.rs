@@ -193,7 +193,7 @@ mod tests {
     }
 
     /// A file where the service's directory belongs: its writes fail, for root too. (The real
-    /// full disk is in tests/supervisor_full_disk.rs.)
+    /// full disk is in tests/supervisor/full_disk.rs.)
     fn break_dir(dir: &StateDir, name: &str) {
         let path = dir.path().join(name);
         let _ = std::fs::remove_dir_all(&path);

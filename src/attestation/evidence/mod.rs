@@ -224,7 +224,7 @@ impl Provider {
                     .collect(),
             }),
             Self::Simulated { certificate, key } => {
-                let quote = super::testing::synthetic_quote(&super::testing::QuoteSpec {
+                let quote = super::quote_builder::synthetic_quote(&super::quote_builder::QuoteSpec {
                     report_data: *report_data,
                     ..Default::default()
                 });

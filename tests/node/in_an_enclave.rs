@@ -1,0 +1,58 @@
+//! The whole enclave as `enclave init` runs it from the repository's service definitions: keys,
+//! PostgreSQL, aggregator and the `node@` template's five nodes, reporting and stopping cleanly.
+
+use crate::common;
+
+use common::don::{fast_consensus, free_range, T};
+use common::harness::{free_port, wait_until, Enclave};
+use common::price_server::PriceServer;
+use enclave::service::state::Status;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+#[test]
+fn enclave_init_runs_five_nodes_that_report_and_stop_cleanly() {
+    let prices = PriceServer::start();
+    prices.set("BTCUSDT", "67123.45");
+    let mut e = Enclave::new();
+    e.use_repo_services();
+    let api_base = free_range(5);
+    let p2p_base = free_range(5);
+    let aggregator = free_port();
+    let base_url = prices.base.clone();
+    e.configure(|s| {
+        s["pgPort"] = json!(free_port());
+        s["chainlinkChainId"] = json!(1337);
+        s["ports"]["nodeApiBase"] = json!(api_base);
+        s["ports"]["nodeP2pBase"] = json!(p2p_base);
+        s["consensus"] = fast_consensus();
+        s["priceAggregatorConfig"] = json!({
+            "port": aggregator,
+            "sources": {"binance": {"baseUrl": base_url, "rps": null}},
+        });
+        s["feeds"] = json!([{"name": "BTC-USD", "decimals": 8,
+            "contractAddress": "0x00000000000000000000000000000000000b7c01",
+            "legs": [{"source": "binance", "base": "BTC", "quote": "USDT"}]}]);
+    });
+    e.start(&[]);
+    for node in 1..=5 {
+        e.wait_status(&format!("node-{node}"), Status::Up, T);
+    }
+    let mut report = Value::Null;
+    wait_until(T, "a finalized report on node 2", || {
+        Enclave::http_get(api_base + 2, "/v1/feeds/BTC-USD/latest").is_some_and(|(code, body)| {
+            report = serde_json::from_str(&body).unwrap_or(Value::Null);
+            code == 200
+        })
+    });
+    assert_eq!(report["answer"], "67123.45", "{report}");
+    let (code, _) = Enclave::http_get(api_base + 1, "/health").expect("bootstrap answers");
+    assert_eq!(code, 200);
+    e.signal(Signal::SIGTERM);
+    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    let logs = e.logs();
+    assert!(
+        logs.contains("[node-3]"),
+        "node logs are prefixed on stdout"
+    );
+}
