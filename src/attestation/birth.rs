@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::evidence::{Evidence, Provider, ReportData};
-use super::identity::{rfc3339, NodeIdentity};
+use super::node_identity::{rfc3339, NodeIdentity};
 use super::tsm::ConfigFs;
 use super::write_atomic;
 use crate::config::signature::canonical::canonical_json;

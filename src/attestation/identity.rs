@@ -22,7 +22,7 @@
 //!
 //! Nothing secret is in it: configuration digest and public keys only.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,8 +30,8 @@ use sha2::{Digest as _, Sha384, Sha512};
 
 use super::birth::NodeBirth;
 use super::evidence::Evidence;
-use super::order_certificate::{OrderCertificate, MAX_RFC3339_SECS};
-use crate::config::schema::nodes::BOOTSTRAP_NODE;
+pub use super::node_identity::{rfc3339, NodeIdentity};
+use super::order_certificate::OrderCertificate;
 use crate::config::signature::canonical::{canonical_json, CanonicalError};
 use crate::config::signature::Scheme;
 use crate::keys::NodePublicKeys;
@@ -103,43 +103,6 @@ pub struct Software {
     /// SHA-256 (hex) of the running `enclave` executable (`/proc/self/exe`), or null when it
     /// cannot be read: what a reproducible build of `gitRevision` must produce.
     pub binary_sha256: Option<String>,
-}
-
-/// One node's public keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeIdentity {
-    pub node: u32,
-    /// `bootstrap` (node 1) or `oracle`.
-    pub role: String,
-    pub peer_id: String,
-    /// Ed25519, hex: signs observations (and is the P2P identity).
-    pub offchain_public_key: String,
-    /// EIP-55 address of the key that signs reports (the contract's `signers[]`).
-    pub onchain_signing_address: String,
-    /// EIP-55 address of the account that sends transactions (`transmitters[]`).
-    pub transmitter_address: String,
-    /// X25519, hex: decrypts the shared secret of the on-chain configuration.
-    pub config_public_key: String,
-}
-
-impl From<&NodePublicKeys> for NodeIdentity {
-    fn from(p: &NodePublicKeys) -> Self {
-        Self {
-            node: p.node,
-            role: if p.node == BOOTSTRAP_NODE {
-                "bootstrap"
-            } else {
-                "oracle"
-            }
-            .to_owned(),
-            peer_id: p.peer_id.to_string(),
-            offchain_public_key: hex::encode(p.offchain_public_key),
-            onchain_signing_address: p.onchain_signing_address.to_checksum(None),
-            transmitter_address: p.transmitter_address.to_checksum(None),
-            config_public_key: hex::encode(p.config_public_key),
-        }
-    }
 }
 
 /// What the identity is built from.
@@ -354,22 +317,11 @@ impl IdentityDocument {
     }
 }
 
-/// RFC 3339 seconds, UTC; an instant outside humantime's range (not a real clock) as seconds.
-pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if secs > MAX_RFC3339_SECS {
-        return secs.to_string();
-    }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::KeyStore;
+    use std::time::{Duration, UNIX_EPOCH};
 
     struct Fixture {
         _dir: tempfile::TempDir,

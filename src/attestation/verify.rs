@@ -13,34 +13,16 @@ use sha2::{Digest as _, Sha256};
 
 use super::birth::BIRTH_FILE;
 use super::dcap::collateral::rfc3339;
-use super::dcap::{verify_quote, QuotePolicy};
+use super::dcap::verify_quote;
 use super::evidence::check::{check as check_evidence, Trust};
 use super::evidence::{self as ev};
 use super::identity::{AttestationStatus, IdentityDigests, IdentityDocument, FORMAT};
 use super::measurements::{self, IdentityFacts, MeasurementRecord, TdRegisters};
+pub use super::outcome::{Outcome, QuoteCheck};
 use super::quote::TdQuote;
 use super::rtmr;
 use crate::config::signature::PublicKey;
 use crate::config::{json, validate_document, verify_document};
-
-/// What one check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    Fail,
-    /// Information, or something not checked.
-    Note,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pass => "PASS",
-            Self::Fail => "FAIL",
-            Self::Note => "note",
-        })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -139,15 +121,6 @@ impl Evidence<'_> {
             quote_check: self.quote_check,
         }
     }
-}
-
-/// How to verify the quote itself.
-#[derive(Debug, Clone, Copy)]
-pub struct QuoteCheck<'a> {
-    pub collateral: &'a dcap_qvl::QuoteCollateralV3,
-    /// Unix seconds.
-    pub at: u64,
-    pub policy: &'a QuotePolicy,
 }
 
 /// Verifies the identity document `text` against `evidence`.

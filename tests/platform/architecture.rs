@@ -46,6 +46,7 @@ const SAME_LAYER: &[(&str, &str)] = &[
     ("net", "logging"),
     // Layer 2: "the one-way edges between components".
     ("node", "postgres"),
+    ("node", "attestation"),
     ("snapshot", "attestation"),
     ("live_view", "snapshot"),
     ("alerts", "snapshot"),

@@ -8,8 +8,8 @@ use super::signing::{self, verify_chain, verify_signature};
 use super::{decode, simulated_digest, Evidence, ReportData};
 use crate::attestation::dcap::verify_quote;
 use crate::attestation::measurements::TdRegisters;
+use crate::attestation::outcome::{Outcome, QuoteCheck};
 use crate::attestation::quote::TdQuote;
-use crate::attestation::verify::{Outcome, QuoteCheck};
 
 /// What the verifier trusts.
 #[derive(Debug, Clone, Copy)]
