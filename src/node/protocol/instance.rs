@@ -15,8 +15,8 @@ use super::messages::{
 };
 use super::pacemaker::{Pacemaker, PacemakerState};
 use super::verify::{self, er, Invalid};
-use crate::node::fence;
 use crate::node::ocr1::observation::{sign_observation, verify_observation};
+use crate::node::protocol::fence;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
