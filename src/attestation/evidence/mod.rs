@@ -224,10 +224,11 @@ impl Provider {
                     .collect(),
             }),
             Self::Simulated { certificate, key } => {
-                let quote = super::quote_builder::synthetic_quote(&super::quote_builder::QuoteSpec {
-                    report_data: *report_data,
-                    ..Default::default()
-                });
+                let quote =
+                    super::quote_builder::synthetic_quote(&super::quote_builder::QuoteSpec {
+                        report_data: *report_data,
+                        ..Default::default()
+                    });
                 Ok(Evidence::Simulated {
                     quote: b64(&quote),
                     algorithm: key.algorithm().to_owned(),

@@ -9,7 +9,8 @@
 //! cannot use a forgetful oracle to put a second signature on a round it signed before.
 //!
 //! The decision is [`fence`], a plain function of what the database holds and what the contract
-//! says; reading both and reporting the outcome is [`Starter`](crate::node::runtime::oracle::Starter)'s job.
+//! says; reading both and reporting the outcome is
+//! [`Starter`](crate::node::runtime::oracle::Starter)'s job.
 
 use std::time::Duration;
 

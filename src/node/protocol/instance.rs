@@ -9,6 +9,7 @@ use std::time::Instant;
 use alloy_primitives::aliases::I192;
 
 use super::config::InstanceConfig;
+use super::fence;
 use super::messages::{
     AttestedReportMany, AttestedReportOne, AttributedSignedObservation, Message, ReportObservation,
     SignedObservation,
@@ -16,7 +17,6 @@ use super::messages::{
 use super::pacemaker::{Pacemaker, PacemakerState};
 use super::verify::{self, er, Invalid};
 use crate::node::ocr1::observation::{sign_observation, verify_observation};
-use crate::node::protocol::fence;
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
