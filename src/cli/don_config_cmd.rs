@@ -10,14 +10,14 @@ use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
 use crate::exit;
 use crate::keys::{KeyStore, SharedSecret};
-use crate::node::chain::AggregatorContract;
-use crate::node::don_config::DonConfig;
-use crate::node::onchain::configurator::admin_key;
-use crate::node::onchain::submit::{
+use crate::node::contract::configurator::admin_key;
+use crate::node::contract::don_config::DonConfig;
+use crate::node::contract::oracle_set::{OracleSet, LOCAL_CONFIG_COUNT};
+use crate::node::contract::submit::{
     submit, Admin, BillingOutcome, PayeesOutcome, Submission, Submitted,
 };
-use crate::node::oracle;
-use crate::node::oracle_set::{OracleSet, LOCAL_CONFIG_COUNT};
+use crate::node::evm::AggregatorContract;
+use crate::node::runtime::oracle;
 
 pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
     let root = cli.root();

@@ -461,7 +461,7 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
         return exit::INPUT_INVALID;
     }
     // The node stopped because its RPC endpoint serves another chain than configured.
-    if let Some(crate::node::error::NodeError::WrongChain { .. }) = error.downcast_ref() {
+    if let Some(crate::node::runtime::error::NodeError::WrongChain { .. }) = error.downcast_ref() {
         return exit::CONFIG_INVALID;
     }
     error
@@ -473,7 +473,7 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::error::NodeError;
+    use crate::node::runtime::error::NodeError;
 
     #[test]
     fn a_node_stopped_on_another_chain_exits_with_the_configuration_code_and_other_node_errors_with_1(

@@ -11,7 +11,7 @@ pub fn run(cli: &Cli, node: u32, notify_fd: Option<i32>) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::node::service::run(
+    runtime.block_on(crate::node::runtime::service::run(
         &verified.config,
         &cli.root(),
         node,

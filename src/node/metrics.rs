@@ -10,7 +10,7 @@ use prometheus::{
     Registry,
 };
 
-use super::protocol::messages::ReportObservation;
+use crate::node::protocol::messages::ReportObservation;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::aliases::I192;
 use sqlx::{PgPool, Row};
 
-use super::ocr1::types::{ConfigDigest, EpochRound};
-use super::protocol::messages::ReportObservation;
-use super::protocol::pacemaker::PacemakerState;
+use crate::node::ocr1::types::{ConfigDigest, EpochRound};
+use crate::node::protocol::messages::ReportObservation;
+use crate::node::protocol::pacemaker::PacemakerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,4 +1,4 @@
-//! The EVM client (`enclave::node::chain`) against a real EVM: the dev chain of
+//! The EVM client (`enclave::node::evm`) against a real EVM: the dev chain of
 //! `scripts/devchain/devchain.py` (py-evm behind a geth-like JSON-RPC, with a test
 //! `OffchainAggregator` that has the OCR1 contract's selectors, checks and revert strings).
 //!
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use alloy_primitives::aliases::I192;
 use alloy_primitives::{Address, Bytes, U256};
 use alloy_sol_types::SolCall;
-use enclave::node::chain::aggregator_contract::{
+use enclave::node::evm::aggregator_contract::{
     set_config_calldata, transmit_calldata, IOffchainAggregator,
 };
-use enclave::node::chain::{
+use enclave::node::evm::{
     AggregatorContract, ChainError, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender, TxStatus,
 };
 use enclave::node::ocr1::config_digest::{
@@ -449,8 +449,8 @@ async fn replacement_drop_nonce_conflicts_and_missing_funds_against_a_real_pool(
 
 #[tokio::test]
 async fn payees_billing_bounds_and_payments_are_read_from_the_upstream_contract_and_the_model() {
-    use enclave::node::chain::aggregator_contract::set_payees_calldata;
-    use enclave::node::onchain::payees::{plan, PayeeError, PayeePlan};
+    use enclave::node::contract::payees::{plan, PayeeError, PayeePlan};
+    use enclave::node::evm::aggregator_contract::set_payees_calldata;
     let Some(chain) = start() else { return };
     let metrics = Arc::new(ChainMetrics::register(&Registry::new()).expect("metrics"));
     let rpc = rpc(&chain, &metrics);

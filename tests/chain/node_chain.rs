@@ -67,7 +67,7 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
         // enclave change it, which is reported, and the configuration goes on regardless.
         let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
         let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
-        let data = enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]);
+        let data = enclave::node::evm::aggregator_contract::set_payees_calldata(&[t5], &[other]);
         chain.owner_send(&contract, &data);
     }
     // Without a configuration on the contract no feed starts, and /health says why.
@@ -472,7 +472,7 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
     let other: alloy_primitives::Address = chain.accounts[6].0.parse().expect("address");
     chain.owner_send(
         &contract,
-        &enclave::node::chain::aggregator_contract::set_payees_calldata(&[t5], &[other]),
+        &enclave::node::evm::aggregator_contract::set_payees_calldata(&[t5], &[other]),
     );
     don.spawn(1);
 

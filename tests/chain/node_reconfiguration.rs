@@ -59,7 +59,7 @@ fn configure_again(don: &Don, chain: &DevChain, contract: &str) {
             .trim_start_matches("0x"),
     )
     .expect("hex");
-    let calldata = enclave::node::chain::aggregator_contract::set_config_calldata(
+    let calldata = enclave::node::evm::aggregator_contract::set_config_calldata(
         &addresses("signers"),
         &addresses("transmitters"),
         u8::try_from(feed["threshold"].as_u64().expect("threshold")).expect("small"),

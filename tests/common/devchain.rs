@@ -109,7 +109,7 @@ impl DevChain {
     /// tests, the admin and every payee), through the enclave's own transaction sender; it must
     /// succeed.
     pub fn owner_send(&self, contract: &str, data: &[u8]) {
-        use enclave::node::chain::{GasPolicy, RpcClient, TxSender, TxStatus};
+        use enclave::node::evm::{GasPolicy, RpcClient, TxSender, TxStatus};
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

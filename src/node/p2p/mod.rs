@@ -37,6 +37,7 @@ mod error;
 mod frame;
 mod handle;
 mod listener;
+pub mod metrics;
 mod network;
 mod stats;
 mod tasks;

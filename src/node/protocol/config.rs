@@ -28,7 +28,7 @@ pub struct InstanceConfig {
     pub signers: Vec<Address>,
     /// This oracle's Ed25519 key.
     pub offchain_key: ed25519_dalek::SigningKey,
-    /// The rollback fence (`node::fence`): no observation or report is signed for an (epoch,
+    /// The rollback fence (`node::protocol::fence`): no observation or report is signed for an (epoch,
     /// round) at or below it. The contract's latest at the instance's start; `None` without one.
     pub signing_floor: Option<EpochRound>,
 }

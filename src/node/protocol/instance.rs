@@ -9,13 +9,13 @@ use std::time::Instant;
 use alloy_primitives::aliases::I192;
 
 use super::config::InstanceConfig;
+use super::fence;
 use super::messages::{
     AttestedReportMany, AttestedReportOne, AttributedSignedObservation, Message, ReportObservation,
     SignedObservation,
 };
 use super::pacemaker::{Pacemaker, PacemakerState};
 use super::verify::{self, er, Invalid};
-use crate::node::fence;
 use crate::node::ocr1::observation::{sign_observation, verify_observation};
 
 /// What the driver must do.

@@ -12,9 +12,9 @@ use super::instance::{Decision, Event, Instance, Output};
 use super::messages::{AttestedReportMany, Message};
 use super::pacemaker::PacemakerState;
 use super::verify;
-use crate::node::fence::{self, ChainPosition};
 use crate::node::ocr1::signature::{address_of, sign_report};
 use crate::node::ocr1::types::{ConfigDigest, EpochRound};
+use crate::node::protocol::fence::{self, ChainPosition};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Behaviour {
@@ -146,7 +146,7 @@ impl Simulation {
     }
 
     /// Restarts oracle `i` on a database holding `stored` and rounds up to `remembered`, fenced
-    /// by the contract's position `chain`, as the node's start does (`node::fence`).
+    /// by the contract's position `chain`, as the node's start does (`node::protocol::fence`).
     pub fn restart_fenced(
         &mut self,
         i: usize,

@@ -3,3 +3,4 @@
 
 pub mod decide;
 pub mod schedule;
+pub mod transmitter;

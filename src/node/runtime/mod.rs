@@ -1,0 +1,8 @@
+//! The node as a process: `enclave node` starts node i ([`service`]): the bootstrap, or an
+//! oracle with all its parts ([`oracle`]), serves its HTTP API ([`api`]) and reports why it
+//! could not start or had to stop ([`error`]).
+
+pub mod api;
+pub mod error;
+pub mod oracle;
+pub mod service;
