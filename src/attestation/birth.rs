@@ -115,11 +115,56 @@ pub fn ensure_keys(
         .map(|&node| has_no_keys(&store.node_dir(node)))
         .collect();
     let publics = store.ensure_all(nodes)?;
-    for (public, _) in publics.iter().zip(&fresh).filter(|(_, fresh)| **fresh) {
-        record_birth(store, public, provider, fs, boot_id);
-    }
-    let births = publics.iter().map(|p| read_birth(store, p)).collect();
+    let births = publics
+        .iter()
+        .zip(&fresh)
+        .map(|(public, &fresh)| {
+            let untaken = if fresh {
+                record_birth(store, public, provider, fs, boot_id).err()
+            } else {
+                None
+            };
+            match untaken {
+                // Read back would say "planted": say instead why these new keys have none.
+                Some(reason) => NodeBirth {
+                    node: public.node,
+                    record: None,
+                    missing: Some(format!(
+                        "no birth evidence: the keys were generated now, where no evidence \
+                         could be taken ({reason})"
+                    )),
+                },
+                None => read_birth(store, public),
+            }
+        })
+        .collect();
     Ok((publics, births))
+}
+
+/// The nodes whose keys have no (fitting) birth evidence, grouped by reason, in first-seen order.
+pub fn missing_by_reason(births: &[NodeBirth]) -> Vec<(&str, Vec<u32>)> {
+    let mut by_reason: Vec<(&str, Vec<u32>)> = Vec::new();
+    for birth in births.iter().filter(|b| !b.present()) {
+        let reason = birth.missing.as_deref().unwrap_or("");
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, nodes)) => nodes.push(birth.node),
+            None => by_reason.push((reason, vec![birth.node])),
+        }
+    }
+    by_reason
+}
+
+/// Logs [`missing_by_reason`]: one warning per distinct reason, naming the nodes, rather than
+/// one per node at every boot.
+pub fn log_missing(births: &[NodeBirth]) {
+    for (reason, nodes) in missing_by_reason(births) {
+        let nodes: Vec<String> = nodes.iter().map(u32::to_string).collect();
+        tracing::warn!(
+            nodes = %nodes.join(","),
+            reason,
+            "node keys without birth evidence"
+        );
+    }
 }
 
 fn has_no_keys(dir: &Path) -> bool {
@@ -134,22 +179,22 @@ fn has_no_keys(dir: &Path) -> bool {
     .all(|file| !dir.join(file).exists())
 }
 
+/// Takes and writes the birth evidence of keys made now; the reason when there is none.
 fn record_birth(
     store: &KeyStore,
     public: &NodePublicKeys,
     provider: &Provider,
     fs: &dyn ConfigFs,
     boot_id: &str,
-) {
+) -> Result<(), String> {
     let path = store.node_dir(public.node).join(BIRTH_FILE);
     let keys = BirthKeys::new(&NodeIdentity::from(public), boot_id, SystemTime::now());
     let evidence = match provider.take(fs, &keys.report_data()) {
         Ok(evidence) => evidence,
         Err(e) => {
-            tracing::warn!(node = public.node, error = %e, "new node keys have no birth evidence");
             // A file left from keys that no longer exist must not be taken for these keys'.
             let _ = std::fs::remove_file(&path);
-            return;
+            return Err(e.to_string());
         }
     };
     let record = BirthRecord {
@@ -160,14 +205,18 @@ fn record_birth(
     let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
     text.push('\n');
     match write_atomic(&path, text.as_bytes(), 0o644) {
-        Ok(()) => tracing::info!(
-            node = public.node,
-            provider = record.evidence.provider(),
-            file = %path.display(),
-            "node keys generated with birth evidence"
-        ),
+        Ok(()) => {
+            tracing::info!(
+                node = public.node,
+                provider = record.evidence.provider(),
+                file = %path.display(),
+                "node keys generated with birth evidence"
+            );
+            Ok(())
+        }
         Err(e) => {
-            tracing::error!(node = public.node, path = %path.display(), error = %e, "cannot write the birth evidence")
+            tracing::error!(node = public.node, path = %path.display(), error = %e, "cannot write the birth evidence");
+            Err(format!("cannot write {BIRTH_FILE}: {e}"))
         }
     }
 }
@@ -203,5 +252,69 @@ pub fn read_birth(store: &KeyStore, public: &NodePublicKeys) -> NodeBirth {
         record: Some(record),
         missing: (!about_these)
             .then(|| "the birth evidence is about other keys than the node's".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::tsm::Kernel;
+
+    fn no_provider() -> Provider {
+        Provider::None {
+            reason: "attestation.provider is none".to_owned(),
+        }
+    }
+
+    #[test]
+    fn keys_generated_without_a_provider_say_so_and_later_boots_say_they_may_be_planted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = KeyStore::new(dir.path().join("secrets"));
+        let (_, first) = ensure_keys(&store, &[1, 2], &no_provider(), &Kernel, "00").expect("keys");
+        for birth in &first {
+            let reason = birth.missing.as_deref().expect("missing");
+            assert!(!birth.present());
+            assert!(reason.contains("generated now"), "{reason}");
+            assert!(reason.contains("attestation.provider is none"), "{reason}");
+            assert!(!reason.contains("planted"), "{reason}");
+        }
+        let (_, again) = ensure_keys(&store, &[1, 2], &no_provider(), &Kernel, "01").expect("keys");
+        for birth in &again {
+            let reason = birth.missing.as_deref().expect("missing");
+            assert!(reason.contains("planted"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn missing_birth_evidence_is_grouped_by_reason_in_node_order() {
+        let birth = |node, missing: Option<&str>| NodeBirth {
+            node,
+            record: None,
+            missing: missing.map(str::to_owned),
+        };
+        let cases: Vec<(Vec<NodeBirth>, Vec<(&str, Vec<u32>)>)> = vec![
+            (vec![], vec![]),
+            (
+                vec![
+                    birth(1, Some("a")),
+                    birth(2, Some("a")),
+                    birth(3, Some("a")),
+                ],
+                vec![("a", vec![1, 2, 3])],
+            ),
+            (
+                vec![
+                    birth(1, Some("a")),
+                    birth(2, Some("b")),
+                    birth(3, Some("a")),
+                ],
+                vec![("a", vec![1, 3]), ("b", vec![2])],
+            ),
+            // No record and no reason is still missing evidence.
+            (vec![birth(4, None)], vec![("", vec![4])]),
+        ];
+        for (births, expected) in cases {
+            assert_eq!(missing_by_reason(&births), expected, "{births:?}");
+        }
     }
 }

@@ -110,13 +110,7 @@ pub fn publish(
         }
     };
     metrics.birth(&births);
-    for birth in births.iter().filter(|b| !b.present()) {
-        tracing::warn!(
-            node = birth.node,
-            reason = birth.missing.as_deref().unwrap_or(""),
-            "node keys without birth evidence"
-        );
-    }
+    birth::log_missing(&births);
     let order_certificate = match order_certificate::read(&paths.order_certificate) {
         Ok(certificate) => certificate,
         Err(e) => {
@@ -323,7 +317,11 @@ fn quote_identity(
         "TDX quote obtained: its REPORTDATA is the identity's SHA-512"
     );
     metrics.quoted(&quote_sha256, &sha512);
-    let self_check = self_check(&quote, collateral);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let self_check = self_check(&quote, collateral, now);
     let record = QuoteRecord {
         file: QUOTE_FILE.to_owned(),
         sha256: quote_sha256,
@@ -339,8 +337,8 @@ fn quote_identity(
     ))
 }
 
-/// The enclave's own verdict on its quote, as the document records it.
-fn self_check(quote: &[u8], collateral: Option<&Path>) -> String {
+/// The enclave's own verdict on its quote at `now` (Unix seconds), as the document records it.
+fn self_check(quote: &[u8], collateral: Option<&Path>, now: u64) -> String {
     let structure = "structure, TDX and REPORTDATA checked";
     let Some(path) = collateral else {
         return format!("{structure}; signatures not checked (no attestation.collateralFile)");
@@ -354,10 +352,6 @@ fn self_check(quote: &[u8], collateral: Option<&Path>) -> String {
         super::dcap::collateral::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     })
     .and_then(|collateral| {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         super::dcap::verify_quote(
             quote,
             &collateral,
@@ -768,5 +762,36 @@ mod tests {
         assert!(publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).is_none());
         assert!(!s.paths.identity_file().exists());
         assert!(text(&s.registry).contains("enclave_attestation_available 0"));
+    }
+
+    #[test]
+    fn the_enclave_checks_its_own_quote_with_the_configured_collateral() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dcap");
+        let intel_quote = std::fs::read(fixtures.join("tdx_quote")).expect("sample quote");
+        let collateral = fixtures.join("tdx_quote_collateral.json");
+        let tmp = tempfile::tempdir().expect("tmp");
+        let malformed = tmp.path().join("collateral.json");
+        std::fs::write(&malformed, "{\"not\": \"collateral\"}").expect("write");
+        let missing = tmp.path().join("absent.json");
+        let simulated = crate::attestation::quote_builder::synthetic_quote(&Default::default());
+        // Inside and after the sample collateral's window (tests/fixtures/dcap/SOURCE.md).
+        let inside = 1_751_000_000;
+        let after = 1_752_919_235;
+        let cases: Vec<(&str, &[u8], Option<&Path>, u64, &str)> = vec![
+            ("no collateral", &intel_quote, None, inside, "signatures not checked (no attestation.collateralFile)"),
+            ("Intel's sample inside its window", &intel_quote, Some(&collateral), inside, "signatures verified to Intel's root with the configured collateral, TCB status UpToDate"),
+            ("Intel's sample after its window", &intel_quote, Some(&collateral), after, "NOT verified"),
+            ("a quote no Intel key signed", &simulated, Some(&collateral), inside, "signatures NOT verified"),
+            ("an unreadable collateral file", &intel_quote, Some(&missing), inside, "signatures NOT verified: cannot read"),
+            ("a malformed collateral file", &intel_quote, Some(&malformed), inside, "signatures NOT verified"),
+        ];
+        for (case, quote, collateral, now, expected) in cases {
+            let verdict = self_check(quote, collateral, now);
+            assert!(
+                verdict.starts_with("structure, TDX and REPORTDATA checked; "),
+                "{case}: {verdict}"
+            );
+            assert!(verdict.contains(expected), "{case}: {verdict}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Cli, KeysCommand};
-use crate::attestation::birth::ensure_keys;
+use crate::attestation::birth::{ensure_keys, log_missing};
 use crate::attestation::boot::random_boot_id;
 use crate::attestation::evidence::Provider;
 use crate::attestation::tsm::Kernel;
@@ -27,13 +27,7 @@ pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     let provider = Provider::choose(&config.attestation, &AttestationPaths::from_env(&root));
     let boot_id = hex::encode(random_boot_id());
     let (publics, births) = ensure_keys(&store, &config.nodes.all(), &provider, &Kernel, &boot_id)?;
-    for birth in births.iter().filter(|b| !b.present()) {
-        tracing::warn!(
-            node = birth.node,
-            reason = birth.missing.as_deref().unwrap_or(""),
-            "node keys without birth evidence"
-        );
-    }
+    log_missing(&births);
     match command {
         KeysCommand::Init => {
             tracing::info!(
