@@ -292,7 +292,8 @@ mod tests {
             record: None,
             missing: missing.map(str::to_owned),
         };
-        let cases: Vec<(Vec<NodeBirth>, Vec<(&str, Vec<u32>)>)> = vec![
+        type Case<'a> = (Vec<NodeBirth>, Vec<(&'a str, Vec<u32>)>);
+        let cases: Vec<Case> = vec![
             (vec![], vec![]),
             (
                 vec![

@@ -777,7 +777,9 @@ mod tests {
         // Inside and after the sample collateral's window (tests/fixtures/dcap/SOURCE.md).
         let inside = 1_751_000_000;
         let after = 1_752_919_235;
-        let cases: Vec<(&str, &[u8], Option<&Path>, u64, &str)> = vec![
+        /// What, quote, collateral file, time, expected verdict.
+        type Case<'a> = (&'a str, &'a [u8], Option<&'a Path>, u64, &'a str);
+        let cases: Vec<Case> = vec![
             ("no collateral", &intel_quote, None, inside, "signatures not checked (no attestation.collateralFile)"),
             ("Intel's sample inside its window", &intel_quote, Some(&collateral), inside, "signatures verified to Intel's root with the configured collateral, TCB status UpToDate"),
             ("Intel's sample after its window", &intel_quote, Some(&collateral), after, "NOT verified"),

@@ -1,8 +1,10 @@
-//! The node as a process: `enclave node` starts node i ([`service`]): the bootstrap, or an
-//! oracle with all its parts ([`oracle`]), serves its HTTP API ([`api`]) and reports why it
-//! could not start or had to stop ([`error`]).
+//! The node as a process: `enclave node` starts node i ([`service`]) with its settings derived
+//! once from the configuration ([`settings`]): the bootstrap, or an oracle with all its parts
+//! ([`oracle`]), serves its HTTP API ([`api`]) and reports why it could not start or had to stop
+//! ([`error`]).
 
 pub mod api;
 pub mod error;
 pub mod oracle;
 pub mod service;
+pub mod settings;

@@ -5,7 +5,6 @@
 //! P2P and pushes the metrics one last time; the caller turns a fatal outcome into an exit code.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use crate::node::contract::oracle_set::OracleSet;
 use crate::node::contract::submit::Admin;
 use crate::node::contract::OnchainMetrics;
 use crate::node::evm::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
-use crate::node::feed::health::{evaluate, stale_after, Seen, Transition, Watch};
+use crate::node::feed::health::{evaluate, Seen, Transition, Watch};
 use crate::node::feed::observe::Observer;
 use crate::node::feed::task::{Input, Shared};
 use crate::node::feed::writes::{Write, Writes};
@@ -36,6 +35,7 @@ use crate::node::protocol::pacemaker::PacemakerState;
 use crate::node::runtime::api::{self, Api, OracleApi};
 pub use crate::node::runtime::error::NodeError;
 use crate::node::runtime::oracle::{self, Routes, Starter};
+use crate::node::runtime::settings::{ChainSettings, NodeSettings, CHAIN_ID_RETRY_MAX};
 use crate::node::store::Store;
 use crate::node::tasks::NodeTasks;
 use crate::paths::Root;
@@ -56,18 +56,13 @@ pub async fn run(
     node: u32,
     notify_fd: Option<i32>,
 ) -> Result<(), NodeError> {
-    if node == 0 || node > config.nodes.total {
-        return Err(NodeError::UnknownNode {
-            node,
-            total: config.nodes.total,
-        });
-    }
+    let settings = NodeSettings::derive(config, node)?;
     let keys = KeyStore::from_config(root, config);
     let own = keys.load_or_generate(node)?;
     let set = OracleSet::load(&keys, config)?;
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(NodeMetrics::register(&registry)?);
-    let (network, inbound) = p2p::start(network_config(config, node, &own, &set)).await?;
+    let (network, inbound) = p2p::start(network_config(&settings, &own, &set)).await?;
     registry.register(Box::new(crate::node::p2p::metrics::StatsCollector::new(
         network.clone(),
     )))?;
@@ -80,9 +75,9 @@ pub async fn run(
     let oracle = if node == BOOTSTRAP_NODE {
         tracing::info!(peer_id = %own.public().peer_id, "bootstrap node: discovery and transmitter balances");
         drop(inbound);
-        if config.chain_options.enabled {
-            let rpc = start_balance_watch(config, &set, &registry, &tasks, fatal.clone())?;
-            if config.chain_options.configure_contracts {
+        if let Some(chain) = settings.chain {
+            let rpc = start_balance_watch(config, chain, &set, &registry, &tasks, fatal.clone())?;
+            if chain.configure_contracts {
                 start_contract_configurator(config, rpc, &keys, &own, &set, &registry, &tasks)?;
             }
         }
@@ -91,8 +86,8 @@ pub async fn run(
         Some(
             start_oracle(
                 config,
+                &settings,
                 root,
-                node,
                 &own,
                 &keys,
                 &set,
@@ -113,8 +108,8 @@ pub async fn run(
             oracle.shared.status.clone(),
             network.clone(),
             oracle_peers.clone(),
-            2 * config.consensus.f,
-            stale_after(&config.consensus, config.node.observation_timeout),
+            settings.peers_needed,
+            settings.stale_after,
             tasks.token(),
         ));
     }
@@ -131,17 +126,10 @@ pub async fn run(
         network: network.clone(),
         oracle_peers,
         peers_expected: others,
-        peers_needed: if node == BOOTSTRAP_NODE {
-            0
-        } else {
-            2 * config.consensus.f
-        },
+        peers_needed: settings.peers_needed,
         registry: registry.clone(),
     };
-    let addr = SocketAddr::new(
-        config.ports.listen_host,
-        config.ports.node_api_base + node as u16,
-    );
+    let addr = settings.api;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Listen { addr, source })?;
@@ -231,31 +219,19 @@ fn spawn_chain_id_watch(
     });
 }
 
-fn network_config(config: &Config, node: u32, own: &OracleKeys, set: &OracleSet) -> NetworkConfig {
-    let port = config.ports.node_p2p_base + node as u16;
-    let announce = config
-        .node
-        .announce_host
-        .as_ref()
-        .map(|host| vec![format!("{host}:{port}")])
-        .unwrap_or_default();
-    let bootstrap = (node != BOOTSTRAP_NODE).then(|| {
-        let address = config.node.bootstrap_address.clone().unwrap_or_else(|| {
-            format!(
-                "127.0.0.1:{}",
-                config.ports.node_p2p_base + BOOTSTRAP_NODE as u16
-            )
-        });
-        (set.bootstrap.peer_id, address)
-    });
+fn network_config(settings: &NodeSettings, own: &OracleKeys, set: &OracleSet) -> NetworkConfig {
+    let p2p = &settings.p2p;
     NetworkConfig {
         identity: own.offchain().clone(),
-        listen: SocketAddr::new(config.node.listen_host, port),
-        announce,
-        bootstrap,
+        listen: p2p.listen,
+        announce: p2p.announce.clone(),
+        bootstrap: p2p
+            .bootstrap_address
+            .clone()
+            .map(|address| (set.bootstrap.peer_id, address)),
         peers: set.peer_ids(),
         static_addresses: HashMap::new(),
-        max_frame_bytes: config.node.max_frame_bytes,
+        max_frame_bytes: p2p.max_frame_bytes,
         reconnect_min: Duration::from_millis(200),
         reconnect_max: Duration::from_secs(10),
         send_queue: 4096,
@@ -265,8 +241,8 @@ fn network_config(config: &Config, node: u32, own: &OracleKeys, set: &OracleSet)
 #[allow(clippy::too_many_arguments)]
 async fn start_oracle(
     config: &Config,
+    settings: &NodeSettings,
     root: &Root,
-    node: u32,
     own: &OracleKeys,
     keys: &KeyStore,
     set: &OracleSet,
@@ -277,6 +253,7 @@ async fn start_oracle(
     tasks: &NodeTasks,
     fatal: mpsc::Sender<NodeError>,
 ) -> Result<Arc<OracleApi>, NodeError> {
+    let node = settings.node;
     let layout = Layout::new(root, config);
     let credentials = crate::postgres::pgpass::read(&layout.pgpass(node))
         .map_err(|source| NodeError::Credentials { node, source })?;
@@ -284,13 +261,13 @@ async fn start_oracle(
     let store = Store::new(pool);
     let me = set.index_of(node).ok_or(NodeError::UnknownNode {
         node,
-        total: config.nodes.total,
+        total: settings.total,
     })?;
     let secret = keys.shared_secret()?;
     let observer = Observer::start(
-        aggregator_url(config),
-        config.aggregator.max_pairs_per_request,
-        config.node.observation_timeout,
+        settings.observer.aggregator.clone(),
+        settings.observer.max_pairs_per_request,
+        settings.observer.timeout,
         metrics.observation_latency.clone(),
     )?;
     let writes = Arc::new(Writes::register(registry)?);
@@ -302,17 +279,14 @@ async fn start_oracle(
         writes.clone(),
         tasks.token(),
     ));
-    let chain = if config.chain_options.enabled {
+    let chain = if let Some(chain) = settings.chain {
         let chain_metrics = Arc::new(ChainMetrics::register(registry)?);
         let rpc = oracle::rpc_client(config, Some(chain_metrics.clone()))?;
         spawn_chain_id_watch(
             tasks,
             rpc.clone(),
-            config.chain.chain_id,
-            config
-                .chain_options
-                .contract_poll_interval
-                .min(Duration::from_secs(10)),
+            chain.chain_id,
+            chain.chain_id_retry,
             fatal,
         );
         Some(
@@ -416,7 +390,7 @@ async fn start_oracle(
         metrics.clone(),
         tasks.token(),
     ));
-    tasks.spawn(prune(store, config.node.retention, metrics, tasks.token()));
+    tasks.spawn(prune(store, settings.retention, metrics, tasks.token()));
     Ok(api)
 }
 
@@ -426,6 +400,7 @@ async fn start_oracle(
 /// other chain tasks of node 1.
 fn start_balance_watch(
     config: &Config,
+    chain: ChainSettings,
     set: &OracleSet,
     registry: &prometheus::Registry,
     tasks: &NodeTasks,
@@ -440,14 +415,14 @@ fn start_balance_watch(
             let key = faucet_key(f.private_key.expose())?;
             let sender = TxSender::new(
                 rpc.clone(),
-                config.chain.chain_id,
+                chain.chain_id,
                 key,
                 oracle::gas_policy(options),
             )?
             .with_metrics(chain_metrics);
             (Some(sender), f.check_interval, f.min_wei, f.topup_wei)
         }
-        None => (None, options.contract_poll_interval, 0, 0),
+        None => (None, chain.poll, 0, 0),
     };
     let faucet = Faucet {
         rpc: rpc.clone(),
@@ -467,8 +442,8 @@ fn start_balance_watch(
     spawn_chain_id_watch(
         tasks,
         rpc.clone(),
-        config.chain.chain_id,
-        Duration::from_secs(10),
+        chain.chain_id,
+        CHAIN_ID_RETRY_MAX,
         fatal,
     );
     tasks.spawn(faucet.run(tasks.token()));
@@ -489,7 +464,7 @@ fn start_balance_watch(
             .iter()
             .map(|o| (o.node, o.transmitter_address))
             .collect(),
-        interval: options.contract_poll_interval,
+        interval: chain.poll,
         metrics: Arc::new(BillingMetrics::register(registry)?),
     };
     tasks.spawn(billing.run(tasks.token()));
@@ -528,18 +503,6 @@ fn start_contract_configurator(
 fn faucet_key(hex_key: &str) -> Result<k256::ecdsa::SigningKey, NodeError> {
     crate::config::values::secp256k1_private_key(hex_key)
         .map_err(|message| NodeError::Faucet(format!("faucetPrivateKey {message}")))
-}
-
-fn aggregator_url(config: &Config) -> url::Url {
-    let host = match config.aggregator.host {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-        other => other,
-    };
-    let base = format!("http://{}/", SocketAddr::new(host, config.aggregator.port));
-    // A SocketAddr always forms a valid URL.
-    base.parse()
-        .unwrap_or_else(|_| url::Url::parse("http://127.0.0.1:3000/").expect("static URL"))
 }
 
 /// Hands every inbound frame to its feed's instance; frames that do not decode or name no feed
