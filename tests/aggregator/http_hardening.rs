@@ -121,6 +121,13 @@ fn slow_header_clients_are_cut_off_within_45_s_on_every_server_while_it_keeps_an
         ("supervisor", s.enclave.port("supervisor")),
         ("process-metrics", s.enclave.port("processMetrics")),
     ];
+    // "Up" is readiness only for the aggregator (it has a notification fd); the supervisor's and
+    // the exporter's servers bind a moment after their process starts.
+    for (name, port) in ports {
+        wait_until(T, &format!("the {name} answering"), || {
+            Enclave::http_get(port, "/healthz").is_some()
+        });
+    }
     let started = Instant::now();
     let mut slow: Vec<(u16, TcpStream)> = Vec::new();
     for (_, port) in ports {

@@ -65,16 +65,26 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
     e.wait_status("postgres-init", Status::Finished, T);
     e.wait_status("process-metrics", Status::Up, T);
 
-    let supervisor = wait_for_group(&gateway, "supervisor");
-    let states = group_samples(&supervisor, "enclave_supervisor_service_state");
-    assert!(
-        states.iter().any(
-            |(l, v)| l.get("service").map(String::as_str) == Some("postgres")
-                && l.get("state").map(String::as_str) == Some("up")
-                && *v == 1.0
-        ),
-        "{states:?}"
-    );
+    // The group holds the last push: one made before postgres was up is replaced a second later.
+    let postgres_up = |group: &serde_json::Value| {
+        group_samples(group, "enclave_supervisor_service_state")
+            .iter()
+            .any(|(l, v)| {
+                l.get("service").map(String::as_str) == Some("postgres")
+                    && l.get("state").map(String::as_str) == Some("up")
+                    && *v == 1.0
+            })
+    };
+    let mut supervisor = serde_json::Value::Null;
+    wait_until(T, "a supervisor push with postgres up", || {
+        match gateway.group(&[("job", "supervisor"), ("instance", "test-enclave")]) {
+            Some(group) => {
+                supervisor = group;
+                postgres_up(&supervisor)
+            }
+            None => false,
+        }
+    });
     assert!(!group_samples(&supervisor, "enclave_configuration_info").is_empty());
     // The identity, one series per node, and no TEE here.
     assert_eq!(
@@ -146,13 +156,4 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
     assert!(gateway
         .group(&[("job", "process-metrics"), ("instance", "test-enclave")])
         .is_none());
-}
-
-fn wait_for_group(gateway: &Pushgateway, job: &str) -> serde_json::Value {
-    let mut found = None;
-    wait_until(T, job, || {
-        found = gateway.group(&[("job", job), ("instance", "test-enclave")]);
-        found.is_some()
-    });
-    found.expect("group")
 }
