@@ -158,7 +158,11 @@ pub enum Command {
     },
     /// Per-service CPU, memory, restarts and the PostgreSQL metrics, served and pushed
     /// (longrun `process-metrics`).
-    ProcessMetrics,
+    ProcessMetrics {
+        /// Write a newline to this descriptor once `/metrics` accepts connections (s6 readiness).
+        #[arg(long, value_name = "FD")]
+        notify_fd: Option<i32>,
+    },
     /// The embedded PostgreSQL services.
     #[command(subcommand)]
     Postgres(PostgresCommand),
@@ -442,7 +446,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
         Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
-        Command::ProcessMetrics => process_metrics_cmd::run(&cli),
+        Command::ProcessMetrics { notify_fd } => process_metrics_cmd::run(&cli, *notify_fd),
         Command::Alerts => alerts_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),
         Command::Node { node, notify_fd } => node_cmd::run(&cli, *node, *notify_fd),

@@ -27,7 +27,7 @@ const PUSH_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The metrics endpoint finishes its answers in progress within this after a stop.
 const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn run(cli: &Cli) -> anyhow::Result<u8> {
+pub fn run(cli: &Cli, notify_fd: Option<i32>) -> anyhow::Result<u8> {
     let root = cli.root();
     let verified =
         load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
@@ -51,15 +51,24 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve_and_sample(
-        &config,
-        registry,
-        processes,
-        postgres,
-        layout,
-        SocketAddr::new(config.ports.listen_host, port),
-        Duration::from_millis(interval_ms),
-    ))
+    let addr = SocketAddr::new(config.ports.listen_host, port);
+    runtime.block_on(async {
+        // Bound before readiness is signalled: "up" means `/metrics` answers.
+        let listener = server::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        crate::service::readiness::notify_ready(notify_fd);
+        serve_and_sample(
+            &config,
+            registry,
+            processes,
+            postgres,
+            layout,
+            listener,
+            Duration::from_millis(interval_ms),
+        )
+        .await
+    })
 }
 
 fn env_number(name: &str) -> anyhow::Result<Option<u64>> {
@@ -79,9 +88,10 @@ async fn serve_and_sample(
     processes: ProcessMetrics,
     postgres: PostgresMetrics,
     layout: Layout,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     interval: Duration,
 ) -> anyhow::Result<u8> {
+    let addr = listener.local_addr()?;
     let pusher = Pusher::start(
         &registry,
         &telemetry::targets_for(config, false),
@@ -95,10 +105,11 @@ async fn serve_and_sample(
         Some(false) => Err("the last process sample failed".into()),
         None => Err("no process sample yet".into()),
     });
-    let server = tasks.spawn(server::serve(
-        addr,
+    let server = tasks.spawn(server::serve_listener(
+        listener,
         registry,
         health,
+        axum::Router::new(),
         cancel.clone().cancelled_owned(),
     ));
     tasks.spawn(refresh_postgres(postgres, layout, interval, cancel.clone()));

@@ -52,8 +52,24 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_listener(bind(addr).await?, registry, health, extra, shutdown).await
+}
+
+/// The listener [`serve_listener`] takes: bound first by a service that signals readiness.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
+    Ok(listener)
+}
+
+/// [`serve_with`] on a listener already bound.
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    health: HealthCheck,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = router(registry.clone(), health).merge(extra);
     http_server::serve(listener, app, Limits::METRICS, &registry, shutdown).await?;
     Ok(())

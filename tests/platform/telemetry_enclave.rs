@@ -64,6 +64,11 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
     e.start(&["--only", "postgres-init", "--only", "process-metrics"]);
     e.wait_status("postgres-init", Status::Finished, T);
     e.wait_status("process-metrics", Status::Up, T);
+    // Up is readiness: the exporter signals it once `/metrics` listens, so it answers at once.
+    assert!(
+        Enclave::http_get(e.port("processMetrics"), "/metrics").is_some(),
+        "process-metrics is up but /metrics does not answer"
+    );
 
     // The group holds the last push: one made before postgres was up is replaced a second later.
     let postgres_up = |group: &serde_json::Value| {
