@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the enclave container image: the release binary (on this machine), then the image from
+# Builds the enclave container image: the release binary (on this machine; ENCLAVE_BINARY for tests), then the image from
 # image/Dockerfile. Tags <IMAGE>:<version> and <IMAGE>:latest, prints the image id and size.
 #
 #   scripts/build-image.sh
@@ -19,6 +19,10 @@
 #   REBUILD_BASE=1                 re-create the locally made base image (see below)
 #   SAVE=1                         also write target/image/<IMAGE>-<version>.tar.gz (docker save,
 #                                  gzip) and print its SHA-256, for upload to a TEE platform
+#   ENCLAVE_BINARY                 put this already built binary in the image instead of building
+#                                  the release one: for tests only (scripts/test.sh gives it a
+#                                  debug build to save the ~8-minute release build); it must pass
+#                                  the same check, and the build says loudly it is no release
 #
 # The base image: BASE_IMAGE if it is already local, else `docker pull`; when no registry is
 # reachable and BASE_IMAGE is debian:<suite>[-slim], the base is made here with debootstrap
@@ -78,11 +82,17 @@ if [ "$runtime_only" = 0 ]; then
     fi
 
     # --- the binary -----------------------------------------------------------------------------
-    say "building the release binary (cargo shows its progress; the first build takes minutes)"
-    cargo build --release --locked
-    binary="target/release/enclave"
+    if [ -n "${ENCLAVE_BINARY:-}" ]; then
+        binary="$ENCLAVE_BINARY"
+        [ -x "$binary" ] || die "ENCLAVE_BINARY: $binary is not an executable file"
+        say "WARNING: the image gets $binary, not a release build (ENCLAVE_BINARY): for tests only"
+    else
+        say "building the release binary (cargo shows its progress; the first build takes minutes)"
+        cargo build --release --locked
+        binary="target/release/enclave"
+    fi
     # The attested binary must carry no test-only code (synthetic quotes).
-    scripts/check-release-binary.sh "$binary" || die "the release binary contains test support"
+    scripts/check-release-binary.sh "$binary" || die "the binary $binary contains test support"
     version="$("$binary" --version | awk '{print $2}')"
     [ -n "$version" ] || die "cannot read the binary's version"
 fi

@@ -1,5 +1,5 @@
 //! The attested binary carries no test-only code, and the check that says so can fail:
-//! `scripts/check-release-binary.sh` (run by scripts/build-image.sh on the release binary)
+//! `scripts/check-release-binary.sh` (run by scripts/build-image.sh on the binary it puts in the image)
 //! refuses the binary these tests run — built with the `test-support` feature through the
 //! self dev-dependency — and accepts the same bytes once the marker is gone.
 
