@@ -117,9 +117,28 @@ fi
 phase "cargo test"
 # The chain tests need the dev chain when they run.
 await "$devchain_job" "scripts/devchain/ensure.sh" "$logs/devchain.log"
+# Two lanes of test binaries at once: the tests mostly wait (on chains, consensus rounds,
+# restarts and deadlines) rather than compute — run one binary after another they kept less
+# than half a core busy — so the binaries run in two lanes of about equal length, each binary's
+# own tests two at a time as before. Every integration test target is a folder of tests/ with a
+# main.rs, or a file tests/<name>.rs; a new one joins the second lane by itself.
+lane_a=(--lib --test chain --test supervisor)
+lane_b=(--bins)
+for target in tests/*/main.rs tests/*.rs; do
+    [ -e "$target" ] || continue
+    name="${target#tests/}"
+    name="${name%/main.rs}"
+    name="${name%.rs}"
+    case "$name" in chain | supervisor) ;; *) lane_b+=(--test "$name") ;; esac
+done
 # --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --locked --no-fail-fast "${lane_a[@]}" >"$logs/test-lane-a.log" 2>&1 &
+lane_a_job=$!
 status=0
-cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$logs/test.log" || status=$?
+cargo test --locked --no-fail-fast "${lane_b[@]}" >"$logs/test-lane-b.log" 2>&1 || status=$?
+wait "$lane_a_job" || status=$?
+cat "$logs/test-lane-a.log" "$logs/test-lane-b.log" >"$logs/test.log"
+cat "$logs/test.log"
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$logs/test.log"
 phase "done"
 exit "$status"
