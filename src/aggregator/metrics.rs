@@ -2,6 +2,7 @@
 //! outcome, refetches, tracked pairs and the age of each tracked quote. Per-pair series exist
 //! only for tracked pairs and vanish with them.
 
+use crate::telemetry::register;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,81 +47,69 @@ impl AggregatorMetrics {
             )
         };
         let m = Self {
-            http_in_flight: prometheus::IntGauge::new(
+            http_in_flight: register(registry, prometheus::IntGauge::new(
                 "enclave_aggregator_http_requests_in_flight",
                 "API requests being served.",
-            )?,
-            http_requests: counter(
+            )?)?,
+            http_requests: register(registry, counter(
                 "enclave_aggregator_http_requests_total",
                 "API requests by route, method and status.",
                 &["route", "method", "status"],
-            )?,
-            http_duration: histogram(
+            )?)?,
+            http_duration: register(registry, histogram(
                 "enclave_aggregator_http_request_duration_seconds",
                 "API request latency by route.",
                 &["route", "method"],
-            )?,
-            cache_hits: counter(
+            )?)?,
+            cache_hits: register(registry, counter(
                 "enclave_aggregator_cache_hits_total",
                 "Quotes answered from the cache, by source.",
                 &["source"],
-            )?,
-            cache_misses: counter(
+            )?)?,
+            cache_misses: register(registry, counter(
                 "enclave_aggregator_cache_misses_total",
                 "Quotes not fresh in the cache, by source.",
                 &["source"],
-            )?,
-            source_requests: counter(
+            )?)?,
+            source_requests: register(registry, counter(
                 "enclave_aggregator_source_requests_total",
                 "Upstream fetches by source, kind (single or batch) and outcome (ok or the error kind).",
                 &["source", "kind", "outcome"],
-            )?,
-            source_duration: histogram(
+            )?)?,
+            source_duration: register(registry, histogram(
                 "enclave_aggregator_source_request_duration_seconds",
                 "Upstream fetch latency by source and kind.",
                 &["source", "kind"],
-            )?,
-            refetches: counter(
+            )?)?,
+            refetches: register(registry, counter(
                 "enclave_aggregator_refetches_total",
                 "Pre-expiry and retry refetches by source and outcome.",
                 &["source", "outcome"],
-            )?,
-            refetch_duration: histogram(
+            )?)?,
+            refetch_duration: register(registry, histogram(
                 "enclave_aggregator_refetch_duration_seconds",
                 "Duration of one refetch round of a source (single fetches or batches).",
                 &["source"],
-            )?,
-            stale_quotes: IntGaugeVec::new(
+            )?)?,
+            stale_quotes: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_aggregator_stale_quotes",
                     "Tracked pairs whose cached quote is past its TTL.",
                 ),
                 &["source"],
-            )?,
-            tracked_pairs: IntGaugeVec::new(
+            )?)?,
+            tracked_pairs: register(registry, IntGaugeVec::new(
                 Opts::new("enclave_aggregator_tracked_pairs", "Pairs tracked per source."),
                 &["source"],
-            )?,
-            quote_age: GaugeVec::new(
+            )?)?,
+            quote_age: register(registry, GaugeVec::new(
                 Opts::new(
                     "enclave_aggregator_quote_age_seconds",
                     "Age of the cached quote of each tracked pair.",
                 ),
                 &["source", "pair"],
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.http_in_flight.clone()))?;
-        registry.register(Box::new(m.http_requests.clone()))?;
-        registry.register(Box::new(m.refetch_duration.clone()))?;
-        registry.register(Box::new(m.stale_quotes.clone()))?;
-        registry.register(Box::new(m.http_duration.clone()))?;
-        registry.register(Box::new(m.cache_hits.clone()))?;
-        registry.register(Box::new(m.cache_misses.clone()))?;
-        registry.register(Box::new(m.source_requests.clone()))?;
-        registry.register(Box::new(m.source_duration.clone()))?;
-        registry.register(Box::new(m.refetches.clone()))?;
-        registry.register(Box::new(m.tracked_pairs.clone()))?;
-        registry.register(Box::new(m.quote_age.clone()))?;
         Ok(m)
     }
 

@@ -1,6 +1,7 @@
 //! The alerter's own metrics. Labels are bounded: the channel kind (4), the alert name (9), the
 //! result (3), the part of the snapshot (6) — never a URL, a token or a subject.
 
+use crate::telemetry::register;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::config::schema::alerts::{AlertName, ChannelKind};
@@ -31,41 +32,36 @@ pub struct AlertMetrics {
 impl AlertMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            notifications: IntCounterVec::new(
+            notifications: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_alerts_notifications_total",
                     "Alert notifications by channel kind, alert and result (sent, failed after retries, dropped for a full queue).",
                 ),
                 &["channel", "alert", "result"],
-            )?,
-            retries: IntCounterVec::new(
+            )?)?,
+            retries: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_alerts_delivery_retries_total",
                     "Notification attempts retried, by channel kind.",
                 ),
                 &["channel"],
-            )?,
-            firing: IntGaugeVec::new(
+            )?)?,
+            firing: register(registry, IntGaugeVec::new(
                 Opts::new("enclave_alerts_firing", "Alerts firing now, by alert."),
                 &["alert"],
-            )?,
-            evaluations: IntCounter::new(
+            )?)?,
+            evaluations: register(registry, IntCounter::new(
                 "enclave_alerts_evaluations_total",
                 "Snapshots of the enclave evaluated by the alert rules.",
-            )?,
-            snapshot_errors: IntCounterVec::new(
+            )?)?,
+            snapshot_errors: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_alerts_snapshot_errors_total",
                     "Parts of a snapshot that could not be read, by part.",
                 ),
                 &["part"],
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.notifications.clone()))?;
-        registry.register(Box::new(m.retries.clone()))?;
-        registry.register(Box::new(m.firing.clone()))?;
-        registry.register(Box::new(m.evaluations.clone()))?;
-        registry.register(Box::new(m.snapshot_errors.clone()))?;
         Ok(m)
     }
 

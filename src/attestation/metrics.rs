@@ -1,6 +1,7 @@
 //! The identity and attestation metrics, in the supervisor's registry (so they are pushed with
 //! its other metrics and reach dashboards).
 
+use crate::telemetry::register;
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::identity::{Identity, IdentityDigests};
@@ -38,63 +39,55 @@ pub struct AttestationMetrics {
 impl AttestationMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            identity: IntGaugeVec::new(
+            identity: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_identity_info",
                     "The enclave's identity (value 1), one series per node: the digest a quote binds, \
                      the configuration, the software and the node's public keys.",
                 ),
                 &IDENTITY_LABELS,
-            )?,
-            available: IntGauge::new(
+            )?)?,
+            available: register(registry, IntGauge::new(
                 "enclave_attestation_available",
                 "1 when evidence (a TDX quote, an order certificate's signature, or simulated evidence) binds this boot's identity, 0 when there is none (no provider, or it failed).",
-            )?,
-            quote: IntGaugeVec::new(
+            )?)?,
+            quote: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_attestation_quote_info",
                     "The TDX quote of this boot (value 1): its SHA-256 and the REPORTDATA it carries.",
                 ),
                 &["quote_sha256", "identity_sha512"],
-            )?,
-            rtmr3: IntGauge::new(
+            )?)?,
+            rtmr3: register(registry, IntGauge::new(
                 "enclave_attestation_rtmr3_extended",
                 "1 when RTMR3 was extended with this boot's identity.",
-            )?,
-            order_certificate: IntGaugeVec::new(
+            )?)?,
+            order_certificate: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_order_certificate_info",
                     "The Super Protocol order certificate (value 1): its SHA-256 fingerprint and subject.",
                 ),
                 &["sha256_fingerprint", "subject"],
-            )?,
-            provider: IntGaugeVec::new(
+            )?)?,
+            provider: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_attestation_provider_info",
                     "The evidence provider of this boot (value 1): tdx, superprotocol, simulated or none.",
                 ),
                 &["provider"],
-            )?,
-            insecure: IntGauge::new(
+            )?)?,
+            insecure: register(registry, IntGauge::new(
                 "enclave_attestation_insecure",
                 "1 when the evidence proves nothing (the simulated provider, for development chains only).",
-            )?,
-            birth: IntGaugeVec::new(
+            )?)?,
+            birth: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_key_birth_evidence",
                     "Per node: 1 when its keys have birth evidence (taken when they were generated), 0 when not.",
                 ),
                 &["node"],
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.provider.clone()))?;
-        registry.register(Box::new(m.insecure.clone()))?;
-        registry.register(Box::new(m.birth.clone()))?;
-        registry.register(Box::new(m.identity.clone()))?;
-        registry.register(Box::new(m.available.clone()))?;
-        registry.register(Box::new(m.quote.clone()))?;
-        registry.register(Box::new(m.rtmr3.clone()))?;
-        registry.register(Box::new(m.order_certificate.clone()))?;
         Ok(m)
     }
 

@@ -1,6 +1,7 @@
 //! The node's metrics: rounds by feed and outcome, latencies, peers, leader changes, and a health
 //! score per oracle from how often it observes and how far its observations are from the median.
 
+use crate::telemetry::register;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -60,56 +61,32 @@ impl NodeMetrics {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
         };
         let m = Self {
-            rounds_started: counter("enclave_node_rounds_started_total", "Rounds this oracle was asked to observe, by feed.", &["feed"])?,
-            rounds_finalized: counter("enclave_node_rounds_finalized_total", "Rounds that ended in a finalized report (more than f FINAL-ECHOs), by feed.", &["feed"])?,
-            rounds_skipped: counter("enclave_node_rounds_skipped_total", "Rounds this oracle decided need no report (no deviation, heartbeat not due), by feed.", &["feed"])?,
-            reports_finalized: IntCounter::new("enclave_node_reports_finalized_total", "Finalized reports stored and queued for transmission.")?,
-            reports_by_reason: counter("enclave_node_report_decisions_total", "Rounds this oracle signed a report for, by reason (initial, deviation, heartbeat, state_unavailable).", &["reason"])?,
-            observation_latency: histogram("enclave_node_observation_latency_seconds", "Duration of the batch requests to the price aggregator.")?,
-            observations_failed: counter("enclave_node_observations_failed_total", "Rounds this oracle could not observe, by reason.", &["reason"])?,
-            round_duration: histogram("enclave_node_round_duration_seconds", "From OBSERVE-REQ to the finalized report, on this oracle.")?,
-            peers_connected: IntGauge::new("enclave_node_peers_connected", "Other oracles this node has a connection to.")?,
-            peers_expected: IntGauge::new("enclave_node_peers_expected", "Other oracles in the configuration.")?,
-            leader_changes: counter("enclave_node_leader_changes_total", "Epoch changes (each brings a new leader), by feed.", &["feed"])?,
-            epoch: IntGaugeVec::new(Opts::new("enclave_node_epoch", "Current epoch, by feed."), &["feed"])?,
-            rejected: counter("enclave_node_messages_rejected_total", "Protocol messages that failed a check, by sending oracle and message kind.", &["oracle", "kind"])?,
-            signing_refused: counter("enclave_node_signing_refused_total", "Reports not signed, by reason: conflict (another report was already signed for the same epoch and round), store_error (the guard could not be written), signing_failed, below_fence (at or below the rollback fence).", &["reason"])?,
-            store_errors: counter("enclave_node_store_errors_total", "Database operations that failed, by operation.", &["operation"])?,
-            latest_answer: gauge("enclave_node_latest_answer", "The latest finalized answer, as a decimal number, by feed.", &["feed"])?,
-            latest_report_time: gauge("enclave_node_latest_report_timestamp_seconds", "Unix time of the latest finalized report, by feed.", &["feed"])?,
-            oracle_included: counter("enclave_node_oracle_observations_included_total", "Observations of each oracle included in report requests.", &["oracle"])?,
-            oracle_deviation: gauge("enclave_node_oracle_deviation_ppb", "How far each oracle's latest included observation was from the median, in parts per billion.", &["oracle"])?,
-            oracle_score: gauge("enclave_node_oracle_health_score", "Per oracle, 0..1: moving average of 'observed and within 1% of the median' over report requests.", &["oracle"])?,
-            report_requests: IntCounter::new("enclave_node_report_requests_total", "Valid report requests seen (the denominator of participation).")?,
-            rounds_fenced: counter("enclave_node_rounds_fenced_total", "Rounds at or below the rollback fence (the contract's latest report when the feed started), in which this oracle neither observed nor signed, by feed.", &["feed"])?,
-            database_behind_chain: IntGaugeVec::new(Opts::new("enclave_node_database_behind_chain", "1 when, at this run's start of the feed, the oracle's database knew less than the contract's latest report (a restored backup, a rolled-back volume, or reports made while the oracle was down); 0 when in step. Set once the contract is read."), &["feed"])?,
-            feed_reconfigurations: counter("enclave_node_feed_reconfigurations_total", "Times a feed's protocol instance was restarted inside the node because its contract's configuration changed (new config digest, keys or oracle set), by feed.", &["feed"])?,
+            rounds_started: register(registry, counter("enclave_node_rounds_started_total", "Rounds this oracle was asked to observe, by feed.", &["feed"])?)?,
+            rounds_finalized: register(registry, counter("enclave_node_rounds_finalized_total", "Rounds that ended in a finalized report (more than f FINAL-ECHOs), by feed.", &["feed"])?)?,
+            rounds_skipped: register(registry, counter("enclave_node_rounds_skipped_total", "Rounds this oracle decided need no report (no deviation, heartbeat not due), by feed.", &["feed"])?)?,
+            reports_finalized: register(registry, IntCounter::new("enclave_node_reports_finalized_total", "Finalized reports stored and queued for transmission.")?)?,
+            reports_by_reason: register(registry, counter("enclave_node_report_decisions_total", "Rounds this oracle signed a report for, by reason (initial, deviation, heartbeat, state_unavailable).", &["reason"])?)?,
+            observation_latency: register(registry, histogram("enclave_node_observation_latency_seconds", "Duration of the batch requests to the price aggregator.")?)?,
+            observations_failed: register(registry, counter("enclave_node_observations_failed_total", "Rounds this oracle could not observe, by reason.", &["reason"])?)?,
+            round_duration: register(registry, histogram("enclave_node_round_duration_seconds", "From OBSERVE-REQ to the finalized report, on this oracle.")?)?,
+            peers_connected: register(registry, IntGauge::new("enclave_node_peers_connected", "Other oracles this node has a connection to.")?)?,
+            peers_expected: register(registry, IntGauge::new("enclave_node_peers_expected", "Other oracles in the configuration.")?)?,
+            leader_changes: register(registry, counter("enclave_node_leader_changes_total", "Epoch changes (each brings a new leader), by feed.", &["feed"])?)?,
+            epoch: register(registry, IntGaugeVec::new(Opts::new("enclave_node_epoch", "Current epoch, by feed."), &["feed"])?)?,
+            rejected: register(registry, counter("enclave_node_messages_rejected_total", "Protocol messages that failed a check, by sending oracle and message kind.", &["oracle", "kind"])?)?,
+            signing_refused: register(registry, counter("enclave_node_signing_refused_total", "Reports not signed, by reason: conflict (another report was already signed for the same epoch and round), store_error (the guard could not be written), signing_failed, below_fence (at or below the rollback fence).", &["reason"])?)?,
+            store_errors: register(registry, counter("enclave_node_store_errors_total", "Database operations that failed, by operation.", &["operation"])?)?,
+            latest_answer: register(registry, gauge("enclave_node_latest_answer", "The latest finalized answer, as a decimal number, by feed.", &["feed"])?)?,
+            latest_report_time: register(registry, gauge("enclave_node_latest_report_timestamp_seconds", "Unix time of the latest finalized report, by feed.", &["feed"])?)?,
+            oracle_included: register(registry, counter("enclave_node_oracle_observations_included_total", "Observations of each oracle included in report requests.", &["oracle"])?)?,
+            oracle_deviation: register(registry, gauge("enclave_node_oracle_deviation_ppb", "How far each oracle's latest included observation was from the median, in parts per billion.", &["oracle"])?)?,
+            oracle_score: register(registry, gauge("enclave_node_oracle_health_score", "Per oracle, 0..1: moving average of 'observed and within 1% of the median' over report requests.", &["oracle"])?)?,
+            report_requests: register(registry, IntCounter::new("enclave_node_report_requests_total", "Valid report requests seen (the denominator of participation).")?)?,
+            rounds_fenced: register(registry, counter("enclave_node_rounds_fenced_total", "Rounds at or below the rollback fence (the contract's latest report when the feed started), in which this oracle neither observed nor signed, by feed.", &["feed"])?)?,
+            database_behind_chain: register(registry, IntGaugeVec::new(Opts::new("enclave_node_database_behind_chain", "1 when, at this run's start of the feed, the oracle's database knew less than the contract's latest report (a restored backup, a rolled-back volume, or reports made while the oracle was down); 0 when in step. Set once the contract is read."), &["feed"])?)?,
+            feed_reconfigurations: register(registry, counter("enclave_node_feed_reconfigurations_total", "Times a feed's protocol instance was restarted inside the node because its contract's configuration changed (new config digest, keys or oracle set), by feed.", &["feed"])?)?,
             scores: Mutex::new(HashMap::new()),
         };
-        registry.register(Box::new(m.rounds_started.clone()))?;
-        registry.register(Box::new(m.rounds_finalized.clone()))?;
-        registry.register(Box::new(m.rounds_skipped.clone()))?;
-        registry.register(Box::new(m.reports_finalized.clone()))?;
-        registry.register(Box::new(m.reports_by_reason.clone()))?;
-        registry.register(Box::new(m.observation_latency.clone()))?;
-        registry.register(Box::new(m.observations_failed.clone()))?;
-        registry.register(Box::new(m.round_duration.clone()))?;
-        registry.register(Box::new(m.peers_connected.clone()))?;
-        registry.register(Box::new(m.peers_expected.clone()))?;
-        registry.register(Box::new(m.leader_changes.clone()))?;
-        registry.register(Box::new(m.epoch.clone()))?;
-        registry.register(Box::new(m.rejected.clone()))?;
-        registry.register(Box::new(m.signing_refused.clone()))?;
-        registry.register(Box::new(m.store_errors.clone()))?;
-        registry.register(Box::new(m.latest_answer.clone()))?;
-        registry.register(Box::new(m.latest_report_time.clone()))?;
-        registry.register(Box::new(m.oracle_included.clone()))?;
-        registry.register(Box::new(m.oracle_deviation.clone()))?;
-        registry.register(Box::new(m.oracle_score.clone()))?;
-        registry.register(Box::new(m.report_requests.clone()))?;
-        registry.register(Box::new(m.rounds_fenced.clone()))?;
-        registry.register(Box::new(m.database_behind_chain.clone()))?;
-        registry.register(Box::new(m.feed_reconfigurations.clone()))?;
         Ok(m)
     }
 

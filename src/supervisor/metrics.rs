@@ -1,6 +1,7 @@
 //! The supervisor's own metrics: service states and transitions, restarts, boot phases, which
 //! configuration runs and whether it was verified in insecure mode.
 
+use crate::telemetry::register;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::service::state::Status;
@@ -39,64 +40,55 @@ pub struct SupervisorMetrics {
 impl SupervisorMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            state: IntGaugeVec::new(
+            state: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_supervisor_service_state",
                     "1 for the state each service is in (starting, up, stopping, down, finished, failed).",
                 ),
                 &["service", "state"],
-            )?,
-            transitions: IntCounterVec::new(
+            )?)?,
+            transitions: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_supervisor_service_transitions_total",
                     "State changes of each service, by the state entered.",
                 ),
                 &["service", "state"],
-            )?,
-            restarts: IntCounterVec::new(
+            )?)?,
+            restarts: register(registry, IntCounterVec::new(
                 Opts::new("enclave_supervisor_service_restarts_total", "Restarts of each service since boot."),
                 &["service"],
-            )?,
-            boot: GaugeVec::new(
+            )?)?,
+            boot: register(registry, GaugeVec::new(
                 Opts::new(
                     "enclave_supervisor_boot_phase_seconds",
                     "Seconds from enclave init's start to each boot phase.",
                 ),
                 &["phase"],
-            )?,
-            configuration: IntGaugeVec::new(
+            )?)?,
+            configuration: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_configuration_info",
                     "The verified configuration: its digest and signature scheme (value 1).",
                 ),
                 &["digest", "scheme"],
-            )?,
-            insecure: IntGauge::new(
+            )?)?,
+            insecure: register(registry, IntGauge::new(
                 "enclave_supervisor_insecure_mode",
                 "1 when the configuration was verified with a key from the command line (development only).",
-            )?,
-            shutting_down: IntGauge::new(
+            )?)?,
+            shutting_down: register(registry, IntGauge::new(
                 "enclave_supervisor_shutting_down",
                 "1 once the supervisor is stopping the services.",
-            )?,
-            state_files_stale: IntGauge::new(
+            )?)?,
+            state_files_stale: register(registry, IntGauge::new(
                 "enclave_supervisor_state_files_stale",
                 "Services whose state files lag behind the supervisor because they could not be written (a full disk); their true state is in the state page. 0 when the files are current.",
-            )?,
-            state_file_write_failures: IntCounter::new(
+            )?)?,
+            state_file_write_failures: register(registry, IntCounter::new(
                 "enclave_supervisor_state_file_write_failures_total",
                 "Failed writes of a service's state files (each retried until it succeeds).",
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.state.clone()))?;
-        registry.register(Box::new(m.transitions.clone()))?;
-        registry.register(Box::new(m.restarts.clone()))?;
-        registry.register(Box::new(m.boot.clone()))?;
-        registry.register(Box::new(m.configuration.clone()))?;
-        registry.register(Box::new(m.insecure.clone()))?;
-        registry.register(Box::new(m.shutting_down.clone()))?;
-        registry.register(Box::new(m.state_files_stale.clone()))?;
-        registry.register(Box::new(m.state_file_write_failures.clone()))?;
         Ok(m)
     }
 

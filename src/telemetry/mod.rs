@@ -14,6 +14,16 @@ pub use target::Identity;
 use crate::config::schema::telemetry::PushTarget;
 use crate::config::Config;
 
+/// Registers `metric` with `registry` and returns it, so a metrics struct registers each field
+/// where it is made rather than in a second list that must be kept in step with the first.
+pub fn register<M>(registry: &prometheus::Registry, metric: M) -> Result<M, prometheus::Error>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 /// The targets a service pushes to: the `telemetry` section's, plus, for the price aggregator,
 /// the reference's `priceAggregatorConfig.metricsPush`.
 pub fn targets_for(config: &Config, include_aggregator_push: bool) -> Vec<PushTarget> {

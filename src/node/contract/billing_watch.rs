@@ -4,6 +4,7 @@
 //! enclave. A contract without billing (no `getLinkToken`, such as the project's Vyper model)
 //! is noted once and left out.
 
+use crate::telemetry::register;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,31 +24,28 @@ pub struct BillingMetrics {
 impl BillingMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            owed: GaugeVec::new(
+            owed: register(registry, GaugeVec::new(
                 Opts::new(
                     "enclave_chain_oracle_owed_payment_juels",
                     "LINK (in juels, 1e-18 LINK) each feed's contract owes each oracle (owedPayment of its transmitter), read by node 1.",
                 ),
                 &["feed", "node"],
-            )?,
-            available: GaugeVec::new(
+            )?)?,
+            available: register(registry, GaugeVec::new(
                 Opts::new(
                     "enclave_chain_contract_link_available_juels",
                     "Each feed contract's linkAvailableForPayment: its LINK balance minus everything it owes the oracles (juels); negative: it cannot pay them all. Read by node 1.",
                 ),
                 &["feed"],
-            )?,
-            balance: GaugeVec::new(
+            )?)?,
+            balance: register(registry, GaugeVec::new(
                 Opts::new(
                     "enclave_chain_contract_link_balance_juels",
                     "Each feed contract's balance of its LINK token (juels), read by node 1.",
                 ),
                 &["feed"],
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.owed.clone()))?;
-        registry.register(Box::new(m.available.clone()))?;
-        registry.register(Box::new(m.balance.clone()))?;
         Ok(m)
     }
 }

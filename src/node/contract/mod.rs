@@ -16,6 +16,7 @@ pub mod oracle_set;
 pub mod payees;
 pub mod submit;
 
+use crate::telemetry::register;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 pub struct OnchainMetrics {
@@ -30,34 +31,28 @@ pub struct OnchainMetrics {
 impl OnchainMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            transmissions: IntCounterVec::new(
+            transmissions: register(registry, IntCounterVec::new(
                 Opts::new("enclave_node_transmissions_total", "Finalized reports handled by this oracle's transmitter, by outcome (landed, stale, reverted, error, and the reasons not to send: contract_has_newer, already_on_chain, pending_without_deviation, out_of_bounds, not_scheduled, …)."),
                 &["outcome"],
-            )?,
-            out_of_bounds: IntCounterVec::new(
+            )?)?,
+            out_of_bounds: register(registry, IntCounterVec::new(
                 Opts::new("enclave_node_reports_out_of_bounds_total", "Finalized reports not transmitted because their median is outside the contract's minAnswer/maxAnswer (the contract would revert), by feed."),
                 &["feed"],
-            )?,
-            gas_used: IntCounter::new("enclave_node_transmit_gas_used_total", "Gas used by this oracle's transmit transactions.")?,
-            answer_age: GaugeVec::new(
+            )?)?,
+            gas_used: register(registry, IntCounter::new("enclave_node_transmit_gas_used_total", "Gas used by this oracle's transmit transactions.")?)?,
+            answer_age: register(registry, GaugeVec::new(
                 Opts::new("enclave_chain_contract_answer_age_seconds", "Age of each feed contract's latest answer when last read."),
                 &["feed"],
-            )?,
-            balances: GaugeVec::new(
+            )?)?,
+            balances: register(registry, GaugeVec::new(
                 Opts::new("enclave_chain_transmitter_balance_wei", "Balance of each oracle's transmitter account (read by node 1)."),
                 &["node", "address"],
-            )?,
-            topups: IntCounterVec::new(
+            )?)?,
+            topups: register(registry, IntCounterVec::new(
                 Opts::new("enclave_chain_faucet_topups_total", "Transmitter top-ups sent from the faucet key, by result."),
                 &["result"],
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.transmissions.clone()))?;
-        registry.register(Box::new(m.out_of_bounds.clone()))?;
-        registry.register(Box::new(m.gas_used.clone()))?;
-        registry.register(Box::new(m.answer_age.clone()))?;
-        registry.register(Box::new(m.balances.clone()))?;
-        registry.register(Box::new(m.topups.clone()))?;
         Ok(m)
     }
 }

@@ -2,6 +2,7 @@
 //! every [`RpcClient`](super::rpc::RpcClient) and [`TxSender`](super::sender::TxSender): a
 //! second registration of the same names fails.
 
+use crate::telemetry::register;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Round trips to public RPC endpoints range from a few ms to the 20 s timeouts.
@@ -53,42 +54,37 @@ pub struct ChainMetrics {
 impl ChainMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
-            rpc_requests: IntCounterVec::new(
+            rpc_requests: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_chain_rpc_requests_total",
                     "JSON-RPC requests to the EVM node, by method and outcome (ok or the error kind).",
                 ),
                 &["method", "outcome"],
-            )?,
-            rpc_duration: HistogramVec::new(
+            )?)?,
+            rpc_duration: register(registry, HistogramVec::new(
                 HistogramOpts::new(
                     "enclave_chain_rpc_duration_seconds",
                     "Duration of JSON-RPC requests to the EVM node, by method.",
                 )
                 .buckets(RPC_BUCKETS.to_vec()),
                 &["method"],
-            )?,
-            transactions: IntCounterVec::new(
+            )?)?,
+            transactions: register(registry, IntCounterVec::new(
                 Opts::new(
                     "enclave_chain_transactions_total",
                     "Transactions by outcome: sent, landed, reverted, replaced, dropped.",
                 ),
                 &["outcome"],
-            )?,
-            gas_used: IntCounter::new(
+            )?)?,
+            gas_used: register(registry, IntCounter::new(
                 "enclave_chain_gas_used_total",
                 "Gas used by this node's mined transactions (successful and reverted).",
-            )?,
-            gas_price_wei: Gauge::new(
+            )?)?,
+            gas_price_wei: register(registry, Gauge::new(
                 "enclave_chain_gas_price_wei",
                 "Effective gas price, in wei, of this node's latest mined transaction.",
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(m.rpc_requests.clone()))?;
-        registry.register(Box::new(m.rpc_duration.clone()))?;
-        registry.register(Box::new(m.transactions.clone()))?;
-        registry.register(Box::new(m.gas_used.clone()))?;
-        registry.register(Box::new(m.gas_price_wei.clone()))?;
         Ok(m)
     }
 

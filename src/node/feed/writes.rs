@@ -8,6 +8,7 @@
 //! and of the pacemaker state are tracked too. While any of them fails, the oracle's `/health`
 //! is not ready and names why, and the metrics say so.
 
+use crate::telemetry::register;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,30 +104,26 @@ impl Writes {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let writes = Self {
             state: Mutex::new(State::default()),
-            unstored: IntGauge::new(
+            unstored: register(registry, IntGauge::new(
                 "enclave_node_reports_unstored",
                 "Finalized reports the database refused, kept in memory and retried every 2 s (they were handed to the transmitter at once).",
-            )?,
-            failing: IntGaugeVec::new(
+            )?)?,
+            failing: register(registry, IntGaugeVec::new(
                 Opts::new(
                     "enclave_node_store_failing",
                     "1 while writes of this kind to the node's database fail (save_finalized, guard_signature, save_pacemaker); the oracle is then not ready.",
                 ),
                 &["operation"],
-            )?,
-            stored_late: IntCounter::new(
+            )?)?,
+            stored_late: register(registry, IntCounter::new(
                 "enclave_node_reports_stored_late_total",
                 "Finalized reports the database refused at first and took on a retry.",
-            )?,
-            dropped: IntCounter::new(
+            )?)?,
+            dropped: register(registry, IntCounter::new(
                 "enclave_node_reports_unstored_dropped_total",
                 "Finalized reports given up on because more than 1000 waited for the database (the oldest goes); they were handed to the transmitter when finalized.",
-            )?,
+            )?)?,
         };
-        registry.register(Box::new(writes.unstored.clone()))?;
-        registry.register(Box::new(writes.failing.clone()))?;
-        registry.register(Box::new(writes.stored_late.clone()))?;
-        registry.register(Box::new(writes.dropped.clone()))?;
         for write in Write::ALL {
             writes.failing.with_label_values(&[write.label()]).set(0);
         }
