@@ -13,16 +13,15 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::clone::PrivateClone;
 use common::devchain;
 use common::harness::Enclave;
+use common::live_view::LiveView;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -196,67 +195,6 @@ fn quote_sources(aggregator: u16, pair: &str) -> Vec<(String, bool, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `enclave --root ROOT status --watch` as the demo prints it, into a pipe (plain frames).
-struct LiveView {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl LiveView {
-    fn start(root: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .arg("--root")
-            .arg(root)
-            .args(["status", "--watch", "--interval-ms", "500"])
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("enclave status --watch starts");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let out: Arc<Mutex<String>> = Arc::default();
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("lock")
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        Self { child, out }
-    }
-
-    /// The newest complete frame: one that the next frame's first line follows.
-    fn last_frame(&self) -> Option<String> {
-        let text = self.out.lock().expect("lock").clone();
-        let starts: Vec<usize> = text.match_indices("enclave at ").map(|(i, _)| i).collect();
-        let (&last, rest) = starts.split_last()?;
-        let &before = rest.last()?;
-        Some(text[before..last].to_owned())
-    }
-
-    /// SIGTERM, as Ctrl-C would: the view exits 0.
-    fn stop(mut self) -> Option<i32> {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
 }
 
 /// A feed's row of a live-view frame: (on-chain answer, match) when it has an answer.

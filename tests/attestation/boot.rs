@@ -4,12 +4,12 @@
 //! attestation interface does not stop the enclave.
 
 use crate::common;
+use crate::support::{identity_path, wait_for_identity};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,23 +118,6 @@ fn samples(text: &str, family: &str) -> Vec<(BTreeMap<String, String>, String)> 
         .collect()
 }
 
-fn identity_path(e: &Enclave) -> PathBuf {
-    e.root.join("run/enclave/identity.json")
-}
-
-/// Waits until the document's attestation is no longer pending.
-fn wait_for_identity(e: &Enclave) -> IdentityDocument {
-    let mut found = None;
-    wait_until(T, "identity.json with the attestation outcome", || {
-        found = std::fs::read_to_string(identity_path(e))
-            .ok()
-            .and_then(|t| serde_json::from_str::<IdentityDocument>(&t).ok())
-            .filter(|d| d.attestation.status != AttestationStatus::Pending);
-        found.is_some()
-    });
-    found.expect("document")
-}
-
 fn status(e: &Enclave, args: &[&str]) -> std::process::Output {
     let root = e.root.to_str().expect("utf-8");
     let mut all = vec!["--root", root, "status"];
@@ -161,7 +144,7 @@ fn init_publishes_its_identity_in_a_file_in_status_and_in_pushed_metrics() {
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
 
     // The facts: the configuration the supervisor verified, the keys the nodes will use.
     let config: Value =
@@ -329,7 +312,7 @@ fn a_broken_attestation_interface_is_reported_and_the_enclave_runs_on() {
     command.env("ENCLAVE_TSM_REPORT_DIR", &fake);
     e.start_with(command, &[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
     assert_eq!(document.attestation.status, AttestationStatus::Failed);
     let reason = document.attestation.reason.clone().unwrap_or_default();
     assert!(reason.contains("provider"), "{reason}");
@@ -386,7 +369,7 @@ fn a_new_boot_replaces_the_identity_and_keeps_the_keys() {
     let mut e = Enclave::new();
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
-    let first = wait_for_identity(&e);
+    let first = wait_for_identity(&e, T);
     e.signal(Signal::SIGTERM);
     assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
     e.start(&[]);

@@ -5,11 +5,11 @@
 //! PCCS gets wrong is refused with nothing written.
 
 use crate::common;
+use crate::support::fixture;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -18,15 +18,6 @@ use enclave::attestation::dcap::collateral;
 
 const TDX_AT: &str = "2025-07-01T00:00:00Z";
 const TD15EX_AT: &str = "2026-10-20T00:00:00Z";
-
-fn fixture(name: &str) -> String {
-    common::repo()
-        .join("tests/fixtures/dcap")
-        .join(name)
-        .to_str()
-        .expect("utf-8")
-        .to_owned()
-}
 
 fn sample(name: &str) -> dcap_qvl::QuoteCollateralV3 {
     collateral::parse(&std::fs::read(fixture(name)).expect("fixture")).expect("collateral")
@@ -135,31 +126,14 @@ impl Pccs {
             fault,
             requests: requests.clone(),
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                    .expect("send");
-                let app = axum::Router::new().fallback(move |uri: Uri| {
-                    let served = served.clone();
-                    async move {
-                        served.requests.lock().expect("lock").push(uri.to_string());
-                        respond(&served, &uri)
-                    }
-                });
-                let _ = axum::serve(listener, app).await;
-            });
+        let app = axum::Router::new().fallback(move |uri: Uri| {
+            let served = served.clone();
+            async move {
+                served.requests.lock().expect("lock").push(uri.to_string());
+                respond(&served, &uri)
+            }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("PCCS started");
+        let base = crate::common::receivers::serve_on("127.0.0.1", app);
         Self { base, requests }
     }
 

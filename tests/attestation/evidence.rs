@@ -4,13 +4,14 @@
 //! with another; keys planted before the first boot reported as having no birth evidence.
 
 use crate::common;
+use crate::support::{identity_path, wait_for_identity};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::harness::{wait_until, Enclave};
+use common::harness::Enclave;
 use common::{code, stdout};
-use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
+use enclave::attestation::identity::AttestationStatus;
 use enclave::service::state::Status;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
@@ -53,22 +54,6 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-fn identity_path(e: &Enclave) -> PathBuf {
-    e.root.join("run/enclave/identity.json")
-}
-
-fn wait_for_identity(e: &Enclave) -> IdentityDocument {
-    let mut found = None;
-    wait_until(T, "identity.json with the attestation outcome", || {
-        found = std::fs::read_to_string(identity_path(e))
-            .ok()
-            .and_then(|t| serde_json::from_str::<IdentityDocument>(&t).ok())
-            .filter(|d| d.attestation.status != AttestationStatus::Pending);
-        found.is_some()
-    });
-    found.expect("document")
-}
-
 fn verify(e: &Enclave, extra: &[&str]) -> std::process::Output {
     let document = identity_path(e);
     let mut args = vec![
@@ -108,7 +93,7 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
     assert_eq!(document.identity.evidence.provider, "simulated");
     assert!(document.identity.evidence.insecure);
     assert_eq!(document.attestation.status, AttestationStatus::Simulated);
@@ -192,7 +177,7 @@ fn the_simulated_key_comes_from_its_file_and_without_it_there_is_no_evidence() {
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
     assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
     let reason = document.attestation.reason.clone().unwrap_or_default();
     assert!(reason.contains("dev-ca.key"), "{reason}");
@@ -259,7 +244,7 @@ fn keys_planted_before_the_first_boot_have_no_birth_evidence() {
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
     let node2 = document.birth.iter().find(|b| b.node == 2).expect("node 2");
     assert!(!node2.present());
     assert!(!e.root.join("sp/secrets/node-2/birth.json").exists());
@@ -310,7 +295,7 @@ fn an_identity_signed_with_an_order_certificate_verifies_to_its_root_and_not_to_
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e);
+    let document = wait_for_identity(&e, T);
     assert_eq!(document.identity.evidence.provider, "superprotocol");
     assert!(!document.identity.evidence.insecure);
     assert_eq!(

@@ -9,4 +9,5 @@ mod collateral_fetch;
 mod evidence;
 mod quote_verify;
 mod release_binary;
+mod support;
 mod verify_identity;

@@ -4,20 +4,12 @@
 //! unreadable inputs are told apart from invalid quotes by the exit code.
 
 use crate::common;
+use crate::support::fixture;
 
 use std::path::PathBuf;
 
 use common::{code, stderr, stdout};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    common::repo()
-        .join("tests/fixtures/dcap")
-        .join(name)
-        .to_str()
-        .expect("utf-8")
-        .to_owned()
-}
 
 /// Inside each window (SOURCE.md).
 const TDX_AT: &str = "2025-07-01T00:00:00Z";

@@ -3,6 +3,7 @@
 //! line saying what does not hold. The quotes are synthetic (the real layout, no signature).
 
 use crate::common;
+use crate::support::fixture;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -390,15 +391,6 @@ fn a_document_that_is_not_an_identity_is_rejected() {
     )
     .expect("write");
     assert_rejected(set.verify(&[]), "not valid JSON");
-}
-
-fn fixture(name: &str) -> String {
-    common::repo()
-        .join("tests/fixtures/dcap")
-        .join(name)
-        .to_str()
-        .expect("utf-8")
-        .to_owned()
 }
 
 /// A measurement record allowing the synthetic quote's registers and this set's identity.

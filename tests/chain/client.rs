@@ -24,7 +24,8 @@ use enclave::node::evm::aggregator_contract::{
     set_config_calldata, transmit_calldata, IOffchainAggregator,
 };
 use enclave::node::evm::{
-    AggregatorContract, ChainError, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender, TxStatus,
+    AggregatorContract, ChainError, ChainMetrics, GasKind, GasPolicy, Outcome, RpcClient, TxSender,
+    TxStatus,
 };
 use enclave::node::ocr1::config_digest::{
     encode_offchain_config, OffchainConfig, SharedSecretEncryptions, ENCODED_CONFIG_VERSION,
@@ -336,6 +337,27 @@ async fn configure_transmit_read_and_recover_revert_reasons() {
 }
 
 /// Mines every 200 ms until `task` finishes (automine is off).
+/// `sender` sends `wei` to `to` in the background and waits for the receipt (rebroadcasting
+/// after 400 ms), while the test drives the pool.
+fn spawn_transfer(
+    sender: &Arc<TxSender>,
+    to: Address,
+    wei: u64,
+) -> tokio::task::JoinHandle<Result<Outcome, ChainError>> {
+    let sender = sender.clone();
+    tokio::spawn(async move {
+        sender
+            .send_and_wait(
+                to,
+                Bytes::new(),
+                U256::from(wei),
+                Duration::from_secs(60),
+                Duration::from_millis(400),
+            )
+            .await
+    })
+}
+
 async fn mine_until_done<T>(rpc: &RpcClient, task: tokio::task::JoinHandle<T>) -> T {
     let started = Instant::now();
     while !task.is_finished() {
@@ -375,19 +397,7 @@ async fn replacement_drop_nonce_conflicts_and_missing_funds_against_a_real_pool(
         .await
         .expect("automine off");
     let node_price = rpc.gas_price().await.expect("gas price");
-    let task = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            a.send_and_wait(
-                to,
-                Bytes::new(),
-                U256::from(1),
-                Duration::from_secs(60),
-                Duration::from_millis(400),
-            )
-            .await
-        })
-    };
+    let task = spawn_transfer(&a, to, 1);
     wait_for(&registry, "replaced", 1).await;
     let replaced = mine_until_done(&rpc, task).await.expect("mined");
     assert_eq!(replaced.status, TxStatus::Success);
@@ -398,19 +408,7 @@ async fn replacement_drop_nonce_conflicts_and_missing_funds_against_a_real_pool(
     );
 
     // Dropped from the pool: re-sent as is, then mined.
-    let task = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            a.send_and_wait(
-                to,
-                Bytes::new(),
-                U256::from(2),
-                Duration::from_secs(60),
-                Duration::from_millis(400),
-            )
-            .await
-        })
-    };
+    let task = spawn_transfer(&a, to, 2);
     wait_for(&registry, "sent", 2).await;
     let dropped: Vec<String> = rpc
         .request("dev_dropPending", json!([]))

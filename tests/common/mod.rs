@@ -6,6 +6,7 @@ pub mod devchain;
 pub mod don;
 pub mod harness;
 pub mod hostile;
+pub mod live_view;
 pub mod price_server;
 pub mod receivers;
 pub mod tcp_proxy;

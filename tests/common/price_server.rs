@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -26,43 +25,25 @@ impl PriceServer {
 
     /// On a free port of `host` (e.g. the Docker bridge's address, for containers).
     pub fn start_listening(host: &str) -> Self {
-        let host = host.to_owned();
         let prices: Arc<Mutex<HashMap<String, String>>> = Arc::default();
         let down: Arc<AtomicBool> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
         let served = prices.clone();
         let is_down = down.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
-                    .await
-                    .expect("bind");
-                tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                    .expect("send");
-                let app = axum::Router::new().route(
-                    "/api/v3/ticker/price",
-                    axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
-                        let prices = served.clone();
-                        let down = is_down.load(Ordering::SeqCst);
-                        async move {
-                            if down {
-                                return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance")
-                                    .into_response();
-                            }
-                            ticker(&prices, &q)
-                        }
-                    }),
-                );
-                let _ = axum::serve(listener, app).await;
-            });
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("price server started");
+        let app = axum::Router::new().route(
+            "/api/v3/ticker/price",
+            axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
+                let prices = served.clone();
+                let down = is_down.load(Ordering::SeqCst);
+                async move {
+                    if down {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance")
+                            .into_response();
+                    }
+                    ticker(&prices, &q)
+                }
+            }),
+        );
+        let base = crate::common::receivers::serve_on(host, app);
         Self { base, prices, down }
     }
 

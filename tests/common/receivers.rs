@@ -73,6 +73,29 @@ pub fn free_port_on(host: &str) -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// Serves `app` on a free port of `host` from a thread of its own (for as long as the test
+/// process runs); the base URL, `http://host:port`.
+pub fn serve_on(host: &str, app: axum::Router) -> String {
+    let host = host.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
+                .await
+                .expect("bind");
+            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
+                .expect("send");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the test server started")
+}
+
 /// Polls `probe` until it yields a value or `timeout` passes (then panics naming `what`).
 pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

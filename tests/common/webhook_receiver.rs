@@ -2,7 +2,6 @@
 //! and answers like the service it stands for (`204` on Discord-style paths, `200 ok` else).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -26,44 +25,25 @@ impl WebhookReceiver {
     pub fn start() -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let sink = received.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                    .expect("send");
-                let app = axum::Router::new().fallback(
-                    move |uri: Uri, headers: HeaderMap, body: Bytes| {
-                        let sink = sink.clone();
-                        async move {
-                            sink.lock().expect("lock").push(Received {
-                                path: uri.path().to_owned(),
-                                content_type: headers
-                                    .get("content-type")
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned),
-                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                            });
-                            if uri.path().starts_with("/api/webhooks/") {
-                                StatusCode::NO_CONTENT.into_response()
-                            } else {
-                                (StatusCode::OK, "ok").into_response()
-                            }
-                        }
-                    },
-                );
-                let _ = axum::serve(listener, app).await;
-            });
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().expect("lock").push(Received {
+                    path: uri.path().to_owned(),
+                    content_type: headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+                if uri.path().starts_with("/api/webhooks/") {
+                    StatusCode::NO_CONTENT.into_response()
+                } else {
+                    (StatusCode::OK, "ok").into_response()
+                }
+            }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("receiver started");
+        let base = crate::common::receivers::serve_on("127.0.0.1", app);
         Self { base, received }
     }
 

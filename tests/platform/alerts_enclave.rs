@@ -5,13 +5,11 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::don::{fast_consensus, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
+use common::live_view::LiveView;
 use common::price_server::PriceServer;
 use common::webhook_receiver::{Received, WebhookReceiver};
 use enclave::service::state::Status;
@@ -34,40 +32,13 @@ fn notification<'a>(received: &'a [Received], status: &str) -> Option<&'a Value>
 
 /// Two plain frames of `enclave status --watch` (its stdout is a pipe).
 fn live_view(e: &Enclave) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("--root")
-        .arg(&e.root)
-        .args(["status", "--watch", "--interval-ms", "500"])
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("ENCLAVE_ROOT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("status --watch starts");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let out: Arc<Mutex<String>> = Arc::default();
-    let sink = out.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("lock")
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
+    let view = LiveView::start(&e.root);
     wait_until(
         Duration::from_secs(30),
         "two frames of the live view",
-        || out.lock().expect("lock").matches("enclave at ").count() >= 2,
+        || view.frames() >= 2,
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = out.lock().expect("lock").clone();
-    text
+    view.text()
 }
 
 #[test]
