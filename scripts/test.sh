@@ -77,14 +77,8 @@ python3 scripts/lib/lint_observability.py
 phase "cargo fmt --check"
 cargo fmt --all -- --check
 
-phase "cargo clippy --all-targets -- -D warnings (in the background)"
-# Lints only check, so they share no compiled artefact with the builds below; in a target
-# directory of their own they need not wait for cargo's lock on target/, and they fill the time
-# the builds leave a core idle (linking, one large crate at a time). Awaited before the tests run.
-CARGO_TARGET_DIR=target/clippy setsid cargo clippy --all-targets --locked -- -D warnings \
-    >"$logs/clippy.log" 2>&1 &
-clippy_job=$!
-jobs_started+=("$clippy_job")
+phase "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
 
 # The image for the end-to-end tests gets a debug build of the binary with the release's
 # features: no test support, which scripts/build-image.sh checks as it checks a release binary.
@@ -103,10 +97,6 @@ phase "cargo test --no-run"
 # Unit and integration tests; benchmarks are run by scripts/bench-*. The test binaries compile
 # while the dev chain and the image's first stage may still be installing.
 cargo test --locked --no-run --lib --bins --tests
-
-phase "clippy's verdict"
-await "$clippy_job" "cargo clippy --all-targets -- -D warnings" "$logs/clippy.log"
-tail -n 1 "$logs/clippy.log" >&2
 
 phase "container image for the end-to-end tests (tests/e2e)"
 # With a Docker engine: build the image with scripts/build-image.sh (trusting the development
