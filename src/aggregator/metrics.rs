@@ -2,7 +2,6 @@
 //! outcome, refetches, tracked pairs and the age of each tracked quote. Per-pair series exist
 //! only for tracked pairs and vanish with them.
 
-use crate::telemetry::register;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +13,7 @@ use prometheus::{
 use super::pair::Pair;
 use super::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
+use crate::telemetry::register;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -1,10 +1,10 @@
 //! The alerter's own metrics. Labels are bounded: the channel kind (4), the alert name (9), the
 //! result (3), the part of the snapshot (6) — never a URL, a token or a subject.
 
-use crate::telemetry::register;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::config::schema::alerts::{AlertName, ChannelKind};
+use crate::telemetry::register;
 
 pub const RESULTS: [&str; 3] = ["sent", "failed", "dropped"];
 pub const PARTS: [&str; 6] = [

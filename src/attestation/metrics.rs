@@ -1,10 +1,10 @@
 //! The identity and attestation metrics, in the supervisor's registry (so they are pushed with
 //! its other metrics and reach dashboards).
 
-use crate::telemetry::register;
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::identity::{Identity, IdentityDigests};
+use crate::telemetry::register;
 
 /// Labels of `enclave_identity_info`, one series per node.
 const IDENTITY_LABELS: [&str; 14] = [

@@ -1,7 +1,6 @@
 //! The node's metrics: rounds by feed and outcome, latencies, peers, leader changes, and a health
 //! score per oracle from how often it observes and how far its observations are from the median.
 
-use crate::telemetry::register;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -12,6 +11,7 @@ use prometheus::{
 };
 
 use crate::node::protocol::messages::ReportObservation;
+use crate::telemetry::register;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

@@ -1,10 +1,10 @@
 //! The supervisor's own metrics: service states and transitions, restarts, boot phases, which
 //! configuration runs and whether it was verified in insecure mode.
 
-use crate::telemetry::register;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::service::state::Status;
+use crate::telemetry::register;
 
 /// Boot phases, in seconds since `enclave init` started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

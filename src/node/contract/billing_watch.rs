@@ -4,7 +4,6 @@
 //! enclave. A contract without billing (no `getLinkToken`, such as the project's Vyper model)
 //! is noted once and left out.
 
-use crate::telemetry::register;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use prometheus::{GaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::evm::{AggregatorContract, ChainError};
+use crate::telemetry::register;
 
 pub struct BillingMetrics {
     pub owed: GaugeVec,

@@ -16,8 +16,9 @@ pub mod oracle_set;
 pub mod payees;
 pub mod submit;
 
-use crate::telemetry::register;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::telemetry::register;
 
 pub struct OnchainMetrics {
     pub transmissions: IntCounterVec,

@@ -2,8 +2,9 @@
 //! every [`RpcClient`](super::rpc::RpcClient) and [`TxSender`](super::sender::TxSender): a
 //! second registration of the same names fails.
 
-use crate::telemetry::register;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::telemetry::register;
 
 /// Round trips to public RPC endpoints range from a few ms to the 20 s timeouts.
 const RPC_BUCKETS: &[f64] = &[

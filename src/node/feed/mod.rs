@@ -1,9 +1,12 @@
-//! One feed on an oracle: the task that drives its protocol instance ([`task`]), the
-//! observations it asks the price aggregator for ([`observe`]), the database writes of what it
-//! finalizes ([`writes`]), and what the API shows of it ([`status`], [`health`]).
+//! One feed on an oracle: the task that drives its protocol instance ([`task`]) with what every
+//! feed task shares ([`shared`]), the observations it asks the price aggregator for
+//! ([`observe`]), storing what it finalizes ([`finalize`]) and tracking the writes that fail
+//! ([`writes`]), and what the API shows of it ([`status`], [`health`]).
 
+pub mod finalize;
 pub mod health;
 pub mod observe;
+pub mod shared;
 pub mod status;
 pub mod task;
 pub mod writes;

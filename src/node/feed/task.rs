@@ -8,23 +8,21 @@ use alloy_primitives::{aliases::I192, keccak256};
 use tokio::sync::mpsc;
 
 use crate::config::schema::feeds::FeedConfig;
-use crate::keys::peer_id::PeerId;
-use crate::node::contract::contract_state::{should_report, ContractState, LatestAnswer};
-use crate::node::feed::observe::Observer;
-use crate::node::feed::status::{NodeStatus, Outcome};
-use crate::node::feed::writes::Write;
-use crate::node::metrics::NodeMetrics;
+use crate::node::contract::contract_state::{should_report, LatestAnswer};
+use crate::node::feed::finalize::store_finalized;
+use crate::node::feed::shared::Shared;
+use crate::node::feed::status::Outcome;
+use crate::node::feed::writes::{Pending, Write};
 use crate::node::ocr1::int192::scale_price;
 use crate::node::ocr1::signature::sign_report;
 use crate::node::ocr1::types::EpochRound;
-use crate::node::p2p::NetworkHandle;
 use crate::node::protocol::config::InstanceConfig;
 use crate::node::protocol::fence;
 use crate::node::protocol::instance::{Decision, Event, Instance, Output};
 use crate::node::protocol::messages::{AttestedReportMany, Envelope, Message, ReportObservation};
 use crate::node::protocol::pacemaker::PacemakerState;
 use crate::node::protocol::verify;
-use crate::node::store::{FinalizedReport, SignGuard, Store};
+use crate::node::store::{FinalizedReport, SignGuard};
 use crate::node::tasks::NodeTasks;
 
 /// Inputs queued per feed; beyond this a flood from one peer is dropped rather than buffered.
@@ -46,29 +44,6 @@ pub enum Input {
         decision: Decision,
     },
 }
-
-/// What every feed task of a node shares.
-pub struct Shared {
-    pub store: Store,
-    pub observer: Observer,
-    pub contract: Arc<dyn ContractState>,
-    /// Finalized reports go here to be sent on chain (`None`: no chain).
-    pub transmissions: Option<mpsc::Sender<crate::node::transmission::transmitter::ToTransmit>>,
-    pub network: NetworkHandle,
-    /// Oracle index → its peer.
-    pub peers: Vec<PeerId>,
-    /// Oracle index → node number, for labels and the API.
-    pub nodes: Vec<u32>,
-    pub onchain_key: k256::ecdsa::SigningKey,
-    pub metrics: Arc<NodeMetrics>,
-    pub status: Arc<NodeStatus>,
-    pub pacemaker_writes: mpsc::Sender<(String, InstanceConfigKey, PacemakerState)>,
-    /// Writes that failed and what is retried (a full disk must not lose reports silently).
-    pub writes: Arc<crate::node::feed::writes::Writes>,
-}
-
-/// The key a pacemaker state is stored under.
-pub type InstanceConfigKey = crate::node::ocr1::types::ConfigDigest;
 
 pub struct FeedTask {
     feed: FeedConfig,
@@ -308,15 +283,14 @@ impl FeedTask {
             finalized_at: now,
         };
         let shared = self.shared.clone();
-        let pending = crate::node::feed::writes::Pending {
+        let pending = Pending {
             report: stored,
             alpha_ppb: self.feed.alpha_ppb,
             delta_c: self.feed.heartbeat,
         };
         // Not cancellable: a finalized report is stored (or kept for retry) even while stopping.
-        self.tasks.spawn(async move {
-            crate::node::feed::writes::store_finalized(&shared, pending).await
-        });
+        self.tasks
+            .spawn(async move { store_finalized(&shared, pending).await });
         tracing::info!(feed = %self.feed.name, epoch, round, answer = %answer, "report finalized");
     }
 

@@ -7,21 +7,22 @@
 //! as already handled. Failing writes of the signing guard (the oracle then refuses to sign)
 //! and of the pacemaker state are tracked too. While any of them fails, the oracle's `/health`
 //! is not ready and names why, and the metrics say so.
+//!
+//! This module tracks those writes ([`Writes`]); storing a finalized report and retrying it is
+//! [`super::finalize`]'s.
 
-use crate::telemetry::register;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
-use tokio_util::sync::CancellationToken;
 
 use crate::logging::Untrusted;
-use crate::node::feed::task::Shared;
 use crate::node::ocr1::types::EpochRound;
 use crate::node::store::FinalizedReport;
 use crate::node::transmission::transmitter::ToTransmit;
+use crate::telemetry::register;
 
 /// Finalized reports kept in memory while the database refuses them (each about 1-2 KiB).
 pub const MAX_UNSTORED: usize = 1000;
@@ -62,7 +63,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn to_transmit(&self) -> ToTransmit {
+    pub(super) fn to_transmit(&self) -> ToTransmit {
         ToTransmit {
             feed: self.report.feed.clone(),
             digest: self.report.digest,
@@ -169,7 +170,7 @@ impl Writes {
         }
     }
 
-    /// Keeps a report the database refused, for [`retry_unstored`].
+    /// Keeps a report the database refused, for [`retry_unstored`](super::finalize::retry_unstored).
     pub fn keep(&self, pending: Pending) {
         let mut state = self.lock();
         if state.unstored.len() >= MAX_UNSTORED {
@@ -188,12 +189,12 @@ impl Writes {
         self.unstored.set(state.unstored.len() as i64);
     }
 
-    fn oldest(&self) -> Option<Pending> {
+    pub(super) fn oldest(&self) -> Option<Pending> {
         self.lock().unstored.front().cloned()
     }
 
     /// The oldest kept report is stored now; `true` when none is left.
-    fn stored_oldest(&self) -> bool {
+    pub(super) fn stored_oldest(&self) -> bool {
         let mut state = self.lock();
         state.unstored.pop_front();
         self.stored_late.inc();
@@ -228,77 +229,6 @@ impl Writes {
             });
         }
         problems
-    }
-}
-
-/// Stores a finalized report and queues it for transmission. When the database refuses it,
-/// the report goes to the transmitter from memory and is kept for [`retry_unstored`].
-pub async fn store_finalized(shared: &Shared, pending: Pending) {
-    match shared.store.save_finalized(&pending.report).await {
-        // Queued once stored: the pending row is what a restart re-sends.
-        Ok(inserted) => {
-            shared.writes.succeeded(Write::FinalizedReport);
-            if inserted {
-                transmit(shared, &pending).await;
-            }
-        }
-        Err(e) => {
-            tracing::error!(
-                feed = %pending.report.feed,
-                epoch = pending.report.epoch,
-                round = pending.report.round,
-                error = %e,
-                "cannot store a finalized report; it is transmitted from memory and its write retried"
-            );
-            shared
-                .metrics
-                .store_errors
-                .with_label_values(&[Write::FinalizedReport.label()])
-                .inc();
-            shared.writes.failed(Write::FinalizedReport, &e);
-            transmit(shared, &pending).await;
-            shared.writes.keep(pending);
-        }
-    }
-}
-
-async fn transmit(shared: &Shared, pending: &Pending) {
-    if let Some(queue) = &shared.transmissions {
-        let _ = queue.send(pending.to_transmit()).await;
-    }
-}
-
-/// Offers the kept reports to the database again, oldest first, every [`RETRY_INTERVAL`],
-/// until `stop` is cancelled. A report stored late is queued for transmission again (its pending
-/// row must be cleared; the transmitter skips what it handled already).
-pub async fn retry_unstored(shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(RETRY_INTERVAL) => {}
-            _ = stop.cancelled() => return,
-        }
-        let before = shared.writes.unstored();
-        while let Some(pending) = shared.writes.oldest() {
-            match shared.store.save_finalized(&pending.report).await {
-                Ok(inserted) => {
-                    let done = shared.writes.stored_oldest();
-                    if inserted {
-                        transmit(&shared, &pending).await;
-                    }
-                    if done {
-                        shared.writes.succeeded(Write::FinalizedReport);
-                        tracing::info!(
-                            reports = before,
-                            "finalized reports the database refused are stored now"
-                        );
-                    }
-                }
-                Err(e) => {
-                    shared.writes.failed(Write::FinalizedReport, &e);
-                    break;
-                }
-            }
-        }
     }
 }
 

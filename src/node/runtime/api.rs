@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::schema::feeds::FeedConfig;
-use crate::node::feed::task::Shared;
+use crate::node::feed::shared::Shared;
 use crate::node::ocr1::signature::recover_signer;
 use crate::node::ocr1::types::ConfigDigest;
 

@@ -23,8 +23,9 @@ use crate::node::contract::contract_state::{FinalizedContractState, LatestAnswer
 use crate::node::contract::oracle_set::OracleSet;
 use crate::node::contract::OnchainMetrics;
 use crate::node::evm::{AggregatorContract, ChainMetrics, GasKind, GasPolicy, RpcClient, TxSender};
+use crate::node::feed::shared::Shared;
 use crate::node::feed::status::NodeStatus;
-use crate::node::feed::task::{FeedTask, Input, Shared, INBOX};
+use crate::node::feed::task::{FeedTask, Input, INBOX};
 use crate::node::metrics::NodeMetrics;
 use crate::node::ocr1::leader::leader_selection_key;
 use crate::node::ocr1::types::{ConfigDigest, EpochRound};

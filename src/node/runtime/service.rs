@@ -25,7 +25,8 @@ use crate::node::contract::OnchainMetrics;
 use crate::node::evm::{AggregatorContract, ChainMetrics, RpcClient, TxSender};
 use crate::node::feed::health::{evaluate, Seen, Transition, Watch};
 use crate::node::feed::observe::Observer;
-use crate::node::feed::task::{Input, Shared};
+use crate::node::feed::shared::Shared;
+use crate::node::feed::task::Input;
 use crate::node::feed::writes::{Write, Writes};
 use crate::node::metrics::NodeMetrics;
 use crate::node::ocr1::types::ConfigDigest;
@@ -328,7 +329,7 @@ async fn start_oracle(
         pacemaker_writes,
         writes,
     });
-    tasks.spawn(crate::node::feed::writes::retry_unstored(
+    tasks.spawn(crate::node::feed::finalize::retry_unstored(
         shared.clone(),
         tasks.token(),
     ));
