@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::backlog::{Backlog, Snapshot, MAX_BYTES};
 use super::encode;
+use super::register;
 use super::target::{push_url, Identity};
 use crate::backoff::Backoff;
 use crate::config::schema::telemetry::{PushTarget, TargetKind};
@@ -51,30 +52,36 @@ struct PushMetrics {
 
 impl PushMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let pushes = IntCounterVec::new(
-            Opts::new(
-                "enclave_telemetry_pushes_total",
-                "Metric pushes by target and result.",
-            ),
-            &["target", "result"],
+        let pushes = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "enclave_telemetry_pushes_total",
+                    "Metric pushes by target and result.",
+                ),
+                &["target", "result"],
+            )?,
         )?;
-        let backlog = IntGaugeVec::new(
-            Opts::new(
-                "enclave_telemetry_backlog_samples",
-                "Samples waiting for an unreachable VictoriaMetrics target.",
-            ),
-            &["target"],
+        let backlog = register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "enclave_telemetry_backlog_samples",
+                    "Samples waiting for an unreachable VictoriaMetrics target.",
+                ),
+                &["target"],
+            )?,
         )?;
-        let dropped = IntCounterVec::new(
-            Opts::new(
-                "enclave_telemetry_dropped_samples_total",
-                "Samples dropped because the backlog of an unreachable target was full.",
-            ),
-            &["target"],
+        let dropped = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "enclave_telemetry_dropped_samples_total",
+                    "Samples dropped because the backlog of an unreachable target was full.",
+                ),
+                &["target"],
+            )?,
         )?;
-        registry.register(Box::new(pushes.clone()))?;
-        registry.register(Box::new(backlog.clone()))?;
-        registry.register(Box::new(dropped.clone()))?;
         Ok(Self {
             pushes,
             backlog,

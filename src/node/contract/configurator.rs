@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::keys::SharedSecret;
 use crate::node::contract::oracle_set::OracleSet;
 use crate::node::evm::AggregatorContract;
+use crate::telemetry::register;
 
 pub struct ContractConfigurator {
     pub config: Config,
@@ -38,22 +39,20 @@ pub struct ConfiguratorMetrics {
 /// `enclave_chain_contract_configurations_total{feed, result}` and
 /// `enclave_chain_contract_payee_conflicts{feed}`.
 pub fn metrics(registry: &Registry) -> Result<ConfiguratorMetrics, prometheus::Error> {
-    let submissions = IntCounterVec::new(
+    let submissions = register(registry, IntCounterVec::new(
         Opts::new(
             "enclave_chain_contract_configurations_total",
             "Contract configuration checks by node 1 (chain.configureContracts), by feed and result: submitted, up_to_date, failed, billing_failed.",
         ),
         &["feed", "result"],
-    )?;
-    let payee_conflicts = IntGaugeVec::new(
+    )?)?;
+    let payee_conflicts = register(registry, IntGaugeVec::new(
         Opts::new(
             "enclave_chain_contract_payee_conflicts",
             "Oracles whose payee on the feed's contract is not the configured one (the contract lets only the current payee hand over), at node 1's last check.",
         ),
         &["feed"],
-    )?;
-    registry.register(Box::new(submissions.clone()))?;
-    registry.register(Box::new(payee_conflicts.clone()))?;
+    )?)?;
     Ok(ConfiguratorMetrics {
         submissions,
         payee_conflicts,
