@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the enclave container image: the release binary (on this machine; ENCLAVE_BINARY for tests), then the image from
-# image/Dockerfile. Tags <IMAGE>:<version> and <IMAGE>:latest, prints the image id and size.
+# Builds the enclave container image: the release binary (on this machine; or ENCLAVE_BINARY, for
+# tests), then the image from image/Dockerfile. Tags <IMAGE>:<version> and <IMAGE>:latest, prints
+# the image id and size.
 #
 #   scripts/build-image.sh
 #   scripts/build-image.sh --runtime-only   only the image's first stage (the base image and

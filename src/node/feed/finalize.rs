@@ -1,6 +1,7 @@
 //! Storing what a feed finalizes: the report goes to the database and then to the transmitter;
-//! when the database refuses it, it goes to the transmitter from memory at once and is kept in
-//! [`Writes`](crate::node::feed::writes::Writes) and offered to the database again until it is stored ([`retry_unstored`]).
+//! when the database refuses it, it goes to the transmitter from memory at once, is kept in
+//! [`Writes`](crate::node::feed::writes::Writes) and is offered to the database again until it
+//! is stored ([`retry_unstored`]).
 
 use std::sync::Arc;
 
