@@ -486,34 +486,16 @@ mod tests {
         assert_eq!(store.highest_position(digest()).await.unwrap(), None);
 
         // The signing guard: first write wins, the same report may be re-signed, another may not.
-        assert_eq!(
-            store
-                .guard_signature(digest(), 3, 1, [1; 32])
-                .await
-                .unwrap(),
-            SignGuard::Fresh
-        );
-        assert_eq!(
-            store
-                .guard_signature(digest(), 3, 1, [1; 32])
-                .await
-                .unwrap(),
-            SignGuard::SameReport
-        );
-        assert_eq!(
-            store
-                .guard_signature(digest(), 3, 1, [2; 32])
-                .await
-                .unwrap(),
-            SignGuard::Conflict
-        );
-        assert_eq!(
-            store
-                .guard_signature(digest(), 3, 2, [2; 32])
-                .await
-                .unwrap(),
-            SignGuard::Fresh
-        );
+        let guards = [
+            ((3, 1, [1; 32]), SignGuard::Fresh),
+            ((3, 1, [1; 32]), SignGuard::SameReport),
+            ((3, 1, [2; 32]), SignGuard::Conflict),
+            ((3, 2, [2; 32]), SignGuard::Fresh),
+        ];
+        for ((epoch, round, hash), expected) in guards {
+            let got = store.guard_signature(digest(), epoch, round, hash).await;
+            assert_eq!(got.unwrap(), expected, "epoch {epoch} round {round}");
+        }
 
         assert_eq!(
             store.highest_position(digest()).await.unwrap(),

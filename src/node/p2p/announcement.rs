@@ -201,14 +201,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn id(seed: u8) -> PeerId {
-        PeerId(key(seed).verifying_key().to_bytes())
-    }
+    use crate::node::p2p::test_keys::{id, key};
 
     fn addrs() -> Vec<String> {
         vec!["127.0.0.1:9902".into(), "oracle-2.example:9902".into()]

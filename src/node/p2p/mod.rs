@@ -41,6 +41,8 @@ pub mod metrics;
 mod network;
 mod stats;
 mod tasks;
+#[cfg(test)]
+mod test_keys;
 mod tls;
 mod verifier;
 

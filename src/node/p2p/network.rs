@@ -335,17 +335,8 @@ fn announcement_frame(ann: &Announcement) -> Bytes {
 #[cfg(test)]
 mod tests {
 
-    use ed25519_dalek::SigningKey;
-
     use super::*;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn id(seed: u8) -> PeerId {
-        PeerId(key(seed).verifying_key().to_bytes())
-    }
+    use crate::node::p2p::test_keys::{id, key};
 
     fn announcement(seed: u8, port: u16, counter: u64) -> Announcement {
         Announcement::sign(&key(seed), vec![format!("127.0.0.1:{port}")], counter).expect("sign")

@@ -126,15 +126,8 @@ mod tests {
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
+    use crate::node::p2p::test_keys::{id, key};
     use crate::node::p2p::verifier::{is_refusal, PeerServerVerifier};
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn id(seed: u8) -> PeerId {
-        PeerId(key(seed).verifying_key().to_bytes())
-    }
 
     fn allowed(seeds: &[u8]) -> Allowed {
         Arc::new(seeds.iter().map(|s| id(*s)).collect())

@@ -153,23 +153,55 @@ fn schemes() -> Vec<SignatureScheme> {
     vec![SignatureScheme::ED25519]
 }
 
+/// The handshake-signature half that both verifiers share: TLS 1.3 only, Ed25519 only, each
+/// signature checked by the verifier's `policy`.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(no_tls12())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.policy.check_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            schemes()
+        }
+    };
+}
+
 /// The acceptor's check of a dialer: any allowed peer.
-pub(crate) struct PeerClientVerifier(Policy);
+pub(crate) struct PeerClientVerifier {
+    policy: Policy,
+}
 
 impl PeerClientVerifier {
     pub fn new(allowed: Allowed, algorithms: WebPkiSupportedAlgorithms, stats: Arc<Stats>) -> Self {
-        Self(Policy {
-            allowed,
-            algorithms,
-            stats,
-            side: "accept",
-        })
+        Self {
+            policy: Policy {
+                allowed,
+                algorithms,
+                stats,
+                side: "accept",
+            },
+        }
     }
 }
 
 impl fmt::Debug for PeerClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerClientVerifier({} peers)", self.0.allowed.len())
+        write!(f, "PeerClientVerifier({} peers)", self.policy.allowed.len())
     }
 }
 
@@ -184,31 +216,11 @@ impl ClientCertVerifier for PeerClientVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.check_certificate(end_entity, None)?;
+        self.policy.check_certificate(end_entity, None)?;
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(no_tls12())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.check_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    handshake_signatures!();
 }
 
 /// The dialer's check of the acceptor: exactly the peer it dialed (an allowed one).
@@ -256,45 +268,16 @@ impl ServerCertVerifier for PeerServerVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(no_tls12())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.policy.check_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        schemes()
-    }
+    handshake_signatures!();
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use ed25519_dalek::SigningKey;
-
     use super::*;
+    use crate::node::p2p::test_keys::{id, key};
     use crate::node::p2p::tls::{provider, TlsIdentity};
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn id(seed: u8) -> PeerId {
-        PeerId(key(seed).verifying_key().to_bytes())
-    }
 
     fn cert(seed: u8) -> CertificateDer<'static> {
         TlsIdentity::new(&key(seed))

@@ -150,64 +150,43 @@ mod tests {
             median: int(1000),
             at: now - Duration::from_secs(5),
         };
-        // Contract still at (1,1): (2,1) pending.
-        assert_eq!(
-            accept(
-                D,
+        // (report, median, contract's latest, expected)
+        let table = [
+            // Contract still at (1,1): (2,1) pending.
+            (
                 er(2, 2),
-                int(1001),
-                &view(1, 1),
-                None,
-                Some(&last),
-                5_000_000,
-                C,
-                now
+                1001,
+                er(1, 1),
+                Decision::Skip("pending_without_deviation"),
             ),
-            Decision::Skip("pending_without_deviation")
-        );
-        assert_eq!(
-            accept(
-                D,
-                er(2, 2),
-                int(1010),
-                &view(1, 1),
-                None,
-                Some(&last),
-                5_000_000,
-                C,
-                now
-            ),
-            Decision::Accept
-        );
-        // Once (2,1) landed, nothing is pending: accepted.
-        assert_eq!(
-            accept(
-                D,
-                er(2, 2),
-                int(1001),
-                &view(2, 1),
-                None,
-                Some(&last),
-                5_000_000,
-                C,
-                now
-            ),
-            Decision::Accept
-        );
-        assert_eq!(
-            accept(
-                D,
+            (er(2, 2), 1010, er(1, 1), Decision::Accept),
+            // Once (2,1) landed, nothing is pending: accepted.
+            (er(2, 2), 1001, er(2, 1), Decision::Accept),
+            (
                 er(2, 1),
-                int(1001),
-                &view(1, 1),
+                1001,
+                er(1, 1),
+                Decision::Skip("not_newer_than_accepted"),
+            ),
+        ];
+        for (report, median, latest, expected) in table {
+            let contract = view(latest.epoch, latest.round);
+            let got = accept(
+                D,
+                report,
+                int(median),
+                &contract,
                 None,
                 Some(&last),
                 5_000_000,
                 C,
-                now
-            ),
-            Decision::Skip("not_newer_than_accepted")
-        );
+                now,
+            );
+            assert_eq!(
+                got, expected,
+                "{report:?} median {median} contract at {latest:?}"
+            );
+        }
     }
 
     #[test]
