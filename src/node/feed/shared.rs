@@ -1,5 +1,6 @@
-//! What every feed task of an oracle shares: its database, observer, contract state, network,
-//! keys, metrics, status and the writes it tracks.
+//! What every feed task of an oracle shares: its database, observer, contract state, network
+//! (each behind a seam of [`ports`](crate::node::feed::ports)), keys, metrics, status and the
+//! writes it tracks.
 
 use std::sync::Arc;
 
@@ -7,24 +8,22 @@ use tokio::sync::mpsc;
 
 use crate::keys::peer_id::PeerId;
 use crate::node::contract::contract_state::ContractState;
-use crate::node::feed::observe::Observer;
+use crate::node::feed::ports::{Outbox, PriceSource, ReportStore};
 use crate::node::feed::status::NodeStatus;
 use crate::node::feed::writes::Writes;
 use crate::node::metrics::NodeMetrics;
 use crate::node::ocr1::types::ConfigDigest;
-use crate::node::p2p::NetworkHandle;
 use crate::node::protocol::pacemaker::PacemakerState;
-use crate::node::store::Store;
 use crate::node::transmission::transmitter::ToTransmit;
 
 /// What every feed task of a node shares.
 pub struct Shared {
-    pub store: Store,
-    pub observer: Observer,
+    pub store: Arc<dyn ReportStore>,
+    pub observer: Arc<dyn PriceSource>,
     pub contract: Arc<dyn ContractState>,
     /// Finalized reports go here to be sent on chain (`None`: no chain).
     pub transmissions: Option<mpsc::Sender<ToTransmit>>,
-    pub network: NetworkHandle,
+    pub network: Arc<dyn Outbox>,
     /// Oracle index → its peer.
     pub peers: Vec<PeerId>,
     /// Oracle index → node number, for labels and the API.

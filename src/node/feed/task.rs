@@ -457,3 +457,6 @@ fn observe_reason(e: &crate::node::feed::observe::ObserveError) -> &'static str 
 pub fn decimal_f64(value: I192, decimals: u8) -> f64 {
     value.to_string().parse::<f64>().unwrap_or(0.0) / 10f64.powi(i32::from(decimals))
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,9 +14,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::schema::feeds::FeedConfig;
+use crate::node::feed::observe::Observer;
 use crate::node::feed::shared::Shared;
 use crate::node::ocr1::signature::recover_signer;
 use crate::node::ocr1::types::ConfigDigest;
+use crate::node::store::Store;
 
 pub const MAX_ROUNDS: usize = 1000;
 const DEFAULT_ROUNDS: usize = 50;
@@ -39,6 +41,10 @@ pub struct Api {
 
 pub struct OracleApi {
     pub shared: Arc<Shared>,
+    /// The database and the observer themselves (the feed tasks see them through their seams):
+    /// `/health` checks the one and shows the other's counters.
+    pub store: Store,
+    pub observer: Arc<Observer>,
     /// The feeds whose protocol instance runs, with their config digest (with a chain, a feed
     /// starts once its contract's configuration is read).
     pub feeds: std::sync::RwLock<Vec<(FeedConfig, ConfigDigest)>>,
@@ -141,7 +147,7 @@ async fn health(State(api): State<Api>) -> Response {
         body["feeds"] = feeds_health(oracle, &running);
         let database = tokio::time::timeout(
             DB_CHECK_TIMEOUT,
-            crate::postgres::db::health(oracle.shared.store.pool(), api.node),
+            crate::postgres::db::health(oracle.store.pool(), api.node),
         )
         .await;
         match database {
@@ -205,7 +211,7 @@ fn feeds_health(oracle: &OracleApi, running: &[(FeedConfig, ConfigDigest)]) -> V
 }
 
 fn aggregator_health(oracle: &OracleApi) -> (Value, Option<String>) {
-    let status = oracle.shared.observer.status();
+    let status = oracle.observer.status();
     let ago = |at: Option<Instant>| at.map(|t| t.elapsed().as_millis() as u64);
     let value = json!({
         "requests": status.requests,
@@ -280,12 +286,7 @@ async fn latest(State(api): State<Api>, Path(name): Path<String>) -> Response {
             Some("name"),
         );
     };
-    let report = match oracle
-        .shared
-        .store
-        .latest_finalized(&feed.name, *digest)
-        .await
-    {
+    let report = match oracle.store.latest_finalized(&feed.name, *digest).await {
         Ok(Some(report)) => report,
         Ok(None) => {
             return error(

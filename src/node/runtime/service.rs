@@ -120,7 +120,7 @@ pub async fn run(
         metrics.clone(),
         tasks.token(),
     ));
-    let store = oracle.as_ref().map(|o| o.shared.store.clone());
+    let store = oracle.as_ref().map(|o| o.store.clone());
     let api_state = Api {
         node,
         oracle,
@@ -265,12 +265,12 @@ async fn start_oracle(
         total: settings.total,
     })?;
     let secret = keys.shared_secret()?;
-    let observer = Observer::start(
+    let observer = Arc::new(Observer::start(
         settings.observer.aggregator.clone(),
         settings.observer.max_pairs_per_request,
         settings.observer.timeout,
         metrics.observation_latency.clone(),
-    )?;
+    )?);
     let writes = Arc::new(Writes::register(registry)?);
     let (pacemaker_writes, pacemaker_queue) = mpsc::channel(PACEMAKER_QUEUE);
     tasks.spawn(write_pacemaker_states(
@@ -316,11 +316,11 @@ async fn start_oracle(
         (None, None) => unreachable!("one of the two is set"),
     };
     let shared = Arc::new(Shared {
-        store: store.clone(),
-        observer,
+        store: Arc::new(store.clone()),
+        observer: observer.clone(),
         contract,
         transmissions: chain.as_ref().map(|c| c.transmissions.clone()),
-        network: network.clone(),
+        network: Arc::new(network.clone()),
         peers: set.peer_ids(),
         nodes: set.nodes(),
         onchain_key: own.onchain().clone(),
@@ -335,6 +335,8 @@ async fn start_oracle(
     ));
     let api = Arc::new(OracleApi {
         shared: shared.clone(),
+        store: store.clone(),
+        observer,
         feeds: RwLock::new(Vec::new()),
         configured: config.feeds.clone(),
     });
