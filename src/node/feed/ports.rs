@@ -14,18 +14,22 @@ use crate::node::ocr1::types::ConfigDigest;
 use crate::node::p2p::NetworkHandle;
 use crate::node::store::{FinalizedReport, SignGuard, Store, StoreError};
 
+/// What the signing guard records before a report is signed: the round, and the hash of the
+/// report's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedRound {
+    pub digest: ConfigDigest,
+    pub epoch: u32,
+    pub round: u8,
+    pub report_hash: [u8; 32],
+}
+
 /// What a feed writes to its database.
 #[async_trait]
 pub trait ReportStore: Send + Sync {
-    /// Records that this node signs `report_hash` for (digest, epoch, round), unless it signed
-    /// something else there before (see [`Store::guard_signature`]).
-    async fn guard_signature(
-        &self,
-        digest: ConfigDigest,
-        epoch: u32,
-        round: u8,
-        report_hash: [u8; 32],
-    ) -> Result<SignGuard, StoreError>;
+    /// Records that this node signs this report for its round, unless it signed something else
+    /// there before (see [`Store::guard_signature`]).
+    async fn guard_signature(&self, signed: SignedRound) -> Result<SignGuard, StoreError>;
 
     /// Stores a finalized report with its pending transmission; `false` when it was stored
     /// before.
@@ -48,14 +52,8 @@ pub trait Outbox: Send + Sync {
 
 #[async_trait]
 impl ReportStore for Store {
-    async fn guard_signature(
-        &self,
-        digest: ConfigDigest,
-        epoch: u32,
-        round: u8,
-        report_hash: [u8; 32],
-    ) -> Result<SignGuard, StoreError> {
-        Store::guard_signature(self, digest, epoch, round, report_hash).await
+    async fn guard_signature(&self, s: SignedRound) -> Result<SignGuard, StoreError> {
+        Store::guard_signature(self, s.digest, s.epoch, s.round, s.report_hash).await
     }
 
     async fn save_finalized(&self, report: &FinalizedReport) -> Result<bool, StoreError> {

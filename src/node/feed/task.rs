@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::config::schema::feeds::FeedConfig;
 use crate::node::contract::contract_state::{should_report, LatestAnswer};
 use crate::node::feed::finalize::store_finalized;
+use crate::node::feed::ports::SignedRound;
 use crate::node::feed::shared::Shared;
 use crate::node::feed::status::Outcome;
 use crate::node::feed::writes::{Pending, Write};
@@ -386,11 +387,13 @@ async fn decide(
     }
     let bytes = verify::report_bytes(cfg, epoch, round, &observations).ok()?;
     let hash = keccak256(&bytes);
-    match shared
-        .store
-        .guard_signature(cfg.digest, epoch, round, hash.0)
-        .await
-    {
+    let signed = SignedRound {
+        digest: cfg.digest,
+        epoch,
+        round,
+        report_hash: hash.0,
+    };
+    match shared.store.guard_signature(signed).await {
         Ok(SignGuard::Fresh | SignGuard::SameReport) => {
             shared.writes.succeeded(Write::SigningGuard)
         }

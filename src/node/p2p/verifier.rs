@@ -129,19 +129,6 @@ impl Policy {
         }
         Ok(peer)
     }
-
-    fn check_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|e| {
-            self.refuse(Why::BadSignature, e.to_string());
-            // One error kind for every refusal, so callers can tell refusals from other failures.
-            rustls::Error::InvalidCertificate(CertificateError::BadSignature)
-        })
-    }
 }
 
 fn no_tls12() -> rustls::Error {
@@ -172,7 +159,15 @@ macro_rules! handshake_signatures {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.policy.check_signature(message, cert, dss)
+            let policy = &self.policy;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &policy.algorithms).map_err(
+                |e| {
+                    policy.refuse(Why::BadSignature, e.to_string());
+                    // One error kind for every refusal, so callers can tell refusals from other
+                    // failures.
+                    rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+                },
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

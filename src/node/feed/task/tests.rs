@@ -18,7 +18,7 @@ use crate::config::values::EvmAddress;
 use crate::keys::peer_id::PeerId;
 use crate::node::contract::contract_state::FinalizedContractState;
 use crate::node::feed::observe::ObserveError;
-use crate::node::feed::ports::{Outbox, PriceSource, ReportStore};
+use crate::node::feed::ports::{Outbox, PriceSource, ReportStore, SignedRound};
 use crate::node::feed::status::NodeStatus;
 use crate::node::feed::writes::Writes;
 use crate::node::metrics::NodeMetrics;
@@ -52,21 +52,16 @@ impl MemoryStore {
 
 #[async_trait]
 impl ReportStore for MemoryStore {
-    async fn guard_signature(
-        &self,
-        digest: ConfigDigest,
-        epoch: u32,
-        round: u8,
-        report_hash: [u8; 32],
-    ) -> Result<SignGuard, StoreError> {
+    async fn guard_signature(&self, signed: SignedRound) -> Result<SignGuard, StoreError> {
         self.check_up("recording a signature")?;
         let mut guards = self.guards.lock().expect("lock");
-        Ok(match guards.get(&(digest, epoch, round)) {
+        let at = (signed.digest, signed.epoch, signed.round);
+        Ok(match guards.get(&at) {
             None => {
-                guards.insert((digest, epoch, round), report_hash);
+                guards.insert(at, signed.report_hash);
                 SignGuard::Fresh
             }
-            Some(hash) if *hash == report_hash => SignGuard::SameReport,
+            Some(hash) if *hash == signed.report_hash => SignGuard::SameReport,
             Some(_) => SignGuard::Conflict,
         })
     }
@@ -199,39 +194,45 @@ enum Before {
     OtherReport,
 }
 
+/// One round of [`a_report_is_signed_only_when_the_guard_is_written_and_no_other_report_was_signed`].
+struct Case {
+    before: Before,
+    database_down: bool,
+    fence: Option<EpochRound>,
+    round: (u32, u8),
+    /// Signed, or the `signing_refused` reason counted.
+    expected: Result<(), &'static str>,
+}
+
 #[tokio::test]
 async fn a_report_is_signed_only_when_the_guard_is_written_and_no_other_report_was_signed() {
     let ours = observations([100, 101, 102]);
-    // (what the guard holds, database down, rollback fence, round, signed or the refusal counted)
-    let table: [(
-        Before,
-        bool,
-        Option<EpochRound>,
-        (u32, u8),
-        Result<(), &str>,
-    ); 6] = [
-        (Before::Nothing, false, None, (1, 1), Ok(())),
+    let case = |before, database_down, fence, round, expected| Case {
+        before,
+        database_down,
+        fence,
+        round,
+        expected,
+    };
+    let fence = Some(EpochRound::new(1, 1));
+    let table = [
+        case(Before::Nothing, false, None, (1, 1), Ok(())),
         // A resend after a restart: the same bytes again are harmless.
-        (Before::SameReport, false, None, (1, 1), Ok(())),
-        (Before::OtherReport, false, None, (1, 1), Err("conflict")),
+        case(Before::SameReport, false, None, (1, 1), Ok(())),
+        case(Before::OtherReport, false, None, (1, 1), Err("conflict")),
         // Without the guard written a crash could lead to equivocation.
-        (Before::Nothing, true, None, (1, 1), Err("store_error")),
-        (
-            Before::Nothing,
-            false,
-            Some(EpochRound::new(1, 1)),
-            (1, 1),
-            Err("below_fence"),
-        ),
-        (
-            Before::Nothing,
-            false,
-            Some(EpochRound::new(1, 1)),
-            (1, 2),
-            Ok(()),
-        ),
+        case(Before::Nothing, true, None, (1, 1), Err("store_error")),
+        case(Before::Nothing, false, fence, (1, 1), Err("below_fence")),
+        case(Before::Nothing, false, fence, (1, 2), Ok(())),
     ];
-    for (before, down, floor, (epoch, round), expected) in table {
+    for Case {
+        before,
+        database_down: down,
+        fence: floor,
+        round: (epoch, round),
+        expected,
+    } in table
+    {
         let case = format!("{before:?}, database down {down}, fence {floor:?}, ({epoch},{round})");
         let p = parts();
         let cfg = instance(floor);
