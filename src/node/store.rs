@@ -350,33 +350,50 @@ impl Store {
     /// Deletes history older than `retention`, keeping each instance's newest report and signed
     /// round (the first answers `shouldReport` after a restart, the second guards signing).
     pub async fn prune(&self, retention: Duration) -> Result<Pruned, StoreError> {
-        let seconds = retention.as_secs_f64();
-        let reports = sqlx::query(
-            "DELETE FROM ocr_finalized_reports r
-             WHERE finalized_at < now() - make_interval(secs => $1)
-               AND (epoch, round) <> (SELECT epoch, round FROM ocr_finalized_reports l
-                                      WHERE l.config_digest = r.config_digest
-                                      ORDER BY epoch DESC, round DESC LIMIT 1)",
-        )
-        .bind(seconds)
-        .execute(&self.pool)
-        .await
-        .map_err(query("pruning finalized reports"))?;
-        let signed = sqlx::query(
-            "DELETE FROM ocr_signed_rounds s
-             WHERE signed_at < now() - make_interval(secs => $1)
-               AND (epoch, round) <> (SELECT epoch, round FROM ocr_signed_rounds l
-                                      WHERE l.config_digest = s.config_digest
-                                      ORDER BY epoch DESC, round DESC LIMIT 1)",
-        )
-        .bind(seconds)
-        .execute(&self.pool)
-        .await
-        .map_err(query("pruning signed rounds"))?;
+        let reports = self
+            .prune_older(
+                "ocr_finalized_reports",
+                "finalized_at",
+                retention,
+                "pruning finalized reports",
+            )
+            .await?;
+        let signed = self
+            .prune_older(
+                "ocr_signed_rounds",
+                "signed_at",
+                retention,
+                "pruning signed rounds",
+            )
+            .await?;
         Ok(Pruned {
-            reports: reports.rows_affected(),
-            signed_rounds: signed.rows_affected(),
+            reports,
+            signed_rounds: signed,
         })
+    }
+
+    /// Deletes the rows of `table` whose `at` column is older than `retention`, except each
+    /// configuration's newest (epoch, round). Both names are this module's constants, never input.
+    async fn prune_older(
+        &self,
+        table: &'static str,
+        at: &'static str,
+        retention: Duration,
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        let statement = format!(
+            "DELETE FROM {table} t
+             WHERE {at} < now() - make_interval(secs => $1)
+               AND (epoch, round) <> (SELECT epoch, round FROM {table} l
+                                      WHERE l.config_digest = t.config_digest
+                                      ORDER BY epoch DESC, round DESC LIMIT 1)"
+        );
+        let done = sqlx::query(&statement)
+            .bind(retention.as_secs_f64())
+            .execute(&self.pool)
+            .await
+            .map_err(query(what))?;
+        Ok(done.rows_affected())
     }
 }
 
