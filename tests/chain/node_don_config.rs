@@ -2,20 +2,15 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::harness::Enclave;
 use common::{code, stderr, stdout};
 use serde_json::Value;
 
 fn run(e: &Enclave, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("--root")
-        .arg(&e.root)
+    common::enclave_at(&e.root)
         .args(args)
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("CONFIGURATION_PUBLIC_KEY_FILE")
-        .env_remove("ENCLAVE_ROOT")
         .output()
         .expect("enclave runs")
 }

@@ -410,6 +410,35 @@ impl DevChain {
         self.rpc_call("dev_fund", json!([address, format!("{wei:#x}")]));
     }
 
+    /// Gives every oracle's transmitter in `keys` (`enclave keys show`) 1 ETH: more than all
+    /// the transmissions of a test cost.
+    pub fn fund_transmitters(&self, keys: &Value) {
+        for transmitter in super::oracle_transmitters(keys) {
+            self.fund(&transmitter, 10u128.pow(18));
+        }
+    }
+
+    /// Points a DON's configuration at `contract` on this chain: its RPC URL and chain id, the
+    /// `chain` section the tests share (the owner as the contracts' admin) with `settings`
+    /// merged over it, and the first feed's contract address.
+    pub fn configure_for(&self, contract: &str, settings: Value) -> impl FnOnce(&mut Value) {
+        let rpc = self.rpc.clone();
+        let chain_id = self.chain_id;
+        let address = contract.to_lowercase();
+        let mut chain = json!({"enabled": true, "contractPollIntervalMs": 1000,
+            "receiptTimeoutMs": 30000, "rebroadcastAfterMs": 5000,
+            "setConfigFunction": "standard", "adminPrivateKey": self.owner.1});
+        if let (Some(chain), Some(settings)) = (chain.as_object_mut(), settings.as_object()) {
+            chain.extend(settings.clone());
+        }
+        move |s: &mut Value| {
+            s["chainlinkRpcHttpUrl"] = json!(rpc);
+            s["chainlinkChainId"] = json!(chain_id);
+            s["chain"] = chain;
+            s["feeds"][0]["contractAddress"] = json!(address);
+        }
+    }
+
     /// On (the default): every accepted transaction is mined at once. Off: transactions wait
     /// for [`mine`]. Turning it on mines what waits.
     pub fn set_automine(&self, on: bool) {

@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use enclave::service::state::Status;
@@ -151,12 +151,8 @@ impl Don {
             .append(true)
             .open(self.logs.join(format!("node-{node}.log")))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .arg("--root")
-            .arg(&self.enclave.root)
+        let child = super::enclave_at(&self.enclave.root)
             .args(["node", "--node", &node.to_string()])
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
             .env_remove("NODE_NUMBER")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -252,12 +248,8 @@ impl Don {
 
     /// `enclave keys show`.
     pub fn keys(&self) -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .arg("--root")
-            .arg(&self.enclave.root)
+        let out = super::enclave_at(&self.enclave.root)
             .args(["keys", "show"])
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
             .output()
             .expect("keys show");
         assert!(
@@ -270,19 +262,12 @@ impl Don {
 
     /// `enclave don-config [--submit]`: exit code, the JSON printed, stderr.
     pub fn don_config(&self, submit: bool) -> (i32, Value, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
-        command
-            .arg("--root")
-            .arg(&self.enclave.root)
-            .arg("don-config");
+        let mut command = super::enclave_at(&self.enclave.root);
+        command.arg("don-config");
         if submit {
             command.arg("--submit");
         }
-        let out = command
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
-            .output()
-            .expect("don-config runs");
+        let out = command.output().expect("don-config runs");
         let value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (
             out.status.code().unwrap_or(-1),

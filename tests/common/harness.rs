@@ -181,15 +181,13 @@ impl Enclave {
         self.markers_dir();
         let stdout = fs::File::create(&self.stdout).expect("stdout file");
         let stderr = fs::File::create(&self.stderr).expect("stderr file");
-        command
+        super::without_enclave_env(&mut command)
             .arg("--root")
             .arg(&self.root)
             .arg("init")
             .arg("--services")
             .arg(&self.services)
             .args(extra)
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -220,6 +218,12 @@ impl Enclave {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM, as the platform stops the container: init must end with 0 within `timeout`.
+    pub fn stop_cleanly(&mut self, timeout: Duration) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(self.wait_exit(timeout), 0, "{}", self.logs());
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,8 @@ pub struct LiveView {
 impl LiveView {
     /// Starts the view of the enclave at `root`, refreshed every 500 ms.
     pub fn start(root: impl AsRef<OsStr>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .arg("--root")
-            .arg(root)
+        let mut child = super::enclave_at(root)
             .args(["status", "--watch", "--interval-ms", "500"])
-            .env_remove("CONFIGURATION_PATH")
-            .env_remove("ENCLAVE_ROOT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

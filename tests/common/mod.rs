@@ -12,8 +12,10 @@ pub mod receivers;
 pub mod tcp_proxy;
 pub mod webhook_receiver;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,15 +38,66 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON fixture")
 }
 
+/// Removes the variables through which a developer's shell could configure `enclave` behind
+/// the test's back: every run sees only what its test gives it.
+pub fn without_enclave_env(command: &mut Command) -> &mut Command {
+    for name in [
+        "CONFIGURATION_PATH",
+        "CONFIGURATION_PUBLIC_KEY",
+        "CONFIGURATION_PUBLIC_KEY_FILE",
+        "ENCLAVE_ROOT",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// The `enclave` binary, with a clean environment ([`without_enclave_env`]).
+pub fn enclave_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enclave"));
+    without_enclave_env(&mut command);
+    command
+}
+
+/// [`enclave_command`] for the enclave under `root` (`enclave --root <root> …`).
+pub fn enclave_at(root: impl AsRef<OsStr>) -> Command {
+    let mut command = enclave_command();
+    command.arg("--root").arg(root);
+    command
+}
+
 /// Runs the `enclave` binary with a clean environment (no inherited configuration variables).
-pub fn enclave(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enclave"))
+pub fn enclave<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    enclave_command().args(args).output().expect("enclave runs")
+}
+
+/// [`enclave`], killed and failed if it takes longer than `limit` (a hang must fail the test,
+/// not hold it).
+pub fn enclave_within<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], limit: Duration) -> Output {
+    let mut child = enclave_command()
         .args(args)
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("CONFIGURATION_PUBLIC_KEY")
-        .env_remove("ENCLAVE_ROOT")
-        .output()
-        .expect("enclave runs")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("enclave runs");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("enclave {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Whether `text` has a line that starts with `start` and contains every one of `parts`: a row
+/// of the live view, a PASS or FAIL line of `verify-identity`.
+pub fn has_line(text: &str, start: &str, parts: &[&str]) -> bool {
+    text.lines()
+        .any(|l| l.starts_with(start) && parts.iter().all(|p| l.contains(p)))
 }
 
 /// The oracles' transmitter addresses from `enclave keys show` output.

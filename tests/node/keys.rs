@@ -6,7 +6,7 @@ use crate::common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::harness::Enclave;
@@ -23,15 +23,9 @@ const KEY_FILES: [&str; 4] = [
 
 /// `enclave --root <root> keys <args>`, verifying with the root's installed key as a service does.
 fn keys(e: &Enclave, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("--root")
-        .arg(&e.root)
+    common::enclave_at(&e.root)
         .arg("keys")
         .args(args)
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("CONFIGURATION_PUBLIC_KEY")
-        .env_remove("CONFIGURATION_PUBLIC_KEY_FILE")
-        .env_remove("ENCLAVE_ROOT")
         .env("RUST_LOG", "debug")
         .output()
         .expect("enclave runs")

@@ -14,15 +14,40 @@ fn path_str(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-#[test]
-fn verify_accepts_the_example_with_the_dev_key() {
-    let out = enclave(&[
+/// `enclave config <command> --public-key-file <the dev key> <file>`.
+fn with_dev_key(command: &str, file: &std::path::Path) -> std::process::Output {
+    enclave(&dev_key_args(command, file))
+}
+
+fn dev_key_args(command: &str, file: &std::path::Path) -> Vec<String> {
+    vec![
+        "config".into(),
+        command.into(),
+        "--public-key-file".into(),
+        path_str(&dev_public_key_path()).into(),
+        path_str(file).into(),
+    ]
+}
+
+/// `enclave --root <root> config verify <the example>`: no key given, so the image's is looked
+/// for under the root.
+fn verify_the_example_under(root: &std::path::Path) -> std::process::Output {
+    enclave(&[
+        "--root",
+        path_str(root),
         "config",
         "verify",
-        "--public-key-file",
-        path_str(&dev_public_key_path()),
         path_str(&example_path()),
-    ]);
+    ])
+}
+
+fn write_json(file: &std::path::Path, value: &serde_json::Value) {
+    std::fs::write(file, serde_json::to_string(value).expect("json")).expect("write");
+}
+
+#[test]
+fn verify_accepts_the_example_with_the_dev_key() {
+    let out = with_dev_key("verify", &example_path());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("scheme: native-ed25519"),
@@ -40,13 +65,7 @@ fn a_one_character_change_makes_verify_exit_77() {
     assert_ne!(text, changed);
     let file = dir.path().join("c.json");
     std::fs::write(&file, changed).expect("write");
-    let out = enclave(&[
-        "config",
-        "verify",
-        "--public-key-file",
-        path_str(&dev_public_key_path()),
-        path_str(&file),
-    ]);
+    let out = with_dev_key("verify", &file);
     assert_eq!(code(&out), 77, "{}", stderr(&out));
     assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
 }
@@ -107,13 +126,7 @@ fn keygen_sign_verify_round_trip_for_both_schemes() {
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         assert!(stdout(&out).contains(name), "{}", stdout(&out));
         // The dev key does not verify it.
-        let out = enclave(&[
-            "config",
-            "verify",
-            "--public-key-file",
-            path_str(&dev_public_key_path()),
-            path_str(&signed),
-        ]);
+        let out = with_dev_key("verify", &signed);
         assert_eq!(code(&out), 77);
     }
 }
@@ -172,7 +185,7 @@ fn check_prints_every_problem_and_exits_78() {
     s["priceAggregatorConfig"]["sources"]["okx"]["rps"] = serde_json::json!(0);
     s["chainlinkRpcHttpUrl"] = serde_json::json!("ftp://x");
     let file = dir.path().join("c.json");
-    std::fs::write(&file, serde_json::to_string(&example).expect("json")).expect("write");
+    write_json(&file, &example);
     let out = enclave(&["config", "check", path_str(&file)]);
     assert_eq!(code(&out), 78);
     let err = stderr(&out);
@@ -191,22 +204,9 @@ fn check_with_a_key_reports_a_bad_signature_with_77() {
     let text = std::fs::read_to_string(example_path()).expect("example");
     let file = dir.path().join("c.json");
     std::fs::write(&file, text.replacen("\"rps\": 10", "\"rps\": 11", 1)).expect("write");
-    let key = path_str(&dev_public_key_path()).to_owned();
-    let out = enclave(&[
-        "config",
-        "check",
-        "--public-key-file",
-        &key,
-        path_str(&file),
-    ]);
+    let out = with_dev_key("check", &file);
     assert_eq!(code(&out), 77, "{}", stderr(&out));
-    let out = enclave(&[
-        "config",
-        "check",
-        "--public-key-file",
-        &key,
-        path_str(&example_path()),
-    ]);
+    let out = with_dev_key("check", &example_path());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("configuration valid"));
 }
@@ -250,13 +250,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn verify_without_any_key_says_how_to_give_one() {
     let dir = tmp();
-    let out = enclave(&[
-        "--root",
-        path_str(dir.path()),
-        "config",
-        "verify",
-        path_str(&example_path()),
-    ]);
+    let out = verify_the_example_under(dir.path());
     assert_eq!(code(&out), 77);
     assert!(stderr(&out).contains("--public-key"), "{}", stderr(&out));
 }
@@ -267,13 +261,7 @@ fn verify_finds_the_image_key_under_the_root() {
     let etc = dir.path().join("etc/enclave");
     std::fs::create_dir_all(&etc).expect("mkdir");
     std::fs::copy(dev_public_key_path(), etc.join("configuration.pub")).expect("copy");
-    let out = enclave(&[
-        "--root",
-        path_str(dir.path()),
-        "config",
-        "verify",
-        path_str(&example_path()),
-    ]);
+    let out = verify_the_example_under(dir.path());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
@@ -284,7 +272,6 @@ fn hostile_member_names_reach_check_output_escaped_and_bounded() {
     use common::hostile::{assert_escaped, long_text, HOSTILE_TEXTS};
     let dir = tmp();
     let file = dir.path().join("c.json");
-    let key = path_str(&dev_public_key_path()).to_owned();
     let long = long_text();
     let texts: Vec<&str> = HOSTILE_TEXTS
         .iter()
@@ -297,14 +284,8 @@ fn hostile_member_names_reach_check_output_escaped_and_bounded() {
         // Beside `solution`: the signature still verifies, the member is noted.
         let mut document = read_json(&example_path());
         document[hostile] = serde_json::json!(1);
-        std::fs::write(&file, serde_json::to_string(&document).expect("json")).expect("write");
-        let out = enclave(&[
-            "config",
-            "check",
-            "--public-key-file",
-            &key,
-            path_str(&file),
-        ]);
+        write_json(&file, &document);
+        let out = with_dev_key("check", &file);
         assert_eq!(code(&out), 0, "{}", shown(&out));
         assert_escaped("beside solution", &shown(&out), 2_000);
         assert!(
@@ -316,7 +297,7 @@ fn hostile_member_names_reach_check_output_escaped_and_bounded() {
         // An unknown member inside `solution`: an error line naming it.
         let mut document = read_json(&example_path());
         document["solution"][hostile] = serde_json::json!(1);
-        std::fs::write(&file, serde_json::to_string(&document).expect("json")).expect("write");
+        write_json(&file, &document);
         let out = enclave(&["config", "check", path_str(&file)]);
         assert_eq!(code(&out), 78, "{}", shown(&out));
         assert_escaped("unknown field", &shown(&out), 2_000);
@@ -354,13 +335,7 @@ fn a_configuration_that_is_not_a_regular_file_is_refused_at_once_with_78() {
     for (path, kind) in cases {
         for command in ["check", "verify"] {
             let out = enclave_within(
-                &[
-                    "config",
-                    command,
-                    "--public-key-file",
-                    path_str(&dev_public_key_path()),
-                    path_str(path),
-                ],
+                &dev_key_args(command, path),
                 std::time::Duration::from_secs(10),
             );
             assert_eq!(code(&out), 78, "{command} {path:?}: {}", stderr(&out));
@@ -369,30 +344,4 @@ fn a_configuration_that_is_not_a_regular_file_is_refused_at_once_with_78() {
             assert!(err.contains(path_str(path)), "{command} {path:?}: {err}");
         }
     }
-}
-
-/// [`enclave`], killed and failed if it takes longer than `limit` (a hang must fail the test,
-/// not hold it).
-fn enclave_within(args: &[&str], limit: std::time::Duration) -> std::process::Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .args(args)
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("CONFIGURATION_PUBLIC_KEY")
-        .env_remove("ENCLAVE_ROOT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("enclave runs");
-    let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("enclave {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
 }

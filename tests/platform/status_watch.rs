@@ -5,12 +5,13 @@ use crate::common;
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::don::free_range;
 use common::harness::{free_port, wait_until, Enclave};
+use common::has_line;
 use enclave::paths::Root;
 use enclave::service::state::{Kind, ServiceState, StateDir, Status};
 use nix::sys::signal::{kill, Signal};
@@ -42,13 +43,8 @@ fn enclave_root() -> Enclave {
 }
 
 fn watch(e: &Enclave, stdout: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("--root")
-        .arg(&e.root)
+    common::enclave_at(&e.root)
         .args(["status", "--watch", "--interval-ms", "200"])
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("ENCLAVE_ROOT")
-        .env_remove("CONFIGURATION_PUBLIC_KEY_FILE")
         .env_remove("NO_COLOR")
         .env("TERM", "xterm-256color")
         .stdin(Stdio::null())
@@ -147,24 +143,9 @@ fn into_a_pipe_each_frame_is_plain_text() {
     assert!(!shown.contains('\x1b'), "{shown:?}");
     let first = shown.split("\n\n\n").next().expect("frame");
     assert!(first.contains("SERVICE "), "{first}");
-    assert!(
-        first
-            .lines()
-            .any(|l| l.starts_with("postgres") && l.contains("  up  ") && l.contains("4242")),
-        "{first}"
-    );
-    assert!(
-        first
-            .lines()
-            .any(|l| l.starts_with("node-keys") && l.contains("failed")),
-        "{first}"
-    );
-    assert!(
-        first
-            .lines()
-            .any(|l| l.starts_with("node-2") && l.contains("not answering")),
-        "{first}"
-    );
+    assert!(has_line(first, "postgres", &["  up  ", "4242"]), "{first}");
+    assert!(has_line(first, "node-keys", &["failed"]), "{first}");
+    assert!(has_line(first, "node-2", &["not answering"]), "{first}");
     assert!(
         first.contains("EVIDENCE  attestation not published yet"),
         "{first}"
@@ -181,13 +162,8 @@ fn a_configuration_that_does_not_verify_is_refused_with_its_exit_code() {
         "\"pgDatabase\": \"other_node\"",
     );
     std::fs::write(&path, tampered).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .arg("--root")
-        .arg(&e.root)
+    let out = common::enclave_at(&e.root)
         .args(["status", "--watch"])
-        .env_remove("CONFIGURATION_PATH")
-        .env_remove("ENCLAVE_ROOT")
-        .env_remove("CONFIGURATION_PUBLIC_KEY_FILE")
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(77), "{out:?}");
