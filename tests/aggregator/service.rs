@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
@@ -54,6 +53,5 @@ fn the_supervised_aggregator_becomes_ready_and_serves_the_batch_api() {
                 && m.contains("enclave_aggregator_quote_age_seconds{pair=\"BTC/USDT\",source=\"binance\"}")
         })
     });
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }

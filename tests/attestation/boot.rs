@@ -19,7 +19,6 @@ use common::{code, stderr, stdout};
 use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
 use enclave::config::signature::{self, Scheme};
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
@@ -290,8 +289,7 @@ fn init_publishes_its_identity_in_a_file_in_status_and_in_pushed_metrics() {
     ]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
 
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -360,8 +358,7 @@ fn a_broken_attestation_interface_is_reported_and_the_enclave_runs_on() {
         metrics.contains("enclave_attestation_rtmr3_extended 1"),
         "{metrics}"
     );
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -370,8 +367,7 @@ fn a_new_boot_replaces_the_identity_and_keeps_the_keys() {
     e.longrun("idle", "exec sleep 1000", &[]);
     e.start(&[]);
     let first = wait_for_identity(&e, T);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     e.start(&[]);
     let mut second = None;
     wait_until(T, "the second boot's identity", || {
@@ -388,6 +384,5 @@ fn a_new_boot_replaces_the_identity_and_keeps_the_keys() {
     assert_eq!(second.identity.nodes, first.identity.nodes, "same keys");
     assert_eq!(second.identity.configuration, first.identity.configuration);
     assert_ne!(second.digests, first.digests, "each boot is its own");
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }

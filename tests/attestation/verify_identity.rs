@@ -8,7 +8,7 @@ use crate::support::fixture;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{code, stderr, stdout};
+use common::{code, has_line, stderr, stdout};
 use enclave::attestation::identity::{
     Attestation, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
     QuoteRecord, RtmrRecord,
@@ -190,8 +190,7 @@ fn assert_rejected(out: std::process::Output, expected: &str) {
     let text = stdout(&out);
     assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("FAIL") && l.contains(expected)),
+        has_line(&text, "FAIL", &[expected]),
         "no FAIL line with {expected:?} in:\n{text}"
     );
     assert!(text.contains("identity NOT verified"), "{text}");
@@ -218,8 +217,7 @@ fn a_matching_set_is_accepted_and_every_check_is_named() {
         "the quote's RTMR3 equals the replayed event log",
     ] {
         assert!(
-            text.lines()
-                .any(|l| l.starts_with("PASS") && l.contains(holds)),
+            has_line(&text, "PASS", &[holds]),
             "no PASS line with {holds:?} in:\n{text}"
         );
     }
@@ -513,7 +511,7 @@ fn a_real_quote_is_verified_with_its_collateral_and_must_still_bind_the_identity
         "the policy accepts the quote (TCB status UpToDate)",
     ] {
         assert!(
-            text.lines().any(|l| l.starts_with("PASS") && l.contains(holds)),
+            has_line(&text, "PASS", &[holds]),
             "no PASS line with {holds:?} in:\n{text}"
         );
     }

@@ -7,7 +7,6 @@ use common::don::{fast_consensus, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 #[test]
@@ -48,8 +47,7 @@ fn enclave_init_runs_five_nodes_that_report_and_stop_cleanly() {
     assert_eq!(report["answer"], "67123.45", "{report}");
     let (code, _) = Enclave::http_get(api_base + 1, "/health").expect("bootstrap answers");
     assert_eq!(code, 200);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     let logs = e.logs();
     assert!(
         logs.contains("[node-3]"),

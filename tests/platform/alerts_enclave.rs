@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use common::don::{fast_consensus, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
+use common::has_line;
 use common::live_view::LiveView;
 use common::price_server::PriceServer;
 use common::webhook_receiver::{Received, WebhookReceiver};
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 const SLACK_TOKEN: &str = "integration-slack-secret-0123456789";
@@ -104,12 +104,7 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
     assert!(btc.contains("67123.45"), "{btc}");
     assert!(btc.contains("no chain"), "{btc}");
     assert!(btc.contains("binance up"), "{btc}");
-    assert!(
-        frame
-            .lines()
-            .any(|l| l.starts_with("alerts") && l.contains(" up ")),
-        "{frame}"
-    );
+    assert!(has_line(frame, "alerts", &[" up "]), "{frame}");
     assert!(
         notification(&receiver.received(), "firing").is_none(),
         "nothing fires while the source is up: {:?}",
@@ -189,8 +184,7 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
         metrics.contains(sent)
     });
 
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     let logs = e.logs();
     assert!(
         logs.contains("[alerts]"),

@@ -207,8 +207,7 @@ fn a_cluster_boots_isolated_survives_a_crash_and_stops_cleanly() {
     wait_until(T, "node 2 reconnects", || connect(&node2).is_ok());
 
     // SIGTERM: the cluster is shut down cleanly (no crash recovery on the next start).
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     let control = controldata(&e);
     assert_eq!(
         controldata_field(&control, "Database cluster state"),
@@ -253,8 +252,7 @@ fn a_cluster_boots_isolated_survives_a_crash_and_stops_cleanly() {
         "{}",
         &log_text[log_before..]
     );
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -266,8 +264,7 @@ fn seven_nodes_get_seven_databases_and_a_smaller_set_disables_the_rest() {
     }
     let old_node6 = node_credentials(&e, 6);
     let old_node2 = node_credentials(&e, 2);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 
     configure(&e, port, 5);
     boot(&mut e);
@@ -281,8 +278,7 @@ fn seven_nodes_get_seven_databases_and_a_smaller_set_disables_the_rest() {
         err.contains("not permitted to log in") || err.contains("password authentication failed"),
         "{err}"
     );
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]

@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::harness::{free_port, wait_until, Enclave};
 use common::receivers::{binary, group_samples, Pushgateway};
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(120);
@@ -152,8 +151,7 @@ fn a_local_enclave_pushes_supervisor_postgres_and_process_metrics_to_a_pushgatew
         }
     }
 
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     // A clean stop removes the groups: nothing stale stays on the gateway.
     assert!(gateway
         .group(&[("job", "supervisor"), ("instance", "test-enclave")])

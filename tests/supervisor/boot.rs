@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::harness::{wait_until, Enclave};
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -63,8 +62,7 @@ fn services_start_in_dependency_order_and_independent_ones_in_parallel() {
     assert_eq!(lines.last(), Some(&"last"), "{order}");
     assert_eq!(lines.len(), 4, "{order}");
     assert_eq!(e.state("first").expect("state").status, Status::Finished);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -94,8 +92,7 @@ fn a_longrun_with_notification_fd_gates_its_dependents_until_ready() {
     std::fs::write(&gate, "").expect("open the gate");
     e.wait_status("slow", Status::Up, T);
     wait_until(T, "dependent started", || e.marker("after").exists());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -226,8 +223,7 @@ fn templates_become_one_instance_per_node_with_node_number() {
             Status::Up
         );
     }
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -242,8 +238,7 @@ fn only_starts_the_named_service_and_its_dependencies() {
     assert!(e.marker("base").exists());
     assert!(e.state("unwanted").is_none());
     assert!(!e.marker("unwanted").exists());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -273,8 +268,7 @@ fn services_get_a_clean_environment() {
     }
     assert!(env.contains("GREETING=hello\n"));
     assert!(!names.contains(&"HOME"), "inherited HOME leaked:\n{env}");
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -301,8 +295,7 @@ fn an_insecure_key_from_the_command_line_is_used_by_init_and_services_and_said_l
     e.start(&["--insecure-public-key-file", key.to_str().expect("utf-8")]);
     e.wait_status("verify", Status::Finished, T);
     assert!(e.logs().contains("INSECURE MODE"), "{}", e.logs());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 /// Writes the configuration as signed, then adds members beside `solution`: the platform (or
@@ -347,8 +340,7 @@ fn hostile_unsigned_member_names_reach_init_and_service_logs_escaped() {
         service_log.contains("not covered by the signature"),
         "{service_log}"
     );
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]

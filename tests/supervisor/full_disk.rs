@@ -186,8 +186,7 @@ fn on_a_full_disk_the_supervisor_keeps_the_true_state_and_its_files_catch_up() {
         "{}",
         e.logs()
     );
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 const FEED: common::don::Feed<'static> = ("BTC-USD", "BTCUSDT", "BTC", "USDT", "60000");

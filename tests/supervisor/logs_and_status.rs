@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::harness::{wait_until, Enclave};
 use common::{code, stdout};
 use enclave::service::state::Status;
-use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -51,8 +50,7 @@ fn output_is_prefixed_on_stdout_and_kept_in_the_service_log() {
     wait_until(T, "prefixed stdout", || {
         std::fs::read_to_string(&e.stdout).is_ok_and(|t| t.contains("[talker] hello from talker"))
     });
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -82,8 +80,7 @@ fn status_check_passes_only_when_everything_is_up() {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(names, ["prepare", "waiter"]);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
     assert_eq!(code(&status(&e, &["--check"])), 1);
 }
 
@@ -136,6 +133,5 @@ fn the_supervisor_serves_its_metrics_and_health() {
     let (code, body) = Enclave::http_get(port, "/nope").expect("404");
     assert_eq!(code, 404);
     assert!(body.contains("\"error\""));
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }

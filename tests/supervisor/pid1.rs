@@ -62,8 +62,7 @@ fn as_a_subreaper_outside_pid_1_orphans_are_reaped() {
     e.start(&[]);
     e.wait_status("orphans", Status::Up, T);
     assert_orphan_reaped(&e, e.pid());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 fn unshare_available() -> Result<(), String> {

@@ -31,8 +31,7 @@ fn a_crashed_longrun_is_restarted_after_a_backoff() {
     assert_eq!(state.last_exit, Some(Exit::Code(9)));
     assert!(state.last_restart.is_some());
     assert!(state.pid.is_some());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -50,8 +49,7 @@ fn a_killed_longrun_comes_back_with_a_new_pid() {
     let state = e.state("victim").expect("state");
     assert_eq!(state.last_exit, Some(Exit::Signal(9)));
     assert_eq!(state.restart_count, 1);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -102,8 +100,7 @@ fn restarts_spread_beyond_the_window_do_not_stop_the_tree() {
         e.state("periodic").is_some_and(|s| s.restart_count >= 3)
     });
     assert!(e.child.is_some());
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -128,8 +125,7 @@ fn finish_runs_with_the_s6_arguments_and_125_means_do_not_restart() {
     assert_eq!(e.state("permafail").expect("state").restart_count, 0);
     // The rest keeps running.
     assert_eq!(e.state("other").expect("state").status, Status::Up);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -150,6 +146,5 @@ fn finish_gets_256_and_the_signal_for_a_signalled_death() {
     e.start(&[]);
     e.wait_status("signalled", Status::Failed, T);
     assert_eq!(e.read_marker("finish-args"), "256 15 signalled\n");
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
 }

@@ -43,8 +43,7 @@ fn sigterm_stops_services_in_reverse_dependency_order_and_exits_0() {
     e.depends("database", "setup");
     e.start(&[]);
     e.wait_status("frontend", Status::Up, T);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     assert_eq!(
         e.read_marker("stops"),
         "stop frontend\nstop api\nstop database\nstop setup\n"
@@ -65,8 +64,7 @@ fn a_process_ignoring_term_is_killed_after_timeout_down() {
     e.start(&[]);
     e.wait_status("stubborn", Status::Up, T);
     let asked = Instant::now();
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
     let took = asked.elapsed();
     assert!(
         took >= Duration::from_millis(450),
@@ -97,8 +95,7 @@ fn down_signal_is_what_the_service_gets() {
     );
     e.start(&[]);
     e.wait_status("wants-int", Status::Up, T);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
     assert_eq!(e.read_marker("got"), "INT\n");
 }
 
@@ -134,8 +131,7 @@ fn a_second_sigterm_does_not_cut_the_grace_period_short() {
     e.wait_status("slowstop", Status::Up, T);
     e.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(100));
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0);
+    e.stop_cleanly(T);
     assert_eq!(e.read_marker("stops"), "done\n");
 }
 
@@ -148,8 +144,7 @@ fn a_oneshot_without_down_does_not_hold_up_the_services_below_it() {
     e.depends("configure", "server");
     e.start(&[]);
     e.wait_status("configure", Status::Finished, T);
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     assert_eq!(e.read_marker("stops"), "stop server\n");
 }
 
@@ -166,8 +161,7 @@ fn a_sigterm_during_the_boot_ends_init_cleanly_with_0() {
         assert!(Instant::now() < deadline, "{}", e.logs());
         std::thread::sleep(Duration::from_millis(2));
     }
-    e.signal(Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
     let logs = e.logs();
     assert!(
         logs.contains("starting nothing") || logs.contains("shutting down"),
