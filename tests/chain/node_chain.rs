@@ -35,32 +35,16 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
     }
     let chain = DevChain::start();
     let contract = chain.deploy_feed_contract(kind, 8, "BTC / USD", 1, 1_000_000_000_000_000_000);
-    let rpc = chain.rpc.clone();
-    let admin = chain.owner.1.clone();
-    let address = contract.to_lowercase();
     // Oracle node 3 is paid elsewhere than the others (who default to the admin).
     let node_3_payee = chain.accounts[5].0.clone();
     let don = Don::start(
         5,
         &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "67123.45")],
         &[],
-        |s| {
-            s["chainlinkRpcHttpUrl"] = json!(rpc);
-            s["chainlinkChainId"] = json!(1337);
-            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard", "adminPrivateKey": admin,
-                            "payees": {"3": node_3_payee}});
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(&contract, json!({"payees": {"3": node_3_payee}})),
     );
-    // Fund every oracle's transmitter.
     let keys = don.keys();
-    for node in keys["nodes"].as_array().expect("nodes") {
-        chain.fund(
-            node["transmitterAddress"].as_str().expect("address"),
-            10u128.pow(18),
-        );
-    }
+    chain.fund_transmitters(&keys);
     let transmitters = common::oracle_transmitters(&keys);
     if kind == Contract::Upstream {
         // Someone already made another address node 5's payee: the contract will not let the
@@ -187,10 +171,8 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
     }
     let chain = DevChain::start();
     let contract = chain.deploy_aggregator(8, "ETH / USD", 1, 1_000_000_000_000_000_000);
-    let rpc = chain.rpc.clone();
-    let admin = chain.owner.1.clone();
+    let configure = chain.configure_for(&contract, json!({"setConfigFunction": "superprotocol"}));
     let faucet = chain.accounts[0].1.clone();
-    let address = contract.to_lowercase();
     // Oracle node 4 is down the whole time: with f = 1 the others carry on, and when it would
     // have been the first transmitter, the next stage sends instead.
     let don = Don::start(
@@ -198,16 +180,11 @@ fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle
         &[("ETH-USD", "ETHUSDT", "ETH", "USDT", "3456.78")],
         &[4],
         |s| {
-            s["chainlinkRpcHttpUrl"] = json!(rpc);
-            s["chainlinkChainId"] = json!(1337);
+            configure(s);
             s["faucetPrivateKey"] = json!(faucet);
             s["faucetMinWei"] = json!("100000000000000000");
             s["faucetTopupWei"] = json!("60000000000000000");
             s["balanceTopupCheckIntervalMs"] = json!(5000);
-            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
-                            "adminPrivateKey": admin});
-            s["feeds"][0]["contractAddress"] = json!(address);
         },
     );
     let keys = don.keys();
@@ -254,27 +231,21 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed(kind: Contract
         .to_owned();
     let proxy = common::tcp_proxy::TcpProxy::start(upstream);
     let rpc = format!("http://127.0.0.1:{}", proxy.port);
-    let admin = chain.owner.1.clone();
-    let address = contract.to_lowercase();
+    let configure = chain.configure_for(
+        &contract,
+        json!({"receiptTimeoutMs": 20000, "rebroadcastAfterMs": 2000, "rpcTimeoutMs": 2000}),
+    );
     let don = Don::start(
         5,
         &[("SOL-USD", "SOLUSDT", "SOL", "USDT", "150.00")],
         &[],
         |s| {
+            configure(s);
+            // Through the proxy, which the test can cut.
             s["chainlinkRpcHttpUrl"] = json!(rpc);
-            s["chainlinkChainId"] = json!(1337);
-            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 20000,
-                            "rebroadcastAfterMs": 2000, "setConfigFunction": "standard",
-                            "adminPrivateKey": admin, "rpcTimeoutMs": 2000});
-            s["feeds"][0]["contractAddress"] = json!(address);
         },
     );
-    for node in don.keys()["nodes"].as_array().expect("nodes") {
-        chain.fund(
-            node["transmitterAddress"].as_str().expect("address"),
-            10u128.pow(18),
-        );
-    }
+    chain.fund_transmitters(&don.keys());
     let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     wait_until(T, "the first answer on chain", || {
@@ -326,28 +297,16 @@ fn with_configure_contracts_node_1_configures_every_contract_itself() {
     }
     let chain = DevChain::start();
     let contract = chain.deploy_aggregator(8, "LINK / USD", 1, 1_000_000_000_000_000_000);
-    let rpc = chain.rpc.clone();
-    let admin = chain.owner.1.clone();
-    let address = contract.to_lowercase();
     let mut don = Don::start(
         5,
         &[("LINK-USD", "LINKUSDT", "LINK", "USDT", "18.25")],
         &[],
-        |s| {
-            s["chainlinkRpcHttpUrl"] = json!(rpc);
-            s["chainlinkChainId"] = json!(1337);
-            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
-                            "adminPrivateKey": admin, "configureContracts": true});
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(
+            &contract,
+            json!({"setConfigFunction": "superprotocol", "configureContracts": true}),
+        ),
     );
-    for node in don.keys()["nodes"].as_array().expect("nodes") {
-        chain.fund(
-            node["transmitterAddress"].as_str().expect("address"),
-            10u128.pow(18),
-        );
-    }
+    chain.fund_transmitters(&don.keys());
     // Nobody runs don-config: node 1 submits, the oracles join, the median lands.
     wait_until(T, "the answer on chain", || {
         chain.latest_answer(&contract) == 1_825_000_000
@@ -373,15 +332,6 @@ fn with_configure_contracts_node_1_configures_every_contract_itself() {
     });
 }
 
-fn fund_transmitters(chain: &DevChain, don: &Don) {
-    for node in don.keys()["nodes"].as_array().expect("nodes") {
-        chain.fund(
-            node["transmitterAddress"].as_str().expect("address"),
-            10u128.pow(18),
-        );
-    }
-}
-
 /// The upstream contract as an operator deploys it: LINK token and bounds in the constructor,
 /// billing left at zero (the enclave's `chain.billing` sets it), funded with 1000 LINK.
 fn deploy_fresh_upstream(chain: &DevChain, description: &str, max: i128) -> (String, String) {
@@ -396,24 +346,6 @@ fn deploy_fresh_upstream(chain: &DevChain, description: &str, max: i128) -> (Str
         link_funding: 1000 * 10u128.pow(18),
     });
     (contract, link)
-}
-
-/// `chain` settings for a DON that configures its contracts itself (standard setConfig).
-fn self_configuring(rpc: &str, admin: &str, extra: Value) -> impl FnOnce(&mut Value) {
-    let rpc = rpc.to_owned();
-    let admin = admin.to_owned();
-    move |s: &mut Value| {
-        s["chainlinkRpcHttpUrl"] = json!(rpc);
-        s["chainlinkChainId"] = json!(1337);
-        let mut chain = json!({"enabled": true, "contractPollIntervalMs": 1000,
-            "receiptTimeoutMs": 30000, "rebroadcastAfterMs": 5000,
-            "setConfigFunction": "standard", "adminPrivateKey": admin,
-            "configureContracts": true});
-        if let (Some(chain), Some(extra)) = (chain.as_object_mut(), extra.as_object()) {
-            chain.extend(extra.clone());
-        }
-        s["chain"] = chain;
-    }
 }
 
 /// Moves the price across alphaPPB and waits for the new round on chain; returns the round.
@@ -453,19 +385,17 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
     let billing = json!({"maximumGasPrice": TEST_BILLING[0], "reasonableGasPrice": TEST_BILLING[1],
         "microLinkPerEth": TEST_BILLING[2], "linkGweiPerObservation": TEST_BILLING[3],
         "linkGweiPerTransmission": TEST_BILLING[4]});
-    let configure = self_configuring(&chain.rpc, &chain.owner.1, json!({"billing": billing}));
-    let address = contract.to_lowercase();
     // Node 1 starts once the scene is set.
     let mut don = Don::start(
         5,
         &[("DOT-USD", "DOTUSDT", "DOT", "USDT", "100.00")],
         &[1],
-        |s| {
-            configure(s);
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(
+            &contract,
+            json!({"configureContracts": true, "billing": billing}),
+        ),
     );
-    fund_transmitters(&chain, &don);
+    chain.fund_transmitters(&don.keys());
     // Someone made another address node 5's payee before: reported, not fought over.
     let transmitters = common::oracle_transmitters(&don.keys());
     let t5: alloy_primitives::Address = transmitters[3].parse().expect("address");
@@ -576,20 +506,15 @@ fn with_one_oracle_down_the_second_stage_rarely_races_into_a_stale_report() {
     let chain = DevChain::start();
     let contract =
         chain.deploy_feed_contract(Contract::Upstream, 8, "ADA / USD", 1, 10i128.pow(20));
-    let configure = self_configuring(&chain.rpc, &chain.owner.1, json!({}));
-    let address = contract.to_lowercase();
     // Oracle node 4 is down throughout: when it is a round's first-stage transmitter, the two
     // oracles of the second stage ([1,2,2,2]) are the ones to send.
     let don = Don::start(
         5,
         &[("ADA-USD", "ADAUSDT", "ADA", "USDT", "100.00")],
         &[4],
-        |s| {
-            configure(s);
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(&contract, json!({"configureContracts": true})),
     );
-    fund_transmitters(&chain, &don);
+    chain.fund_transmitters(&don.keys());
     wait_until(T, "the first answer on chain", || {
         chain.latest_answer(&contract) == 10_000_000_000
     });
@@ -637,18 +562,13 @@ fn a_median_outside_the_contracts_bounds_is_never_transmitted_and_is_counted() {
     let chain = DevChain::start();
     // maxAnswer 150.00: a price of 200.00 cannot land.
     let (contract, _) = deploy_fresh_upstream(&chain, "XRP / USD", 15_000_000_000);
-    let configure = self_configuring(&chain.rpc, &chain.owner.1, json!({}));
-    let address = contract.to_lowercase();
     let don = Don::start(
         5,
         &[("XRP-USD", "XRPUSDT", "XRP", "USDT", "200.00")],
         &[],
-        |s| {
-            configure(s);
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(&contract, json!({"configureContracts": true})),
     );
-    fund_transmitters(&chain, &don);
+    chain.fund_transmitters(&don.keys());
     wait_until(T, "node 1 configured the contract", || {
         don.metric(
             1,

@@ -8,25 +8,10 @@ use crate::common;
 use common::devchain::{self, Contract, DevChain};
 use common::don::{Don, T};
 use common::harness::wait_until;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const FEED: &str = "BTC-USD";
 const RECONFIGURED: &str = "enclave_node_feed_reconfigurations_total{feed=\"BTC-USD\"}";
-
-/// `chain` settings for a DON whose contract the test configures with `enclave don-config`.
-fn on_chain(chain: &DevChain, contract: &str, chain_id: u64) -> impl FnOnce(&mut Value) {
-    let rpc = chain.rpc.clone();
-    let admin = chain.owner.1.clone();
-    let address = contract.to_lowercase();
-    move |s| {
-        s["chainlinkRpcHttpUrl"] = json!(rpc);
-        s["chainlinkChainId"] = json!(chain_id);
-        s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard",
-                            "adminPrivateKey": admin});
-        s["feeds"][0]["contractAddress"] = json!(address);
-    }
-}
 
 /// The contract's `latestConfigDetails()` digest, as `0x` and 32 hex digits.
 fn contract_digest(chain: &DevChain, contract: &str) -> String {
@@ -69,12 +54,6 @@ fn configure_again(don: &Don, chain: &DevChain, contract: &str) {
     chain.owner_send(contract, &calldata);
 }
 
-fn fund_transmitters(chain: &DevChain, don: &Don) {
-    for t in common::oracle_transmitters(&don.keys()) {
-        chain.fund(&t, 10u128.pow(18));
-    }
-}
-
 #[test]
 fn a_new_contract_configuration_restarts_the_feed_inside_the_running_oracles() {
     if let Some(reason) = devchain::skip_reason() {
@@ -87,9 +66,9 @@ fn a_new_contract_configuration_restarts_the_feed_inside_the_running_oracles() {
         5,
         &[(FEED, "BTCUSDT", "BTC", "USDT", "67123.45")],
         &[],
-        on_chain(&chain, &contract, 1337),
+        chain.configure_for(&contract, json!({})),
     );
-    fund_transmitters(&chain, &don);
+    chain.fund_transmitters(&don.keys());
     let (code, submitted, stderr) = don.don_config(true);
     assert_eq!(code, 0, "{submitted}\n{stderr}");
     let first = contract_digest(&chain, &contract);
@@ -159,7 +138,10 @@ fn an_rpc_endpoint_of_another_chain_stops_the_node_normally_with_exit_code_78() 
         5,
         &[(FEED, "BTCUSDT", "BTC", "USDT", "67123.45")],
         &[3, 4, 5],
-        on_chain(&chain, &contract, 7418),
+        |s| {
+            chain.configure_for(&contract, json!({}))(s);
+            s["chainlinkChainId"] = json!(7418);
+        },
     );
     for node in [1, 2] {
         wait_until(T, &format!("node {node} exited"), || !don.is_running(node));

@@ -182,25 +182,13 @@ fn an_oracle_restored_from_an_old_backup_is_fenced_by_the_chain_rejoins_and_neve
     }
     let chain = DevChain::start();
     let contract = chain.deploy_aggregator(8, "BTC / USD", 1, 1_000_000_000_000_000_000);
-    let rpc = chain.rpc.clone();
-    let admin = chain.owner.1.clone();
-    let address = contract.to_lowercase();
     let mut don = Don::start(
         5,
         &[(FEED, "BTCUSDT", "BTC", "USDT", "1000.00")],
         &[],
-        |s| {
-            s["chainlinkRpcHttpUrl"] = json!(rpc);
-            s["chainlinkChainId"] = json!(1337);
-            s["chain"] = json!({"enabled": true, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                            "rebroadcastAfterMs": 5000, "setConfigFunction": "standard",
-                            "adminPrivateKey": admin, "configureContracts": true});
-            s["feeds"][0]["contractAddress"] = json!(address);
-        },
+        chain.configure_for(&contract, json!({"configureContracts": true})),
     );
-    for transmitter in common::oracle_transmitters(&don.keys()) {
-        chain.fund(&transmitter, 10u128.pow(18));
-    }
+    chain.fund_transmitters(&don.keys());
     let mut step = 0;
     wait_until(T, "the first answer on chain", || {
         chain.latest_answer(&contract) != 0
