@@ -2,6 +2,8 @@
 //! formats: single flight, TTL caching under many pollers, cross-source aggregation, the
 //! reference's route shapes, and input validation that registers nothing.
 
+use crate::support::{aggregator_config, serve};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,20 +15,8 @@ use axum::Router;
 use enclave::aggregator::api::{router, Api};
 use enclave::aggregator::cache::Cache;
 use enclave::aggregator::registry;
-use enclave::config::reader::{Fields, Report};
-use enclave::config::schema::aggregator::{read_aggregator, AggregatorConfig};
+use enclave::config::schema::aggregator::AggregatorConfig;
 use serde_json::{json, Value};
-
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    format!("http://{addr}")
-}
 
 /// A Binance-format server: `/api/v3/ticker/price?symbol=S` → `{"symbol":S,"price":P}`, unknown
 /// symbols → 400 `{"code":-1121,"msg":"Invalid symbol."}`; counts requests; answers after `delay`.
@@ -65,14 +55,6 @@ async fn okx(price: &'static str) -> String {
         )
     };
     serve(Router::new().route("/api/v5/market/ticker", get(handler))).await
-}
-
-fn aggregator_config(json: Value) -> AggregatorConfig {
-    let mut report = Report::default();
-    let fields = Fields::of(&mut report, "solution.priceAggregatorConfig", &json).expect("object");
-    let config = read_aggregator(&mut report, Some(fields));
-    assert!(report.is_ok(), "{:?}", report.problems);
-    config
 }
 
 async fn start(config: AggregatorConfig) -> String {

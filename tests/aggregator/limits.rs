@@ -2,6 +2,8 @@
 //! limiter deadlocked below 1 rps), and a configured proxy carries the requests, with its
 //! credentials, both as a forward proxy and through CONNECT tunnels.
 
+use crate::support::{aggregator_config, serve};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,19 +14,9 @@ use axum::routing::get;
 use axum::Router;
 use enclave::aggregator::pair::Pair;
 use enclave::aggregator::registry;
-use enclave::config::reader::{Fields, Report};
-use enclave::config::schema::aggregator::{read_aggregator, AggregatorConfig};
 use enclave::config::schema::sources::SourceId;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn aggregator_config(json: Value) -> AggregatorConfig {
-    let mut report = Report::default();
-    let fields = Fields::of(&mut report, "solution.priceAggregatorConfig", &json).expect("object");
-    let config = read_aggregator(&mut report, Some(fields));
-    assert!(report.is_ok(), "{:?}", report.problems);
-    config
-}
 
 /// A Binance-format server recording when each request arrived.
 async fn binance(arrivals: Arc<Mutex<Vec<Instant>>>) -> String {
@@ -38,18 +30,7 @@ async fn binance(arrivals: Arc<Mutex<Vec<Instant>>>) -> String {
             axum::Json(json!({"symbol": symbol, "price": "1.5"}))
         }
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            Router::new().route("/api/v3/ticker/price", get(handler)),
-        )
-        .await;
-    });
-    format!("http://{addr}")
+    serve(Router::new().route("/api/v3/ticker/price", get(handler))).await
 }
 
 #[tokio::test]

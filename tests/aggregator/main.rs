@@ -11,3 +11,4 @@ mod limits;
 mod market_data;
 mod service;
 mod streams;
+mod support;

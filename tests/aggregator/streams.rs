@@ -2,7 +2,7 @@
 //! WebSocket, streamed prices keep the quote fresh, and REST is not asked again while the stream
 //! talks.
 
-use crate::common;
+use crate::support::{get_text, poll, serve, spawn_service};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,10 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Binance REST (`/api/v3/ticker/price`), counting requests.
 async fn rest(hits: Arc<AtomicUsize>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
     let app = axum::Router::new().route(
         "/api/v3/ticker/price",
         get(move || {
@@ -29,10 +25,7 @@ async fn rest(hits: Arc<AtomicUsize>) -> String {
             }
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve(app).await
 }
 
 /// Binance's raw `/ws` stream: after a SUBSCRIBE, a `24hrMiniTicker` every 100 ms with a rising
@@ -87,24 +80,10 @@ async fn streamed_prices_keep_a_tracked_pair_fresh_without_rest_requests() {
     let rest_url = rest(hits.clone()).await;
     let received = Arc::new(Mutex::new(Vec::new()));
     let ws_url = websocket(received.clone()).await;
-    let port = common::harness::free_port();
-    let mut document = common::read_json(&common::example_path());
-    let s = &mut document["solution"];
-    s["feeds"] = json!([]);
-    s["telemetry"]["targets"] = json!([]);
-    s["priceAggregatorConfig"] = json!({
-        "port": port,
+    let port = spawn_service(json!({
         "sources": {"binance": {"baseUrl": rest_url, "ttl": 1000, "rps": null, "maxRetries": 0,
             "stream": {"wsUrl": ws_url, "rateLimit": 10}}}
-    });
-    let config = enclave::config::validate_document(&document)
-        .expect("valid")
-        .config;
-    tokio::spawn(async move {
-        if let Err(e) = enclave::aggregator::service::run(&config, None).await {
-            panic!("aggregator failed: {e}");
-        }
-    });
+    }));
     let url = format!("http://127.0.0.1:{port}/quote/binance/BTC/USDT");
     let get_price = || async {
         let r = reqwest::get(&url).await.ok()?;
@@ -112,17 +91,13 @@ async fn streamed_prices_keep_a_tracked_pair_fresh_without_rest_requests() {
         v["price"].as_str().map(str::to_owned)
     };
     // The first request is a REST fetch (the pair is cold) and starts tracking the pair.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let first = loop {
-        if let Some(p) = get_price().await {
-            break p;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "aggregator never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let first = poll(
+        "aggregator never answered",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        get_price,
+    )
+    .await;
     assert_eq!(first, "100");
     // Then the stream takes over: for three TTLs, prices move and REST is not asked again.
     let mut streamed = None;
@@ -135,12 +110,7 @@ async fn streamed_prices_keep_a_tracked_pair_fresh_without_rest_requests() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(streamed.is_some(), "no streamed price reached the cache");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&format!("http://127.0.0.1:{port}/metrics")).await;
     assert!(
         metrics.contains("enclave_aggregator_stream_connected{source=\"binance\"} 1"),
         "{metrics}"
