@@ -89,31 +89,39 @@ fn respond(served: &Served, uri: &Uri) -> Response {
                     encoded(&source.tcb_info_issuer_chain),
                 );
             }
-            headers.insert("Content-Type", HeaderValue::from_static("application/json"));
-            let body = format!(
-                "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
-                source.tcb_info,
-                hex::encode(&source.tcb_info_signature)
-            );
-            (headers, body).into_response()
+            signed_json(
+                headers,
+                "tcbInfo",
+                &source.tcb_info,
+                &source.tcb_info_signature,
+            )
         }
         "/tdx/certification/v4/qe/identity" if q("update") == Some("standard") => {
             headers.insert(
                 "SGX-Enclave-Identity-Issuer-Chain",
                 encoded(&c.qe_identity_issuer_chain),
             );
-            headers.insert("Content-Type", HeaderValue::from_static("application/json"));
-            let body = format!(
-                "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
-                c.qe_identity,
-                hex::encode(&c.qe_identity_signature)
-            );
-            (headers, body).into_response()
+            signed_json(
+                headers,
+                "enclaveIdentity",
+                &c.qe_identity,
+                &c.qe_identity_signature,
+            )
         }
         // A PCCS answers the root CA CRL as hex text.
         "/sgx/certification/v4/rootcacrl" => hex::encode(&c.root_ca_crl).into_response(),
         _ => (StatusCode::NOT_FOUND, "no such collateral").into_response(),
     }
+}
+
+/// A signed structure as the PCS answers it: `{"<member>": <body>, "signature": "<hex>"}`.
+fn signed_json(mut headers: HeaderMap, member: &str, body: &str, signature: &[u8]) -> Response {
+    headers.insert("Content-Type", HeaderValue::from_static("application/json"));
+    let body = format!(
+        "{{\"{member}\":{body},\"signature\":\"{}\"}}",
+        hex::encode(signature)
+    );
+    (headers, body).into_response()
 }
 
 impl Pccs {

@@ -164,8 +164,7 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
     );
     assert_eq!(code(&out), 1, "{}", stdout(&out));
     assert!(stdout(&out).contains("is not one given with --trusted-ca"));
-    e.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -192,8 +191,7 @@ fn the_simulated_key_comes_from_its_file_and_without_it_there_is_no_evidence() {
             String::from_utf8_lossy(marker)
         );
     }
-    e.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -274,8 +272,7 @@ fn keys_planted_before_the_first_boot_have_no_birth_evidence() {
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     assert!(stdout(&out).contains("note  node 2: NO BIRTH EVIDENCE"));
     assert!(!stdout(&out).contains("node 2's keys were born"));
-    e.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
 
 #[test]
@@ -355,43 +352,28 @@ fn an_identity_signed_with_an_order_certificate_verifies_to_its_root_and_not_to_
         base64::engine::general_purpose::STANDARD.encode(signer.sign(&sha512).expect("sign"))
     );
     let forged_path = tmp.path().join("forged.json");
-    write(
-        &forged_path,
-        &serde_json::to_string_pretty(&forged).expect("json"),
-    );
-    let out = common::enclave(&[
-        "verify-identity",
-        forged_path.to_str().expect("utf-8"),
-        "--trusted-ca",
-        root_path,
-    ]);
-    assert_eq!(code(&out), 1, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("FAIL  the identity: the signature does not verify"),
-        "{}",
-        stdout(&out)
-    );
+    // `forged` is refused against the trusted root, for `reason`.
+    let assert_refused = |forged: &Value, reason: &str| {
+        write(
+            &forged_path,
+            &serde_json::to_string_pretty(forged).expect("json"),
+        );
+        let out = common::enclave(&[
+            "verify-identity",
+            forged_path.to_str().expect("utf-8"),
+            "--trusted-ca",
+            root_path,
+        ]);
+        assert_eq!(code(&out), 1, "{}", stdout(&out));
+        assert!(stdout(&out).contains(reason), "{}", stdout(&out));
+    };
+    assert_refused(&forged, "FAIL  the identity: the signature does not verify");
     // The impostor's own chain (its certificate in place of the order's): the chain verifies,
     // the identity no longer names that certificate.
     forged["evidence"]["certificateChain"] = json!([impostor.cert.pem(), subroot.cert.pem()]);
-    write(
-        &forged_path,
-        &serde_json::to_string_pretty(&forged).expect("json"),
+    assert_refused(
+        &forged,
+        "FAIL  the signing certificate is not the order certificate the identity names",
     );
-    let out = common::enclave(&[
-        "verify-identity",
-        forged_path.to_str().expect("utf-8"),
-        "--trusted-ca",
-        root_path,
-    ]);
-    assert_eq!(code(&out), 1, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains(
-            "FAIL  the signing certificate is not the order certificate the identity names"
-        ),
-        "{}",
-        stdout(&out)
-    );
-    e.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(e.wait_exit(T), 0, "{}", e.logs());
+    e.stop_cleanly(T);
 }
