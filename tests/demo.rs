@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use common::clone::PrivateClone;
 use common::devchain;
 use common::harness::Enclave;
+use common::has_line;
 use common::live_view::LiveView;
+use common::receivers::http;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -118,23 +120,15 @@ fn children(except: &[u32]) -> Vec<(u32, String)> {
 }
 
 fn rpc(url: &str, method: &str, params: Value) -> Option<Value> {
-    let host_port = url.trim_start_matches("http://");
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host_port).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "POST / HTTP/1.0\r\nHost: {host_port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let response = http(
+        "POST",
+        url,
+        None,
+        Some(("application/json", body.as_bytes())),
     )
     .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str::<Value>(body)
+    serde_json::from_str::<Value>(&response.body)
         .ok()?
         .get("result")
         .cloned()
@@ -154,23 +148,14 @@ fn latest_round(url: &str, contract: &str) -> Option<(u128, i128)> {
     Some((round, answer))
 }
 
-fn post(url: &str) -> Option<(u16, String)> {
-    let rest = url.trim_start_matches("http://");
-    let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host_port).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "POST /{path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, response.split_once("\r\n\r\n")?.1.to_owned()))
+/// POSTs to the stand-ins' control endpoint, which answers 200 to every command it takes.
+fn command_stand_ins(url: &str) {
+    let response = http("POST", url, None, None);
+    assert_eq!(
+        response.as_ref().map(|r| r.status).ok(),
+        Some(200),
+        "POST {url}: {response:?}"
+    );
 }
 
 /// One pair's sources in the aggregator's batch answer: (source, used, reason).
@@ -291,6 +276,30 @@ impl Demo {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Waits for the first notification after the first `skip` in the receiver's `log` that is
+    /// `status` of `alert` for USDC-USD (the feed the demo's alerts are about), and returns it.
+    fn wait_notification(&mut self, log: &Path, skip: usize, alert: &str, status: &str) -> Value {
+        let mut found = None;
+        self.wait(
+            ALERT,
+            &format!("{alert} USDC-USD {status} at the webhook"),
+            |_| {
+                found = notification(log, skip, alert, "USDC-USD", status);
+                found.is_some()
+            },
+        );
+        found.expect("found")
+    }
+
+    /// Waits for a line of the demo's output that starts with `start`.
+    fn wait_output_line(&mut self, start: &str) {
+        self.wait(
+            Duration::from_secs(10),
+            &format!("{start:?} in the demo's output"),
+            |d| has_line(&fs::read_to_string(&d.out).unwrap_or_default(), start, &[]),
+        );
     }
 }
 
@@ -449,9 +458,7 @@ fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_so
         },
     );
     assert!(
-        frame
-            .lines()
-            .any(|l| l.starts_with("alerts ") && l.contains(" up ")),
+        has_line(&frame, "alerts ", &[" up "]),
         "the alerter runs:\n{frame}"
     );
     assert!(
@@ -476,37 +483,17 @@ fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_so
         demo.logs()
     );
     let mark = notifications(&alerts_log).len();
-    assert_eq!(
-        post(&format!("{control}/sources/{source}/stop")).map(|(c, _)| c),
-        Some(200)
-    );
-    let mut firing = Value::Null;
-    demo.wait(
-        ALERT,
-        "sources_unavailable USDC-USD firing at the webhook",
-        |_| {
-            firing = notification(
-                &alerts_log,
-                mark,
-                "sources_unavailable",
-                "USDC-USD",
-                "firing",
-            )
-            .unwrap_or(Value::Null);
-            !firing.is_null()
-        },
-    );
+    command_stand_ins(&format!("{control}/sources/{source}/stop"));
+    let firing = demo.wait_notification(&alerts_log, mark, "sources_unavailable", "firing");
     let summary = firing["summary"].as_str().expect("summary");
     assert!(
         summary.starts_with("USDC-USD has no price: ") && summary.contains(&format!("{source}: ")),
         "{firing}"
     );
     assert_eq!(firing["instance"], "enclave-demo", "{firing}");
-    demo.wait(Duration::from_secs(10), "the firing line in the demo's output", |d| {
-        fs::read_to_string(&d.out).unwrap_or_default().lines().any(|l| {
-            l.starts_with("[alert] FIRING critical sources_unavailable USDC-USD: USDC-USD has no price")
-        })
-    });
+    demo.wait_output_line(
+        "[alert] FIRING critical sources_unavailable USDC-USD: USDC-USD has no price",
+    );
     let btc_sources = quote_sources(aggregator, "BTC-USD");
     assert!(
         btc_sources
@@ -516,64 +503,24 @@ fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_so
             >= 2,
         "BTC-USD keeps its price without {source}: {btc_sources:?}"
     );
-    assert_eq!(
-        post(&format!("{control}/sources/{source}/start")).map(|(c, _)| c),
-        Some(200)
-    );
-    let mut resolved = Value::Null;
-    demo.wait(
-        ALERT,
-        "sources_unavailable USDC-USD resolved at the webhook",
-        |_| {
-            resolved = notification(
-                &alerts_log,
-                mark,
-                "sources_unavailable",
-                "USDC-USD",
-                "resolved",
-            )
-            .unwrap_or(Value::Null);
-            !resolved.is_null()
-        },
-    );
+    command_stand_ins(&format!("{control}/sources/{source}/start"));
+    let resolved = demo.wait_notification(&alerts_log, mark, "sources_unavailable", "resolved");
     assert_eq!(resolved["startsAt"], firing["startsAt"], "{resolved}");
     assert!(resolved["endsAt"].is_string(), "{resolved}");
-    demo.wait(
-        Duration::from_secs(10),
-        "the resolved line in the demo's output",
-        |d| {
-            fs::read_to_string(&d.out)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.starts_with("[alert] RESOLVED sources_unavailable USDC-USD after "))
-        },
-    );
+    demo.wait_output_line("[alert] RESOLVED sources_unavailable USDC-USD after ");
 
     // A depeg, as the demo suggests: USDC at 0.97 fires `depeg`; back at 1 it resolves.
     let mark = notifications(&alerts_log).len();
-    assert_eq!(
-        post(&format!("{control}/prices/USDC?usd=0.97")).map(|(c, _)| c),
-        Some(200)
-    );
-    let mut depeg = Value::Null;
-    demo.wait(ALERT, "depeg USDC-USD firing at the webhook", |_| {
-        depeg =
-            notification(&alerts_log, mark, "depeg", "USDC-USD", "firing").unwrap_or(Value::Null);
-        !depeg.is_null()
-    });
+    command_stand_ins(&format!("{control}/prices/USDC?usd=0.97"));
+    let depeg = demo.wait_notification(&alerts_log, mark, "depeg", "firing");
     assert!(
         depeg["summary"]
             .as_str()
             .is_some_and(|t| t.contains("below its peg 1")),
         "{depeg}"
     );
-    assert_eq!(
-        post(&format!("{control}/prices/USDC?usd=1")).map(|(c, _)| c),
-        Some(200)
-    );
-    demo.wait(ALERT, "depeg USDC-USD resolved at the webhook", |_| {
-        notification(&alerts_log, mark, "depeg", "USDC-USD", "resolved").is_some()
-    });
+    command_stand_ins(&format!("{control}/prices/USDC?usd=1"));
+    demo.wait_notification(&alerts_log, mark, "depeg", "resolved");
 
     // Ctrl-C: SIGINT to the demo's process group, as a terminal sends it.
     killpg(Pid::from_raw(demo_pid as i32), Signal::SIGINT).expect("SIGINT");
