@@ -565,8 +565,8 @@ async fn a_restarted_bootstrap_relearns_every_announcement_from_the_reconnecting
     assert_eq!(stats.connects, 3, "{stats:?}");
 }
 
-/// A TLS 1.3 ClientHello, as a stranger's first flight.
-fn client_hello() -> Vec<u8> {
+/// A TLS 1.3 ClientHello, as a stranger's first flight (p2p_flood sends it too).
+pub fn client_hello() -> Vec<u8> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -5,6 +5,7 @@
 //! the APIs keep answering, and the logs get a bounded number of lines about it.
 
 use crate::common;
+use crate::p2p::client_hello;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,23 +19,6 @@ use tokio::net::TcpStream;
 
 const HELD_PER_PORT: usize = 64;
 const BACK_WITHIN: Duration = Duration::from_secs(30);
-
-/// The first flight of a TLS 1.3 client: sent on 7 of 8 of the flood's connections, so that they
-/// pass the ClientHello deadline and hold a handshake slot until the handshake deadline (or until
-/// evicted).
-fn client_hello() -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("enclave-p2p").expect("name");
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).expect("ClientHello");
-    out
-}
 
 /// Connections held open on `ports` by a background runtime: `held` clients per port, each
 /// reconnecting as soon as its connection is closed (a connection refused at once waits 20 ms,
@@ -157,6 +141,9 @@ fn under_a_flood_of_unauthenticated_connections_a_killed_oracle_gets_all_its_pee
     let log_marks: Vec<usize> = (1..=don.total).map(|n| don.logs(n).len()).collect();
     let p2p_ports: Vec<u16> = (1..=don.total).map(|n| don.p2p_base + n as u16).collect();
     let api_ports: Vec<u16> = (1..=don.total).map(|n| don.api_base + n as u16).collect();
+    // The first flight of a TLS 1.3 client: sent on 7 of 8 of the flood's connections, so that
+    // they pass the ClientHello deadline and hold a handshake slot until the handshake deadline
+    // (or until evicted).
     let hello = client_hello();
     let flood_started = Instant::now();
     let flood = Flood::start(p2p_ports, HELD_PER_PORT, move |i| {
