@@ -118,6 +118,21 @@ fn sender(
     )
 }
 
+/// Sends `data` to `to` with no value and waits for it to be mined: within 60 s, re-sent after
+/// 10 s (the dev chain mines at once; these only bound a hang).
+async fn mined(sender: &TxSender, to: Address, data: Bytes, what: &str) -> Outcome {
+    sender
+        .send_and_wait(
+            to,
+            data,
+            U256::ZERO,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what} not mined: {e:?}"))
+}
+
 fn tx_count(registry: &Registry, outcome: &str) -> u64 {
     let mut text = String::new();
     prometheus::TextEncoder::new()
@@ -191,16 +206,13 @@ async fn configure_transmit_read_and_recover_revert_reasons() {
         .collect();
     let encoded = encode_offchain_config(&offchain_config(4)).expect("encoded");
     let owner = sender(&rpc, &chain.owner, legacy(), &metrics);
-    let configured = owner
-        .send_and_wait(
-            contract_address,
-            set_config_calldata(&signers, &transmitters, 1, ENCODED_CONFIG_VERSION, &encoded),
-            U256::ZERO,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("setConfig mined");
+    let configured = mined(
+        &owner,
+        contract_address,
+        set_config_calldata(&signers, &transmitters, 1, ENCODED_CONFIG_VERSION, &encoded),
+        "setConfig",
+    )
+    .await;
     assert_eq!(configured.status, TxStatus::Success);
 
     let details = contract
@@ -241,16 +253,7 @@ async fn configure_transmit_read_and_recover_revert_reasons() {
         .collect();
     let calldata = transmit_calldata(&report, &signatures).expect("calldata");
     let transmitter = sender(&rpc, &chain.accounts[0], eip1559(), &metrics);
-    let landed = transmitter
-        .send_and_wait(
-            contract_address,
-            calldata.clone(),
-            U256::ZERO,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("transmit mined");
+    let landed = mined(&transmitter, contract_address, calldata.clone(), "transmit").await;
     assert_eq!(landed.status, TxStatus::Success);
     assert!(landed.gas_used > 21_000);
 
@@ -266,16 +269,13 @@ async fn configure_transmit_read_and_recover_revert_reasons() {
     assert_eq!(round.updated_at, latest.latest_timestamp);
 
     // Oracle 1 transmits the same report late: mined, reverted, reason recovered by replay.
-    let late = sender(&rpc, &chain.accounts[1], legacy(), &metrics)
-        .send_and_wait(
-            contract_address,
-            calldata,
-            U256::ZERO,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("late transmit mined");
+    let late = mined(
+        &sender(&rpc, &chain.accounts[1], legacy(), &metrics),
+        contract_address,
+        calldata,
+        "late transmit",
+    )
+    .await;
     assert_eq!(
         late.status,
         TxStatus::Reverted {
@@ -306,18 +306,15 @@ async fn configure_transmit_read_and_recover_revert_reasons() {
 
     // requestNewRound → RoundRequested, found by a paged scan over a range wider than the
     // node's 10,000-block limit (the 20,000-block chunks are halved).
-    let requested = owner
-        .send_and_wait(
-            contract_address,
-            IOffchainAggregator::requestNewRoundCall {}
-                .abi_encode()
-                .into(),
-            U256::ZERO,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("requestNewRound mined");
+    let requested = mined(
+        &owner,
+        contract_address,
+        IOffchainAggregator::requestNewRoundCall {}
+            .abi_encode()
+            .into(),
+        "requestNewRound",
+    )
+    .await;
     assert_eq!(requested.status, TxStatus::Success);
     let wide = AggregatorContract::new(rpc.clone(), contract_address).with_max_log_range(20_000);
     let events = wide
@@ -568,15 +565,12 @@ async fn payees_billing_bounds_and_payments_are_read_from_the_upstream_contract_
 
 async fn owner_sends(rpc: &Arc<RpcClient>, chain: &DevChain, to: Address, data: Bytes) {
     let metrics = Arc::new(ChainMetrics::register(&Registry::new()).expect("metrics"));
-    let outcome = sender(rpc, &chain.owner, legacy(), &metrics)
-        .send_and_wait(
-            to,
-            data,
-            U256::ZERO,
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("mined");
+    let outcome = mined(
+        &sender(rpc, &chain.owner, legacy(), &metrics),
+        to,
+        data,
+        "owner's transaction",
+    )
+    .await;
     assert_eq!(outcome.status, TxStatus::Success);
 }

@@ -29,11 +29,11 @@ fn the_don_configures_the_upstream_contract_and_lands_reports_on_a_real_evm() {
 }
 
 fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED the_don_configures_its_contract… ({kind:?}): {reason}");
+    let Some(chain) =
+        devchain::start_or_skip(&format!("the_don_configures_its_contract… ({kind:?})"))
+    else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_feed_contract(kind, 8, "BTC / USD", 1, 1_000_000_000_000_000_000);
     // Oracle node 3 is paid elsewhere than the others (who default to the admin).
     let node_3_payee = chain.accounts[5].0.clone();
@@ -165,11 +165,9 @@ fn the_don_configures_its_contract_and_lands_reports(kind: Contract) {
 
 #[test]
 fn the_faucet_funds_empty_transmitters_and_reports_land_without_a_crashed_oracle() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED the_faucet_funds…: {reason}");
+    let Some(chain) = devchain::start_or_skip("the_faucet_funds…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_aggregator(8, "ETH / USD", 1, 1_000_000_000_000_000_000);
     let configure = chain.configure_for(&contract, json!({"setConfigFunction": "superprotocol"}));
     let faucet = chain.accounts[0].1.clone();
@@ -218,11 +216,9 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed_on_the_upstrea
 }
 
 fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed(kind: Contract) {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED an_rpc_outage… ({kind:?}): {reason}");
+    let Some(chain) = devchain::start_or_skip(&format!("an_rpc_outage… ({kind:?})")) else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_feed_contract(kind, 8, "SOL / USD", 1, 1_000_000_000_000_000_000);
     let upstream = chain
         .rpc
@@ -291,11 +287,9 @@ fn an_rpc_outage_and_a_dropped_transaction_do_not_freeze_the_feed(kind: Contract
 
 #[test]
 fn with_configure_contracts_node_1_configures_every_contract_itself() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED with_configure_contracts…: {reason}");
+    let Some(chain) = devchain::start_or_skip("with_configure_contracts…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_aggregator(8, "LINK / USD", 1, 1_000_000_000_000_000_000);
     let mut don = Don::start(
         5,
@@ -375,11 +369,10 @@ fn error_lines(don: &Don, node: u32) -> Vec<String> {
 
 #[test]
 fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_paid() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED node_1_configures_a_fresh_upstream_contract…: {reason}");
+    let Some(chain) = devchain::start_or_skip("node_1_configures_a_fresh_upstream_contract…")
+    else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let (contract, link) = deploy_fresh_upstream(&chain, "DOT / USD", 10i128.pow(20));
     assert_eq!(chain.billing_of(&contract), [0; 5]);
     let billing = json!({"maximumGasPrice": TEST_BILLING[0], "reasonableGasPrice": TEST_BILLING[1],
@@ -499,11 +492,9 @@ fn node_1_configures_a_fresh_upstream_contract_with_billing_and_its_oracles_get_
 
 #[test]
 fn with_one_oracle_down_the_second_stage_rarely_races_into_a_stale_report() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED with_one_oracle_down…: {reason}");
+    let Some(chain) = devchain::start_or_skip("with_one_oracle_down…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract =
         chain.deploy_feed_contract(Contract::Upstream, 8, "ADA / USD", 1, 10i128.pow(20));
     // Oracle node 4 is down throughout: when it is a round's first-stage transmitter, the two
@@ -555,11 +546,9 @@ fn with_one_oracle_down_the_second_stage_rarely_races_into_a_stale_report() {
 
 #[test]
 fn a_median_outside_the_contracts_bounds_is_never_transmitted_and_is_counted() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED a_median_outside_the_contracts_bounds…: {reason}");
+    let Some(chain) = devchain::start_or_skip("a_median_outside_the_contracts_bounds…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     // maxAnswer 150.00: a price of 200.00 cannot land.
     let (contract, _) = deploy_fresh_upstream(&chain, "XRP / USD", 15_000_000_000);
     let don = Don::start(

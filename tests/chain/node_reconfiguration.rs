@@ -56,11 +56,9 @@ fn configure_again(don: &Don, chain: &DevChain, contract: &str) {
 
 #[test]
 fn a_new_contract_configuration_restarts_the_feed_inside_the_running_oracles() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED a_new_contract_configuration_restarts…: {reason}");
+    let Some(chain) = devchain::start_or_skip("a_new_contract_configuration_restarts…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_feed_contract(Contract::Model, 8, "BTC / USD", 1, 10i128.pow(20));
     let mut don = Don::start(
         5,
@@ -127,11 +125,9 @@ fn a_new_contract_configuration_restarts_the_feed_inside_the_running_oracles() {
 
 #[test]
 fn an_rpc_endpoint_of_another_chain_stops_the_node_normally_with_exit_code_78() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED an_rpc_endpoint_of_another_chain…: {reason}");
+    let Some(chain) = devchain::start_or_skip("an_rpc_endpoint_of_another_chain…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_feed_contract(Contract::Model, 8, "BTC / USD", 1, 10i128.pow(20));
     // The dev chain is 1337; the configuration names another private chain.
     let mut don = Don::start(

@@ -176,11 +176,9 @@ fn behind_line(log: &str) -> Option<BehindLine> {
 
 #[test]
 fn an_oracle_restored_from_an_old_backup_is_fenced_by_the_chain_rejoins_and_never_signs_twice() {
-    if let Some(reason) = devchain::skip_reason() {
-        eprintln!("SKIPPED an_oracle_restored_from_an_old_backup…: {reason}");
+    let Some(chain) = devchain::start_or_skip("an_oracle_restored_from_an_old_backup…") else {
         return;
-    }
-    let chain = DevChain::start();
+    };
     let contract = chain.deploy_aggregator(8, "BTC / USD", 1, 1_000_000_000_000_000_000);
     let mut don = Don::start(
         5,

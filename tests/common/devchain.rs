@@ -61,6 +61,16 @@ pub struct DevChain {
     log: tempfile::NamedTempFile,
 }
 
+/// The dev chain, started; `None`, after printing `SKIPPED <test>: <reason>`, where it cannot
+/// run on this machine (the test then returns).
+pub fn start_or_skip(test: &str) -> Option<DevChain> {
+    if let Some(reason) = skip_reason() {
+        eprintln!("SKIPPED {test}: {reason}");
+        return None;
+    }
+    Some(DevChain::start())
+}
+
 /// Why the dev chain cannot run on this machine (no `python3`, or no `venv` module), if so.
 /// Tests print `SKIPPED: <reason>` and return; any other failure is a test failure.
 pub fn skip_reason() -> Option<String> {
