@@ -4,7 +4,7 @@
 //! attestation interface does not stop the enclave.
 
 use crate::common;
-use crate::support::{identity_path, wait_for_identity};
+use crate::support::{boot_and_wait_for_identity, identity_path, wait_for_identity};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -140,10 +140,7 @@ fn init_publishes_its_identity_in_a_file_in_status_and_in_pushed_metrics() {
             "headers": {"X-Token": TELEMETRY_TOKEN}
         }]);
     });
-    e.longrun("idle", "exec sleep 1000", &[]);
-    e.start(&[]);
-    e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e, T);
+    let document = boot_and_wait_for_identity(&mut e, T);
 
     // The facts: the configuration the supervisor verified, the keys the nodes will use.
     let config: Value =

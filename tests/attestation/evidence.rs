@@ -4,7 +4,7 @@
 //! with another; keys planted before the first boot reported as having no birth evidence.
 
 use crate::common;
-use crate::support::{identity_path, wait_for_identity};
+use crate::support::{boot_and_wait_for_identity, identity_path};
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::harness::Enclave;
 use common::{code, stdout};
 use enclave::attestation::identity::AttestationStatus;
-use enclave::service::state::Status;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
 
@@ -90,10 +89,7 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
     let tmp = tempfile::tempdir().expect("tmp");
     let dev_ca = ca("enclave development CA");
     let mut e = simulated_enclave(tmp.path(), &dev_ca);
-    e.longrun("idle", "exec sleep 1000", &[]);
-    e.start(&[]);
-    e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e, T);
+    let document = boot_and_wait_for_identity(&mut e, T);
     assert_eq!(document.identity.evidence.provider, "simulated");
     assert!(document.identity.evidence.insecure);
     assert_eq!(document.attestation.status, AttestationStatus::Simulated);
@@ -173,10 +169,7 @@ fn the_simulated_key_comes_from_its_file_and_without_it_there_is_no_evidence() {
     let dev_ca = ca("enclave development CA");
     let mut e = simulated_enclave(tmp.path(), &dev_ca);
     std::fs::remove_file(tmp.path().join("dev-ca.key")).expect("remove the key");
-    e.longrun("idle", "exec sleep 1000", &[]);
-    e.start(&[]);
-    e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e, T);
+    let document = boot_and_wait_for_identity(&mut e, T);
     assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
     let reason = document.attestation.reason.clone().unwrap_or_default();
     assert!(reason.contains("dev-ca.key"), "{reason}");
@@ -239,10 +232,7 @@ fn keys_planted_before_the_first_boot_have_no_birth_evidence() {
         let path = entry.expect("entry").path();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
-    e.longrun("idle", "exec sleep 1000", &[]);
-    e.start(&[]);
-    e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e, T);
+    let document = boot_and_wait_for_identity(&mut e, T);
     let node2 = document.birth.iter().find(|b| b.node == 2).expect("node 2");
     assert!(!node2.present());
     assert!(!e.root.join("sp/secrets/node-2/birth.json").exists());
@@ -289,10 +279,7 @@ fn an_identity_signed_with_an_order_certificate_verifies_to_its_root_and_not_to_
         &e.root.join("sp/certs/order_cert.key"),
         &order.key.serialize_pem(),
     );
-    e.longrun("idle", "exec sleep 1000", &[]);
-    e.start(&[]);
-    e.wait_status("idle", Status::Up, T);
-    let document = wait_for_identity(&e, T);
+    let document = boot_and_wait_for_identity(&mut e, T);
     assert_eq!(document.identity.evidence.provider, "superprotocol");
     assert!(!document.identity.evidence.insecure);
     assert_eq!(

@@ -5,9 +5,19 @@ use std::time::Duration;
 
 use crate::common::harness::{wait_until, Enclave};
 use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
+use enclave::service::state::Status;
 
 pub fn identity_path(e: &Enclave) -> PathBuf {
     e.root.join("run/enclave/identity.json")
+}
+
+/// Boots `e` with one idle service and returns its identity document once the attestation
+/// has an outcome.
+pub fn boot_and_wait_for_identity(e: &mut Enclave, timeout: Duration) -> IdentityDocument {
+    e.longrun("idle", "exec sleep 1000", &[]);
+    e.start(&[]);
+    e.wait_status("idle", Status::Up, timeout);
+    wait_for_identity(e, timeout)
 }
 
 /// Waits until the document's attestation is no longer pending.

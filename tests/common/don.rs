@@ -26,6 +26,23 @@ pub fn fast_consensus() -> Value {
            "deltaGraceMs": 200, "deltaStageMs": 1000, "rMax": 3})
 }
 
+/// What every test DON's configuration shares: PostgreSQL on `pg_port`, the nodes' API and P2P
+/// ports from `api_base` and `p2p_base`, the dev chain's id and [`fast_consensus`].
+pub fn configure_nodes(s: &mut Value, pg_port: u16, api_base: u16, p2p_base: u16) {
+    s["pgPort"] = json!(pg_port);
+    s["chainlinkChainId"] = json!(1337);
+    s["ports"]["nodeApiBase"] = json!(api_base);
+    s["ports"]["nodeP2pBase"] = json!(p2p_base);
+    s["consensus"] = fast_consensus();
+}
+
+/// One BTC-USD feed from Binance's BTCUSDT, reported to a contract nobody reads.
+pub fn btc_usd_feed() -> Value {
+    json!([{"name": "BTC-USD", "decimals": 8,
+        "contractAddress": "0x00000000000000000000000000000000000b7c01",
+        "legs": [{"source": "binance", "base": "BTC", "quote": "USDT"}]}])
+}
+
 pub struct Don {
     pub enclave: Enclave,
     pub prices: PriceServer,
@@ -101,11 +118,7 @@ impl Don {
             s["totalNodes"] = json!(total);
             s["nodesList"] = json!(list.join(" "));
             s["primaryNodes"] = json!(list.join(" "));
-            s["pgPort"] = json!(pg_port);
-            s["chainlinkChainId"] = json!(1337);
-            s["ports"]["nodeApiBase"] = json!(api_base);
-            s["ports"]["nodeP2pBase"] = json!(p2p_base);
-            s["consensus"] = fast_consensus();
+            configure_nodes(s, pg_port, api_base, p2p_base);
             s["priceAggregatorConfig"] = json!({
                 "port": aggregator_port,
                 "sources": {"binance": {"baseUrl": base_url, "rps": null, "ttl": 1000}},

@@ -150,6 +150,16 @@ impl Enclave {
         self.service(name, "longrun", &files);
     }
 
+    /// A longrun that records that it started (its marker, `name`), then sleeps.
+    pub fn recorder(&self, name: &str) {
+        let marker = self.marker(name);
+        self.longrun(
+            name,
+            &format!("echo started > {}\nexec sleep 1000", marker.display()),
+            &[],
+        );
+    }
+
     pub fn depends(&self, service: &str, on: &str) {
         let path = self.services.join(service).join("dependencies.d").join(on);
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::don::{fast_consensus, free_range, T};
+use common::don::{btc_usd_feed, configure_nodes, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use enclave::service::state::Status;
@@ -20,18 +20,12 @@ fn enclave_init_runs_five_nodes_that_report_and_stop_cleanly() {
     let aggregator = free_port();
     let base_url = prices.base.clone();
     e.configure(|s| {
-        s["pgPort"] = json!(free_port());
-        s["chainlinkChainId"] = json!(1337);
-        s["ports"]["nodeApiBase"] = json!(api_base);
-        s["ports"]["nodeP2pBase"] = json!(p2p_base);
-        s["consensus"] = fast_consensus();
+        configure_nodes(s, free_port(), api_base, p2p_base);
         s["priceAggregatorConfig"] = json!({
             "port": aggregator,
             "sources": {"binance": {"baseUrl": base_url, "rps": null}},
         });
-        s["feeds"] = json!([{"name": "BTC-USD", "decimals": 8,
-            "contractAddress": "0x00000000000000000000000000000000000b7c01",
-            "legs": [{"source": "binance", "base": "BTC", "quote": "USDT"}]}]);
+        s["feeds"] = btc_usd_feed();
     });
     e.start(&[]);
     for node in 1..=5 {

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::don::{fast_consensus, free_range, T};
+use common::don::{btc_usd_feed, configure_nodes, free_range, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::has_line;
 use common::live_view::LiveView;
@@ -56,20 +56,14 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
     let hook = format!("{}/hooks/enclave", receiver.base);
     let slack = format!("{}/services/T000/B000/{SLACK_TOKEN}", receiver.base);
     e.configure(|s| {
-        s["pgPort"] = json!(free_port());
-        s["chainlinkChainId"] = json!(1337);
-        s["ports"]["nodeApiBase"] = json!(api_base);
-        s["ports"]["nodeP2pBase"] = json!(p2p_base);
+        configure_nodes(s, free_port(), api_base, p2p_base);
         s["ports"]["alerts"] = json!(alerts_port);
-        s["consensus"] = fast_consensus();
         s["priceAggregatorConfig"] = json!({
             "port": aggregator,
             "sources": {"binance": {"baseUrl": base_url, "rps": null, "ttl": 1000}},
             "refetch": {"failedPairsRetry": {"retryDelay": 1000}},
         });
-        s["feeds"] = json!([{"name": "BTC-USD", "decimals": 8,
-            "contractAddress": "0x00000000000000000000000000000000000b7c01",
-            "legs": [{"source": "binance", "base": "BTC", "quote": "USDT"}]}]);
+        s["feeds"] = btc_usd_feed();
         s["alerts"] = json!({
             "channels": [
                 {"type": "webhook", "url": hook},

@@ -10,16 +10,6 @@ use enclave::service::state::Status;
 
 const T: Duration = Duration::from_secs(20);
 
-/// A longrun that records that it started, then sleeps.
-fn recorder(e: &Enclave, name: &str) {
-    let marker = e.marker(name);
-    e.longrun(
-        name,
-        &format!("echo started > {}\nexec sleep 1000", marker.display()),
-        &[],
-    );
-}
-
 #[test]
 fn services_start_in_dependency_order_and_independent_ones_in_parallel() {
     let mut e = Enclave::new();
@@ -77,7 +67,7 @@ fn a_longrun_with_notification_fd_gates_its_dependents_until_ready() {
         ),
         &[("notification-fd", "4")],
     );
-    recorder(&e, "after");
+    e.recorder("after");
     e.depends("after", "slow");
     e.start(&[]);
     e.wait_status("slow", Status::Starting, T);
@@ -103,7 +93,7 @@ fn a_longrun_never_ready_within_timeout_up_fails_the_boot() {
         "exec sleep 1000",
         &[("notification-fd", "3"), ("timeout-up", "300")],
     );
-    recorder(&e, "after");
+    e.recorder("after");
     e.depends("after", "mute");
     e.start(&[]);
     let code = e.wait_exit(T);
@@ -115,10 +105,10 @@ fn a_longrun_never_ready_within_timeout_up_fails_the_boot() {
 #[test]
 fn a_failing_oneshot_aborts_the_boot_and_stops_what_started() {
     let mut e = Enclave::new();
-    recorder(&e, "early");
+    e.recorder("early");
     e.service("migrate", "oneshot", &[("up", "exit 3")]);
     e.depends("migrate", "early");
-    recorder(&e, "late");
+    e.recorder("late");
     e.depends("late", "migrate");
     e.start(&[]);
     assert_eq!(e.wait_exit(T), 3, "{}", e.logs());
@@ -142,7 +132,7 @@ fn a_oneshot_over_its_timeout_up_fails_the_boot() {
 }
 
 fn assert_rejected_before_start(e: &mut Enclave, expected_code: i32, phrase: &str) {
-    recorder(e, "innocent");
+    e.recorder("innocent");
     e.start(&[]);
     assert_eq!(e.wait_exit(T), expected_code, "{}", e.logs());
     assert!(!e.marker("innocent").exists(), "a service started");
@@ -152,8 +142,8 @@ fn assert_rejected_before_start(e: &mut Enclave, expected_code: i32, phrase: &st
 #[test]
 fn a_dependency_cycle_is_rejected_before_anything_starts() {
     let mut e = Enclave::new();
-    recorder(&e, "a");
-    recorder(&e, "b");
+    e.recorder("a");
+    e.recorder("b");
     e.depends("a", "b");
     e.depends("b", "a");
     assert_rejected_before_start(&mut e, 78, "dependency cycle");
@@ -162,7 +152,7 @@ fn a_dependency_cycle_is_rejected_before_anything_starts() {
 #[test]
 fn an_unknown_dependency_is_rejected_before_anything_starts() {
     let mut e = Enclave::new();
-    recorder(&e, "a");
+    e.recorder("a");
     e.depends("a", "ghost");
     assert_rejected_before_start(&mut e, 78, "service a: depends on unknown service ghost");
 }
@@ -212,7 +202,7 @@ fn templates_become_one_instance_per_node_with_node_number() {
         ),
         &[],
     );
-    recorder(&e, "after-all-nodes");
+    e.recorder("after-all-nodes");
     e.depends("after-all-nodes", "node@");
     e.start(&[]);
     e.wait_status("after-all-nodes", Status::Up, T);
@@ -229,10 +219,10 @@ fn templates_become_one_instance_per_node_with_node_number() {
 #[test]
 fn only_starts_the_named_service_and_its_dependencies() {
     let mut e = Enclave::new();
-    recorder(&e, "base");
-    recorder(&e, "wanted");
+    e.recorder("base");
+    e.recorder("wanted");
     e.depends("wanted", "base");
-    recorder(&e, "unwanted");
+    e.recorder("unwanted");
     e.start(&["--only", "wanted"]);
     e.wait_status("wanted", Status::Up, T);
     assert!(e.marker("base").exists());

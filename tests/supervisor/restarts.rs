@@ -11,6 +11,23 @@ use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(30);
 
+/// A longrun `name` running `body` whose finish script appends its arguments to the marker
+/// `finish-args` and exits 125: do not restart.
+fn with_recording_finish(e: &Enclave, name: &str, body: &str) {
+    let args = e.marker("finish-args");
+    e.longrun(
+        name,
+        body,
+        &[(
+            "finish",
+            &format!(
+                "#!/bin/sh\necho \"$1 $2 $3\" >> {}\nexit 125\n",
+                args.display()
+            ),
+        )],
+    );
+}
+
 #[test]
 fn a_crashed_longrun_is_restarted_after_a_backoff() {
     let mut e = Enclave::new();
@@ -106,18 +123,7 @@ fn restarts_spread_beyond_the_window_do_not_stop_the_tree() {
 #[test]
 fn finish_runs_with_the_s6_arguments_and_125_means_do_not_restart() {
     let mut e = Enclave::new();
-    let args = e.marker("finish-args");
-    e.longrun(
-        "permafail",
-        "exit 5",
-        &[(
-            "finish",
-            &format!(
-                "#!/bin/sh\necho \"$1 $2 $3\" >> {}\nexit 125\n",
-                args.display()
-            ),
-        )],
-    );
+    with_recording_finish(&e, "permafail", "exit 5");
     e.longrun("other", "exec sleep 1000", &[]);
     e.start(&[]);
     e.wait_status("permafail", Status::Failed, T);
@@ -131,18 +137,7 @@ fn finish_runs_with_the_s6_arguments_and_125_means_do_not_restart() {
 #[test]
 fn finish_gets_256_and_the_signal_for_a_signalled_death() {
     let mut e = Enclave::new();
-    let args = e.marker("finish-args");
-    e.longrun(
-        "signalled",
-        "kill -TERM $$",
-        &[(
-            "finish",
-            &format!(
-                "#!/bin/sh\necho \"$1 $2 $3\" >> {}\nexit 125\n",
-                args.display()
-            ),
-        )],
-    );
+    with_recording_finish(&e, "signalled", "kill -TERM $$");
     e.start(&[]);
     e.wait_status("signalled", Status::Failed, T);
     assert_eq!(e.read_marker("finish-args"), "256 15 signalled\n");
