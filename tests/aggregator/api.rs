@@ -15,7 +15,6 @@ use axum::Router;
 use enclave::aggregator::api::{router, Api};
 use enclave::aggregator::cache::Cache;
 use enclave::aggregator::registry;
-use enclave::config::schema::aggregator::AggregatorConfig;
 use serde_json::{json, Value};
 
 /// A Binance-format server: `/api/v3/ticker/price?symbol=S` → `{"symbol":S,"price":P}`, unknown
@@ -57,8 +56,10 @@ async fn okx(price: &'static str) -> String {
     serve(Router::new().route("/api/v5/market/ticker", get(handler))).await
 }
 
-async fn start(config: AggregatorConfig) -> String {
-    let config = Arc::new(config);
+/// The aggregator's API for the `priceAggregatorConfig` object `json`, served in this process:
+/// its base URL.
+async fn start(json: Value) -> String {
+    let config = Arc::new(aggregator_config(json));
     let sources = Arc::new(registry::build(&config).expect("sources"));
     let api = Api {
         cache: Cache::new(
@@ -91,9 +92,9 @@ async fn fifty_concurrent_requests_for_a_cold_pair_make_one_upstream_request() {
         hits.clone(),
     )
     .await;
-    let base = start(aggregator_config(
+    let base = start(
         json!({"sources": {"binance": {"baseUrl": upstream, "ttl": 10000, "maxRetries": 0}}}),
-    ))
+    )
     .await;
     let requests = (0..50).map(|_| get_json(format!("{base}/quote/binance/BTC/USDT")));
     let answers = futures_util::future::join_all(requests).await;
@@ -112,9 +113,9 @@ async fn many_pollers_cost_the_same_upstream_requests_as_one() {
     for nodes in [1usize, 8] {
         let hits = Arc::new(AtomicUsize::new(0));
         let upstream = binance(&[("BTCUSDT", "67123.45")], Duration::ZERO, hits.clone()).await;
-        let base = start(aggregator_config(
+        let base = start(
             json!({"sources": {"binance": {"baseUrl": upstream, "ttl": 1000, "maxRetries": 0}}}),
-        ))
+        )
         .await;
         let started = tokio::time::Instant::now();
         let pollers = (0..nodes).map(|_| {
@@ -145,10 +146,10 @@ async fn the_batch_price_is_the_median_of_the_sources_with_each_one_shown() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("BTCUSDT", "100.00")], Duration::ZERO, hits).await;
     let o = okx("102.00").await;
-    let base = start(aggregator_config(json!({"sources": {
+    let base = start(json!({"sources": {
         "binance": {"baseUrl": b, "maxRetries": 0},
         "okx": {"baseUrl": o, "maxRetries": 0}
-    }})))
+    }}))
     .await;
     let (status, body) = get_json(format!("{base}/quotes/batch?pairs=BTC-USDT")).await;
     assert_eq!(status, 200);
@@ -166,10 +167,7 @@ async fn the_batch_price_is_the_median_of_the_sources_with_each_one_shown() {
 async fn a_pair_no_source_knows_is_unavailable_with_reasons_never_guessed() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("BTCUSDT", "100")], Duration::ZERO, hits).await;
-    let base = start(aggregator_config(
-        json!({"sources": {"binance": {"baseUrl": b, "maxRetries": 0}}}),
-    ))
-    .await;
+    let base = start(json!({"sources": {"binance": {"baseUrl": b, "maxRetries": 0}}})).await;
     let (status, body) = get_json(format!("{base}/quotes/batch?pairs=NOPE-USDT")).await;
     assert_eq!(status, 200);
     let quote = &body["quotes"]["NOPE-USDT"];
@@ -185,10 +183,8 @@ async fn a_pair_no_source_knows_is_unavailable_with_reasons_never_guessed() {
 async fn bad_requests_get_a_400_naming_the_field_and_register_nothing() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("BTCUSDT", "100")], Duration::ZERO, hits.clone()).await;
-    let base = start(aggregator_config(
-        json!({"maxPairsPerRequest": 3, "sources": {"binance": {"baseUrl": b}}}),
-    ))
-    .await;
+    let base =
+        start(json!({"maxPairsPerRequest": 3, "sources": {"binance": {"baseUrl": b}}})).await;
     let cases = [
         ("/quotes/batch", "pairs"),
         ("/quotes/batch?pairs=", "pairs"),
@@ -227,10 +223,7 @@ async fn bad_requests_get_a_400_naming_the_field_and_register_nothing() {
 async fn the_reference_routes_keep_their_shapes() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("BTCUSDT", "67123.45000000")], Duration::ZERO, hits).await;
-    let base = start(aggregator_config(
-        json!({"sources": {"binance": {"baseUrl": b}}}),
-    ))
-    .await;
+    let base = start(json!({"sources": {"binance": {"baseUrl": b}}})).await;
     let (status, body) = get_json(format!("{base}/")).await;
     assert_eq!(status, 200);
     assert_eq!(body["message"], "Price Proxy Service is running");
@@ -250,10 +243,7 @@ async fn the_reference_routes_keep_their_shapes() {
 async fn global_market_data_is_404_until_loaded_and_its_status_says_why() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("BTCUSDT", "100")], Duration::ZERO, hits).await;
-    let base = start(aggregator_config(
-        json!({"sources": {"binance": {"baseUrl": b}}}),
-    ))
-    .await;
+    let base = start(json!({"sources": {"binance": {"baseUrl": b}}})).await;
     let (status, body) = get_json(format!("{base}/market-data/global")).await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -272,10 +262,7 @@ async fn global_market_data_is_404_until_loaded_and_its_status_says_why() {
 async fn more_pairs_than_may_be_tracked_get_a_429_not_a_5xx() {
     let hits = Arc::new(AtomicUsize::new(0));
     let b = binance(&[("AUSDT", "1"), ("BUSDT", "1")], Duration::ZERO, hits).await;
-    let base = start(aggregator_config(
-        json!({"maxTrackedPairs": 1, "sources": {"binance": {"baseUrl": b}}}),
-    ))
-    .await;
+    let base = start(json!({"maxTrackedPairs": 1, "sources": {"binance": {"baseUrl": b}}})).await;
     let (status, _) = get_json(format!("{base}/quote/binance/A/USDT")).await;
     assert_eq!(status, 200);
     let (status, body) = get_json(format!("{base}/quote/binance/B/USDT")).await;

@@ -4,49 +4,16 @@
 //! connections beyond the cap do not grow the aggregator's file descriptors.
 
 use crate::common;
+use crate::support::Supervised;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::harness::{free_port, wait_until, Enclave};
-use common::price_server::PriceServer;
-use enclave::service::state::Status;
-use serde_json::json;
+use common::harness::{wait_until, Enclave};
 
 const T: Duration = Duration::from_secs(60);
 
-struct Services {
-    enclave: Enclave,
-    _prices: PriceServer,
-    aggregator: u16,
-}
-
-fn start() -> Services {
-    let prices = PriceServer::start();
-    prices.set("BTCUSDT", "67123.45");
-    let upstream = prices.base.clone();
-    let mut enclave = Enclave::new();
-    enclave.use_repo_services();
-    let aggregator = free_port();
-    enclave.configure(|s| {
-        s["priceAggregatorConfig"] = json!({
-            "port": aggregator,
-            "sources": {"binance": {"baseUrl": upstream, "rps": null}},
-        });
-        s["feeds"] = json!([]);
-    });
-    enclave.start(&["--only", "price-aggregator", "--only", "process-metrics"]);
-    enclave.wait_status("price-aggregator", Status::Up, T);
-    enclave.wait_status("process-metrics", Status::Up, T);
-    Services {
-        enclave,
-        _prices: prices,
-        aggregator,
-    }
-}
-
-/// One raw request; the status code (None when the server closed without answering).
 fn raw(port: u16, request: &str) -> Option<u16> {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -58,8 +25,8 @@ fn raw(port: u16, request: &str) -> Option<u16> {
 
 #[test]
 fn made_up_methods_and_paths_leave_the_aggregator_metrics_within_one_and_a_half_times_their_size() {
-    let s = start();
-    let port = s.aggregator;
+    let s = Supervised::start("67123.45", &["process-metrics"], T);
+    let port = s.port;
     // The series normal use creates, including a 404 and a 405.
     wait_until(T, "a priced quote", || {
         Enclave::http_get(port, "/quotes/batch?pairs=BTC-USDT")
@@ -115,9 +82,9 @@ fn made_up_methods_and_paths_leave_the_aggregator_metrics_within_one_and_a_half_
 
 #[test]
 fn slow_header_clients_are_cut_off_within_45_s_on_every_server_while_it_keeps_answering() {
-    let s = start();
+    let s = Supervised::start("67123.45", &["process-metrics"], T);
     let ports = [
-        ("price aggregator", s.aggregator),
+        ("price aggregator", s.port),
         ("supervisor", s.enclave.port("supervisor")),
         ("process-metrics", s.enclave.port("processMetrics")),
     ];
@@ -212,8 +179,8 @@ fn fds(pid: u32) -> usize {
 
 #[test]
 fn idle_connections_beyond_the_cap_do_not_grow_the_aggregators_file_descriptors() {
-    let s = start();
-    let port = s.aggregator;
+    let s = Supervised::start("67123.45", &["process-metrics"], T);
+    let port = s.port;
     let pid = s
         .enclave
         .state("price-aggregator")

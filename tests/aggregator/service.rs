@@ -2,34 +2,21 @@
 //! definition): ready once it serves, answering the batch API from a local Binance-format server.
 
 use crate::common;
+use crate::support::Supervised;
 
 use std::time::Duration;
 
-use common::harness::{free_port, wait_until, Enclave};
-use common::price_server::PriceServer;
-use enclave::service::state::Status;
-use serde_json::json;
+use common::harness::{wait_until, Enclave};
 
 const T: Duration = Duration::from_secs(60);
 
 #[test]
 fn the_supervised_aggregator_becomes_ready_and_serves_the_batch_api() {
-    let prices = PriceServer::start();
-    prices.set("BTCUSDT", "67123.45000000");
-    let upstream = prices.base.clone();
-    let mut e = Enclave::new();
-    e.use_repo_services();
-    let port = free_port();
-    e.configure(|s| {
-        s["priceAggregatorConfig"] = json!({
-            "port": port,
-            "sources": {"binance": {"baseUrl": upstream, "rps": null}},
-        });
-        // The example's feeds use sources this test does not run.
-        s["feeds"] = json!([]);
-    });
-    e.start(&["--only", "price-aggregator"]);
-    e.wait_status("price-aggregator", Status::Up, T);
+    let Supervised {
+        enclave: mut e,
+        prices: _prices,
+        port,
+    } = Supervised::start("67123.45000000", &[], T);
     let mut answer = None;
     wait_until(T, "a priced batch", || {
         answer = Enclave::http_get(port, "/quotes/batch?pairs=BTC-USDT");

@@ -7,8 +7,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use common::harness::Enclave;
+use common::price_server::PriceServer;
 use enclave::config::reader::{Fields, Report};
 use enclave::config::schema::aggregator::{read_aggregator, AggregatorConfig};
+use enclave::service::state::Status;
 use serde_json::{json, Value};
 
 /// Serves `router` on a free loopback port until the test ends; returns its base URL.
@@ -68,6 +71,49 @@ pub async fn poll<T, F: Future<Output = Option<T>>>(
         }
         assert!(tokio::time::Instant::now() < deadline, "{what}");
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The repository's `price-aggregator` as `enclave init` runs it, in front of a Binance-format
+/// server.
+pub struct Supervised {
+    pub enclave: Enclave,
+    pub prices: PriceServer,
+    /// The aggregator's port.
+    pub port: u16,
+}
+
+impl Supervised {
+    /// Starts it with BTCUSDT quoted at `price`, with the services `also` beside it, and waits
+    /// until all of them are up.
+    pub fn start(price: &str, also: &[&str], timeout: Duration) -> Self {
+        let prices = PriceServer::start();
+        prices.set("BTCUSDT", price);
+        let upstream = prices.base.clone();
+        let mut enclave = Enclave::new();
+        enclave.use_repo_services();
+        let port = common::harness::free_port();
+        enclave.configure(|s| {
+            s["priceAggregatorConfig"] = json!({
+                "port": port,
+                "sources": {"binance": {"baseUrl": upstream, "rps": null}},
+            });
+            // The example's feeds use sources these tests do not run.
+            s["feeds"] = json!([]);
+        });
+        let services: Vec<&str> = std::iter::once("price-aggregator")
+            .chain(also.iter().copied())
+            .collect();
+        let only: Vec<&str> = services.iter().flat_map(|s| ["--only", *s]).collect();
+        enclave.start(&only);
+        for service in services {
+            enclave.wait_status(service, Status::Up, timeout);
+        }
+        Self {
+            enclave,
+            prices,
+            port,
+        }
     }
 }
 
