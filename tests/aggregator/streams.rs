@@ -2,6 +2,7 @@
 //! WebSocket, streamed prices keep the quote fresh, and REST is not asked again while the stream
 //! talks.
 
+use crate::common::assert_contains;
 use crate::support::{get_text, poll, serve, spawn_service};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,17 +112,17 @@ async fn streamed_prices_keep_a_tracked_pair_fresh_without_rest_requests() {
     }
     assert!(streamed.is_some(), "no streamed price reached the cache");
     let metrics = get_text(&format!("http://127.0.0.1:{port}/metrics")).await;
-    assert!(
-        metrics.contains("enclave_aggregator_stream_connected{source=\"binance\"} 1"),
-        "{metrics}"
+    assert_contains(
+        &metrics,
+        "enclave_aggregator_stream_connected{source=\"binance\"} 1",
     );
-    assert!(
-        metrics.contains("enclave_aggregator_stream_subscriptions{source=\"binance\"} 1"),
-        "{metrics}"
+    assert_contains(
+        &metrics,
+        "enclave_aggregator_stream_subscriptions{source=\"binance\"} 1",
     );
-    assert!(
-        metrics.contains("# TYPE enclave_aggregator_stream_messages_total counter"),
-        "{metrics}"
+    assert_contains(
+        &metrics,
+        "# TYPE enclave_aggregator_stream_messages_total counter",
     );
     assert_eq!(
         hits.load(Ordering::SeqCst),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::harness::{wait_until, Enclave};
-use common::{code, stderr, stdout};
+use common::{assert_contains, code, stderr, stdout};
 use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
 use enclave::config::signature::{self, Scheme};
 use enclave::service::state::Status;
@@ -222,8 +222,8 @@ fn init_publishes_its_identity_in_a_file_in_status_and_in_pushed_metrics() {
     let out = status(&e, &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let table = stdout(&out);
-    assert!(table.contains("idle"), "{table}");
-    assert!(table.contains(&document.digests.sha512), "{table}");
+    assert_contains(&table, "idle");
+    assert_contains(&table, &document.digests.sha512);
     assert!(
         table.contains("attestation") && table.contains("unavailable"),
         "{table}"
@@ -310,7 +310,7 @@ fn a_broken_attestation_interface_is_reported_and_the_enclave_runs_on() {
     let document = wait_for_identity(&e, T);
     assert_eq!(document.attestation.status, AttestationStatus::Failed);
     let reason = document.attestation.reason.clone().unwrap_or_default();
-    assert!(reason.contains("provider"), "{reason}");
+    assert_contains(&reason, "provider");
     assert!(!e.root.join("run/enclave/identity.quote").exists());
     // The report entry was removed again.
     assert_eq!(std::fs::read_dir(&fake).expect("dir").count(), 0);
@@ -339,7 +339,7 @@ fn a_broken_attestation_interface_is_reported_and_the_enclave_runs_on() {
         "{rtmr:?}"
     );
     let logs = e.logs();
-    assert!(logs.contains("attestation failed"), "{logs}");
+    assert_contains(&logs, "attestation failed");
 
     // Still running, still healthy.
     let out = status(&e, &["--check"]);
@@ -347,14 +347,8 @@ fn a_broken_attestation_interface_is_reported_and_the_enclave_runs_on() {
     let (status_code, metrics) =
         Enclave::http_get(e.port("supervisor"), "/metrics").expect("metrics endpoint");
     assert_eq!(status_code, 200);
-    assert!(
-        metrics.contains("enclave_attestation_available 0"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("enclave_attestation_rtmr3_extended 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "enclave_attestation_available 0");
+    assert_contains(&metrics, "enclave_attestation_rtmr3_extended 1");
     e.stop_cleanly(T);
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::{code, stderr, stdout};
+use common::{assert_contains, code, stderr, stdout};
 use enclave::attestation::dcap::collateral;
 
 const TDX_AT: &str = "2025-07-01T00:00:00Z";
@@ -188,11 +188,8 @@ fn collateral_fetched_from_a_pccs_verifies_the_quote_and_is_shareable() {
     let run = fetch(&pccs.base, &fixture("tdx_quote"), &out, &["--at", TDX_AT]);
     let text = stdout(&run);
     assert_eq!(code(&run), 0, "{text}{}", stderr(&run));
-    assert!(
-        text.contains("collateral for FMSPC B0C06F000000 (PCK CA platform, TDX), valid 2025-06-19T10:32:27Z .. 2025-07-19T10:00:34Z (PCK CRL expires first)"),
-        "{text}"
-    );
-    assert!(text.contains("TCB status UpToDate"), "{text}");
+    assert_contains(&text, "collateral for FMSPC B0C06F000000 (PCK CA platform, TDX), valid 2025-06-19T10:32:27Z .. 2025-07-19T10:00:34Z (PCK CRL expires first)");
+    assert_contains(&text, "TCB status UpToDate");
     assert_eq!(
         pccs.requests(),
         [
@@ -269,7 +266,7 @@ fn what_a_pccs_serves_wrong_is_refused_and_nothing_is_written() {
     let pccs = Pccs::start("tdx_quote_collateral.json", "90C06F000000", Fault::None);
     let run = fetch(&pccs.base, &fixture("tdx_quote"), &out, &["--at", TDX_AT]);
     assert_eq!(code(&run), 1, "{}", stderr(&run));
-    assert!(stderr(&run).contains("HTTP 404"), "{}", stderr(&run));
+    assert_contains(&stderr(&run), "HTTP 404");
     assert!(!out.exists());
 }
 

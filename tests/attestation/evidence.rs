@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::harness::Enclave;
-use common::{code, stdout};
+use common::{assert_contains, code, stdout};
 use enclave::attestation::identity::AttestationStatus;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
@@ -108,7 +108,7 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
             .mode();
         assert_eq!(mode & 0o777, 0o644, "node {node}");
     }
-    assert!(e.logs().contains("SIMULATED attestation"), "{}", e.logs());
+    assert_contains(&e.logs(), "SIMULATED attestation");
 
     // Served on the supervisor's port, as written, with the metrics beside it.
     let port = e.port("supervisor");
@@ -121,18 +121,12 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
     assert_eq!(served, written);
     assert_eq!(served["evidence"]["provider"], json!("simulated"));
     let (_, metrics) = Enclave::http_get(port, "/metrics").expect("metrics");
-    assert!(
-        metrics.contains("enclave_attestation_insecure 1"),
-        "{metrics}"
+    assert_contains(&metrics, "enclave_attestation_insecure 1");
+    assert_contains(
+        &metrics,
+        "enclave_attestation_provider_info{provider=\"simulated\"} 1",
     );
-    assert!(
-        metrics.contains("enclave_attestation_provider_info{provider=\"simulated\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("enclave_key_birth_evidence{node=\"3\"} 1"),
-        "{metrics}"
-    );
+    assert_contains(&metrics, "enclave_key_birth_evidence{node=\"3\"} 1");
 
     let ca_file = tmp.path().join("dev-ca.pem");
     let ca_path = ca_file.to_str().expect("utf-8");
@@ -142,11 +136,7 @@ fn simulated_evidence_on_a_dev_chain_is_insecure_loud_served_and_verifies_only_w
     // Without the explicit allowance: refused, however well signed.
     let out = verify(&e, &["--trusted-ca", ca_path]);
     assert_eq!(code(&out), 1, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("FAIL  the identity is INSECURE"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "FAIL  the identity is INSECURE");
     // Another development CA is not this one.
     let other = tmp.path().join("other-ca.pem");
     write(&other, &ca("another CA").cert.pem());
@@ -172,7 +162,7 @@ fn the_simulated_key_comes_from_its_file_and_without_it_there_is_no_evidence() {
     let document = boot_and_wait_for_identity(&mut e, T);
     assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
     let reason = document.attestation.reason.clone().unwrap_or_default();
-    assert!(reason.contains("dev-ca.key"), "{reason}");
+    assert_contains(&reason, "dev-ca.key");
     assert!(document.evidence.is_none());
     assert!(document.birth.iter().all(|b| !b.present()));
     // Nothing in the binary could have stood in for it: it holds no private key at all.
@@ -205,10 +195,7 @@ fn the_simulated_provider_is_refused_on_a_chain_that_is_not_a_dev_chain() {
     let out = common::enclave(&["config", "check", config.to_str().expect("utf-8")]);
     assert_ne!(code(&out), 0, "{}", stdout(&out));
     let text = format!("{}{}", stdout(&out), common::stderr(&out));
-    assert!(
-        text.contains("solution.attestation.provider: \"simulated\" proves nothing (no TEE) and is refused on chain 56"),
-        "{text}"
-    );
+    assert_contains(&text, "solution.attestation.provider: \"simulated\" proves nothing (no TEE) and is refused on chain 56");
 }
 
 #[test]
@@ -245,11 +232,7 @@ fn keys_planted_before_the_first_boot_have_no_birth_evidence() {
     let ca_path = ca_file.to_str().expect("utf-8");
     let out = verify(&e, &["--trusted-ca", ca_path, "--allow-simulated"]);
     assert_eq!(code(&out), 1, "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("FAIL  node 2: NO BIRTH EVIDENCE"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "FAIL  node 2: NO BIRTH EVIDENCE");
     // Without --require-birth it is still said, as a note, and never as attested.
     let document_path = identity_path(&e);
     let out = common::enclave(&[
@@ -297,18 +280,15 @@ fn an_identity_signed_with_an_order_certificate_verifies_to_its_root_and_not_to_
     let out = verify(&e, &["--trusted-ca", root_path]);
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains("PASS  the identity: the order certificate chain verifies to the trusted"),
-        "{text}"
+    assert_contains(
+        &text,
+        "PASS  the identity: the order certificate chain verifies to the trusted",
     );
-    assert!(
-        text.contains("PASS  the identity: signed with the order certificate's key"),
-        "{text}"
+    assert_contains(
+        &text,
+        "PASS  the identity: signed with the order certificate's key",
     );
-    assert!(
-        text.contains("node 4's keys were born with superprotocol evidence"),
-        "{text}"
-    );
+    assert_contains(&text, "node 4's keys were born with superprotocol evidence");
 
     // Another root: the chain does not verify.
     let other_file = tmp.path().join("other.pem");
@@ -352,7 +332,7 @@ fn an_identity_signed_with_an_order_certificate_verifies_to_its_root_and_not_to_
             root_path,
         ]);
         assert_eq!(code(&out), 1, "{}", stdout(&out));
-        assert!(stdout(&out).contains(reason), "{}", stdout(&out));
+        assert_contains(&stdout(&out), reason);
     };
     assert_refused(&forged, "FAIL  the identity: the signature does not verify");
     // The impostor's own chain (its certificate in place of the order's): the chain verifies,

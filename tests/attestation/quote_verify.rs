@@ -8,7 +8,7 @@ use crate::support::fixture;
 
 use std::path::PathBuf;
 
-use common::{code, stderr, stdout};
+use common::{assert_contains, code, stderr, stdout};
 use serde_json::{json, Value};
 
 /// Inside each window (SOURCE.md).
@@ -69,15 +69,9 @@ fn the_sample_quotes_are_valid_inside_their_windows_and_say_what_they_attest() {
         ),
         0,
     );
-    assert!(
-        text.contains("quote: TDX v5, TD15Ex report, 5247 bytes"),
-        "{text}"
-    );
-    assert!(text.contains("MRCONFIGID: 01"), "{text}");
-    assert!(
-        text.contains("own PCK certificate chain was set aside"),
-        "{text}"
-    );
+    assert_contains(&text, "quote: TDX v5, TD15Ex report, 5247 bytes");
+    assert_contains(&text, "MRCONFIGID: 01");
+    assert_contains(&text, "own PCK certificate chain was set aside");
 }
 
 #[test]
@@ -111,24 +105,21 @@ fn json_output_carries_the_same_verdict_and_facts() {
 fn expired_collateral_is_invalid_unless_a_grace_is_asked() {
     let late = "2025-07-20T00:00:00Z";
     let text = assert_exit(&tdx(&["--at", late]), 1);
-    assert!(
-        text.contains("INVALID: the collateral expired at 2025-07-19T10:00:34Z (PCK CRL first)"),
-        "{text}"
+    assert_contains(
+        &text,
+        "INVALID: the collateral expired at 2025-07-19T10:00:34Z (PCK CRL first)",
     );
-    assert!(text.contains("--collateral-grace"), "{text}");
+    assert_contains(&text, "--collateral-grace");
     // One second after the window.
     assert_exit(&tdx(&["--at", "2025-07-19T10:00:35Z"]), 1);
     // Before it.
     let text = assert_exit(&tdx(&["--at", "2025-06-19T10:32:26Z"]), 1);
-    assert!(text.contains("issue date is in the future"), "{text}");
+    assert_contains(&text, "issue date is in the future");
 
     let text = assert_exit(&tdx(&["--at", late, "--collateral-grace", "1d"]), 0);
-    assert!(
-        text.contains("collateral grace: the collateral expired 13h 59m 26s before the verification time; checked as of 2025-07-19T10:00:34Z"),
-        "{text}"
-    );
+    assert_contains(&text, "collateral grace: the collateral expired 13h 59m 26s before the verification time; checked as of 2025-07-19T10:00:34Z");
     let text = assert_exit(&tdx(&["--at", late, "--collateral-grace", "1h"]), 1);
-    assert!(text.contains("the grace of 1h is shorter"), "{text}");
+    assert_contains(&text, "the grace of 1h is shorter");
 }
 
 #[test]
@@ -164,10 +155,7 @@ fn a_tampered_quote_is_invalid() {
         ),
         1,
     );
-    assert!(
-        text.contains("INVALID: the quote does not verify"),
-        "{text}"
-    );
+    assert_contains(&text, "INVALID: the quote does not verify");
 }
 
 #[test]
@@ -182,18 +170,9 @@ fn tcb_statuses_other_than_up_to_date_are_accepted_only_by_name() {
         )
     };
     let text = assert_exit(&sgx(&[]), 1);
-    assert!(
-        text.contains("TCB status: ConfigurationAndSWHardeningNeeded"),
-        "{text}"
-    );
-    assert!(
-        text.contains("advisories: INTEL-SA-00289, INTEL-SA-00615"),
-        "{text}"
-    );
-    assert!(
-        text.contains("REFUSED: TCB status ConfigurationAndSWHardeningNeeded is not accepted by the policy (accept it with --allow-tcb-status ConfigurationAndSWHardeningNeeded)"),
-        "{text}"
-    );
+    assert_contains(&text, "TCB status: ConfigurationAndSWHardeningNeeded");
+    assert_contains(&text, "advisories: INTEL-SA-00289, INTEL-SA-00615");
+    assert_contains(&text, "REFUSED: TCB status ConfigurationAndSWHardeningNeeded is not accepted by the policy (accept it with --allow-tcb-status ConfigurationAndSWHardeningNeeded)");
     // Accepted by name (on the command line or in a policy file), the status is no longer
     // refused; the quote still is, as an SGX enclave's and not a TD's.
     let dir = tempfile::tempdir().expect("tmp");
@@ -209,15 +188,12 @@ fn tcb_statuses_other_than_up_to_date_are_accepted_only_by_name() {
     ] {
         let text = assert_exit(&sgx(&extra), 1);
         assert!(!text.contains("REFUSED: TCB status"), "{text}");
-        assert!(
-            text.contains("REFUSED: the quote is not a TDX quote"),
-            "{text}"
-        );
+        assert_contains(&text, "REFUSED: the quote is not a TDX quote");
     }
     let text = assert_exit(&sgx(&["--reject-advisory", "INTEL-SA-00615"]), 1);
-    assert!(
-        text.contains("REFUSED: advisory INTEL-SA-00615 is rejected by the policy"),
-        "{text}"
+    assert_contains(
+        &text,
+        "REFUSED: advisory INTEL-SA-00615 is rejected by the policy",
     );
     // Revoked can never be named; unknown names are usage errors.
     for bad in ["Revoked", "Outdated"] {
@@ -229,9 +205,9 @@ fn tcb_statuses_other_than_up_to_date_are_accepted_only_by_name() {
 #[test]
 fn platform_flags_are_accepted_unless_refused_by_name() {
     let text = assert_exit(&tdx(&["--at", TDX_AT, "--refuse-platform-flag", "smt"]), 1);
-    assert!(
-        text.contains("REFUSED: platform flag smt is set and the policy refuses it"),
-        "{text}"
+    assert_contains(
+        &text,
+        "REFUSED: platform flag smt is set and the policy refuses it",
     );
     let out = tdx(&["--at", TDX_AT, "--refuse-platform-flag", "hyperthreading"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -265,10 +241,7 @@ fn a_measurements_file_decides_which_tds_are_allowed() {
     };
     let allowed = file(json!([sample_record(|_| {})]));
     let text = assert_exit(&tdx(&["--at", TDX_AT, "--measurements", &allowed]), 0);
-    assert!(
-        text.contains("measurements: allowed by record \"sample\""),
-        "{text}"
-    );
+    assert_contains(&text, "measurements: allowed by record \"sample\"");
     // An upgrade: old and new image, either is allowed.
     let other = sample_record(|r| {
         r["measurement_id"] = json!("other image");
@@ -278,16 +251,16 @@ fn a_measurements_file_decides_which_tds_are_allowed() {
     assert_exit(&tdx(&["--at", TDX_AT, "--measurements", &both]), 0);
     let not = file(json!([other]));
     let text = assert_exit(&tdx(&["--at", TDX_AT, "--measurements", &not]), 1);
-    assert!(
-        text.contains("measurements: NOT allowed: record \"other image\": MRTD is 91eb2b44"),
-        "{text}"
+    assert_contains(
+        &text,
+        "measurements: NOT allowed: record \"other image\": MRTD is 91eb2b44",
     );
     // MROWNER is pinned to zero unless named.
     let owner = file(json!([sample_record(|r| {
         r["measurements"]["mrowner"] = json!({"expected_any": ["01".repeat(48)]});
     })]));
     let text = assert_exit(&tdx(&["--at", TDX_AT, "--measurements", &owner]), 1);
-    assert!(text.contains("MROWNER is 0000"), "{text}");
+    assert_contains(&text, "MROWNER is 0000");
 }
 
 #[test]
@@ -342,8 +315,5 @@ fn inputs_that_cannot_be_read_exit_65_and_name_the_problem() {
         ),
         1,
     );
-    assert!(
-        text.contains("INVALID: the quote is not a DCAP quote"),
-        "{text}"
-    );
+    assert_contains(&text, "INVALID: the quote is not a DCAP quote");
 }

@@ -8,7 +8,7 @@ use crate::support::fixture;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{code, has_line, stderr, stdout};
+use common::{assert_contains, code, has_line, stderr, stdout};
 use enclave::attestation::identity::{
     Attestation, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
     QuoteRecord, RtmrRecord,
@@ -193,7 +193,7 @@ fn assert_rejected(out: std::process::Output, expected: &str) {
         has_line(&text, "FAIL", &[expected]),
         "no FAIL line with {expected:?} in:\n{text}"
     );
-    assert!(text.contains("identity NOT verified"), "{text}");
+    assert_contains(&text, "identity NOT verified");
 }
 
 #[test]
@@ -222,12 +222,12 @@ fn a_matching_set_is_accepted_and_every_check_is_named() {
         );
     }
     assert!(!text.contains("FAIL"), "{text}");
-    assert!(text.contains("NOT verified here"), "{text}");
+    assert_contains(&text, "NOT verified here");
     // RTMR3 had been extended before the log began: said, as the log cannot explain it.
-    assert!(text.contains("not zero"), "{text}");
-    assert!(text.contains("identity verified"), "{text}");
+    assert_contains(&text, "not zero");
+    assert_contains(&text, "identity verified");
     // The digest it prints is the recorded one.
-    assert!(text.contains(&set.document.digests.sha512), "{text}");
+    assert_contains(&text, &set.document.digests.sha512);
 }
 
 #[test]
@@ -239,9 +239,9 @@ fn the_document_alone_verifies_and_says_what_was_not_checked() {
     ]);
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
-    assert!(text.contains("the configuration was not checked"), "{text}");
-    assert!(text.contains("no quote given"), "{text}");
-    assert!(text.contains("not compared with an expected one"), "{text}");
+    assert_contains(&text, "the configuration was not checked");
+    assert_contains(&text, "no quote given");
+    assert_contains(&text, "not compared with an expected one");
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn another_expected_key_is_rejected() {
     let out = set.verify_with_key(&key, &[]);
     let text = stdout(&out);
     assert_rejected(out, "the verifying key is");
-    assert!(text.contains("signature does not verify"), "{text}");
+    assert_contains(&text, "signature does not verify");
 }
 
 #[test]
@@ -361,10 +361,7 @@ fn an_event_log_that_does_not_replay_to_the_quote_is_rejected() {
     let out = set.verify(&[]);
     let text = stdout(&out);
     assert_rejected(out, "does not replay");
-    assert!(
-        text.contains("has no event with this identity's SHA-384"),
-        "{text}"
-    );
+    assert_contains(&text, "has no event with this identity's SHA-384");
     // A consistent log for another register value: replays, but not to the quote's RTMR3.
     let other = rtmr::extended(&[0; 48], &[0x22; 48]);
     event["digest"] = Value::String(hex::encode([0x22; 48]));
@@ -434,9 +431,9 @@ fn allowed_measurements_from_a_file_are_compared_with_the_quote_and_the_identity
     );
     // Without a file or a configuration that names them, the report says so.
     let text = stdout(&set.verify(&[]));
-    assert!(
-        text.contains("note  the measurements were not compared with allowed values"),
-        "{text}"
+    assert_contains(
+        &text,
+        "note  the measurements were not compared with allowed values",
     );
 
     // Each register and identity fact must match; OR across records.
@@ -483,10 +480,7 @@ fn allowed_measurements_come_from_the_configuration_when_no_file_is_given() {
     let out = set.verify(&[]);
     let text = stdout(&out);
     assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
-    assert!(
-        text.contains("allowed by measurement record \"this image\" (from the configuration's attestation.allowedMeasurements)"),
-        "{text}"
-    );
+    assert_contains(&text, "allowed by measurement record \"this image\" (from the configuration's attestation.allowedMeasurements)");
     let mut other = record(&probe, "old image");
     other["measurements"]["rtmr1"] = serde_json::json!({"expected_any": ["01".repeat(48)]});
     other["identity"]
@@ -515,10 +509,7 @@ fn a_real_quote_is_verified_with_its_collateral_and_must_still_bind_the_identity
             "no PASS line with {holds:?} in:\n{text}"
         );
     }
-    assert!(
-        text.contains("note  TCB status UpToDate (advisories: none); FMSPC B0C06F000000, PCK CA platform; platform flags: dynamic-platform true, cached-keys true, smt true"),
-        "{text}"
-    );
+    assert_contains(&text, "note  TCB status UpToDate (advisories: none); FMSPC B0C06F000000, PCK CA platform; platform flags: dynamic-platform true, cached-keys true, smt true");
     // Intel signed it, but for another TD's REPORTDATA.
     assert_rejected(out, "does not bind this identity");
     assert!(!text.contains("NOT verified here"), "{text}");
@@ -541,14 +532,11 @@ fn a_real_quote_is_verified_with_its_collateral_and_must_still_bind_the_identity
         "2026-10-20T00:00:00Z",
     ]);
     let text = stdout(&out);
-    assert!(
-        text.contains("PASS  TDX quote v5 (TEE type 0x81, body type 4), 5247 bytes"),
-        "{text}"
+    assert_contains(
+        &text,
+        "PASS  TDX quote v5 (TEE type 0x81, body type 4), 5247 bytes",
     );
-    assert!(
-        text.contains("PASS  the quote's signatures verify"),
-        "{text}"
-    );
+    assert_contains(&text, "PASS  the quote's signatures verify");
 }
 
 #[test]
@@ -574,14 +562,8 @@ fn with_collateral_a_quote_without_intels_signature_or_with_expired_collateral_f
     let mut graced = late.to_vec();
     graced.extend_from_slice(&["--collateral-grace", "3d"]);
     let text = stdout(&set.verify(&graced));
-    assert!(
-        text.contains("note  the collateral expired 2days before 2025-07-21T10:00:34Z; accepted within the grace of 3days"),
-        "{text}"
-    );
-    assert!(
-        text.contains("PASS  the quote's signatures verify"),
-        "{text}"
-    );
+    assert_contains(&text, "note  the collateral expired 2days before 2025-07-21T10:00:34Z; accepted within the grace of 3days");
+    assert_contains(&text, "PASS  the quote's signatures verify");
 }
 
 #[test]
@@ -591,20 +573,12 @@ fn verification_inputs_that_cannot_be_read_exit_65() {
     let missing = missing.to_str().expect("utf-8");
     let out = set.verify(&["--collateral", missing]);
     assert_eq!(code(&out), 65, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot read the collateral"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "cannot read the collateral");
     let file =
         set.write_measurements(serde_json::json!([{"measurement_id": "x", "measurements": {}}]));
     let out = set.verify(&["--measurements", &file]);
     assert_eq!(code(&out), 65, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("$[0].measurements.mrtd: is required"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "$[0].measurements.mrtd: is required");
 }
 
 #[test]
@@ -639,9 +613,9 @@ fn without_a_quote_only_the_identity_facts_are_compared_and_said() {
         &set.write_measurements(serde_json::json!([bare])),
     ]);
     let text = stdout(&out);
-    assert!(
-        text.contains("note  nothing compared with measurement record \"image only\""),
-        "{text}"
+    assert_contains(
+        &text,
+        "note  nothing compared with measurement record \"image only\"",
     );
     assert!(!text.contains("PASS  allowed by"), "{text}");
 }

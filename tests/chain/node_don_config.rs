@@ -5,7 +5,7 @@ use crate::common;
 use std::process::Output;
 
 use common::harness::Enclave;
-use common::{code, stderr, stdout};
+use common::{assert_contains, code, stderr, stdout};
 use serde_json::Value;
 
 fn run(e: &Enclave, args: &[&str]) -> Output {
@@ -68,7 +68,7 @@ fn don_config_prints_every_feeds_configuration_for_the_enclaves_oracles() {
     assert_eq!(printed["feeds"].as_array().map(Vec::len), Some(1));
     let unknown = run(&e, &["don-config", "--feed", "NOPE"]);
     assert_ne!(code(&unknown), 0);
-    assert!(stderr(&unknown).contains("NOPE"), "{}", stderr(&unknown));
+    assert_contains(&stderr(&unknown), "NOPE");
 }
 
 #[test]
@@ -77,10 +77,9 @@ fn a_node_number_outside_the_configuration_is_refused_by_name() {
     for node in ["0", "6"] {
         let out = run(&e, &["node", "--node", node]);
         assert_ne!(code(&out), 0);
-        assert!(
-            stderr(&out).contains(&format!("node {node} is not in this configuration")),
-            "{}",
-            stderr(&out)
+        assert_contains(
+            &stderr(&out),
+            &format!("node {node} is not in this configuration"),
         );
     }
 }

@@ -93,6 +93,12 @@ pub fn enclave_within<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], limit: Dura
     child.wait_with_output().expect("output")
 }
 
+/// Asserts that `text` contains `part`, showing all of `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} not found in:\n{text}");
+}
+
 /// Whether `text` has a line that starts with `start` and contains every one of `parts`: a row
 /// of the live view, a PASS or FAIL line of `verify-identity`.
 pub fn has_line(text: &str, start: &str, parts: &[&str]) -> bool {

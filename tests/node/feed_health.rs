@@ -2,6 +2,7 @@
 //! not, why; the node logs it once when a feed stops reporting and once when it recovers.
 
 use crate::common;
+use crate::common::assert_contains;
 
 use common::don::{Don, Feed, T};
 use common::harness::wait_until;
@@ -45,10 +46,7 @@ fn a_feed_whose_sources_all_fail_is_reported_stale_with_the_reason_and_recovers(
     });
     let reason = stale["reason"].as_str().expect("reason").to_owned();
     assert!(reason.starts_with("no report for "), "{reason}");
-    assert!(
-        reason.contains("price unavailable from every source (binance: "),
-        "{reason}"
-    );
+    assert_contains(&reason, "price unavailable from every source (binance: ");
     // Readiness is about the node; the feed's trouble is outside it.
     let (code, health) = don.json(2, "/health").expect("health");
     assert_eq!(code, 200, "{health}");

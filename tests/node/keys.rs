@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::harness::Enclave;
-use common::{code, stderr, stdout};
+use common::{assert_contains, code, stderr, stdout};
 use enclave::service::state::Status;
 use serde_json::{json, Value};
 
@@ -175,12 +175,8 @@ fn a_key_swapped_from_another_node_fails_against_public_json() {
     let out = keys(&e, &["show"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let public = dir.join("node-4/public.json").display().to_string();
-    assert!(stderr(&out).contains(&public), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("onchainSigningAddress"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), &public);
+    assert_contains(&stderr(&out), "onchainSigningAddress");
 }
 
 #[test]
@@ -229,7 +225,7 @@ fn the_node_keys_oneshot_generates_the_keys_at_boot() {
     assert_eq!(secrets.len(), 21);
     let service_log = e.root.join("var/log/node-keys/current");
     let service_log = fs::read_to_string(&service_log).expect("the service's log");
-    assert!(service_log.contains("node keys ready"), "{service_log}");
+    assert_contains(&service_log, "node keys ready");
     let logs = format!("{}{service_log}", e.logs()).to_lowercase();
     for secret in &secrets {
         assert!(

@@ -49,11 +49,7 @@ fn write_json(file: &std::path::Path, value: &serde_json::Value) {
 fn verify_accepts_the_example_with_the_dev_key() {
     let out = with_dev_key("verify", &example_path());
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("scheme: native-ed25519"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "scheme: native-ed25519");
     assert!(stdout(&out).contains("digest: "));
 }
 
@@ -67,7 +63,7 @@ fn a_one_character_change_makes_verify_exit_77() {
     std::fs::write(&file, changed).expect("write");
     let out = with_dev_key("verify", &file);
     assert_eq!(code(&out), 77, "{}", stderr(&out));
-    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "signature");
 }
 
 #[test]
@@ -124,7 +120,7 @@ fn keygen_sign_verify_round_trip_for_both_schemes() {
             path_str(&signed),
         ]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
-        assert!(stdout(&out).contains(name), "{}", stdout(&out));
+        assert_contains(&stdout(&out), name);
         // The dev key does not verify it.
         let out = with_dev_key("verify", &signed);
         assert_eq!(code(&out), 77);
@@ -168,11 +164,7 @@ fn sign_refuses_an_invalid_configuration_and_changes_nothing() {
         path_str(&file),
     ]);
     assert_eq!(code(&out), 78, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("solution.totalNodes"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "solution.totalNodes");
     assert_eq!(std::fs::read_to_string(&file).expect("read"), before);
 }
 
@@ -252,7 +244,7 @@ fn verify_without_any_key_says_how_to_give_one() {
     let dir = tmp();
     let out = verify_the_example_under(dir.path());
     assert_eq!(code(&out), 77);
-    assert!(stderr(&out).contains("--public-key"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "--public-key");
 }
 
 #[test]

@@ -484,10 +484,10 @@ fn problems_never_echo_secret_values() {
     s["priceAggregatorConfig"]["proxy"] = json!("ftp://u:proxy-secret@h");
     s["priceAggregatorConfig"]["sources"]["finnhub"] = json!({"apiKey": "k"});
     let all = format!("{:?}", problems_of(&document));
-    assert!(all.contains("solution.faucetPrivateKey"), "{all}");
-    assert!(
-        all.contains("solution.priceAggregatorConfig.sources.finnhub.apiKey"),
-        "{all}"
+    assert_contains(&all, "solution.faucetPrivateKey");
+    assert_contains(
+        &all,
+        "solution.priceAggregatorConfig.sources.finnhub.apiKey",
     );
     for secret in ["zz-not-hex-secret-zz", "proxy-secret"] {
         assert!(!all.contains(secret), "{secret} echoed: {all}");

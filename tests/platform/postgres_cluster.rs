@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{free_port, wait_until, Enclave};
-use common::{code, stderr};
+use common::{assert_contains, code, stderr};
 use enclave::config::secret::Secret;
 use enclave::paths::Root;
 use enclave::postgres::layout::Credentials;
@@ -188,12 +188,12 @@ fn a_cluster_boots_isolated_survives_a_crash_and_stops_cleanly() {
         let mut wrong_db = node2.clone();
         wrong_db.database = other.into();
         let err = connect(&wrong_db).expect_err("node 2 must not reach another database");
-        assert!(err.contains("permission denied"), "{err}");
+        assert_contains(&err, "permission denied");
     }
     let mut wrong_password = node2.clone();
     wrong_password.password = Secret::from("not-the-password");
     let err = connect(&wrong_password).expect_err("wrong password");
-    assert!(err.contains("password authentication failed"), "{err}");
+    assert_contains(&err, "password authentication failed");
     assert!(!err.contains("not-the-password"));
 
     // kill -9 of the postmaster: the supervisor restarts it and nodes connect again.
@@ -289,11 +289,7 @@ fn a_non_empty_directory_that_is_not_a_cluster_is_refused_and_kept() {
     fs::write(data.join("precious.txt"), "do not delete").expect("write");
     let out = enclave_cli(&e, &["postgres", "bootstrap"]);
     assert_ne!(code(&out), 0);
-    assert!(
-        stderr(&out).contains("is not a PostgreSQL cluster"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "is not a PostgreSQL cluster");
     assert_eq!(
         fs::read_to_string(data.join("precious.txt")).expect("kept"),
         "do not delete"
@@ -335,6 +331,6 @@ fn a_root_the_postgres_account_cannot_reach_is_refused_in_one_line_before_initdb
     fs::set_permissions(home, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
     let out = enclave_cli(&e, &["postgres", "run"]);
     assert_ne!(code(&out), 0);
-    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "cannot reach");
     fs::set_permissions(home, fs::Permissions::from_mode(0o755)).expect("chmod back");
 }

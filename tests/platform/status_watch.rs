@@ -2,6 +2,7 @@
 //! state words; into a pipe each frame is plain text. Both stop cleanly on a signal.
 
 use crate::common;
+use crate::common::assert_contains;
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -142,14 +143,11 @@ fn into_a_pipe_each_frame_is_plain_text() {
     let shown = text(&out);
     assert!(!shown.contains('\x1b'), "{shown:?}");
     let first = shown.split("\n\n\n").next().expect("frame");
-    assert!(first.contains("SERVICE "), "{first}");
+    assert_contains(first, "SERVICE ");
     assert!(has_line(first, "postgres", &["  up  ", "4242"]), "{first}");
     assert!(has_line(first, "node-keys", &["failed"]), "{first}");
     assert!(has_line(first, "node-2", &["not answering"]), "{first}");
-    assert!(
-        first.contains("EVIDENCE  attestation not published yet"),
-        "{first}"
-    );
+    assert_contains(first, "EVIDENCE  attestation not published yet");
     assert_eq!(stop(child, Signal::SIGTERM), 0);
 }
 

@@ -2,6 +2,7 @@
 //! in dependency order, independent ones in parallel; readiness gates dependents.
 
 use crate::common;
+use crate::common::assert_contains;
 
 use std::time::Duration;
 
@@ -174,7 +175,7 @@ fn an_invalid_configuration_exits_78_starts_nothing_and_logs_every_problem_with_
         .lines()
         .find(|l| l.contains("configuration rejected"))
         .expect("the rejection line");
-    assert!(line.contains("solution.totalNodes: "), "{line}");
+    assert_contains(line, "solution.totalNodes: ");
 }
 
 #[test]
@@ -284,7 +285,7 @@ fn an_insecure_key_from_the_command_line_is_used_by_init_and_services_and_said_l
     let key = common::dev_public_key_path();
     e.start(&["--insecure-public-key-file", key.to_str().expect("utf-8")]);
     e.wait_status("verify", Status::Finished, T);
-    assert!(e.logs().contains("INSECURE MODE"), "{}", e.logs());
+    assert_contains(&e.logs(), "INSECURE MODE");
     e.stop_cleanly(T);
 }
 
@@ -324,12 +325,9 @@ fn hostile_unsigned_member_names_reach_init_and_service_logs_escaped() {
     }
     // Every name was logged, escaped, by init and by the service.
     let escaped_newline = "x\\nFORGED 2025-01-01T00:00:00.000000Z ERROR";
-    assert!(e.logs().contains(escaped_newline), "{}", e.logs());
-    assert!(service_log.contains(escaped_newline), "{service_log}");
-    assert!(
-        service_log.contains("not covered by the signature"),
-        "{service_log}"
-    );
+    assert_contains(&e.logs(), escaped_newline);
+    assert_contains(&service_log, escaped_newline);
+    assert_contains(&service_log, "not covered by the signature");
     e.stop_cleanly(T);
 }
 
@@ -342,7 +340,7 @@ fn hostile_text_in_inits_rejection_line_is_escaped() {
         e.configure(|s| s[hostile] = serde_json::json!(1));
         assert_rejected_before_start(&mut e, 78, "configuration rejected");
         assert_escaped("unknown member", &e.logs(), 16_000);
-        assert!(e.logs().contains("unknown field"), "{}", e.logs());
+        assert_contains(&e.logs(), "unknown field");
 
         // A duplicate key beside `solution`: the JSON error quotes it.
         let mut e = Enclave::new();

@@ -5,6 +5,7 @@
 //! Mounting needs root (CAP_SYS_ADMIN); without it each test prints SKIPPED and why.
 
 use crate::common;
+use crate::common::assert_contains;
 
 use std::fs;
 use std::io::Write;
@@ -143,9 +144,9 @@ fn on_a_full_disk_the_supervisor_keeps_the_true_state_and_its_files_catch_up() {
     assert_eq!(state_file(&e, "victim", "pid"), old_pid.to_string());
     let table = common::enclave(&["--root", e.root.to_str().expect("utf-8"), "status"]);
     let table = common::stdout(&table);
-    assert!(table.contains("victim*"), "{table}");
-    assert!(table.contains("STALE state files since"), "{table}");
-    assert!(table.contains("No space left on device"), "{table}");
+    assert_contains(&table, "victim*");
+    assert_contains(&table, "STALE state files since");
+    assert_contains(&table, "No space left on device");
     assert_eq!(
         metric(&e, "enclave_supervisor_state_files_stale"),
         Some(1.0)
@@ -158,11 +159,7 @@ fn on_a_full_disk_the_supervisor_keeps_the_true_state_and_its_files_catch_up() {
         ),
         Some(1.0)
     );
-    assert!(
-        e.logs().contains("cannot write the state files"),
-        "{}",
-        e.logs()
-    );
+    assert_contains(&e.logs(), "cannot write the state files");
 
     // Space returns: everything catches up by itself.
     fs::remove_file(&filler).expect("free the space");
@@ -181,11 +178,7 @@ fn on_a_full_disk_the_supervisor_keeps_the_true_state_and_its_files_catch_up() {
     );
     let table = common::enclave(&["--root", e.root.to_str().expect("utf-8"), "status"]);
     assert!(!common::stdout(&table).contains("STALE"));
-    assert!(
-        e.logs().contains("written again and current"),
-        "{}",
-        e.logs()
-    );
+    assert_contains(&e.logs(), "written again and current");
     e.stop_cleanly(T);
 }
 
