@@ -12,7 +12,29 @@ use nix::unistd::Pid;
 
 pub struct LiveView {
     child: Child,
-    out: Arc<Mutex<String>>,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Reads `source` into a shared buffer until it ends (EOF, or EIO once a pty's other side
+/// closes).
+pub fn collect(mut source: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let sink = buffer.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = source.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").extend_from_slice(&chunk[..n]);
+        }
+    });
+    buffer
+}
+
+/// What [`collect`] has read so far, as text.
+pub fn text(buffer: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&buffer.lock().expect("lock")).into_owned()
 }
 
 impl LiveView {
@@ -25,35 +47,18 @@ impl LiveView {
             .stderr(Stdio::null())
             .spawn()
             .expect("enclave status --watch starts");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let out: Arc<Mutex<String>> = Arc::default();
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("lock")
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
+        let out = collect(child.stdout.take().expect("stdout"));
         Self { child, out }
     }
 
     /// Everything the view has printed so far.
     pub fn text(&self) -> String {
-        self.out.lock().expect("lock").clone()
+        text(&self.out)
     }
 
     /// How many frames have begun.
     pub fn frames(&self) -> usize {
-        self.out
-            .lock()
-            .expect("lock")
-            .matches("enclave at ")
-            .count()
+        self.text().matches("enclave at ").count()
     }
 
     /// The newest complete frame: one that the next frame's first line follows.

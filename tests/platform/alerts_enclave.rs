@@ -12,6 +12,7 @@ use common::harness::{free_port, wait_until, Enclave};
 use common::has_line;
 use common::live_view::LiveView;
 use common::price_server::PriceServer;
+use common::receivers::wait_for;
 use common::webhook_receiver::{Received, WebhookReceiver};
 use enclave::service::state::Status;
 use serde_json::{json, Value};
@@ -106,12 +107,8 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
     );
 
     prices.set_down(true);
-    let mut firing = Value::Null;
-    wait_until(T, "sources_unavailable firing at the webhook", || {
-        firing = notification(&receiver.received(), "firing")
-            .cloned()
-            .unwrap_or(Value::Null);
-        !firing.is_null()
+    let firing = wait_for(T, "sources_unavailable firing at the webhook", || {
+        notification(&receiver.received(), "firing").cloned()
     });
     assert_eq!(firing["version"], 1);
     assert_eq!(firing["severity"], "critical");
@@ -122,12 +119,8 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
     assert!(summary.contains("binance: "), "{summary}");
 
     prices.set_down(false);
-    let mut resolved = Value::Null;
-    wait_until(T, "sources_unavailable resolved at the webhook", || {
-        resolved = notification(&receiver.received(), "resolved")
-            .cloned()
-            .unwrap_or(Value::Null);
-        !resolved.is_null()
+    let resolved = wait_for(T, "sources_unavailable resolved at the webhook", || {
+        notification(&receiver.received(), "resolved").cloned()
     });
     assert_eq!(resolved["startsAt"], firing["startsAt"]);
     assert!(resolved["endsAt"].is_string(), "{resolved}");

@@ -4,15 +4,14 @@
 use crate::common;
 use crate::common::assert_contains;
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::don::free_range;
 use common::harness::{free_port, wait_until, Enclave};
 use common::has_line;
+use common::live_view::{collect, text};
 use enclave::paths::Root;
 use enclave::service::state::{Kind, ServiceState, StateDir, Status};
 use nix::sys::signal::{kill, Signal};
@@ -54,26 +53,6 @@ fn watch(e: &Enclave, stdout: Stdio) -> Child {
         .process_group(0)
         .spawn()
         .expect("enclave status --watch starts")
-}
-
-/// Reads `source` into a shared buffer until it ends (EOF, or EIO once a pty's other side closes).
-fn collect(mut source: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let sink = buffer.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = source.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().expect("lock").extend_from_slice(&chunk[..n]);
-        }
-    });
-    buffer
-}
-
-fn text(buffer: &Mutex<Vec<u8>>) -> String {
-    String::from_utf8_lossy(&buffer.lock().expect("lock")).into_owned()
 }
 
 /// The text a terminal shows: escape sequences (`ESC [ … letter`) and control characters removed.
