@@ -85,22 +85,24 @@ fn a_crash_loop_stops_the_tree_with_the_services_exit_code() {
     assert_eq!(e.state("bystander").expect("state").status, Status::Down);
 }
 
-#[test]
-fn a_crash_loop_of_a_signalled_service_exits_128_plus_the_signal() {
+/// Init's exit code when its only longrun, `name`, runs `body` and dies every time: one restart
+/// allowed.
+fn crash_loop_exit_code(name: &str, body: &str) -> i32 {
     let mut e = Enclave::new();
     e.configure(|s| s["maxRestarts"] = serde_json::json!(1));
-    e.longrun("segv", "kill -SEGV $$", &[]);
+    e.longrun(name, body, &[]);
     e.start(&[]);
-    assert_eq!(e.wait_exit(T), 128 + 11);
+    e.wait_exit(T)
+}
+
+#[test]
+fn a_crash_loop_of_a_signalled_service_exits_128_plus_the_signal() {
+    assert_eq!(crash_loop_exit_code("segv", "kill -SEGV $$"), 128 + 11);
 }
 
 #[test]
 fn a_clean_exit_counts_as_a_death_and_never_yields_exit_0() {
-    let mut e = Enclave::new();
-    e.configure(|s| s["maxRestarts"] = serde_json::json!(1));
-    e.longrun("quitter", "exit 0", &[]);
-    e.start(&[]);
-    assert_eq!(e.wait_exit(T), 1);
+    assert_eq!(crash_loop_exit_code("quitter", "exit 0"), 1);
 }
 
 #[test]

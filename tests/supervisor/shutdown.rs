@@ -11,16 +11,19 @@ use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A longrun that writes "stop <name>" to `log` when it receives TERM and exits 0.
-fn polite(e: &Enclave, name: &str, log: &std::path::Path) {
+/// A longrun that idles and runs `action` on `signal` (`trap '<action>' <signal>`).
+fn trapping(e: &Enclave, name: &str, action: &str, signal: &str, extra: &[(&str, &str)]) {
     e.longrun(
         name,
-        &format!(
-            "trap 'echo stop {name} >> {log}; exit 0' TERM\nwhile true; do sleep 0.05; done",
-            log = log.display()
-        ),
-        &[],
+        &format!("trap '{action}' {signal}\nwhile true; do sleep 0.05; done"),
+        extra,
     );
+}
+
+/// A longrun that writes "stop <name>" to `log` when it receives TERM and exits 0.
+fn polite(e: &Enclave, name: &str, log: &std::path::Path) {
+    let action = format!("echo stop {name} >> {}; exit 0", log.display());
+    trapping(e, name, &action, "TERM", &[]);
 }
 
 #[test]
@@ -56,11 +59,7 @@ fn sigterm_stops_services_in_reverse_dependency_order_and_exits_0() {
 #[test]
 fn a_process_ignoring_term_is_killed_after_timeout_down() {
     let mut e = Enclave::new();
-    e.longrun(
-        "stubborn",
-        "trap '' TERM\nwhile true; do sleep 0.05; done",
-        &[("timeout-down", "500")],
-    );
+    trapping(&e, "stubborn", "", "TERM", &[("timeout-down", "500")]);
     e.start(&[]);
     e.wait_status("stubborn", Status::Up, T);
     let asked = Instant::now();
@@ -85,12 +84,12 @@ fn a_process_ignoring_term_is_killed_after_timeout_down() {
 fn down_signal_is_what_the_service_gets() {
     let mut e = Enclave::new();
     let log = e.marker("got");
-    e.longrun(
+    let action = format!("echo INT >> {}; exit 0", log.display());
+    trapping(
+        &e,
         "wants-int",
-        &format!(
-            "trap 'echo INT >> {}; exit 0' INT\nwhile true; do sleep 0.05; done",
-            log.display()
-        ),
+        &action,
+        "INT",
         &[("down-signal", "SIGINT")],
     );
     e.start(&[]);
@@ -119,14 +118,8 @@ fn exits_during_shutdown_are_not_counted_as_crashes() {
 fn a_second_sigterm_does_not_cut_the_grace_period_short() {
     let mut e = Enclave::new();
     let log = e.marker("stops");
-    e.longrun(
-        "slowstop",
-        &format!(
-            "trap 'sleep 0.5; echo done >> {}; exit 0' TERM\nwhile true; do sleep 0.05; done",
-            log.display()
-        ),
-        &[],
-    );
+    let action = format!("sleep 0.5; echo done >> {}; exit 0", log.display());
+    trapping(&e, "slowstop", &action, "TERM", &[]);
     e.start(&[]);
     e.wait_status("slowstop", Status::Up, T);
     e.signal(Signal::SIGTERM);
