@@ -8,7 +8,6 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::devchain::{self, DevChain};
@@ -22,44 +21,9 @@ const ROLLED_BACK: u32 = 3;
 /// (config digest hex, epoch, round).
 type Round = (String, u64, u64);
 
-/// The node's own database credentials: (host, port, database, user, password).
-fn credentials(don: &Don, node: u32) -> [String; 5] {
-    let pgpass = don
-        .enclave
-        .root
-        .join(format!("run/enclave/secrets/node-{node}.pgpass"));
-    let line = std::fs::read_to_string(&pgpass).expect("pgpass");
-    let fields: Vec<String> = line.trim().split(':').map(str::to_owned).collect();
-    fields.try_into().expect("five pgpass fields")
-}
-
-fn pg(don: &Don, node: u32, program: &str, args: &[&str]) -> String {
-    let [host, port, database, user, password] = credentials(don, node);
-    let out = Command::new(program)
-        .args(["-h", &host, "-p", &port, "-U", &user, "-d", &database])
-        .args(args)
-        .env("PGPASSWORD", password)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn query(don: &Don, node: u32, sql: &str) -> Vec<Vec<String>> {
-    pg(don, node, "psql", &["-At", "-F", "|", "-c", sql])
-        .lines()
-        .map(|l| l.split('|').map(str::to_owned).collect())
-        .collect()
-}
-
 /// Every report hash `node` recorded signing, per (digest, epoch, round).
 fn signed(don: &Don, node: u32) -> BTreeMap<Round, String> {
-    query(
-        don,
+    don.query(
         node,
         "SELECT encode(config_digest, 'hex'), epoch, round, encode(report_hash, 'hex') FROM ocr_signed_rounds",
     )
@@ -75,8 +39,7 @@ fn signed(don: &Don, node: u32) -> BTreeMap<Round, String> {
 
 /// The hash of every report `node` finalized, per (digest, epoch, round).
 fn finalized(don: &Don, node: u32) -> BTreeMap<Round, String> {
-    query(
-        don,
+    don.query(
         node,
         "SELECT encode(config_digest, 'hex'), epoch, round, encode(report, 'hex') FROM ocr_finalized_reports",
     )
@@ -94,8 +57,7 @@ fn finalized(don: &Don, node: u32) -> BTreeMap<Round, String> {
 /// The furthest (epoch, round) the database remembers, as the fence computes it: the highest
 /// signed or finalized round, or the pacemaker's epoch with round 0.
 fn remembered(don: &Don, node: u32) -> (u64, u64) {
-    let rows = query(
-        don,
+    let rows = don.query(
         node,
         "SELECT epoch, round FROM ocr_signed_rounds UNION ALL SELECT epoch, round FROM ocr_finalized_reports
          UNION ALL SELECT epoch, 0 FROM ocr_pacemaker_state ORDER BY 1 DESC, 2 DESC LIMIT 1",
@@ -207,7 +169,7 @@ fn an_oracle_restored_from_an_old_backup_is_fenced_by_the_chain_rejoins_and_neve
     let backup_dir = tempfile::tempdir().expect("temp dir");
     let backup = backup_dir.path().join("node.dump");
     let backup_arg = backup.to_str().expect("utf-8 path");
-    pg(&don, ROLLED_BACK, "pg_dump", &["-Fc", "-f", backup_arg]);
+    don.pg(ROLLED_BACK, "pg_dump", &["-Fc", "-f", backup_arg]);
     let at_backup = signed(&don, ROLLED_BACK);
     let backed_up = at_backup
         .keys()
@@ -232,8 +194,7 @@ fn an_oracle_restored_from_an_old_backup_is_fenced_by_the_chain_rejoins_and_neve
     assert_eq!(don.stop(ROLLED_BACK), Some(0), "{}", don.logs(ROLLED_BACK));
     let before_restore = signed(&don, ROLLED_BACK);
     let on_chain_at_stop = chain_position(&chain, &contract);
-    pg(
-        &don,
+    don.pg(
         ROLLED_BACK,
         "pg_restore",
         &["--clean", "--if-exists", "--single-transaction", backup_arg],

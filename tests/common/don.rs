@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use enclave::service::state::Status;
@@ -56,6 +56,9 @@ pub struct Don {
 
 /// `(feed name, Binance symbol, base, quote, price)`.
 pub type Feed<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
+/// One BTC-USD feed from BTCUSDT at 1000.00, for tests where the feed is not the point.
+pub const BTC_USD: &[Feed<'static>] = &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "1000.00")];
 
 /// A base such that base+1..=base+count are all free.
 pub fn free_range(count: u16) -> u16 {
@@ -257,6 +260,43 @@ impl Don {
             .filter(|l| l.starts_with(name_and_labels))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The node's own database credentials: (host, port, database, user, password).
+    pub fn credentials(&self, node: u32) -> [String; 5] {
+        let pgpass = self
+            .enclave
+            .root
+            .join(format!("run/enclave/secrets/node-{node}.pgpass"));
+        let line = fs::read_to_string(&pgpass).expect("pgpass");
+        let fields: Vec<String> = line.trim().split(':').map(str::to_owned).collect();
+        fields.try_into().expect("five pgpass fields")
+    }
+
+    /// Runs a PostgreSQL client `program` (psql, pg_dump, pg_restore) on the node's database
+    /// with `args`; its stdout.
+    pub fn pg(&self, node: u32, program: &str, args: &[&str]) -> String {
+        let [host, port, database, user, password] = self.credentials(node);
+        let out = Command::new(program)
+            .args(["-h", &host, "-p", &port, "-U", &user, "-d", &database])
+            .args(args)
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The rows `sql` selects from the node's database, each as its columns.
+    pub fn query(&self, node: u32, sql: &str) -> Vec<Vec<String>> {
+        self.pg(node, "psql", &["-At", "-F", "|", "-c", sql])
+            .lines()
+            .map(|l| l.split('|').map(str::to_owned).collect())
+            .collect()
     }
 
     /// `enclave keys show`.

@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::don::{Don, Feed, T};
+use common::don::{Don, Feed, BTC_USD, T};
 use common::harness::wait_until;
 use serde_json::{json, Value};
 
@@ -75,6 +75,13 @@ fn epoch_round(v: &Value) -> (u64, u64) {
     )
 }
 
+/// The (epoch, round) of `node`'s latest BTC-USD report; (0, 0) before its first.
+fn latest_position(don: &Don, node: u32) -> (u64, u64) {
+    don.latest(node, "BTC-USD")
+        .map(|v| epoch_round(&v))
+        .unwrap_or((0, 0))
+}
+
 #[test]
 fn a_bootstrap_and_four_oracles_finalize_signed_reports_for_three_feeds_and_agree() {
     let don = Don::start(5, FEEDS, &[], |_| {});
@@ -89,8 +96,7 @@ fn a_bootstrap_and_four_oracles_finalize_signed_reports_for_three_feeds_and_agre
     // Safety: whatever (epoch, round) several oracles finalized, they finalized the same report.
     let mut by_round: BTreeMap<(String, u64, u64), (u32, String)> = BTreeMap::new();
     for node in don.oracles() {
-        for row in query_node_db(
-            &don,
+        for row in don.query(
             node,
             "SELECT feed, epoch, round, encode(report, 'hex') FROM ocr_finalized_reports",
         ) {
@@ -238,12 +244,7 @@ fn wait_for_new_report(don: &Don, node: u32, after: (u64, u64), step: &mut u32) 
 #[test]
 fn reports_continue_through_a_crashed_oracle_and_a_killed_leader_and_a_restarted_oracle_never_double_signs(
 ) {
-    let mut don = Don::start(
-        5,
-        &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "1000.00")],
-        &[],
-        |_| {},
-    );
+    let mut don = Don::start(5, BTC_USD, &[], |_| {});
     let signers = signer_addresses(&don);
     let mut step = 0;
     let first = don.wait_latest(2, "BTC-USD", "a first report", |_| true);
@@ -289,19 +290,13 @@ fn reports_continue_through_a_crashed_oracle_and_a_killed_leader_and_a_restarted
         "leader change took {:?}",
         killed_at.elapsed()
     );
-    let mark = don
-        .latest(survivor, "BTC-USD")
-        .map(|v| epoch_round(&v))
-        .unwrap_or((0, 0));
+    let mark = latest_position(&don, survivor);
     let after_leader = wait_for_new_report(&don, survivor, mark, &mut step);
     check_report(&after_leader, &signers, 1);
 
     // The killed leader restarts, rejoins and reports again.
     don.spawn(leader);
-    let mark = don
-        .latest(survivor, "BTC-USD")
-        .map(|v| epoch_round(&v))
-        .unwrap_or((0, 0));
+    let mark = latest_position(&don, survivor);
     let rejoined = wait_for_new_report(&don, leader, mark, &mut step);
     check_report(&rejoined, &signers, 1);
 
@@ -339,35 +334,8 @@ fn seven_oracles_with_two_crashed_still_finalize_reports() {
     }
 }
 
-fn query_node_db(don: &Don, node: u32, sql: &str) -> Vec<Vec<String>> {
-    let pgpass = don
-        .enclave
-        .root
-        .join(format!("run/enclave/secrets/node-{node}.pgpass"));
-    let line = std::fs::read_to_string(&pgpass).expect("pgpass");
-    let fields: Vec<&str> = line.trim().split(':').collect();
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h", fields[0], "-p", fields[1], "-d", fields[2], "-U", fields[3], "-At", "-F", "|",
-            "-c", sql,
-        ])
-        .env("PGPASSWORD", fields[4])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('|').map(str::to_owned).collect())
-        .collect()
-}
-
 fn signed_rounds(don: &Don, node: u32) -> BTreeMap<(u64, u64), String> {
-    let rows = query_node_db(
-        don,
+    let rows = don.query(
         node,
         "SELECT epoch, round, encode(report_hash, 'hex') FROM ocr_signed_rounds",
     );
@@ -383,8 +351,7 @@ fn signed_rounds(don: &Don, node: u32) -> BTreeMap<(u64, u64), String> {
 }
 
 fn finalized_hashes(don: &Don, node: u32) -> BTreeMap<(u64, u64), String> {
-    query_node_db(
-        don,
+    don.query(
         node,
         "SELECT epoch, round, encode(report, 'hex') FROM ocr_finalized_reports",
     )

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::don::{Don, T};
+use common::don::{Don, BTC_USD, T};
 use common::harness::wait_until;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -129,12 +129,7 @@ fn warnings_since(don: &Don, node: u32, from: usize) -> Vec<String> {
 #[test]
 fn under_a_flood_of_unauthenticated_connections_a_killed_oracle_gets_all_its_peers_back_within_30_s(
 ) {
-    let mut don = Don::start(
-        5,
-        &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "1000.00")],
-        &[],
-        |_| {},
-    );
+    let mut don = Don::start(5, BTC_USD, &[], |_| {});
     wait_until(T, "every node connected to every peer", || {
         all_connected(&don).is_ok()
     });
