@@ -293,6 +293,17 @@ impl Demo {
         found.expect("found")
     }
 
+    /// Asserts that the demo has printed `text`, which tells the user `what`.
+    fn assert_prints(&self, text: &str, what: &str) {
+        assert!(
+            fs::read_to_string(&self.out)
+                .unwrap_or_default()
+                .contains(text),
+            "the demo prints {what}\n{}",
+            self.logs()
+        );
+    }
+
     /// Waits for a line of the demo's output that starts with `start`.
     fn wait_output_line(&mut self, start: &str) {
         self.wait(
@@ -426,12 +437,9 @@ fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_so
     // The live view the demo points at: every feed with its on-chain answer, which is the
     // contract's, and the DON's report matching it; the liar shown left out, not down.
     let root = state["root"].as_str().expect("root").to_owned();
-    assert!(
-        fs::read_to_string(&demo.out)
-            .unwrap_or_default()
-            .contains(&format!("--root {root} status --watch")),
-        "the demo prints how to open the live view\n{}",
-        demo.logs()
+    demo.assert_prints(
+        &format!("--root {root} status --watch"),
+        "how to open the live view",
     );
     let view = LiveView::start(&root);
     let mut frame = String::new();
@@ -475,12 +483,9 @@ fn the_demo_lands_reports_within_a_minute_shows_them_live_alerts_on_a_stopped_so
         .as_str()
         .expect("source")
         .to_owned();
-    assert!(
-        fs::read_to_string(&demo.out)
-            .unwrap_or_default()
-            .contains(&format!("{control}/sources/{source}/stop")),
-        "the demo prints the command that fires an alert\n{}",
-        demo.logs()
+    demo.assert_prints(
+        &format!("{control}/sources/{source}/stop"),
+        "the command that fires an alert",
     );
     let mark = notifications(&alerts_log).len();
     command_stand_ins(&format!("{control}/sources/{source}/stop"));

@@ -74,13 +74,17 @@ fn start() -> Option<DevChain> {
     })
 }
 
-fn rpc(chain: &DevChain, metrics: &Arc<ChainMetrics>) -> Arc<RpcClient> {
+/// A registry, the chain metrics in it, and a client of `chain` that counts in them.
+fn client(chain: &DevChain) -> (Registry, Arc<ChainMetrics>, Arc<RpcClient>) {
+    let registry = Registry::new();
+    let metrics = Arc::new(ChainMetrics::register(&registry).expect("metrics"));
     // py-evm is slow on a cold call; the default 20 s of the node config is not enough here.
-    Arc::new(
+    let rpc = Arc::new(
         RpcClient::new(chain.rpc.clone(), Duration::from_secs(60))
             .expect("client")
             .with_metrics(metrics.clone()),
-    )
+    );
+    (registry, metrics, rpc)
 }
 
 fn legacy() -> GasPolicy {
@@ -169,9 +173,7 @@ fn offchain_config(n: u8) -> OffchainConfig {
 #[tokio::test]
 async fn configure_transmit_read_and_recover_revert_reasons() {
     let Some(chain) = start() else { return };
-    let registry = Registry::new();
-    let metrics = Arc::new(ChainMetrics::register(&registry).expect("metrics"));
-    let rpc = rpc(&chain, &metrics);
+    let (registry, metrics, rpc) = client(&chain);
     rpc.check_chain_id(CHAIN_ID).await.expect("chain id");
     let e = rpc.check_chain_id(5611).await.expect_err("wrong chain");
     assert!(matches!(
@@ -382,9 +384,7 @@ async fn wait_for(registry: &Registry, outcome: &str, at_least: u64) {
 #[tokio::test]
 async fn replacement_drop_nonce_conflicts_and_missing_funds_against_a_real_pool() {
     let Some(chain) = start() else { return };
-    let registry = Registry::new();
-    let metrics = Arc::new(ChainMetrics::register(&registry).expect("metrics"));
-    let rpc = rpc(&chain, &metrics);
+    let (registry, metrics, rpc) = client(&chain);
     let to = Address::repeat_byte(0x42);
     let a = sender(&rpc, &chain.accounts[0], legacy(), &metrics);
 
@@ -447,8 +447,7 @@ async fn payees_billing_bounds_and_payments_are_read_from_the_upstream_contract_
     use enclave::node::contract::payees::{plan, PayeeError, PayeePlan};
     use enclave::node::evm::aggregator_contract::set_payees_calldata;
     let Some(chain) = start() else { return };
-    let metrics = Arc::new(ChainMetrics::register(&Registry::new()).expect("metrics"));
-    let rpc = rpc(&chain, &metrics);
+    let (_, _, rpc) = client(&chain);
     let link: Address = rpc
         .request("dev_deployLinkToken", json!([]))
         .await

@@ -360,22 +360,22 @@ impl DevChain {
 
     /// `balanceOf(account)` of the ERC-20 `token`.
     pub fn token_balance(&self, token: &str, account: &str) -> u128 {
-        let data = [
-            &selector("balanceOf(address)")[..],
-            &address_word(account)[..],
-        ]
-        .concat();
-        word_u128(&self.call(None, token, &data).expect("balanceOf"))
+        self.call_of_address(token, "balanceOf(address)", account)
     }
 
     /// `owedPayment(transmitter)` of an upstream aggregator (juels).
     pub fn owed_payment(&self, contract: &str, transmitter: &str) -> u128 {
-        let data = [
-            &selector("owedPayment(address)")[..],
-            &address_word(transmitter)[..],
-        ]
-        .concat();
-        word_u128(&self.call(None, contract, &data).expect("owedPayment"))
+        self.call_of_address(contract, "owedPayment(address)", transmitter)
+    }
+
+    /// The uint answer of the view `signature` (one address argument) of `contract`.
+    fn call_of_address(&self, contract: &str, signature: &str, address: &str) -> u128 {
+        let data = [&selector(signature)[..], &address_word(address)[..]].concat();
+        word_u128(
+            &self
+                .call(None, contract, &data)
+                .unwrap_or_else(|e| panic!("{signature}: {e}")),
+        )
     }
 
     /// `getLinkToken()` of an upstream aggregator.
