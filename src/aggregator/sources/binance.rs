@@ -24,7 +24,8 @@ use tokio::sync::OnceCell;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::{Response, SourceClient};
 use crate::aggregator::sources::{
-    batch_size, clip, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
+    batch_size, check_echoed_symbol, clip, parse_json, BatchResult, PriceRead, Quote, Source,
+    SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
@@ -139,12 +140,7 @@ impl Source for Binance {
             return Err(error_answer(&response, &pair.to_string()));
         }
         let ticker: Ticker<'_> = parse_json(ID, &response.body)?;
-        if ticker.symbol != symbol {
-            return Err(SourceError::malformed_clipped(
-                ID,
-                format!("asked {symbol}, got {}", clip(&ticker.symbol)),
-            ));
-        }
+        check_echoed_symbol(ID, &symbol, &ticker.symbol)?;
         PriceRead::of(ticker.price).quote(ID, pair, symbol)
     }
 

@@ -22,7 +22,9 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::SourceClient;
-use crate::aggregator::sources::{clip, exchange_price, parse_json, Quote, Source, SourceError};
+use crate::aggregator::sources::{
+    check_echoed_symbol, clip, exchange_price, parse_json, Quote, Source, SourceError,
+};
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
 
@@ -60,19 +62,12 @@ impl Bybit {
         let mut url = self.client.url(path);
         url.query_pairs_mut().extend_pairs(query);
         let response = self.client.get(url, HeaderMap::new()).await?;
-        let status = response.status;
         // The code first: an error's `result` (`{}`) need not have the success shape.
-        let head: Head = match serde_json::from_slice(&response.body) {
-            Ok(h) => h,
-            Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
-            Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
-        };
+        let head: Head = response.envelope(ID)?;
         if head.ret_code != 0 {
             return Err(in_band(head.ret_code, &head.ret_msg, asked));
         }
-        if !status.is_success() {
-            return Err(SourceError::http_status(ID, status));
-        }
+        response.require_success(ID)?;
         let envelope: Envelope<T> = parse_json(ID, &response.body)?;
         envelope
             .result
@@ -146,12 +141,7 @@ impl Source for Bybit {
             .list
             .first()
             .ok_or_else(|| SourceError::not_found(ID, pair))?;
-        if ticker.symbol != symbol {
-            return Err(SourceError::malformed_clipped(
-                ID,
-                format!("asked {symbol}, got {}", clip(&ticker.symbol)),
-            ));
-        }
+        check_echoed_symbol(ID, &symbol, &ticker.symbol)?;
         let price = exchange_price(ID, &ticker.last_price, pair, "lastPrice")?;
         Ok(Quote::now(price, symbol))
     }

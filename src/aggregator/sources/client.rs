@@ -10,6 +10,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
+use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::SourceError;
@@ -34,6 +35,46 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct Response {
     pub status: StatusCode,
     pub body: bytes::Bytes,
+}
+
+impl Response {
+    /// The body as `T`, read before the status is judged: for the sources that send their errors
+    /// in the same envelope on a 200 and on a 4xx, whose error part decides first. A body that is
+    /// not `T` is `HTTP <status>` on a failure status, else `Malformed` (the parse error,
+    /// clipped).
+    pub(crate) fn envelope<'a, T: Deserialize<'a>>(
+        &'a self,
+        from: SourceId,
+    ) -> Result<T, SourceError> {
+        self.envelope_or(from, |e| {
+            SourceError::malformed_clipped(from, e.to_string())
+        })
+    }
+
+    /// [`Response::envelope`], with `malformed` making the error for a success whose body is
+    /// not `T`.
+    pub(crate) fn envelope_or<'a, T: Deserialize<'a>>(
+        &'a self,
+        from: SourceId,
+        malformed: impl FnOnce(serde_json::Error) -> SourceError,
+    ) -> Result<T, SourceError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            if self.status.is_success() {
+                malformed(e)
+            } else {
+                SourceError::http_status(from, self.status)
+            }
+        })
+    }
+
+    /// `HTTP <status>` for a failure status (once the body's own error, if any, is read).
+    pub(crate) fn require_success(&self, from: SourceId) -> Result<(), SourceError> {
+        if self.status.is_success() {
+            Ok(())
+        } else {
+            Err(SourceError::http_status(from, self.status))
+        }
+    }
 }
 
 pub struct SourceClient {
@@ -229,6 +270,36 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelopes_are_read_before_the_status_is_judged() {
+        let from = SourceId::Bybit;
+        let answer = |status: u16, body: &'static str| Response {
+            status: StatusCode::from_u16(status).expect("status"),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+        };
+        // An error envelope on a 4xx is read; the status is judged afterwards.
+        let error = answer(400, "[1]");
+        assert_eq!(error.envelope::<Vec<u32>>(from), Ok(vec![1]));
+        let http_400 = SourceError::http_status(from, StatusCode::BAD_REQUEST);
+        assert_eq!(error.require_success(from), Err(http_400.clone()));
+        // A body that is not the envelope: the status on a failure, else malformed.
+        assert_eq!(
+            answer(400, "<html>").envelope::<Vec<u32>>(from),
+            Err(http_400)
+        );
+        let e = serde_json::from_slice::<Vec<u32>>(b"<html>").unwrap_err();
+        assert_eq!(
+            answer(200, "<html>").envelope::<Vec<u32>>(from),
+            Err(SourceError::malformed_clipped(from, e.to_string()))
+        );
+        assert_eq!(
+            answer(200, "<html>")
+                .envelope_or::<Vec<u32>>(from, |_| SourceError::malformed(from, "x")),
+            Err(SourceError::malformed(from, "x"))
+        );
+        assert_eq!(answer(200, "[]").require_success(from), Ok(()));
+    }
 
     #[test]
     fn fractional_rates_become_periods() {

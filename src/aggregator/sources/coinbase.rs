@@ -89,18 +89,11 @@ impl Source for Coinbase {
         // The symbol is [A-Z0-9._-] with a '-' in it: safe as one path segment.
         let url = self.client.url(&format!("/v2/prices/{symbol}/spot"));
         let response = self.client.get(url, HeaderMap::new()).await?;
-        let status = response.status;
-        let answer: Answer<'_> = match serde_json::from_slice(&response.body) {
-            Ok(a) => a,
-            Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
-            Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
-        };
+        let answer: Answer<'_> = response.envelope(ID)?;
         if let Some(errors) = answer.errors.as_deref().filter(|e| !e.is_empty()) {
-            return Err(in_band(status, errors, pair));
+            return Err(in_band(response.status, errors, pair));
         }
-        if !status.is_success() {
-            return Err(SourceError::http_status(ID, status));
-        }
+        response.require_success(ID)?;
         let spot = answer
             .data
             .ok_or_else(|| SourceError::malformed_clipped(ID, "no data"))?;

@@ -61,24 +61,13 @@ impl ExchangeRateHost {
     }
 
     fn parse(&self, pair: &Pair, symbol: &str, response: &Response) -> Result<Quote, SourceError> {
-        let body: Body<'_> = match serde_json::from_slice(&response.body) {
-            Ok(body) => body,
-            Err(_) if !response.status.is_success() => {
-                return Err(SourceError::http_status(ID, response.status))
-            }
-            Err(e) => {
-                return Err(SourceError::malformed(
-                    ID,
-                    format!("not a /live answer: {e}"),
-                ))
-            }
-        };
+        let body: Body<'_> = response.envelope_or(ID, |e| {
+            SourceError::malformed(ID, format!("not a /live answer: {e}"))
+        })?;
         if body.success == Some(false) || body.error.is_some() {
             return Err(self.in_band_error(pair, body.error.as_ref()));
         }
-        if !response.status.is_success() {
-            return Err(SourceError::http_status(ID, response.status));
-        }
+        response.require_success(ID)?;
         if body.success != Some(true) {
             return Err(SourceError::malformed(ID, "no \"success\" flag"));
         }

@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::client::{Response, SourceClient};
 use crate::aggregator::sources::{
     batch_size, clip, comma_joined, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
 };
@@ -70,8 +70,7 @@ impl Kraken {
             url.query_pairs_mut().append_pair("pair", list);
         }
         let response = self.client.get(url, HeaderMap::new()).await?;
-        let answer: BTreeMap<String, Ticker<'_>> =
-            read_answer(response.status, &response.body, pairs.map(|_| asked))?;
+        let answer: BTreeMap<String, Ticker<'_>> = read_answer(&response, pairs.map(|_| asked))?;
         Ok(answer
             .into_iter()
             .map(|(key, t)| {
@@ -116,23 +115,16 @@ struct AssetPair {
 
 /// Checks the status and Kraken's `error` list, then returns `result`.
 fn read_answer<'a, T: Deserialize<'a>>(
-    status: reqwest::StatusCode,
-    body: &'a [u8],
+    response: &'a Response,
     asked: Option<&str>,
 ) -> Result<T, SourceError> {
     // The error list first: an error answer's other fields need not have the success shape.
-    let head: Head = match serde_json::from_slice(body) {
-        Ok(h) => h,
-        Err(_) if !status.is_success() => return Err(SourceError::http_status(ID, status)),
-        Err(e) => return Err(SourceError::malformed_clipped(ID, e.to_string())),
-    };
+    let head: Head = response.envelope(ID)?;
     if let Some(e) = in_band(&head.error, asked) {
         return Err(e);
     }
-    if !status.is_success() {
-        return Err(SourceError::http_status(ID, status));
-    }
-    let envelope: Envelope<T> = parse_json(ID, body)?;
+    response.require_success(ID)?;
+    let envelope: Envelope<T> = parse_json(ID, &response.body)?;
     envelope
         .result
         .ok_or_else(|| SourceError::malformed_clipped(ID, "no result and no error"))
@@ -311,8 +303,7 @@ impl Source for Kraken {
             .client
             .get(self.client.url(ASSET_PAIRS), HeaderMap::new())
             .await?;
-        let pairs: BTreeMap<String, AssetPair> =
-            read_answer(response.status, &response.body, None)?;
+        let pairs: BTreeMap<String, AssetPair> = read_answer(&response, None)?;
         Ok(pairs
             .into_values()
             .filter(|p| p.status.as_deref().is_none_or(|s| s == "online"))

@@ -84,18 +84,11 @@ enum Failure {
 /// The envelope's `data`, checked: `Ok(None)` is `code:"200000"` with `data:null`.
 fn unwrap<'a>(response: &'a Response, what: &str) -> Result<Option<&'a RawValue>, Failure> {
     let status = response.status;
-    let envelope: Envelope<'a> = match serde_json::from_slice(&response.body) {
-        Ok(envelope) => envelope,
-        Err(_) if !status.is_success() => {
-            return Err(Failure::Error(SourceError::http_status(ID, status)))
-        }
-        Err(e) => {
-            return Err(Failure::Error(SourceError::malformed(
-                ID,
-                format!("not a {what} answer: {e}"),
-            )))
-        }
-    };
+    let envelope: Envelope<'a> = response
+        .envelope_or(ID, |e| {
+            SourceError::malformed(ID, format!("not a {what} answer: {e}"))
+        })
+        .map_err(Failure::Error)?;
     let code = match &envelope.code {
         Some(serde_json::Value::String(s)) => s.trim().to_owned(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -122,9 +115,7 @@ fn unwrap<'a>(response: &'a Response, what: &str) -> Result<Option<&'a RawValue>
             _ => Failure::Error(SourceError::upstream(ID, reason)),
         });
     }
-    if !status.is_success() {
-        return Err(Failure::Error(SourceError::http_status(ID, status)));
-    }
+    response.require_success(ID).map_err(Failure::Error)?;
     Ok(envelope.data.filter(|d| d.get().trim() != "null"))
 }
 

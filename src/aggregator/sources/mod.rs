@@ -250,6 +250,23 @@ pub(crate) fn parse_json<'a, T: Deserialize<'a>>(
     serde_json::from_slice(body).map_err(|e| SourceError::malformed_clipped(from, e.to_string()))
 }
 
+/// The symbol an answer names must be the one asked for: another is `Malformed`
+/// (`asked <asked>, got <got>`, the upstream text clipped).
+pub(crate) fn check_echoed_symbol(
+    from: SourceId,
+    asked: &str,
+    got: &str,
+) -> Result<(), SourceError> {
+    if got == asked {
+        Ok(())
+    } else {
+        Err(SourceError::malformed_clipped(
+            from,
+            format!("asked {asked}, got {}", clip(got)),
+        ))
+    }
+}
+
 /// The items joined with commas, in order (`ids=a,b`).
 pub(crate) fn comma_joined(items: &BTreeSet<String>) -> String {
     items
@@ -603,6 +620,19 @@ mod tests {
         assert_eq!(
             parse_json::<Vec<u32>>(ID, b"<html>"),
             Err(SourceError::malformed_clipped(ID, e.to_string()))
+        );
+    }
+
+    #[test]
+    fn echoed_symbols_must_be_the_asked_ones() {
+        assert_eq!(check_echoed_symbol(ID, "BTCUSDT", "BTCUSDT"), Ok(()));
+        let long = "E".repeat(300);
+        assert_eq!(
+            check_echoed_symbol(ID, "BTCUSDT", &long),
+            Err(SourceError::malformed_clipped(
+                ID,
+                format!("asked BTCUSDT, got {}", clip(&long))
+            ))
         );
     }
 

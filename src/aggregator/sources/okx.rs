@@ -23,7 +23,8 @@ use serde_json::Value;
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::client::{Response, SourceClient};
 use crate::aggregator::sources::{
-    batch_size, clip, exchange_price, parse_json, BatchResult, Quote, Source, SourceError,
+    batch_size, check_echoed_symbol, clip, exchange_price, parse_json, BatchResult, Quote, Source,
+    SourceError,
 };
 use crate::config::schema::sources::{SourceConfig, SourceId};
 use crate::config::values::RedactedUrl;
@@ -142,12 +143,7 @@ impl Source for Okx {
             .data
             .first()
             .ok_or_else(|| SourceError::not_found(ID, pair))?;
-        if ticker.inst_id != symbol {
-            return Err(SourceError::malformed_clipped(
-                ID,
-                format!("asked {symbol}, got {}", clip(&ticker.inst_id)),
-            ));
-        }
+        check_echoed_symbol(ID, &symbol, &ticker.inst_id)?;
         let price = exchange_price(ID, ticker.last, pair, "price")?;
         Ok(Quote::now(price, symbol))
     }
