@@ -167,10 +167,7 @@ mod tests {
     const RATE_BODY: &str = r#"{"Realtime Currency Exchange Rate":{"1. From_Currency Code":"BTC","2. From_Currency Name":"Bitcoin","3. To_Currency Code":"USD","4. To_Currency Name":"United States Dollar","5. Exchange Rate":"68508.68000000","6. Last Refreshed":"2024-03-15 06:44:02","7. Time Zone":"UTC","8. Bid Price":"68508.67000000","9. Ask Price":"68508.68000000"}}"#;
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| {
-            Box::new(AlphaVantage::new(&c, None).expect("adapter"))
-        })
-        .key(KEY)
+        Subject::of(ID, AlphaVantage::new).key(KEY)
     }
 
     async fn error_for(status: u16, body: &str) -> SourceError {

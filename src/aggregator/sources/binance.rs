@@ -259,7 +259,7 @@ mod tests {
     const TOO_MANY: &str = r#"{"code":-1003,"msg":"Too many requests."}"#;
 
     fn source_with(url: &str, extra: Value) -> Binance {
-        Binance::new(&testing::config_at(ID, url, extra), None).expect("source")
+        testing::adapter(Binance::new, ID, url, extra)
     }
 
     fn source(url: &str) -> Binance {
@@ -267,7 +267,7 @@ mod tests {
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Binance::new(&c, None).expect("source")))
+        Subject::of(ID, Binance::new)
             .pair(pair("BTC/USDT"))
             .key(KEY)
     }

@@ -210,7 +210,7 @@ mod tests {
     const KEY: &str = "bybit-key-5ecr3t";
 
     fn source_with(url: &str, extra: Value) -> Bybit {
-        Bybit::new(&testing::config_at(ID, url, extra), None).expect("source")
+        testing::adapter(Bybit::new, ID, url, extra)
     }
 
     fn source(url: &str) -> Bybit {
@@ -218,9 +218,7 @@ mod tests {
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Bybit::new(&c, None).expect("source")))
-            .pair(pair("BTC/USDT"))
-            .key(KEY)
+        Subject::of(ID, Bybit::new).pair(pair("BTC/USDT")).key(KEY)
     }
 
     #[tokio::test]

@@ -165,11 +165,11 @@ mod tests {
     const KEY: &str = "coinbase-key-5ecr3t";
 
     fn source(url: &str) -> Coinbase {
-        Coinbase::new(&testing::config_at(ID, url, serde_json::json!({})), None).expect("source")
+        testing::adapter(Coinbase::new, ID, url, serde_json::json!({}))
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Coinbase::new(&c, None).expect("source"))).key(KEY)
+        Subject::of(ID, Coinbase::new).key(KEY)
     }
 
     #[tokio::test]

@@ -307,7 +307,7 @@ mod tests {
 
     /// The adapter with a key, for the shared transport checks.
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(CoinGecko::new(&c, None).expect("adapter")))
+        Subject::of(ID, CoinGecko::new)
             .pair(pair("bitcoin/usd"))
             .key(KEY)
     }

@@ -330,10 +330,7 @@ mod tests {
     const KEY: &str = "cc0123456789abcdef0123456789abcdef";
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| {
-            Box::new(CryptoCompare::new(&c, None).expect("adapter"))
-        })
-        .key(KEY)
+        Subject::of(ID, CryptoCompare::new).key(KEY)
     }
 
     fn source(url: &str, extra: serde_json::Value) -> Box<dyn Source> {

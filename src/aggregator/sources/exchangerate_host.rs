@@ -182,15 +182,13 @@ mod tests {
     }
 
     fn adapter(url: &str, extra: serde_json::Value) -> ExchangeRateHost {
-        ExchangeRateHost::new(&testing::config_at(ID, url, extra), None).expect("adapter")
+        testing::adapter(ExchangeRateHost::new, ID, url, extra)
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| {
-            Box::new(ExchangeRateHost::new(&c, None).expect("adapter"))
-        })
-        .pair(pair_of("USD", "EUR"))
-        .key(KEY)
+        Subject::of(ID, ExchangeRateHost::new)
+            .pair(pair_of("USD", "EUR"))
+            .key(KEY)
     }
 
     #[tokio::test]

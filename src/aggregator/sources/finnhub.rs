@@ -133,7 +133,7 @@ mod tests {
     const KEY: &str = "fh-c0ffee0123456789";
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Finnhub::new(&c, None).expect("adapter")))
+        Subject::of(ID, Finnhub::new)
             .pair(pair("BTC/USDT"))
             .key(KEY)
     }

@@ -148,14 +148,11 @@ mod tests {
     const BAD_PAIR: &str = r#"{"message":"bad currency pair"}"#;
 
     fn adapter(url: &str, extra: serde_json::Value) -> Frankfurter {
-        Frankfurter::new(&testing::config_at(ID, url, extra), None).expect("adapter")
+        testing::adapter(Frankfurter::new, ID, url, extra)
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| {
-            Box::new(Frankfurter::new(&c, None).expect("adapter"))
-        })
-        .pair(pair_of("USD", "EUR"))
+        Subject::of(ID, Frankfurter::new).pair(pair_of("USD", "EUR"))
     }
 
     #[tokio::test]

@@ -339,7 +339,7 @@ mod tests {
     const KEY: &str = "kraken-key-5ecr3t";
 
     fn source_with(url: &str, extra: Value) -> Kraken {
-        Kraken::new(&testing::config_at(ID, url, extra), None).expect("source")
+        testing::adapter(Kraken::new, ID, url, extra)
     }
 
     fn source(url: &str) -> Kraken {
@@ -347,7 +347,7 @@ mod tests {
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Kraken::new(&c, None).expect("source"))).key(KEY)
+        Subject::of(ID, Kraken::new).key(KEY)
     }
 
     fn entry(last: &str) -> String {

@@ -198,11 +198,11 @@ mod tests {
     const KEY: &str = "kc-key-123";
 
     fn adapter(url: &str, extra: serde_json::Value) -> Kucoin {
-        Kucoin::new(&testing::config_at(ID, url, extra), None).expect("adapter")
+        testing::adapter(Kucoin::new, ID, url, extra)
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Kucoin::new(&c, None).expect("adapter")))
+        Subject::of(ID, Kucoin::new)
             .pair(pair_of("BTC", "USDT"))
             .key(KEY)
     }

@@ -258,7 +258,7 @@ mod tests {
     const TOO_MANY: &str = r#"{"msg":"Too Many Requests","code":"50011"}"#;
 
     fn source_with(url: &str, extra: Value) -> Okx {
-        Okx::new(&testing::config_at(ID, url, extra), None).expect("source")
+        testing::adapter(Okx::new, ID, url, extra)
     }
 
     fn source(url: &str) -> Okx {
@@ -266,9 +266,7 @@ mod tests {
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| Box::new(Okx::new(&c, None).expect("source")))
-            .pair(pair("BTC/USDT"))
-            .key(KEY)
+        Subject::of(ID, Okx::new).pair(pair("BTC/USDT")).key(KEY)
     }
 
     fn ticker(inst_id: &str, last: &str) -> String {

@@ -21,6 +21,7 @@ use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::{BatchResult, Quote, Source, SourceError};
 use crate::config::reader::{Fields, Report};
 use crate::config::schema::sources::{read_sources, SourceConfig, SourceId};
+use crate::config::values::RedactedUrl;
 
 /// Serves `router` on a free loopback port; returns its base URL (`http://127.0.0.1:PORT`).
 pub async fn serve(router: Router) -> String {
@@ -273,6 +274,14 @@ pub fn closed_url() -> String {
     format!("http://{addr}")
 }
 
+/// How a REST adapter is made: from its configuration and the global proxy (`Binance::new`).
+pub type New<S> = fn(&SourceConfig, Option<&RedactedUrl>) -> Result<S, SourceError>;
+
+/// The adapter `new` makes from [`config_at`]`(id, url, extra)`, without a global proxy.
+pub fn adapter<S>(new: New<S>, id: SourceId, url: &str, extra: Value) -> S {
+    new(&config_at(id, url, extra), None).expect("adapter")
+}
+
 type Make = Box<dyn Fn(SourceConfig) -> Box<dyn Source> + Send + Sync>;
 
 /// The adapter under test, as the shared checks see it: how to build it from a configuration,
@@ -297,6 +306,11 @@ impl Subject {
             pair: pair("BTC/USD"),
             key: None,
         }
+    }
+
+    /// The subject of the adapter `new` makes (without a global proxy).
+    pub fn of<S: Source + 'static>(id: SourceId, new: New<S>) -> Self {
+        Self::new(id, move |c| Box::new(new(&c, None).expect("adapter")))
     }
 
     pub fn pair(mut self, pair: Pair) -> Self {

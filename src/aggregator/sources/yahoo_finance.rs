@@ -300,14 +300,11 @@ mod tests {
     const NOT_FOUND: &str = r#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}"#;
 
     fn adapter(url: &str, extra: serde_json::Value) -> YahooFinance {
-        YahooFinance::new(&testing::config_at(ID, url, extra), None).expect("adapter")
+        testing::adapter(YahooFinance::new, ID, url, extra)
     }
 
     fn subject() -> Subject {
-        Subject::new(ID, |c| {
-            Box::new(YahooFinance::new(&c, None).expect("adapter"))
-        })
-        .pair(pair_of("BTC", "USD"))
+        Subject::of(ID, YahooFinance::new).pair(pair_of("BTC", "USD"))
     }
 
     /// A Yahoo-like server: `tickers` maps a ticker to (status, body); others get the 404.
