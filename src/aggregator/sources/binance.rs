@@ -504,21 +504,7 @@ mod tests {
         rate_limited: TOO_MANY,
         refused: &[(451, GEO), (403, "")],
         slow: BTC,
-    }
-
-    #[tokio::test]
-    async fn garbage_is_malformed() {
-        let html = "<html><body>maintenance</body></html>";
-        testing::check_malformed(&subject(), &[html, r#"{"symbol":"BTCUSDT"}"#]).await;
-        subject()
-            .check_instrument_errors(&[(200, html, "malformed")])
-            .await;
-    }
-
-    #[tokio::test]
-    async fn api_key_is_never_sent_nor_shown() {
-        let subject = subject().pair(pair("FOO/BAR"));
-        let (outcome, _) = testing::check_key_not_sent(&subject, Answer::new(400, INVALID)).await;
-        outcome.expect_err("error");
+        garbage: (&[r#"{"symbol":"BTCUSDT"}"#], instruments: true),
+        key_never_sent: ("FOO/BAR", Answer::new(400, INVALID)),
     }
 }

@@ -367,30 +367,13 @@ mod tests {
         rate_limited: TOO_MANY,
         refused: &[(451, CLOUDFRONT), (403, CLOUDFRONT)],
         slow: BTC,
-    }
-
-    #[tokio::test]
-    async fn garbage_is_malformed() {
-        let html = "<html><body>maintenance</body></html>";
-        testing::check_malformed(
-            &subject(),
+        garbage: (
             &[
-                html,
                 r#"{"retCode":0,"retMsg":"OK"}"#,
                 r#"{"retCode":0,"retMsg":"OK","result":{"list":[{"symbol":"BTCUSDT"}]}}"#,
             ],
-        )
-        .await;
-        subject()
-            .check_instrument_errors(&[(200, html, "malformed")])
-            .await;
-    }
-
-    #[tokio::test]
-    async fn api_key_is_never_sent_nor_shown() {
-        let subject = subject().pair(pair("FOO/BAR"));
-        let (outcome, _) =
-            testing::check_key_not_sent(&subject, Answer::new(200, NOT_SUPPORTED)).await;
-        outcome.expect_err("error");
+            instruments: true,
+        ),
+        key_never_sent: ("FOO/BAR", Answer::new(200, NOT_SUPPORTED)),
     }
 }

@@ -457,6 +457,31 @@ pub async fn check_malformed(subject: &Subject, bodies: &[&str]) {
     }
 }
 
+/// An HTML page such as a CDN shows during maintenance: never a price.
+pub const MAINTENANCE: &str = "<html><body>maintenance</body></html>";
+
+/// [`MAINTENANCE`] and each of `bodies`, answered with HTTP 200, are `Malformed`; with
+/// `instruments`, the maintenance page is a `Malformed` instrument list too.
+pub async fn check_garbage_is_malformed(subject: &Subject, bodies: &[&str], instruments: bool) {
+    check_malformed(subject, &[MAINTENANCE]).await;
+    check_malformed(subject, bodies).await;
+    if instruments {
+        subject
+            .check_instrument_errors(&[(200, MAINTENANCE, "malformed")])
+            .await;
+    }
+}
+
+/// [`check_key_not_sent`] for a pair the source does not know (`unknown`, answered with
+/// `answer`): the fetch fails, and neither the request nor the error carries the key. Returns
+/// the request for the adapter's own assertions.
+pub async fn check_key_never_sent(subject: Subject, unknown: &str, answer: Answer) -> Seen {
+    let subject = subject.pair(pair(unknown));
+    let (outcome, seen) = check_key_not_sent(&subject, answer).await;
+    outcome.expect_err("an error");
+    seen
+}
+
 /// `body` sent after 3 s, with a 1 s timeout: `Timeout`, well before the answer.
 pub async fn check_slow_answer_times_out(subject: &Subject, body: &str) -> SourceError {
     let srv = MockServer::always(Answer::new(200, body).delayed(Duration::from_secs(3))).await;
@@ -548,21 +573,27 @@ pub async fn check_key_not_sent(
 /// `http_429_is_retried_after_retry_after`,
 /// `http_429_without_retries_is_rate_limited_with_its_retry_after`,
 /// `geo_blocks_and_forbidden_are_refused`, `a_slow_answer_times_out`,
-/// `a_hanging_connection_times_out` and `an_unreachable_host_is_unreachable`.
+/// `a_hanging_connection_times_out` and `an_unreachable_host_is_unreachable`; and, when their
+/// arguments are given, `garbage_is_malformed` and `api_key_is_never_sent_nor_shown`.
 ///
 /// The arguments are the adapter's own bodies, as the checks take them: `subject` (a
 /// [`Subject`] expression, evaluated afresh in each test), `retried` ([`check_retry_after`]'s
 /// 429 body, the body that follows it and the price it holds; `for <pair>` when that body is
 /// another pair's than the subject's), `rate_limited` ([`check_rate_limited_without_retries`]'s
 /// body), `refused` ([`check_refused`]'s answers) and `slow` (the body
-/// [`check_slow_answer_times_out`] sends too late).
+/// [`check_slow_answer_times_out`] sends too late); optionally `garbage` (the bodies besides
+/// [`MAINTENANCE`] that [`check_garbage_is_malformed`] sends, and whether the instrument list is
+/// checked too) and `key_never_sent` ([`check_key_never_sent`]'s unknown pair and answer).
 macro_rules! transport_checks {
     (
         subject: $subject:expr,
         retried: ($limited:expr, $ok:expr, $price:expr $(,)?) $(for $retry_pair:expr)?,
         rate_limited: $rate_limited:expr,
         refused: $refused:expr,
-        slow: $slow:expr $(,)?
+        slow: $slow:expr
+        $(, garbage: ($garbage:expr, instruments: $instruments:expr $(,)?))?
+        $(, key_never_sent: ($unknown:expr, $answer:expr $(,)?))?
+        $(,)?
     ) => {
         #[tokio::test]
         async fn http_429_is_retried_after_retry_after() {
@@ -602,6 +633,28 @@ macro_rules! transport_checks {
         async fn an_unreachable_host_is_unreachable() {
             $crate::aggregator::sources::testing::check_unreachable(&$subject).await;
         }
+
+        $(
+            #[tokio::test]
+            async fn garbage_is_malformed() {
+                $crate::aggregator::sources::testing::check_garbage_is_malformed(
+                    &$subject,
+                    $garbage,
+                    $instruments,
+                )
+                .await;
+            }
+        )?
+
+        $(
+            #[tokio::test]
+            async fn api_key_is_never_sent_nor_shown() {
+                $crate::aggregator::sources::testing::check_key_never_sent(
+                    $subject, $unknown, $answer,
+                )
+                .await;
+            }
+        )?
     };
 }
 pub(crate) use transport_checks;
