@@ -16,13 +16,13 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, read_json, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Direction, Endpoint, Incoming, StreamProtocol};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
-pub const DEFAULT_URL: &str = "wss://stream.binance.us:9443/ws";
+const ENDPOINT: Endpoint = Endpoint::new(SourceId::Binance, "wss://stream.binance.us:9443/ws");
 const MINI_TICKER: &str = "@miniTicker";
 const TICKER: &str = "@ticker";
 
@@ -96,12 +96,8 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Binance {
-    fn id(&self) -> SourceId {
-        SourceId::Binance
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     fn topic(&self, pair: &Pair) -> String {
@@ -109,15 +105,10 @@ impl StreamProtocol for Binance {
         format!("{symbol}{MINI_TICKER}")
     }
 
-    fn subscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
+    fn subscription(&self, to: Direction, topics: &[String], request_id: u64) -> Vec<Message> {
+        let method = to.word().to_ascii_uppercase();
         vec![json_message(
-            &json!({"method": "SUBSCRIBE", "params": topics, "id": request_id}),
-        )]
-    }
-
-    fn unsubscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
-        vec![json_message(
-            &json!({"method": "UNSUBSCRIBE", "params": topics, "id": request_id}),
+            &json!({"method": method, "params": topics, "id": request_id}),
         )]
     }
 
@@ -129,7 +120,7 @@ impl StreamProtocol for Binance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     fn price(s: &str) -> Price {
         s.parse().expect("price")
@@ -173,26 +164,22 @@ mod tests {
             Binance.parse(&m),
             Incoming::Updates(vec![("btcusdt@miniTicker".into(), price("67123.45"))])
         );
-        let m = Message::text(
+        let u = updates_of(
+            &Binance,
             r#"{"e":"24hrMiniTicker","E":1672515782136,"s":"BNBBTC","c":"0.0025","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18"}"#,
         );
-        let Incoming::Updates(u) = Binance.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "bnbbtc@miniTicker");
-        assert_eq!(u[0].1.value().to_string(), "0.0025");
+        assert_eq!(u[0].1, "0.0025");
     }
 
     #[test]
     fn combined_stream_and_full_ticker_updates() {
-        let m = Message::text(
+        let u = updates_of(
+            &Binance,
             r#"{"stream":"btcusdt@miniTicker","data":{"e":"24hrMiniTicker","E":1729766400000,"s":"BTCUSDT","c":"67123.45000000"}}"#,
         );
-        let Incoming::Updates(u) = Binance.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "btcusdt@miniTicker");
-        assert_eq!(u[0].1.value().to_string(), "67123.45000000");
+        assert_eq!(u[0].1, "67123.45000000");
         let m = Message::text(
             r#"{"e":"24hrTicker","E":1672515782136,"s":"BNBBTC","p":"0.0015","P":"250.00","w":"0.0018","x":"0.0009","c":"0.0025","Q":"10","b":"0.0024","B":"10","a":"0.0026","A":"100","o":"0.0010","h":"0.0025","l":"0.0010","v":"10000","q":"18","O":0,"C":86400000,"F":0,"L":18150,"n":18151}"#,
         );

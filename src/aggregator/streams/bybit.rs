@@ -18,13 +18,13 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, read_json, Incoming, StreamProtocol};
+use super::{clip, json_message, read_json, Direction, Endpoint, Incoming, StreamProtocol};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
 use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
-pub const DEFAULT_URL: &str = "wss://stream.bybit.com/v5/public/spot";
+const ENDPOINT: Endpoint = Endpoint::new(SourceId::Bybit, "wss://stream.bybit.com/v5/public/spot");
 const PREFIX: &str = "tickers.";
 
 pub struct Bybit;
@@ -85,24 +85,16 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Bybit {
-    fn id(&self) -> SourceId {
-        SourceId::Bybit
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     fn topic(&self, pair: &Pair) -> String {
         format!("{PREFIX}{}", sources::bybit::symbol(pair))
     }
 
-    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![json_message(&json!({"op": "subscribe", "args": topics}))]
-    }
-
-    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![json_message(&json!({"op": "unsubscribe", "args": topics}))]
+    fn subscription(&self, to: Direction, topics: &[String], _request_id: u64) -> Vec<Message> {
+        vec![json_message(&json!({"op": to.word(), "args": topics}))]
     }
 
     fn parse(&self, message: &Message) -> Incoming {
@@ -129,7 +121,7 @@ impl StreamProtocol for Bybit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     #[test]
     fn topics_messages_and_limits() {
@@ -155,14 +147,12 @@ mod tests {
 
     #[test]
     fn the_documented_spot_tick() {
-        let m = Message::text(
+        let u = updates_of(
+            &Bybit,
             r#"{"topic":"tickers.BTCUSDT","ts":1672305380595,"type":"snapshot","cs":496622841,"data":{"symbol":"BTCUSDT","lastPrice":"16363.78","highPrice24h":"16566.64","lowPrice24h":"16009.19","prevPrice24h":"16443.66","volume24h":"5865.470182","turnover24h":"95949815.680875","price24hPcnt":"-0.0049"}}"#,
         );
-        let Incoming::Updates(u) = Bybit.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "tickers.BTCUSDT");
-        assert_eq!(u[0].1.value().to_string(), "16363.78");
+        assert_eq!(u[0].1, "16363.78");
     }
 
     #[test]

@@ -16,12 +16,13 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, read_json, Incoming, StreamProtocol, Ticks};
+use super::{clip, json_message, read_json, Direction, Endpoint, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
-pub const DEFAULT_URL: &str = "wss://advanced-trade-ws.coinbase.com";
+const ENDPOINT: Endpoint =
+    Endpoint::new(SourceId::Coinbase, "wss://advanced-trade-ws.coinbase.com");
 const CHANNEL: &str = "ticker";
 
 pub struct Coinbase;
@@ -102,24 +103,16 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Coinbase {
-    fn id(&self) -> SourceId {
-        SourceId::Coinbase
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     fn topic(&self, pair: &Pair) -> String {
         sources::coinbase::symbol(pair)
     }
 
-    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![request("subscribe", topics)]
-    }
-
-    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![request("unsubscribe", topics)]
+    fn subscription(&self, to: Direction, topics: &[String], _request_id: u64) -> Vec<Message> {
+        vec![request(to.word(), topics)]
     }
 
     fn parse(&self, message: &Message) -> Incoming {
@@ -140,7 +133,7 @@ impl StreamProtocol for Coinbase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     #[test]
     fn topics_subscriptions_and_the_heartbeat_channel() {
@@ -166,35 +159,29 @@ mod tests {
 
     #[test]
     fn advanced_trade_ticks() {
-        let m = Message::text(
+        let u = updates_of(
+            &Coinbase,
             r#"{"channel":"ticker","client_id":"","timestamp":"2026-04-07T14:30:03.000000Z","sequence_num":12,"events":[{"type":"snapshot","tickers":[{"type":"ticker","product_id":"BTC-USD","price":"68900.50","volume_24_h":"15328.12345678","low_24_h":"67500.00","high_24_h":"69200.00","low_52_w":"25000.00","high_52_w":"73800.00","price_percent_chg_24_h":"1.85","best_bid":"68900.00","best_bid_quantity":"1.50000000","best_ask":"68901.00","best_ask_quantity":"0.50000000"}]}]}"#,
         );
-        let Incoming::Updates(u) = Coinbase.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].0, "BTC-USD");
-        assert_eq!(u[0].1.value().to_string(), "68900.50");
-        let m = Message::text(
+        assert_eq!(u[0].1, "68900.50");
+        let u = updates_of(
+            &Coinbase,
             r#"{"channel":"ticker","client_id":"","timestamp":"2025-10-24T12:00:00Z","sequence_num":1,"events":[{"type":"update","tickers":[{"type":"ticker","product_id":"BTC-USD","price":"67123.45"},{"type":"ticker","product_id":"ETH-USD","price":"2600.2"}]}]}"#,
         );
-        let Incoming::Updates(u) = Coinbase.parse(&m) else {
-            panic!("no update")
-        };
         let topics: Vec<_> = u.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(topics, ["BTC-USD", "ETH-USD"]);
     }
 
     #[test]
     fn legacy_exchange_ticks() {
-        let m = Message::text(
+        let u = updates_of(
+            &Coinbase,
             r#"{"type":"ticker","sequence":123456789,"product_id":"BTC-USD","price":"50000.12","open_24h":"49000.00","volume_24h":"1200.3456","low_24h":"48000.00"}"#,
         );
-        let Incoming::Updates(u) = Coinbase.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "BTC-USD");
-        assert_eq!(u[0].1.value().to_string(), "50000.12");
+        assert_eq!(u[0].1, "50000.12");
     }
 
     #[test]

@@ -26,14 +26,18 @@ use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use super::{
-    clip, json_message, read_json_text, text_of, url_with_query, Incoming, StreamProtocol, Ticks,
+    clip, json_message, read_json_text, text_of, url_with_query, Direction, Endpoint, Incoming,
+    StreamProtocol, Ticks,
 };
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::{Price, PriceError};
 use crate::config::schema::sources::SourceId;
 use crate::config::secret::Secret;
 
-pub const DEFAULT_URL: &str = "wss://streamer.cryptocompare.com/v2";
+const ENDPOINT: Endpoint = Endpoint::new(
+    SourceId::CryptoCompare,
+    "wss://streamer.cryptocompare.com/v2",
+);
 const AGGREGATE: &str = "5~CCCAGG~";
 /// The PRICE bit of the field mask.
 const PRICE_BIT: u64 = 0x1;
@@ -192,12 +196,8 @@ impl CryptoCompare {
 }
 
 impl StreamProtocol for CryptoCompare {
-    fn id(&self) -> SourceId {
-        SourceId::CryptoCompare
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     /// The configured or default URL with `api_key=<key>` and `format=streamer` added (unless
@@ -205,7 +205,7 @@ impl StreamProtocol for CryptoCompare {
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
         url_with_query(
             configured,
-            DEFAULT_URL,
+            ENDPOINT.url,
             &[("api_key", self.api_key.expose()), ("format", "streamer")],
         )
     }
@@ -215,14 +215,13 @@ impl StreamProtocol for CryptoCompare {
         format!("{AGGREGATE}{}~{}", upper.base, upper.quote)
     }
 
-    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![json_message(&json!({"action": "SubAdd", "subs": topics}))]
-    }
-
-    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![json_message(
-            &json!({"action": "SubRemove", "subs": topics}),
-        )]
+    fn subscription(&self, to: Direction, topics: &[String], _request_id: u64) -> Vec<Message> {
+        // CryptoCompare's own words for the two.
+        let action = match to {
+            Direction::Subscribe => "SubAdd",
+            Direction::Unsubscribe => "SubRemove",
+        };
+        vec![json_message(&json!({"action": action, "subs": topics}))]
     }
 
     fn parse(&self, message: &Message) -> Incoming {

@@ -14,13 +14,16 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
-use super::{clip, json_message, read_json, url_with_query, Incoming, StreamProtocol, Ticks};
+use super::{
+    clip, json_message, read_json, url_with_query, Direction, Endpoint, Incoming, StreamProtocol,
+    Ticks,
+};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources::finnhub::EXCHANGE;
 use crate::config::schema::sources::SourceId;
 use crate::config::secret::Secret;
 
-pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
+const ENDPOINT: Endpoint = Endpoint::new(SourceId::Finnhub, "wss://ws.finnhub.io");
 
 pub struct Finnhub {
     token: Secret<String>,
@@ -82,17 +85,13 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Finnhub {
-    fn id(&self) -> SourceId {
-        SourceId::Finnhub
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     /// The configured or default URL with `token=<key>` added (unless it already has one).
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
-        url_with_query(configured, DEFAULT_URL, &[("token", self.token.expose())])
+        url_with_query(configured, ENDPOINT.url, &[("token", self.token.expose())])
     }
 
     fn topic(&self, pair: &Pair) -> String {
@@ -100,17 +99,10 @@ impl StreamProtocol for Finnhub {
         format!("{EXCHANGE}:{}{}", upper.base, upper.quote)
     }
 
-    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
+    fn subscription(&self, to: Direction, topics: &[String], _request_id: u64) -> Vec<Message> {
         topics
             .iter()
-            .map(|t| json_message(&json!({"type": "subscribe", "symbol": t})))
-            .collect()
-    }
-
-    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        topics
-            .iter()
-            .map(|t| json_message(&json!({"type": "unsubscribe", "symbol": t})))
+            .map(|t| json_message(&json!({"type": to.word(), "symbol": t})))
             .collect()
     }
 
@@ -130,7 +122,7 @@ impl StreamProtocol for Finnhub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     fn finnhub() -> Finnhub {
         Finnhub::new(Secret::from("s3cr3t"))
@@ -177,14 +169,12 @@ mod tests {
     #[test]
     fn trades_pings_and_errors() {
         let f = finnhub();
-        let m = Message::text(
+        let u = updates_of(
+            &f,
             r#"{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":67123.4,"t":1729766400123,"v":0.01}]}"#,
         );
-        let Incoming::Updates(u) = f.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "BINANCE:BTCUSDT");
-        assert_eq!(u[0].1.value().to_string(), "67123.4");
+        assert_eq!(u[0].1, "67123.4");
         // Several trades: the latest per symbol.
         let m = Message::text(
             r#"{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":1.5,"t":3,"v":1},{"s":"BINANCE:ETHUSDT","p":2.5,"t":1,"v":1},{"s":"BINANCE:BTCUSDT","p":1.25,"t":2,"v":1},{"s":"BINANCE:BTCUSDT","p":1.75,"t":3,"v":1}]}"#,

@@ -17,11 +17,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, read_json, Incoming, StreamProtocol, Ticks};
+use super::{clip, json_message, read_json, Direction, Endpoint, Incoming, StreamProtocol, Ticks};
 use crate::aggregator::pair::Pair;
 use crate::config::schema::sources::SourceId;
 
-pub const DEFAULT_URL: &str = "wss://ws.kraken.com/v2";
+const ENDPOINT: Endpoint = Endpoint::new(SourceId::Kraken, "wss://ws.kraken.com/v2");
 const CHANNEL: &str = "ticker";
 
 pub struct Kraken;
@@ -104,24 +104,16 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Kraken {
-    fn id(&self) -> SourceId {
-        SourceId::Kraken
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     fn topic(&self, pair: &Pair) -> String {
         format!("{}/{}", v2_asset(&pair.base), v2_asset(&pair.quote))
     }
 
-    fn subscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
-        vec![request("subscribe", topics, request_id)]
-    }
-
-    fn unsubscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
-        vec![request("unsubscribe", topics, request_id)]
+    fn subscription(&self, to: Direction, topics: &[String], request_id: u64) -> Vec<Message> {
+        vec![request(to.word(), topics, request_id)]
     }
 
     fn parse(&self, message: &Message) -> Incoming {
@@ -136,7 +128,7 @@ impl StreamProtocol for Kraken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     fn pair(s: &str) -> Pair {
         Pair::parse(s).expect("pair")
@@ -150,12 +142,10 @@ mod tests {
         assert_eq!(Kraken.topic(&pair("ETH/XBT")), "ETH/BTC");
         assert_eq!(Kraken.topic(&pair("XDG/USD")), "DOGE/USD");
         assert_eq!(Kraken.topic(&pair("TON/USD")), "TON/USD");
-        let m = Message::text(
+        let u = updates_of(
+            &Kraken,
             r#"{"channel":"ticker","type":"update","data":[{"symbol":"XBT/USD","last":67123.9}]}"#,
         );
-        let Incoming::Updates(u) = Kraken.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u[0].0, "BTC/USD");
     }
 
@@ -178,23 +168,19 @@ mod tests {
 
     #[test]
     fn the_documented_tick_reads_numbers_from_their_text() {
-        let m = Message::text(
+        let u = updates_of(
+            &Kraken,
             r#"{"channel":"ticker","type":"snapshot","data":[{"symbol":"BTC/USD","bid":81205.0,"bid_qty":0.58905885,"ask":81205.1,"ask_qty":0.69697106,"last":81205.1,"volume":4696.17832496,"vwap":80044.4,"low":76949.6,"high":82288.1,"change":4166.6,"change_pct":5.41,"timestamp":"2026-09-04T00:21:20.217476Z"}]}"#,
         );
-        let Incoming::Updates(u) = Kraken.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].0, "BTC/USD");
-        assert_eq!(u[0].1.value().to_string(), "81205.1");
+        assert_eq!(u[0].1, "81205.1");
         // Digits f64 would lose stay.
-        let m = Message::text(
+        let u = updates_of(
+            &Kraken,
             r#"{"channel":"ticker","type":"update","data":[{"symbol":"ETH/USD","last":2600.1234567890123456789}]}"#,
         );
-        let Incoming::Updates(u) = Kraken.parse(&m) else {
-            panic!("no update")
-        };
-        assert_eq!(u[0].1.value().to_string(), "2600.1234567890123456789");
+        assert_eq!(u[0].1, "2600.1234567890123456789");
     }
 
     #[test]

@@ -49,12 +49,50 @@ pub enum Incoming {
     Ignore,
 }
 
+/// Where a source streams from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: SourceId,
+    /// The public endpoint; `stream.wsUrl` in the configuration replaces it.
+    pub url: &'static str,
+}
+
+impl Endpoint {
+    pub const fn new(id: SourceId, url: &'static str) -> Self {
+        Endpoint { id, url }
+    }
+}
+
+/// Which way a subscription message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Direction {
+    /// The word most sources name it with: `subscribe`, `unsubscribe`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Direction::Subscribe => "subscribe",
+            Direction::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
 /// A source's WebSocket protocol.
 pub trait StreamProtocol: Send + Sync + 'static {
-    fn id(&self) -> SourceId;
+    /// The source and its public endpoint, in one constant per protocol.
+    fn endpoint(&self) -> &'static Endpoint;
+
+    fn id(&self) -> SourceId {
+        self.endpoint().id
+    }
 
     /// The public endpoint; `stream.wsUrl` in the configuration replaces it.
-    fn default_url(&self) -> &'static str;
+    fn default_url(&self) -> &'static str {
+        self.endpoint().url
+    }
 
     /// The URL actually dialled: sources that take their key in the query add it here.
     fn url(&self, configured: Option<&Url>) -> Result<Url, url::ParseError> {
@@ -64,11 +102,20 @@ pub trait StreamProtocol: Send + Sync + 'static {
     /// The stream's name for a pair (`btcusdt@miniTicker`, `BTC-USDT`, `5~CCCAGG~BTC~USD`).
     fn topic(&self, pair: &Pair) -> String;
 
-    /// The messages that subscribe to `topics` (the manager batches topics by
-    /// `stream.batchSize` and spaces messages by `stream.rateLimit`).
-    fn subscribe(&self, topics: &[String], request_id: u64) -> Vec<Message>;
+    /// The messages that subscribe to `topics`, or unsubscribe from them: the two differ only by
+    /// the word a source names them with (the manager batches topics by `stream.batchSize` and
+    /// spaces messages by `stream.rateLimit`).
+    fn subscription(&self, to: Direction, topics: &[String], request_id: u64) -> Vec<Message>;
 
-    fn unsubscribe(&self, topics: &[String], request_id: u64) -> Vec<Message>;
+    /// The messages that subscribe to `topics`.
+    fn subscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
+        self.subscription(Direction::Subscribe, topics, request_id)
+    }
+
+    /// The messages that unsubscribe from `topics`.
+    fn unsubscribe(&self, topics: &[String], request_id: u64) -> Vec<Message> {
+        self.subscription(Direction::Unsubscribe, topics, request_id)
+    }
 
     /// Reads one message from the source.
     fn parse(&self, message: &Message) -> Incoming;
@@ -186,6 +233,19 @@ pub(crate) fn clip(text: &str) -> String {
 #[cfg(test)]
 pub(crate) fn sent_text(message: &Message) -> &str {
     text_of(message).expect("a text frame")
+}
+
+/// The updates `protocol` reads from the text frame `text`, as topic and price text; a frame
+/// without updates fails the test.
+#[cfg(test)]
+pub(crate) fn updates_of(protocol: &dyn StreamProtocol, text: &str) -> Vec<(String, String)> {
+    match protocol.parse(&Message::text(text)) {
+        Incoming::Updates(u) => u
+            .into_iter()
+            .map(|(topic, price)| (topic, price.value().to_string()))
+            .collect(),
+        other => panic!("no update: {other:?}"),
+    }
 }
 
 /// A JSON text frame.

@@ -16,12 +16,14 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{clip, json_message, read_json, text_of, Incoming, StreamProtocol, Ticks};
+use super::{
+    clip, json_message, read_json, text_of, Direction, Endpoint, Incoming, StreamProtocol, Ticks,
+};
 use crate::aggregator::pair::Pair;
 use crate::aggregator::sources;
 use crate::config::schema::sources::SourceId;
 
-pub const DEFAULT_URL: &str = "wss://ws.okx.com:8443/ws/v5/public";
+const ENDPOINT: Endpoint = Endpoint::new(SourceId::Okx, "wss://ws.okx.com:8443/ws/v5/public");
 const CHANNEL: &str = "tickers";
 
 pub struct Okx;
@@ -109,24 +111,16 @@ fn read(frame: Frame) -> Incoming {
 }
 
 impl StreamProtocol for Okx {
-    fn id(&self) -> SourceId {
-        SourceId::Okx
-    }
-
-    fn default_url(&self) -> &'static str {
-        DEFAULT_URL
+    fn endpoint(&self) -> &'static Endpoint {
+        &ENDPOINT
     }
 
     fn topic(&self, pair: &Pair) -> String {
         sources::okx::symbol(pair)
     }
 
-    fn subscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![request("subscribe", topics)]
-    }
-
-    fn unsubscribe(&self, topics: &[String], _request_id: u64) -> Vec<Message> {
-        vec![request("unsubscribe", topics)]
+    fn subscription(&self, to: Direction, topics: &[String], _request_id: u64) -> Vec<Message> {
+        vec![request(to.word(), topics)]
     }
 
     fn parse(&self, message: &Message) -> Incoming {
@@ -151,7 +145,7 @@ impl StreamProtocol for Okx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregator::streams::sent_text;
+    use crate::aggregator::streams::{sent_text, updates_of};
 
     #[test]
     fn topics_are_rest_inst_ids() {
@@ -179,15 +173,13 @@ mod tests {
 
     #[test]
     fn the_live_tick_parses_exactly() {
-        let m = Message::text(
+        let u = updates_of(
+            &Okx,
             r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":"30301.5","lastSz":"0.0013","askPx":"30300.3","askSz":"2.68385152","bidPx":"30300.2","bidSz":"0.67476737","open24h":"30827","high24h":"30886.6","low24h":"29962","sodUtc0":"30467.6","sodUtc8":"30588.2","volCcy24h":"226848774.714833958","vol24h":"7455.88473797","ts":"1687762124866"}]}"#,
         );
-        let Incoming::Updates(u) = Okx.parse(&m) else {
-            panic!("no update")
-        };
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].0, "BTC-USDT");
-        assert_eq!(u[0].1.value().to_string(), "30301.5");
+        assert_eq!(u[0].1, "30301.5");
     }
 
     #[test]
