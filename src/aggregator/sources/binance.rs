@@ -414,13 +414,12 @@ mod tests {
     async fn batch_of_known_symbols_is_one_request() {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let s = source(&testing::serve(batch_server(hits.clone())).await);
-        let pairs = [pair("BTC/USDT"), pair("ETH/USDT"), pair("LTC/BTC")];
-        let out = s.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(out.len(), 3);
-        assert_eq!(
-            testing::outcomes(&out, &pairs),
-            ["67123.45", "2600.12", "4.000002"]
-        );
+        let (pairs, out) = testing::check_batch(
+            &s,
+            &["BTC/USDT", "ETH/USDT", "LTC/BTC"],
+            &["67123.45", "2600.12", "4.000002"],
+        )
+        .await;
         assert_eq!(out[&pairs[2]].as_ref().expect("ltc").symbol, "LTCBTC");
         let hits = hits.lock().expect("lock");
         assert_eq!(hits.len(), 1);
@@ -431,19 +430,13 @@ mod tests {
     async fn batch_with_an_unknown_symbol_still_answers_every_pair() {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let s = source(&testing::serve(batch_server(hits.clone())).await);
-        let pairs = [
-            pair("BTC/USDT"),
-            pair("FOO/BAR"),
-            pair("BNB/USDT"),
-            pair("eth-usdt"),
-        ];
-        let out = s.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(out.len(), 4);
         // A zero price (BNB) is "no price", not a quote.
-        assert_eq!(
-            testing::outcomes(&out, &pairs),
-            ["67123.45", "not_found", "not_found", "2600.12"]
-        );
+        let (pairs, out) = testing::check_batch(
+            &s,
+            &["BTC/USDT", "FOO/BAR", "BNB/USDT", "eth-usdt"],
+            &["67123.45", "not_found", "not_found", "2600.12"],
+        )
+        .await;
         assert_eq!(out[&pairs[3]].as_ref().expect("eth").symbol, "ETHUSDT");
         let hits = hits.lock().expect("lock");
         assert_eq!(hits.len(), 2, "{hits:?}");

@@ -375,18 +375,12 @@ mod tests {
         )])
         .await;
         let cc = source(&srv.url, json!({}));
-        let pairs = [
-            pair("BTC/USD"),
-            pair("eth/ils"),
-            pair("BTC/EUR"),
-            pair("NOPE/USD"),
-        ];
-        let out = cc.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(out.len(), 4);
-        assert_eq!(
-            testing::outcomes(&out, &pairs),
-            ["30801.96", "7235.42", "not_found", "not_found"]
-        );
+        let (pairs, out) = testing::check_batch(
+            &*cc,
+            &["BTC/USD", "eth/ils", "BTC/EUR", "NOPE/USD"],
+            &["30801.96", "7235.42", "not_found", "not_found"],
+        )
+        .await;
         assert_eq!(out[&pairs[1]].as_ref().expect("eth").symbol, "ETH/ILS");
         assert_eq!(srv.hits(), 1);
         let seen = &srv.seen()[0];

@@ -423,18 +423,12 @@ mod tests {
         );
         let s = source(&testing::serve(router).await);
         assert_eq!(s.max_batch(), Some(200));
-        let pairs = [
-            pair("BTC/USDT"),
-            pair("eth/usdt"),
-            pair("FOO/BAR"),
-            pair("NEW/USDT"),
-        ];
-        let out = s.fetch_batch(&pairs).await.expect("batch");
-        assert_eq!(out.len(), 4);
-        assert_eq!(
-            testing::outcomes(&out, &pairs),
-            ["67123.4", "2600.12", "not_found", "not_found"]
-        );
+        let (pairs, out) = testing::check_batch(
+            &s,
+            &["BTC/USDT", "eth/usdt", "FOO/BAR", "NEW/USDT"],
+            &["67123.4", "2600.12", "not_found", "not_found"],
+        )
+        .await;
         assert_eq!(out[&pairs[0]].as_ref().expect("btc").symbol, "BTC-USDT");
         assert_eq!(
             hits.lock().expect("lock").as_slice(),

@@ -90,6 +90,21 @@ pub fn outcomes(out: &BatchResult, pairs: &[Pair]) -> Vec<String> {
         .collect()
 }
 
+/// One batch of `asked` (pairs as text) from `source`: it answers every pair and nothing else,
+/// with `expected` as their [`outcomes`]. Returns the pairs and the batch for the adapter's own
+/// checks.
+pub async fn check_batch(
+    source: &dyn Source,
+    asked: &[&str],
+    expected: &[&str],
+) -> (Vec<Pair>, BatchResult) {
+    let pairs: Vec<Pair> = asked.iter().map(|p| pair(p)).collect();
+    let out = source.fetch_batch(&pairs).await.expect("batch");
+    assert_eq!(out.len(), pairs.len(), "{out:?}");
+    assert_eq!(outcomes(&out, &pairs), expected);
+    (pairs, out)
+}
+
 /// What the mock server answers to one request.
 #[derive(Clone, Debug)]
 pub struct Answer {
