@@ -210,12 +210,20 @@ mod tests {
             );
         }
         subject()
-            .check_errors(&[(
-                400,
-                r#"{"errors":[{"id":"validation_error","message":"Invalid currency pair"}]}"#,
-                "FOO/USD",
-                "not_found",
-            )])
+            .check_errors(&[
+                (
+                    400,
+                    r#"{"errors":[{"id":"validation_error","message":"Invalid currency pair"}]}"#,
+                    "FOO/USD",
+                    "not_found",
+                ),
+                (
+                    400,
+                    r#"{"errors":[{"id":"authentication_error","message":"invalid api key"}]}"#,
+                    "BTC/USD",
+                    "refused",
+                ),
+            ])
             .await;
         let s = source(&answering(200, TOO_MANY).await);
         assert_eq!(
@@ -225,14 +233,6 @@ mod tests {
                 retry_after: None
             })
         );
-        subject()
-            .check_errors(&[(
-                400,
-                r#"{"errors":[{"id":"authentication_error","message":"invalid api key"}]}"#,
-                "BTC/USD",
-                "refused",
-            )])
-            .await;
         let s = source(
             &answering(
                 400,

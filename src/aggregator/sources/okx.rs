@@ -275,6 +275,16 @@ mod tests {
         )
     }
 
+    /// A ticker answer holding only `ticker(inst_id, last)` (leaked: the checks take `&'static
+    /// str` bodies).
+    fn one_ticker(inst_id: &str, last: &str) -> &'static str {
+        let body = format!(
+            r#"{{"code":"0","msg":"","data":[{}]}}"#,
+            ticker(inst_id, last)
+        );
+        Box::leak(body.into_boxed_str())
+    }
+
     #[tokio::test]
     async fn single_price_keeps_the_exact_decimal() {
         let router = Router::new().route(
@@ -302,13 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn precision_is_kept_to_the_last_digit() {
-        let body: &'static str = Box::leak(
-            format!(
-                r#"{{"code":"0","msg":"","data":[{}]}}"#,
-                ticker("SHIB-USDT", "0.000012345678901234567")
-            )
-            .into_boxed_str(),
-        );
+        let body = one_ticker("SHIB-USDT", "0.000012345678901234567");
         let s = source(&answering(200, body).await);
         let q = s.fetch(&pair("SHIB/USDT")).await.expect("quote");
         assert_eq!(q.price.value().to_string(), "0.000012345678901234567");
@@ -375,23 +379,11 @@ mod tests {
                 "not_found",
             )])
             .await;
-        let body: &'static str = Box::leak(
-            format!(
-                r#"{{"code":"0","msg":"","data":[{}]}}"#,
-                ticker("NEW-USDT", "")
-            )
-            .into_boxed_str(),
-        );
+        let body = one_ticker("NEW-USDT", "");
         subject()
             .check_errors(&[(200, body, "NEW/USDT", "not_found")])
             .await;
-        let body: &'static str = Box::leak(
-            format!(
-                r#"{{"code":"0","msg":"","data":[{}]}}"#,
-                ticker("ETH-USDT", "2600")
-            )
-            .into_boxed_str(),
-        );
+        let body = one_ticker("ETH-USDT", "2600");
         subject()
             .check_errors(&[
                 (200, body, "BTC/USDT", "malformed"),
