@@ -410,10 +410,16 @@ mod tests {
         )
     }
 
+    /// A source against [`batch_server`], and the requests that server sees.
+    async fn batch_source() -> (Binance, Arc<Mutex<Vec<String>>>) {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let url = testing::serve(batch_server(hits.clone())).await;
+        (source(&url), hits)
+    }
+
     #[tokio::test]
     async fn batch_of_known_symbols_is_one_request() {
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let (s, hits) = batch_source().await;
         let (pairs, out) = testing::check_batch(
             &s,
             &["BTC/USDT", "ETH/USDT", "LTC/BTC"],
@@ -428,8 +434,7 @@ mod tests {
 
     #[tokio::test]
     async fn batch_with_an_unknown_symbol_still_answers_every_pair() {
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let (s, hits) = batch_source().await;
         // A zero price (BNB) is "no price", not a quote.
         let (pairs, out) = testing::check_batch(
             &s,
@@ -465,8 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_batch_asks_for_the_full_list() {
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let s = source(&testing::serve(batch_server(hits.clone())).await);
+        let (s, hits) = batch_source().await;
         let mut pairs = vec![pair("BTC/USDT")];
         pairs.extend((0..MAX_SYMBOLS_PARAM).map(|i| pair(&format!("C{i}/USDT"))));
         let out = s.fetch_batch(&pairs).await.expect("batch");
