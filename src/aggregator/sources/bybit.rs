@@ -21,12 +21,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::client::client_only_adapter;
 use crate::aggregator::sources::{
     check_echoed_symbol, clip, exchange_price, parse_json, Quote, Source, SourceError,
 };
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 const ID: SourceId = SourceId::Bybit;
 
@@ -38,20 +37,9 @@ const INSTRUMENTS: &str = "/v5/market/instruments-info";
 /// Spot instruments come in one page; follow `nextPageCursor` at most this many times anyway.
 const MAX_PAGES: usize = 20;
 
-pub struct Bybit {
-    client: SourceClient,
-}
+client_only_adapter!(Bybit, ID, DEFAULT_BASE_URL);
 
 impl Bybit {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-        })
-    }
-
     /// GET `path?query`, check the status and `retCode`, return the `result` object.
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,

@@ -243,6 +243,33 @@ impl SourceClient {
     }
 }
 
+/// An adapter that holds nothing but its HTTP client (Bybit, Coinbase, Frankfurter, KuCoin): the
+/// struct `$name` and its `new`, which builds the client of `$id` with `$default_base` as the
+/// public endpoint, taking what every adapter's constructor takes.
+macro_rules! client_only_adapter {
+    ($name:ident, $id:expr, $default_base:expr) => {
+        pub struct $name {
+            client: $crate::aggregator::sources::client::SourceClient,
+        }
+
+        impl $name {
+            pub fn new(
+                config: &$crate::config::schema::sources::SourceConfig,
+                global_proxy: Option<&$crate::config::values::RedactedUrl>,
+            ) -> Result<Self, $crate::aggregator::sources::SourceError> {
+                let client = $crate::aggregator::sources::client::SourceClient::new(
+                    $id,
+                    config,
+                    $default_base,
+                    global_proxy,
+                )?;
+                Ok(Self { client })
+            }
+        }
+    };
+}
+pub(crate) use client_only_adapter;
+
 /// `rps` requests per second with a burst of one second's worth; below 1 rps, one request per
 /// `1/rps` seconds (the reference's limiter deadlocked there).
 fn quota(rps: f64) -> Quota {

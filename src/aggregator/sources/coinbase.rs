@@ -20,30 +20,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::SourceClient;
+use crate::aggregator::sources::client::client_only_adapter;
 use crate::aggregator::sources::{clip, exchange_price, Quote, Source, SourceError};
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 const ID: SourceId = SourceId::Coinbase;
 
 /// The public endpoint used when the configuration gives no `baseUrl`.
 pub const DEFAULT_BASE_URL: &str = "https://api.coinbase.com";
 
-pub struct Coinbase {
-    client: SourceClient,
-}
-
-impl Coinbase {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-        })
-    }
-}
+client_only_adapter!(Coinbase, ID, DEFAULT_BASE_URL);
 
 #[derive(Deserialize)]
 struct Answer<'a> {

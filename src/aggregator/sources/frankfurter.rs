@@ -27,30 +27,16 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{client_only_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 /// The public endpoint (`baseUrl` replaces it, e.g. with a self-hosted instance).
 pub const DEFAULT_BASE_URL: &str = "https://api.frankfurter.dev/v1";
 
 const ID: SourceId = SourceId::Frankfurter;
 
-pub struct Frankfurter {
-    client: SourceClient,
-}
-
-impl Frankfurter {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-        })
-    }
-}
+client_only_adapter!(Frankfurter, ID, DEFAULT_BASE_URL);
 
 /// An ISO 4217 code as Frankfurter knows them: three ASCII letters, upper-cased.
 fn currency(code: &str) -> Option<String> {

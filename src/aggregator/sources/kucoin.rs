@@ -23,10 +23,9 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{client_only_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 /// The public endpoint (`baseUrl` replaces it).
 pub const DEFAULT_BASE_URL: &str = "https://api.kucoin.com";
@@ -36,20 +35,7 @@ const LEVEL1_PATH: &str = "api/v1/market/orderbook/level1";
 const SYMBOLS_PATH: &str = "api/v2/symbols";
 const SUCCESS: &str = "200000";
 
-pub struct Kucoin {
-    client: SourceClient,
-}
-
-impl Kucoin {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-        })
-    }
-}
+client_only_adapter!(Kucoin, ID, DEFAULT_BASE_URL);
 
 /// KuCoin's envelope. `code` is documented as a string; a number is accepted too.
 #[derive(Deserialize)]
