@@ -22,13 +22,12 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{
     batch_size, check_echoed_symbol, clip, parse_json, BatchResult, PriceRead, Quote, Source,
     SourceError,
 };
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 const ID: SourceId = SourceId::Binance;
 
@@ -51,22 +50,14 @@ const MAX_SYMBOLS_PARAM: usize = 100;
 /// Ticker prices by symbol.
 type Prices = HashMap<String, PriceRead>;
 
-pub struct Binance {
-    client: SourceClient,
-    max_batch: usize,
-}
+rest_adapter!(
+    Binance,
+    ID,
+    DEFAULT_BASE_URL,
+    |config| max_batch: usize = batch_size(config, ID, 1),
+);
 
 impl Binance {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: batch_size(config, ID, 1),
-        })
-    }
-
     /// `ticker/price` for a list of symbols, or (`None`) every symbol.
     async fn tickers(&self, symbols: Option<&[String]>) -> Result<Prices, SourceError> {
         let mut url = self.client.url(TICKER_PRICE);

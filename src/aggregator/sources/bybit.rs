@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::client_only_adapter;
+use crate::aggregator::sources::client::rest_adapter;
 use crate::aggregator::sources::{
     check_echoed_symbol, clip, exchange_price, parse_json, Quote, Source, SourceError,
 };
@@ -37,7 +37,7 @@ const INSTRUMENTS: &str = "/v5/market/instruments-info";
 /// Spot instruments come in one page; follow `nextPageCursor` at most this many times anyway.
 const MAX_PAGES: usize = 20;
 
-client_only_adapter!(Bybit, ID, DEFAULT_BASE_URL);
+rest_adapter!(Bybit, ID, DEFAULT_BASE_URL);
 
 impl Bybit {
     /// GET `path?query`, check the status and `retCode`, return the `result` object.

@@ -243,13 +243,18 @@ impl SourceClient {
     }
 }
 
-/// An adapter that holds nothing but its HTTP client (Bybit, Coinbase, Frankfurter, KuCoin): the
-/// struct `$name` and its `new`, which builds the client of `$id` with `$default_base` as the
-/// public endpoint, taking what every adapter's constructor takes.
-macro_rules! client_only_adapter {
-    ($name:ident, $id:expr, $default_base:expr) => {
+/// A REST adapter's struct `$name` and its `new`, taking what every adapter's constructor takes:
+/// the HTTP client of `$id` with `$default_base` as the public endpoint, then each further field
+/// made from the configuration (named by `|config|`), e.g.
+/// `rest_adapter!(Okx, ID, DEFAULT_BASE_URL, |config| max_batch: usize = batch_size(config, ID, 1))`.
+macro_rules! rest_adapter {
+    (
+        $name:ident, $id:expr, $default_base:expr
+        $(, |$config:ident| $($(#[$meta:meta])* $field:ident: $ty:ty = $init:expr),+)? $(,)?
+    ) => {
         pub struct $name {
             client: $crate::aggregator::sources::client::SourceClient,
+            $($($(#[$meta])* $field: $ty,)+)?
         }
 
         impl $name {
@@ -263,12 +268,16 @@ macro_rules! client_only_adapter {
                     $default_base,
                     global_proxy,
                 )?;
-                Ok(Self { client })
+                $(let $config = config;)?
+                Ok(Self {
+                    client,
+                    $($($field: $init,)+)?
+                })
             }
         }
     };
 }
-pub(crate) use client_only_adapter;
+pub(crate) use rest_adapter;
 
 /// `rps` requests per second with a burst of one second's worth; below 1 rps, one request per
 /// `1/rps` seconds (the reference's limiter deadlocked there).

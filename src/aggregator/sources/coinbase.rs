@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::client_only_adapter;
+use crate::aggregator::sources::client::rest_adapter;
 use crate::aggregator::sources::{clip, exchange_price, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
 
@@ -29,7 +29,7 @@ const ID: SourceId = SourceId::Coinbase;
 /// The public endpoint used when the configuration gives no `baseUrl`.
 pub const DEFAULT_BASE_URL: &str = "https://api.coinbase.com";
 
-client_only_adapter!(Coinbase, ID, DEFAULT_BASE_URL);
+rest_adapter!(Coinbase, ID, DEFAULT_BASE_URL);
 
 #[derive(Deserialize)]
 struct Answer<'a> {

@@ -28,33 +28,24 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
-use crate::config::schema::sources::{SourceConfig, SourceId};
+use crate::config::schema::sources::SourceId;
 use crate::config::secret::Secret;
-use crate::config::values::RedactedUrl;
 
 /// The public endpoint (`baseUrl` replaces it).
 pub const DEFAULT_BASE_URL: &str = "https://api.exchangerate.host";
 
 const ID: SourceId = SourceId::ExchangeRateHost;
 
-pub struct ExchangeRateHost {
-    client: SourceClient,
-    api_key: Option<Secret<String>>,
-}
+rest_adapter!(
+    ExchangeRateHost,
+    ID,
+    DEFAULT_BASE_URL,
+    |config| api_key: Option<Secret<String>> = config.api_key.clone(),
+);
 
 impl ExchangeRateHost {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            api_key: config.api_key.clone(),
-        })
-    }
-
     /// An upstream message fit for an error: without the API key (as sent), bounded in length.
     fn scrub(&self, text: &str) -> String {
         upstream_message(text, self.api_key.as_ref().map(|k| k.expose().as_str()))

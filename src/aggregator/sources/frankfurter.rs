@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{client_only_adapter, Response};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
 
@@ -36,7 +36,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.frankfurter.dev/v1";
 
 const ID: SourceId = SourceId::Frankfurter;
 
-client_only_adapter!(Frankfurter, ID, DEFAULT_BASE_URL);
+rest_adapter!(Frankfurter, ID, DEFAULT_BASE_URL);
 
 /// An ISO 4217 code as Frankfurter knows them: three ASCII letters, upper-cased.
 fn currency(code: &str) -> Option<String> {

@@ -29,12 +29,11 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{
     batch_size, clip, comma_joined, parse_json, BatchResult, PriceRead, Quote, Source, SourceError,
 };
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 const ID: SourceId = SourceId::Kraken;
 
@@ -47,22 +46,14 @@ const ASSET_PAIRS: &str = "/0/public/AssetPairs";
 /// Prices by Kraken pair name (the result keys).
 type Prices = BTreeMap<String, PriceRead>;
 
-pub struct Kraken {
-    client: SourceClient,
-    max_batch: usize,
-}
+rest_adapter!(
+    Kraken,
+    ID,
+    DEFAULT_BASE_URL,
+    |config| max_batch: usize = batch_size(config, ID, 1),
+);
 
 impl Kraken {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: batch_size(config, ID, 1),
-        })
-    }
-
     /// `Ticker` for a comma-separated list of pairs, or (`None`) every pair Kraken trades.
     async fn tickers(&self, pairs: Option<&str>, asked: &str) -> Result<Prices, SourceError> {
         let mut url = self.client.url(TICKER);

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{client_only_adapter, Response};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
 use crate::config::schema::sources::SourceId;
 
@@ -35,7 +35,7 @@ const LEVEL1_PATH: &str = "api/v1/market/orderbook/level1";
 const SYMBOLS_PATH: &str = "api/v2/symbols";
 const SUCCESS: &str = "200000";
 
-client_only_adapter!(Kucoin, ID, DEFAULT_BASE_URL);
+rest_adapter!(Kucoin, ID, DEFAULT_BASE_URL);
 
 /// KuCoin's envelope. `code` is documented as a string; a number is accepted too.
 #[derive(Deserialize)]

@@ -21,13 +21,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::aggregator::pair::Pair;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{
     batch_size, check_echoed_symbol, clip, exchange_price, parse_json, BatchResult, Quote, Source,
     SourceError,
 };
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 const ID: SourceId = SourceId::Okx;
 
@@ -38,22 +37,14 @@ const TICKER: &str = "/api/v5/market/ticker";
 const TICKERS: &str = "/api/v5/market/tickers";
 const INSTRUMENTS: &str = "/api/v5/public/instruments";
 
-pub struct Okx {
-    client: SourceClient,
-    max_batch: usize,
-}
+rest_adapter!(
+    Okx,
+    ID,
+    DEFAULT_BASE_URL,
+    |config| max_batch: usize = batch_size(config, ID, 1),
+);
 
 impl Okx {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            max_batch: batch_size(config, ID, 1),
-        })
-    }
-
     /// GET `path?query` and unwrap OKX's envelope; `asked` names what a "not found" is about.
     async fn call(
         &self,

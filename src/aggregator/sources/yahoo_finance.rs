@@ -47,10 +47,9 @@ use serde_json::value::RawValue;
 
 use crate::aggregator::pair::Pair;
 use crate::aggregator::price::Price;
-use crate::aggregator::sources::client::{Response, SourceClient};
+use crate::aggregator::sources::client::{rest_adapter, Response};
 use crate::aggregator::sources::{upstream_message, Quote, Source, SourceError};
-use crate::config::schema::sources::{SourceConfig, SourceId};
-use crate::config::values::RedactedUrl;
+use crate::config::schema::sources::SourceId;
 
 /// The public endpoint (`baseUrl` replaces it, e.g. with `query2.finance.yahoo.com`).
 pub const DEFAULT_BASE_URL: &str = "https://query1.finance.yahoo.com";
@@ -97,11 +96,14 @@ fn candidates(pair: &Pair) -> Vec<String> {
     }
 }
 
-pub struct YahooFinance {
-    client: SourceClient,
+rest_adapter!(
+    YahooFinance,
+    ID,
+    DEFAULT_BASE_URL,
+    |_config|
     /// Pairs whose ticker had to be found among several candidates → the ticker that answered.
-    resolved: Mutex<HashMap<Pair, String>>,
-}
+    resolved: Mutex<HashMap<Pair, String>> = Mutex::new(HashMap::new()),
+);
 
 /// One ticker's answer: a price in the asked currency, or a definite "not this one".
 enum Lookup {
@@ -143,16 +145,6 @@ struct ChartError {
 }
 
 impl YahooFinance {
-    pub fn new(
-        config: &SourceConfig,
-        global_proxy: Option<&RedactedUrl>,
-    ) -> Result<Self, SourceError> {
-        Ok(Self {
-            client: SourceClient::new(ID, config, DEFAULT_BASE_URL, global_proxy)?,
-            resolved: Mutex::new(HashMap::new()),
-        })
-    }
-
     fn remembered(&self, pair: &Pair) -> Option<String> {
         self.resolved.lock().ok()?.get(pair).cloned()
     }
