@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -276,6 +278,49 @@ impl<'v> Fields<'v> {
             .and_then(|v| integer_in(r, &path, v, min, max))
     }
 
+    /// An optional integer with its default: absent (or wrong, which is reported) gives `default`.
+    pub fn integer_or(
+        &mut self,
+        r: &mut Report,
+        key: &str,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> u64 {
+        self.integer(r, key, min, max).unwrap_or(default)
+    }
+
+    /// An optional duration written in milliseconds, bounded and defaulted like
+    /// [`Fields::integer_or`].
+    pub fn millis(
+        &mut self,
+        r: &mut Report,
+        key: &str,
+        min: u64,
+        max: u64,
+        default_ms: u64,
+    ) -> Duration {
+        Duration::from_millis(self.integer_or(r, key, min, max, default_ms))
+    }
+
+    /// An optional TCP port (1 to 65535); the defaults are `u64` like every integer default.
+    pub fn port(&mut self, r: &mut Report, key: &str, default: u64) -> u16 {
+        // The bounds make the conversion lossless; the default is one of ours.
+        self.integer_or(r, key, 1, 65535, default) as u16
+    }
+
+    /// An optional IP address; a value that is not one is reported with `message` and the
+    /// default stands.
+    pub fn ip_addr(&mut self, r: &mut Report, key: &str, default: IpAddr, message: &str) -> IpAddr {
+        match self.string(r, key) {
+            None => default,
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                r.error(self.path_of(key), message);
+                default
+            }),
+        }
+    }
+
     pub fn required_integer(
         &mut self,
         r: &mut Report,
@@ -307,6 +352,11 @@ impl<'v> Fields<'v> {
     pub fn boolean(&mut self, r: &mut Report, key: &str) -> Option<bool> {
         let path = self.path_of(key);
         self.get(key).and_then(|v| boolean(r, &path, v))
+    }
+
+    /// An optional boolean with its default.
+    pub fn boolean_or(&mut self, r: &mut Report, key: &str, default: bool) -> bool {
+        self.boolean(r, key).unwrap_or(default)
     }
 
     /// A nested object, read with its own [`Fields`].

@@ -37,36 +37,29 @@ fn check_ports(r: &mut Report, c: &Config) {
             used.insert(port, what);
         }
     };
-    claim(
-        r,
-        u32::from(c.postgres.port),
-        "solution.pgPort",
-        "PostgreSQL".into(),
-    );
-    claim(
-        r,
-        u32::from(c.aggregator.port),
-        "solution.priceAggregatorConfig.port",
-        "the price aggregator".into(),
-    );
-    claim(
-        r,
-        u32::from(c.ports.supervisor),
-        "solution.ports.supervisor",
-        "the supervisor".into(),
-    );
-    claim(
-        r,
-        u32::from(c.ports.process_metrics),
-        "solution.ports.processMetrics",
-        "the process-metrics exporter".into(),
-    );
-    claim(
-        r,
-        u32::from(c.ports.alerts),
-        "solution.ports.alerts",
-        "the alerter".into(),
-    );
+    // The fixed ports first, in this order, so that a clash names the earlier service.
+    let fixed = [
+        (c.postgres.port, "solution.pgPort", "PostgreSQL"),
+        (
+            c.aggregator.port,
+            "solution.priceAggregatorConfig.port",
+            "the price aggregator",
+        ),
+        (
+            c.ports.supervisor,
+            "solution.ports.supervisor",
+            "the supervisor",
+        ),
+        (
+            c.ports.process_metrics,
+            "solution.ports.processMetrics",
+            "the process-metrics exporter",
+        ),
+        (c.ports.alerts, "solution.ports.alerts", "the alerter"),
+    ];
+    for (port, path, what) in fixed {
+        claim(r, u32::from(port), path, what.into());
+    }
     for i in c.nodes.all() {
         let api = u32::from(c.ports.node_api_base) + i;
         claim(
@@ -78,12 +71,8 @@ fn check_ports(r: &mut Report, c: &Config) {
     }
     for i in c.nodes.all() {
         let p2p = u32::from(c.ports.node_p2p_base) + i;
-        claim(
-            r,
-            p2p,
-            "solution.ports.nodeP2pBase",
-            format!("node {i}'s P2P listener"),
-        );
+        let what = format!("node {i}'s P2P listener");
+        claim(r, p2p, "solution.ports.nodeP2pBase", what);
     }
 }
 

@@ -101,10 +101,6 @@ impl AggregatorConfig {
 /// Reference fields that have no effect (the reference does not use `environment` either).
 const IGNORED: &[&str] = &["environment"];
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig"));
     let proxy = f
@@ -129,19 +125,32 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
     let pair_cleanup = read_pair_cleanup(r, cleanup);
     let market_data = f.object(r, "marketData");
     let coingecko_global = read_market_data(r, market_data, proxy.is_some());
-    let host = read_host(r, &mut f);
+    let host = f.ip_addr(
+        r,
+        "host",
+        ports::LISTEN_HOST,
+        "must be an IP address, such as 127.0.0.1",
+    );
     let aggregation = f.object(r, "aggregation");
     let aggregation = read_aggregation(r, aggregation);
     let config = AggregatorConfig {
-        port: f.integer(r, "port", 1, 65535).unwrap_or(defaults::PORT) as u16,
+        port: f.port(r, "port", defaults::PORT),
         host,
         aggregation,
-        max_pairs_per_request: f
-            .integer(r, "maxPairsPerRequest", 1, 1000)
-            .unwrap_or(defaults::MAX_PAIRS_PER_REQUEST) as usize,
-        max_tracked_pairs: f
-            .integer(r, "maxTrackedPairs", 1, 100_000)
-            .unwrap_or(defaults::MAX_TRACKED_PAIRS) as usize,
+        max_pairs_per_request: f.integer_or(
+            r,
+            "maxPairsPerRequest",
+            1,
+            1000,
+            defaults::MAX_PAIRS_PER_REQUEST,
+        ) as usize,
+        max_tracked_pairs: f.integer_or(
+            r,
+            "maxTrackedPairs",
+            1,
+            100_000,
+            defaults::MAX_TRACKED_PAIRS,
+        ) as usize,
         pairs_file_path: f.non_empty_string(r, "pairsFilePath").map(str::to_owned),
         log_level,
         log_pretty,
@@ -158,29 +167,17 @@ pub fn read_aggregator(r: &mut Report, f: Option<Fields<'_>>) -> AggregatorConfi
     config
 }
 
-fn read_host(r: &mut Report, f: &mut Fields<'_>) -> std::net::IpAddr {
-    let loopback = ports::LISTEN_HOST;
-    match f.string(r, "host") {
-        None => loopback,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            r.error(
-                f.path_of("host"),
-                "must be an IP address, such as 127.0.0.1",
-            );
-            loopback
-        }),
-    }
-}
-
 fn read_aggregation(r: &mut Report, f: Option<Fields<'_>>) -> AggregationConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.aggregation"));
     let config = AggregationConfig {
-        min_sources: f
-            .integer(r, "minSources", 1, 13)
-            .unwrap_or(defaults::MIN_SOURCES) as usize,
-        max_deviation_ppb: f
-            .integer(r, "maxDeviationPpb", 1, 1_000_000_000)
-            .unwrap_or(defaults::MAX_DEVIATION_PPB),
+        min_sources: f.integer_or(r, "minSources", 1, 13, defaults::MIN_SOURCES) as usize,
+        max_deviation_ppb: f.integer_or(
+            r,
+            "maxDeviationPpb",
+            1,
+            1_000_000_000,
+            defaults::MAX_DEVIATION_PPB,
+        ),
     };
     f.finish(r, &[]);
     config
@@ -201,9 +198,7 @@ fn read_logger(r: &mut Report, mut f: Fields<'_>) -> (LogLevel, bool) {
             LogLevel::Info
         }
     };
-    let pretty = f
-        .boolean(r, "isPrettyEnabled")
-        .unwrap_or(defaults::LOG_PRETTY);
+    let pretty = f.boolean_or(r, "isPrettyEnabled", defaults::LOG_PRETTY);
     f.finish(r, &[]);
     (level, pretty)
 }
@@ -214,16 +209,22 @@ fn read_refetch(r: &mut Report, f: Option<Fields<'_>>) -> RefetchConfig {
         Fields::empty("solution.priceAggregatorConfig.refetch.failedPairsRetry")
     });
     let refetch = RefetchConfig {
-        enabled: f.boolean(r, "enabled").unwrap_or(defaults::REFETCH_ENABLED),
-        stale_trigger_before_expiry: ms(f
-            .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
-            .unwrap_or(defaults::STALE_TRIGGER_BEFORE_EXPIRY_MS)),
-        batch_interval: ms(f
-            .integer(r, "batchInterval", 100, 10_000)
-            .unwrap_or(defaults::BATCH_INTERVAL_MS)),
-        min_time_between_refreshes: ms(f
-            .integer(r, "minTimeBetweenRefreshes", 100, 60_000)
-            .unwrap_or(defaults::MIN_TIME_BETWEEN_REFRESHES_MS)),
+        enabled: f.boolean_or(r, "enabled", defaults::REFETCH_ENABLED),
+        stale_trigger_before_expiry: f.millis(
+            r,
+            "staleTriggerBeforeExpiry",
+            100,
+            60_000,
+            defaults::STALE_TRIGGER_BEFORE_EXPIRY_MS,
+        ),
+        batch_interval: f.millis(r, "batchInterval", 100, 10_000, defaults::BATCH_INTERVAL_MS),
+        min_time_between_refreshes: f.millis(
+            r,
+            "minTimeBetweenRefreshes",
+            100,
+            60_000,
+            defaults::MIN_TIME_BETWEEN_REFRESHES_MS,
+        ),
         failed_pairs_retry: read_failed_pairs_retry(r, retry),
     };
     f.finish(r, &[]);
@@ -232,18 +233,28 @@ fn read_refetch(r: &mut Report, f: Option<Fields<'_>>) -> RefetchConfig {
 
 fn read_failed_pairs_retry(r: &mut Report, mut f: Fields<'_>) -> FailedPairsRetry {
     let retry = FailedPairsRetry {
-        enabled: f
-            .boolean(r, "enabled")
-            .unwrap_or(defaults::FAILED_PAIRS_RETRY_ENABLED),
-        max_attempts: f
-            .integer(r, "maxAttempts", 1, 1000)
-            .unwrap_or(defaults::FAILED_PAIRS_RETRY_MAX_ATTEMPTS) as u32,
-        retry_delay: ms(f
-            .integer(r, "retryDelay", 1000, 3_600_000)
-            .unwrap_or(defaults::FAILED_PAIRS_RETRY_DELAY_MS)),
-        check_interval: ms(f
-            .integer(r, "checkInterval", 5000, 300_000)
-            .unwrap_or(defaults::FAILED_PAIRS_CHECK_INTERVAL_MS)),
+        enabled: f.boolean_or(r, "enabled", defaults::FAILED_PAIRS_RETRY_ENABLED),
+        max_attempts: f.integer_or(
+            r,
+            "maxAttempts",
+            1,
+            1000,
+            defaults::FAILED_PAIRS_RETRY_MAX_ATTEMPTS,
+        ) as u32,
+        retry_delay: f.millis(
+            r,
+            "retryDelay",
+            1000,
+            3_600_000,
+            defaults::FAILED_PAIRS_RETRY_DELAY_MS,
+        ),
+        check_interval: f.millis(
+            r,
+            "checkInterval",
+            5000,
+            300_000,
+            defaults::FAILED_PAIRS_CHECK_INTERVAL_MS,
+        ),
     };
     f.finish(r, &[]);
     retry
@@ -251,25 +262,35 @@ fn read_failed_pairs_retry(r: &mut Report, mut f: Fields<'_>) -> FailedPairsRetr
 
 fn read_quotes(r: &mut Report, f: Option<Fields<'_>>) -> Duration {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.quotes"));
-    let timeout = f
-        .integer(r, "requestTimeoutMs", 1000, 60_000)
-        .unwrap_or(defaults::QUOTE_REQUEST_TIMEOUT_MS);
+    let timeout = f.millis(
+        r,
+        "requestTimeoutMs",
+        1000,
+        60_000,
+        defaults::QUOTE_REQUEST_TIMEOUT_MS,
+    );
     f.finish(r, &[]);
-    ms(timeout)
+    timeout
 }
 
 fn read_pair_cleanup(r: &mut Report, f: Option<Fields<'_>>) -> PairCleanup {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.priceAggregatorConfig.pairCleanup"));
     let cleanup = PairCleanup {
-        enabled: f
-            .boolean(r, "enabled")
-            .unwrap_or(defaults::PAIR_CLEANUP_ENABLED),
-        inactive_timeout: ms(f
-            .integer(r, "inactiveTimeoutMs", 10_000, 86_400_000)
-            .unwrap_or(defaults::PAIR_INACTIVE_TIMEOUT_MS)),
-        cleanup_interval: ms(f
-            .integer(r, "cleanupIntervalMs", 1000, 3_600_000)
-            .unwrap_or(defaults::PAIR_CLEANUP_INTERVAL_MS)),
+        enabled: f.boolean_or(r, "enabled", defaults::PAIR_CLEANUP_ENABLED),
+        inactive_timeout: f.millis(
+            r,
+            "inactiveTimeoutMs",
+            10_000,
+            86_400_000,
+            defaults::PAIR_INACTIVE_TIMEOUT_MS,
+        ),
+        cleanup_interval: f.millis(
+            r,
+            "cleanupIntervalMs",
+            1000,
+            3_600_000,
+            defaults::PAIR_CLEANUP_INTERVAL_MS,
+        ),
     };
     f.finish(r, &[]);
     cleanup
@@ -299,7 +320,7 @@ fn read_pairs_ttl(r: &mut Report, f: &mut Fields<'_>) -> Vec<PairTtl> {
                 base,
                 quote,
                 source,
-                ttl: ms(ttl),
+                ttl: Duration::from_millis(ttl),
             });
         }
     }
@@ -339,16 +360,15 @@ fn read_market_data(r: &mut Report, f: Option<Fields<'_>>, has_proxy: bool) -> C
         Fields::empty("solution.priceAggregatorConfig.marketData.coingeckoGlobal")
     });
     let out = CoingeckoGlobal {
-        enabled: present
-            && cf
-                .boolean(r, "enabled")
-                .unwrap_or(defaults::COINGECKO_GLOBAL_ENABLED),
-        refresh_interval: ms(cf
-            .integer(r, "refreshIntervalMs", 10_000, 86_400_000)
-            .unwrap_or(defaults::COINGECKO_GLOBAL_REFRESH_INTERVAL_MS)),
-        use_proxy: cf
-            .boolean(r, "useProxy")
-            .unwrap_or(defaults::COINGECKO_GLOBAL_USE_PROXY),
+        enabled: present && cf.boolean_or(r, "enabled", defaults::COINGECKO_GLOBAL_ENABLED),
+        refresh_interval: cf.millis(
+            r,
+            "refreshIntervalMs",
+            10_000,
+            86_400_000,
+            defaults::COINGECKO_GLOBAL_REFRESH_INTERVAL_MS,
+        ),
+        use_proxy: cf.boolean_or(r, "useProxy", defaults::COINGECKO_GLOBAL_USE_PROXY),
     };
     if out.use_proxy && !has_proxy {
         r.error(

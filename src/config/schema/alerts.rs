@@ -257,14 +257,8 @@ pub fn read_alerts(r: &mut Report, mut f: Fields<'_>) -> AlertsConfig {
             channels.extend(read_channel(r, cf));
         }
     }
-    let interval = f
-        .integer(r, "intervalMs", 1000, 3_600_000)
-        .map(ms)
-        .unwrap_or(ms(defaults::INTERVAL_MS));
-    let for_duration = f
-        .integer(r, "forMs", 0, 86_400_000)
-        .map(ms)
-        .unwrap_or(ms(defaults::FOR_MS));
+    let interval = f.millis(r, "intervalMs", 1000, 3_600_000, defaults::INTERVAL_MS);
+    let for_duration = f.millis(r, "forMs", 0, 86_400_000, defaults::FOR_MS);
     let repeat_interval = match f.integer(r, "repeatIntervalMs", 0, 604_800_000) {
         Some(0) => None,
         Some(v) if v < 60_000 => {
@@ -277,22 +271,31 @@ pub fn read_alerts(r: &mut Report, mut f: Fields<'_>) -> AlertsConfig {
         Some(v) => Some(ms(v)),
         None => Some(ms(defaults::REPEAT_INTERVAL_MS)),
     };
-    let max_per_hour = f
-        .integer(r, "maxNotificationsPerHour", 1, 3600)
-        .unwrap_or(defaults::MAX_NOTIFICATIONS_PER_HOUR) as u32;
+    let max_per_hour = f.integer_or(
+        r,
+        "maxNotificationsPerHour",
+        1,
+        3600,
+        defaults::MAX_NOTIFICATIONS_PER_HOUR,
+    ) as u32;
     let disabled = read_disabled(r, &mut f);
-    let heartbeat_grace = f
-        .integer(r, "heartbeatGraceMs", 0, 86_400_000)
-        .map(ms)
-        .unwrap_or(ms(defaults::HEARTBEAT_GRACE_MS));
+    let heartbeat_grace = f.millis(
+        r,
+        "heartbeatGraceMs",
+        0,
+        86_400_000,
+        defaults::HEARTBEAT_GRACE_MS,
+    );
     let balance_threshold_wei = f.big_integer(r, "balanceThresholdWei", 1);
-    let max_spread_ppb = f
-        .integer(r, "maxSpreadPpb", 1, 1_000_000_000)
-        .unwrap_or(defaults::MAX_SPREAD_PPB);
+    let max_spread_ppb = f.integer_or(
+        r,
+        "maxSpreadPpb",
+        1,
+        1_000_000_000,
+        defaults::MAX_SPREAD_PPB,
+    );
     let pegged = read_pegged(r, &mut f);
-    let require_quote = f
-        .boolean(r, "requireQuote")
-        .unwrap_or(defaults::REQUIRE_QUOTE);
+    let require_quote = f.boolean_or(r, "requireQuote", defaults::REQUIRE_QUOTE);
     f.finish(r, &[]);
     AlertsConfig {
         channels,
@@ -347,9 +350,13 @@ fn read_pegged(r: &mut Report, f: &mut Fields<'_>) -> Vec<PeggedFeed> {
             }
             Some((peg_path, value)) => positive_decimal(r, &peg_path, value),
         };
-        let max_deviation_ppb = pf
-            .integer(r, "maxDeviationPpb", 1, 1_000_000_000)
-            .unwrap_or(defaults::PEG_MAX_DEVIATION_PPB);
+        let max_deviation_ppb = pf.integer_or(
+            r,
+            "maxDeviationPpb",
+            1,
+            1_000_000_000,
+            defaults::PEG_MAX_DEVIATION_PPB,
+        );
         pf.finish(r, &[]);
         let (Some(feed), Some(peg)) = (feed, peg) else {
             continue;
@@ -385,7 +392,7 @@ fn positive_decimal(r: &mut Report, path: &str, value: &Value) -> Option<Decimal
 }
 
 fn read_channel(r: &mut Report, mut f: Fields<'_>) -> Option<ChannelConfig> {
-    let enabled = f.boolean(r, "enabled").unwrap_or(defaults::CHANNEL_ENABLED);
+    let enabled = f.boolean_or(r, "enabled", defaults::CHANNEL_ENABLED);
     let kind = f.required_string(r, "type").and_then(|t| {
         let kind = ChannelKind::ALL.into_iter().find(|k| k.as_str() == t);
         if kind.is_none() {
@@ -396,9 +403,7 @@ fn read_channel(r: &mut Report, mut f: Fields<'_>) -> Option<ChannelConfig> {
         }
         kind
     });
-    let timeout = f
-        .integer(r, "timeoutMs", 1000, 60_000)
-        .unwrap_or(defaults::CHANNEL_TIMEOUT_MS);
+    let timeout = f.integer_or(r, "timeoutMs", 1000, 60_000, defaults::CHANNEL_TIMEOUT_MS);
     let min_severity = match f
         .string(r, "minSeverity")
         .unwrap_or(defaults::CHANNEL_MIN_SEVERITY)

@@ -71,7 +71,6 @@ impl Default for ChainOptions {
 /// `oracles`: the oracle node numbers (2..N), which `chain.payees` is keyed by.
 pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>, oracles: &[u32]) -> ChainOptions {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.chain"));
-    let ms = Duration::from_millis;
     let gas_type = match f.string(r, "gasType").unwrap_or(chain::GAS_TYPE) {
         "eip1559" => GasType::Eip1559,
         "legacy" => GasType::Legacy,
@@ -95,40 +94,43 @@ pub fn read_chain_options(r: &mut Report, f: Option<Fields<'_>>, oracles: &[u32]
         }
     };
     let options = ChainOptions {
-        enabled: f.boolean(r, "enabled").unwrap_or(chain::ENABLED),
-        rpc_timeout: ms(f
-            .integer(r, "rpcTimeoutMs", 1_000, 60_000)
-            .unwrap_or(chain::RPC_TIMEOUT_MS)),
+        enabled: f.boolean_or(r, "enabled", chain::ENABLED),
+        rpc_timeout: f.millis(r, "rpcTimeoutMs", 1_000, 60_000, chain::RPC_TIMEOUT_MS),
         gas_type,
-        gas_limit: f
-            .integer(r, "gasLimit", 21_000, 30_000_000)
-            .unwrap_or(chain::GAS_LIMIT),
+        gas_limit: f.integer_or(r, "gasLimit", 21_000, 30_000_000, chain::GAS_LIMIT),
         gas_price_wei: f.big_integer(r, "gasPriceWei", 0),
         max_fee_per_gas_wei: f.big_integer(r, "maxFeePerGasWei", 1),
         max_priority_fee_per_gas_wei: f.big_integer(r, "maxPriorityFeePerGasWei", 0),
         max_gas_price_wei: f
             .big_integer(r, "maxGasPriceWei", 1)
             .unwrap_or(chain::MAX_GAS_PRICE_WEI),
-        gas_bump_percent: f
-            .integer(r, "gasBumpPercent", 10, 1000)
-            .unwrap_or(chain::GAS_BUMP_PERCENT) as u32,
-        receipt_timeout: ms(f
-            .integer(r, "receiptTimeoutMs", 5_000, 3_600_000)
-            .unwrap_or(chain::RECEIPT_TIMEOUT_MS)),
-        rebroadcast_after: ms(f
-            .integer(r, "rebroadcastAfterMs", 1_000, 600_000)
-            .unwrap_or(chain::REBROADCAST_AFTER_MS)),
-        max_log_range: f
-            .integer(r, "maxLogRange", 100, 100_000)
-            .unwrap_or(chain::MAX_LOG_RANGE),
-        contract_poll_interval: ms(f
-            .integer(r, "contractPollIntervalMs", 1_000, 3_600_000)
-            .unwrap_or(chain::CONTRACT_POLL_INTERVAL_MS)),
+        gas_bump_percent: f.integer_or(r, "gasBumpPercent", 10, 1000, chain::GAS_BUMP_PERCENT)
+            as u32,
+        receipt_timeout: f.millis(
+            r,
+            "receiptTimeoutMs",
+            5_000,
+            3_600_000,
+            chain::RECEIPT_TIMEOUT_MS,
+        ),
+        rebroadcast_after: f.millis(
+            r,
+            "rebroadcastAfterMs",
+            1_000,
+            600_000,
+            chain::REBROADCAST_AFTER_MS,
+        ),
+        max_log_range: f.integer_or(r, "maxLogRange", 100, 100_000, chain::MAX_LOG_RANGE),
+        contract_poll_interval: f.millis(
+            r,
+            "contractPollIntervalMs",
+            1_000,
+            3_600_000,
+            chain::CONTRACT_POLL_INTERVAL_MS,
+        ),
         set_config_function,
         admin_private_key: secp256k1_key_field(r, &mut f, "adminPrivateKey"),
-        configure_contracts: f
-            .boolean(r, "configureContracts")
-            .unwrap_or(chain::CONFIGURE_CONTRACTS),
+        configure_contracts: f.boolean_or(r, "configureContracts", chain::CONFIGURE_CONTRACTS),
         payees: read_payees(r, &mut f, oracles),
         billing: read_billing(r, &mut f),
     };

@@ -35,7 +35,6 @@ pub fn default_schedule(oracles: usize) -> Vec<u8> {
 pub fn read_consensus(r: &mut Report, f: Option<Fields<'_>>, oracles: usize) -> ConsensusConfig {
     use crate::config::defaults::consensus::*;
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.consensus"));
-    let ms = Duration::from_millis;
     let schedule = f.array(r, "transmissionSchedule").map(|items| {
         items
             .iter()
@@ -44,29 +43,21 @@ pub fn read_consensus(r: &mut Report, f: Option<Fields<'_>>, oracles: usize) -> 
             .collect::<Vec<u8>>()
     });
     let config = ConsensusConfig {
-        delta_progress: ms(f
-            .integer(r, "deltaProgressMs", 0, u64::MAX)
-            .unwrap_or(DELTA_PROGRESS_MS)),
-        delta_resend: ms(f
-            .integer(r, "deltaResendMs", 0, u64::MAX)
-            .unwrap_or(DELTA_RESEND_MS)),
-        delta_round: ms(f
-            .integer(r, "deltaRoundMs", 0, u64::MAX)
-            .unwrap_or(DELTA_ROUND_MS)),
-        delta_grace: ms(f
-            .integer(r, "deltaGraceMs", 0, u64::MAX)
-            .unwrap_or(DELTA_GRACE_MS)),
-        delta_stage: ms(f
-            .integer(r, "deltaStageMs", 0, u64::MAX)
-            .unwrap_or(DELTA_STAGE_MS)),
-        r_max: f.integer(r, "rMax", 1, 254).unwrap_or(R_MAX) as u8,
+        delta_progress: f.millis(r, "deltaProgressMs", 0, u64::MAX, DELTA_PROGRESS_MS),
+        delta_resend: f.millis(r, "deltaResendMs", 0, u64::MAX, DELTA_RESEND_MS),
+        delta_round: f.millis(r, "deltaRoundMs", 0, u64::MAX, DELTA_ROUND_MS),
+        delta_grace: f.millis(r, "deltaGraceMs", 0, u64::MAX, DELTA_GRACE_MS),
+        delta_stage: f.millis(r, "deltaStageMs", 0, u64::MAX, DELTA_STAGE_MS),
+        r_max: f.integer_or(r, "rMax", 1, 254, R_MAX) as u8,
         transmission_schedule: schedule.unwrap_or_else(|| default_schedule(oracles)),
         f: f.integer(r, "f", 1, 10)
             .map(|v| v as usize)
             .unwrap_or(oracles.saturating_sub(1) / 3),
-        skip_chain_specific_checks: f
-            .boolean(r, "skipChainSpecificChecks")
-            .unwrap_or(SKIP_CHAIN_SPECIFIC_CHECKS),
+        skip_chain_specific_checks: f.boolean_or(
+            r,
+            "skipChainSpecificChecks",
+            SKIP_CHAIN_SPECIFIC_CHECKS,
+        ),
     };
     f.finish(r, &[]);
     config

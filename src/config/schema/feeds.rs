@@ -52,12 +52,8 @@ fn read_feed(r: &mut Report, mut f: Fields<'_>) -> Option<FeedConfig> {
     let address = f
         .required_string(r, "contractAddress")
         .and_then(|s| evm_address(r, &f.path_of("contractAddress"), s));
-    let alpha_ppb = f
-        .integer(r, "alphaPPB", 0, u64::MAX)
-        .unwrap_or(feed::ALPHA_PPB);
-    let heartbeat = f
-        .integer(r, "heartbeatMs", 0, u64::MAX)
-        .unwrap_or(feed::HEARTBEAT_MS);
+    let alpha_ppb = f.integer_or(r, "alphaPPB", 0, u64::MAX, feed::ALPHA_PPB);
+    let heartbeat = f.integer_or(r, "heartbeatMs", 0, u64::MAX, feed::HEARTBEAT_MS);
     let legs = read_legs(r, &mut f);
     f.finish(r, &[]);
     Some(FeedConfig {

@@ -125,6 +125,9 @@ pub struct OutboundProxy {
 
 const MAX_DATABASE_PREFIX: usize = 60;
 
+/// The error of `ports.listenHost` and `node.listenHost`, which are read alike.
+const LISTEN_HOST_MESSAGE: &str = "must be an IP address such as 127.0.0.1 or 0.0.0.0";
+
 /// Reads the solution object (without its `signature`). The config is returned even when the
 /// report has problems, so that cross-field checks can still run and report theirs.
 pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
@@ -198,9 +201,7 @@ fn read_postgres(r: &mut Report, f: &mut Fields<'_>) -> PostgresConfig {
     }
     PostgresConfig {
         database_prefix: prefix.to_owned(),
-        port: f
-            .integer(r, "pgPort", 1, 65535)
-            .unwrap_or(solution::PG_PORT) as u16,
+        port: f.port(r, "pgPort", solution::PG_PORT),
     }
 }
 
@@ -226,19 +227,29 @@ fn read_supervisor(
     section: Option<Fields<'_>>,
 ) -> (RestartPolicy, LogPolicy) {
     let ms = Duration::from_millis;
-    let max_restarts = f
-        .integer(r, "maxRestarts", 1, 1000)
-        .unwrap_or(solution::MAX_RESTARTS) as u32;
-    let window = ms(f
-        .integer(r, "restartWindowMs", 1000, 86_400_000)
-        .unwrap_or(solution::RESTART_WINDOW_MS));
+    let max_restarts = f.integer_or(r, "maxRestarts", 1, 1000, solution::MAX_RESTARTS) as u32;
+    let window = f.millis(
+        r,
+        "restartWindowMs",
+        1000,
+        86_400_000,
+        solution::RESTART_WINDOW_MS,
+    );
     let mut s = section.unwrap_or_else(|| Fields::empty("solution.supervisor"));
-    let backoff_initial = s
-        .integer(r, "restartBackoffInitialMs", 10, 60_000)
-        .unwrap_or(supervisor::RESTART_BACKOFF_INITIAL_MS);
-    let backoff_max = s
-        .integer(r, "restartBackoffMaxMs", 10, 600_000)
-        .unwrap_or(supervisor::RESTART_BACKOFF_MAX_MS);
+    let backoff_initial = s.integer_or(
+        r,
+        "restartBackoffInitialMs",
+        10,
+        60_000,
+        supervisor::RESTART_BACKOFF_INITIAL_MS,
+    );
+    let backoff_max = s.integer_or(
+        r,
+        "restartBackoffMaxMs",
+        10,
+        600_000,
+        supervisor::RESTART_BACKOFF_MAX_MS,
+    );
     if backoff_max < backoff_initial {
         r.error(
             s.path_of("restartBackoffMaxMs"),
@@ -246,12 +257,14 @@ fn read_supervisor(
         );
     }
     let logs = LogPolicy {
-        max_file_bytes: s
-            .integer(r, "logMaxFileBytes", 4096, 1 << 30)
-            .unwrap_or(supervisor::LOG_MAX_FILE_BYTES),
-        archives: s
-            .integer(r, "logArchives", 0, 1000)
-            .unwrap_or(supervisor::LOG_ARCHIVES) as u32,
+        max_file_bytes: s.integer_or(
+            r,
+            "logMaxFileBytes",
+            4096,
+            1 << 30,
+            supervisor::LOG_MAX_FILE_BYTES,
+        ),
+        archives: s.integer_or(r, "logArchives", 0, 1000, supervisor::LOG_ARCHIVES) as u32,
     };
     s.finish(r, &[]);
     let restart = RestartPolicy {
@@ -265,9 +278,13 @@ fn read_supervisor(
 
 fn read_faucet(r: &mut Report, f: &mut Fields<'_>) -> Option<FaucetConfig> {
     let key = f.string(r, "faucetPrivateKey");
-    let interval = f
-        .integer(r, "balanceTopupCheckIntervalMs", 5000, u64::MAX)
-        .unwrap_or(solution::BALANCE_TOPUP_CHECK_INTERVAL_MS);
+    let interval = f.integer_or(
+        r,
+        "balanceTopupCheckIntervalMs",
+        5000,
+        u64::MAX,
+        solution::BALANCE_TOPUP_CHECK_INTERVAL_MS,
+    );
     let min_wei = f
         .big_integer(r, "faucetMinWei", 1)
         .unwrap_or(solution::FAUCET_MIN_WEI);

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::LISTEN_HOST_MESSAGE;
 use crate::config::defaults::{node, ports};
 use crate::config::reader::{Fields, Report};
 
@@ -32,23 +33,16 @@ impl Default for NodeOptions {
 
 pub fn read_node_options(r: &mut Report, f: Option<Fields<'_>>) -> NodeOptions {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.node"));
-    let days = f
-        .integer(r, "retentionDays", 1, 3650)
-        .unwrap_or(node::RETENTION_DAYS);
+    let days = f.integer_or(r, "retentionDays", 1, 3650, node::RETENTION_DAYS);
     // libocr's LocalConfig bounds for DataSourceTimeout.
-    let timeout = f
-        .integer(r, "observationTimeoutMs", 1_000, 20_000)
-        .unwrap_or(node::OBSERVATION_TIMEOUT_MS);
-    let listen_host = match f.string(r, "listenHost") {
-        None => ports::LISTEN_HOST,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            r.error(
-                f.path_of("listenHost"),
-                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
-            );
-            ports::LISTEN_HOST
-        }),
-    };
+    let timeout = f.integer_or(
+        r,
+        "observationTimeoutMs",
+        1_000,
+        20_000,
+        node::OBSERVATION_TIMEOUT_MS,
+    );
+    let listen_host = f.ip_addr(r, "listenHost", ports::LISTEN_HOST, LISTEN_HOST_MESSAGE);
     let announce_host = f.string(r, "announceHost").map(str::to_owned);
     if let Some(host) = &announce_host {
         if host.is_empty()
@@ -70,9 +64,13 @@ pub fn read_node_options(r: &mut Report, f: Option<Fields<'_>>) -> NodeOptions {
             );
         }
     }
-    let max_frame = f
-        .integer(r, "maxFrameBytes", 64 * 1024, 16 << 20)
-        .unwrap_or(node::MAX_FRAME_BYTES);
+    let max_frame = f.integer_or(
+        r,
+        "maxFrameBytes",
+        64 * 1024,
+        16 << 20,
+        node::MAX_FRAME_BYTES,
+    );
     f.finish(r, &[]);
     NodeOptions {
         retention: Duration::from_secs(days * 86_400),

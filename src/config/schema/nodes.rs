@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::consensus::MAX_ORACLES;
+use super::LISTEN_HOST_MESSAGE;
 use crate::config::defaults::ports;
 use crate::config::reader::{unsigned, Fields, Report};
 
@@ -186,32 +187,14 @@ fn check_subset(r: &mut Report, path: &str, subset: &[u32], total: u32) {
 
 fn read_ports(r: &mut Report, f: Option<Fields<'_>>) -> PortsConfig {
     let mut f = f.unwrap_or_else(|| Fields::empty("solution.ports"));
-    let loopback = ports::LISTEN_HOST;
-    let listen_host = match f.string(r, "listenHost") {
-        None => loopback,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            r.error(
-                f.path_of("listenHost"),
-                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
-            );
-            loopback
-        }),
-    };
+    let listen_host = f.ip_addr(r, "listenHost", ports::LISTEN_HOST, LISTEN_HOST_MESSAGE);
     let ports = PortsConfig {
         listen_host,
-        supervisor: f
-            .integer(r, "supervisor", 1, 65535)
-            .unwrap_or(ports::SUPERVISOR) as u16,
-        process_metrics: f
-            .integer(r, "processMetrics", 1, 65535)
-            .unwrap_or(ports::PROCESS_METRICS) as u16,
-        alerts: f.integer(r, "alerts", 1, 65535).unwrap_or(ports::ALERTS) as u16,
-        node_api_base: f
-            .integer(r, "nodeApiBase", 1, 65535)
-            .unwrap_or(ports::NODE_API_BASE) as u16,
-        node_p2p_base: f
-            .integer(r, "nodeP2pBase", 1, 65535)
-            .unwrap_or(ports::NODE_P2P_BASE) as u16,
+        supervisor: f.port(r, "supervisor", ports::SUPERVISOR),
+        process_metrics: f.port(r, "processMetrics", ports::PROCESS_METRICS),
+        alerts: f.port(r, "alerts", ports::ALERTS),
+        node_api_base: f.port(r, "nodeApiBase", ports::NODE_API_BASE),
+        node_p2p_base: f.port(r, "nodeP2pBase", ports::NODE_P2P_BASE),
     };
     f.finish(r, &[]);
     ports

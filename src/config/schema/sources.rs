@@ -158,7 +158,7 @@ fn read_source(
     id: SourceId,
     has_global_proxy: bool,
 ) -> SourceConfig {
-    let enabled = f.boolean(r, "enabled").unwrap_or(source::ENABLED);
+    let enabled = f.boolean_or(r, "enabled", source::ENABLED);
     let api_key = read_api_key(r, &mut f, id, enabled);
     let rps = read_rps(r, &mut f, id);
     let use_proxy = read_use_proxy(r, &mut f, has_global_proxy);
@@ -192,21 +192,13 @@ fn read_source(
     let config = SourceConfig {
         enabled,
         api_key,
-        ttl: ms(f
-            .integer(r, "ttl", 1000, u64::MAX)
-            .unwrap_or(source::TTL_MS)),
-        max_concurrent: f
-            .integer(r, "maxConcurrent", 1, 10_000)
-            .unwrap_or(source::MAX_CONCURRENT) as u32,
-        timeout: ms(f
-            .integer(r, "timeoutMs", 1000, 600_000)
-            .unwrap_or(source::TIMEOUT_MS)),
+        ttl: f.millis(r, "ttl", 1000, u64::MAX, source::TTL_MS),
+        max_concurrent: f.integer_or(r, "maxConcurrent", 1, 10_000, source::MAX_CONCURRENT) as u32,
+        timeout: f.millis(r, "timeoutMs", 1000, 600_000, source::TIMEOUT_MS),
         rps,
         use_proxy,
-        max_retries: f
-            .integer(r, "maxRetries", 0, 10)
-            .unwrap_or(source::MAX_RETRIES) as u32,
-        refetch: f.boolean(r, "refetch").unwrap_or(source::REFETCH),
+        max_retries: f.integer_or(r, "maxRetries", 0, 10, source::MAX_RETRIES) as u32,
+        refetch: f.boolean_or(r, "refetch", source::REFETCH),
         stale_trigger_before_expiry: f
             .integer(r, "staleTriggerBeforeExpiry", 100, 60_000)
             .map(ms),
@@ -293,19 +285,28 @@ fn read_stream(r: &mut Report, mut f: Fields<'_>) -> StreamConfig {
         .string(r, "wsUrl")
         .and_then(|s| url(r, &f.path_of("wsUrl"), s, &["ws", "wss"]));
     let stream = StreamConfig {
-        auto_reconnect: f
-            .boolean(r, "autoReconnect")
-            .unwrap_or(source::STREAM_AUTO_RECONNECT),
-        reconnect_interval: ms(f
-            .integer(r, "reconnectInterval", 1000, 3_600_000)
-            .unwrap_or(source::STREAM_RECONNECT_INTERVAL_MS)),
-        max_reconnect_attempts: f
-            .integer(r, "maxReconnectAttempts", 0, 100)
-            .unwrap_or(source::STREAM_MAX_RECONNECT_ATTEMPTS)
-            as u32,
-        heartbeat_interval: ms(f
-            .integer(r, "heartbeatInterval", 5000, 3_600_000)
-            .unwrap_or(source::STREAM_HEARTBEAT_INTERVAL_MS)),
+        auto_reconnect: f.boolean_or(r, "autoReconnect", source::STREAM_AUTO_RECONNECT),
+        reconnect_interval: f.millis(
+            r,
+            "reconnectInterval",
+            1000,
+            3_600_000,
+            source::STREAM_RECONNECT_INTERVAL_MS,
+        ),
+        max_reconnect_attempts: f.integer_or(
+            r,
+            "maxReconnectAttempts",
+            0,
+            100,
+            source::STREAM_MAX_RECONNECT_ATTEMPTS,
+        ) as u32,
+        heartbeat_interval: f.millis(
+            r,
+            "heartbeatInterval",
+            5000,
+            3_600_000,
+            source::STREAM_HEARTBEAT_INTERVAL_MS,
+        ),
         ws_url,
         batch_size: f.integer(r, "batchSize", 1, 500).map(|v| v as u32),
         rate_limit: f.integer(r, "rateLimit", 10, 10_000).map(ms),

@@ -72,11 +72,15 @@ pub fn read_push_target(
     mut f: Fields<'_>,
     reference_default_off: bool,
 ) -> Option<PushTarget> {
-    let enabled = f.boolean(r, "enabled").unwrap_or(if reference_default_off {
-        push_target::METRICS_PUSH_ENABLED
-    } else {
-        push_target::ENABLED
-    });
+    let enabled = f.boolean_or(
+        r,
+        "enabled",
+        if reference_default_off {
+            push_target::METRICS_PUSH_ENABLED
+        } else {
+            push_target::ENABLED
+        },
+    );
     let target_url = match f.string(r, "url") {
         Some(s) => url(r, &f.path_of("url"), s, &["http", "https"]),
         None if enabled => {
@@ -85,12 +89,8 @@ pub fn read_push_target(
         }
         None => None,
     };
-    let interval = f
-        .integer(r, "intervalMs", 1000, 86_400_000)
-        .unwrap_or(push_target::INTERVAL_MS);
-    let timeout = f
-        .integer(r, "timeoutMs", 100, 600_000)
-        .unwrap_or(push_target::TIMEOUT_MS);
+    let interval = f.integer_or(r, "intervalMs", 1000, 86_400_000, push_target::INTERVAL_MS);
+    let timeout = f.integer_or(r, "timeoutMs", 100, 600_000, push_target::TIMEOUT_MS);
     if timeout > interval {
         r.warn(
             f.path_of("timeoutMs"),
@@ -106,12 +106,8 @@ pub fn read_push_target(
     let ttl = f
         .integer(r, "ttlSeconds", 60, 31_536_000)
         .map(Duration::from_secs);
-    let buffer = f
-        .integer(r, "bufferMs", 0, 86_400_000)
-        .unwrap_or(push_target::BUFFER_MS);
-    let batch_size = f
-        .integer(r, "batchSize", 1, 1_000_000)
-        .unwrap_or(push_target::BATCH_SIZE) as u32;
+    let buffer = f.integer_or(r, "bufferMs", 0, 86_400_000, push_target::BUFFER_MS);
+    let batch_size = f.integer_or(r, "batchSize", 1, 1_000_000, push_target::BATCH_SIZE) as u32;
     f.finish(r, &[]);
     let url = target_url?;
     if !enabled {
