@@ -16,6 +16,16 @@ fn key() -> Key {
     Key::new(AlertName::SourcesUnavailable, "BTC-USD")
 }
 
+/// An engine that tells at once and never reminds, so that only the limit of `max_per_hour`
+/// decides what is told.
+fn at_once_without_reminders(max_per_hour: u32) -> Engine {
+    Engine::new(EngineConfig {
+        for_duration: Duration::ZERO,
+        repeat_interval: None,
+        max_per_hour,
+    })
+}
+
 fn active(text: &str) -> Verdict {
     Verdict::Active(text.to_owned())
 }
@@ -170,11 +180,7 @@ fn a_long_firing_alert_is_repeated_as_a_reminder() {
 #[test]
 fn a_flapping_alert_is_rate_limited_and_ends_with_its_true_state() {
     // 2 per hour: a burst of 2, then one every 30 min.
-    let mut e = Engine::new(EngineConfig {
-        for_duration: Duration::ZERO,
-        repeat_interval: None,
-        max_per_hour: 2,
-    });
+    let mut e = at_once_without_reminders(2);
     let mut steps = Vec::new();
     for i in 0..10u64 {
         let verdict = if i % 2 == 0 {
@@ -214,11 +220,7 @@ fn a_flapping_alert_is_rate_limited_and_ends_with_its_true_state() {
 
 #[test]
 fn a_resolution_waiting_for_the_limit_is_dropped_if_the_alert_fires_again() {
-    let mut e = Engine::new(EngineConfig {
-        for_duration: Duration::ZERO,
-        repeat_interval: None,
-        max_per_hour: 1,
-    });
+    let mut e = at_once_without_reminders(1);
     let steps = run(
         &mut e,
         &key(),
@@ -236,11 +238,7 @@ fn a_resolution_waiting_for_the_limit_is_dropped_if_the_alert_fires_again() {
 
 #[test]
 fn a_firing_never_told_is_not_resolved() {
-    let mut e = Engine::new(EngineConfig {
-        for_duration: Duration::ZERO,
-        repeat_interval: None,
-        max_per_hour: 1,
-    });
+    let mut e = at_once_without_reminders(1);
     let steps = run(
         &mut e,
         &key(),
@@ -263,11 +261,7 @@ fn a_firing_never_told_is_not_resolved() {
 
 #[test]
 fn alerts_are_limited_per_subject_and_a_waiting_resolution_goes_out_when_allowed() {
-    let mut e = Engine::new(EngineConfig {
-        for_duration: Duration::ZERO,
-        repeat_interval: None,
-        max_per_hour: 1,
-    });
+    let mut e = at_once_without_reminders(1);
     let other = Key::new(AlertName::SourcesUnavailable, "ETH-USD");
     // Use up the key's only token with a first firing and resolution of another incident.
     let mut out = e.step(
@@ -275,21 +269,17 @@ fn alerts_are_limited_per_subject_and_a_waiting_resolution_goes_out_when_allowed
         UNIX_EPOCH,
         vec![(key(), active("first")), (other.clone(), active("y"))],
     );
-    out.extend(e.step(
-        Duration::from_secs(1),
-        UNIX_EPOCH,
-        vec![(key(), Verdict::Clear)],
-    ));
-    out.extend(e.step(
-        Duration::from_secs(2),
-        UNIX_EPOCH,
-        vec![(key(), active("second"))],
-    ));
-    out.extend(e.step(
-        Duration::from_secs(3),
-        UNIX_EPOCH,
-        vec![(key(), Verdict::Clear)],
-    ));
+    for (secs, verdict) in [
+        (1, Verdict::Clear),
+        (2, active("second")),
+        (3, Verdict::Clear),
+    ] {
+        out.extend(e.step(
+            Duration::from_secs(secs),
+            UNIX_EPOCH,
+            vec![(key(), verdict)],
+        ));
+    }
     let shown: Vec<(String, State)> = out
         .iter()
         .map(|n| (n.key.subject.clone(), n.state))

@@ -154,29 +154,21 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         ),
         (
             "observations spread wider than the bound",
-            |s| set_feed(s, "BTC-USD", |f| {
-                f.report = Some(report("100", 4, 1, 5, &["99", "100", "101.5"]))
-            }),
+            |s| btc_report_observing(s, &["99", "100", "101.5"]),
             AlertName::ObservationSpread,
             "BTC-USD",
             Some("BTC-USD: the observations of report 4:1 (node-2) spread 2.5 % (99 … 101.5), more than 2 %"),
         ),
         (
             "observations within the bound",
-            |s| set_feed(s, "BTC-USD", |f| {
-                f.report = Some(report("100", 4, 1, 5, &["99", "100", "101"]))
-            }),
+            |s| btc_report_observing(s, &["99", "100", "101"]),
             AlertName::ObservationSpread,
             "BTC-USD",
             None,
         ),
         (
             "a depeg below the peg, from the market price",
-            |s| {
-                if let Ok(q) = &mut s.aggregator {
-                    q.get_mut("USDC-USD").expect("quote").price = Some(dec("0.9712"));
-                }
-            },
+            |s| usdc_market_price(s, "0.9712"),
             AlertName::Depeg,
             "USDC-USD",
             Some("USDC-USD is 0.9712 (market price from the aggregator), 2.88 % below its peg 1 (bound 1 %)"),
@@ -197,11 +189,7 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         ),
         (
             "within the peg's bound",
-            |s| {
-                if let Ok(q) = &mut s.aggregator {
-                    q.get_mut("USDC-USD").expect("quote").price = Some(dec("0.991"));
-                }
-            },
+            |s| usdc_market_price(s, "0.991"),
             AlertName::Depeg,
             "USDC-USD",
             None,
@@ -219,26 +207,14 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         ),
         (
             "attestation failed",
-            |s| {
-                s.attestation = Ok(Some(AttestationView {
-                    status: "failed".into(),
-                    reason: Some("the provider is sev_guest, not tdx_guest".into()),
-                    quote_sha256: None,
-                }))
-            },
+            |s| attested(s, "failed", "the provider is sev_guest, not tdx_guest"),
             AlertName::AttestationFailed,
             "enclave",
             Some("attestation failed: the provider is sev_guest, not tdx_guest"),
         ),
         (
             "attestation unavailable is not an alert unless a quote is required",
-            |s| {
-                s.attestation = Ok(Some(AttestationView {
-                    status: "unavailable".into(),
-                    reason: Some("no configfs-tsm".into()),
-                    quote_sha256: None,
-                }))
-            },
+            |s| attested(s, "unavailable", "no configfs-tsm"),
             AlertName::AttestationFailed,
             "enclave",
             None,
@@ -253,6 +229,29 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         };
         assert_eq!(verdict(&s, alert, subject), expected, "{name}");
     }
+}
+
+/// The aggregator's market price of USDC-USD.
+fn usdc_market_price(s: &mut Snapshot, price: &str) {
+    if let Ok(q) = &mut s.aggregator {
+        q.get_mut("USDC-USD").expect("quote").price = Some(dec(price));
+    }
+}
+
+/// BTC-USD's latest report (answer 100, epoch 4 round 1) with these observations.
+fn btc_report_observing(s: &mut Snapshot, observations: &[&str]) {
+    set_feed(s, "BTC-USD", |f| {
+        f.report = Some(report("100", 4, 1, 5, observations))
+    });
+}
+
+/// The attestation the snapshot reports: `status` for `reason`, no quote.
+fn attested(s: &mut Snapshot, status: &str, reason: &str) {
+    s.attestation = Ok(Some(AttestationView {
+        status: status.into(),
+        reason: Some(reason.into()),
+        quote_sha256: None,
+    }));
 }
 
 #[test]
