@@ -437,6 +437,15 @@ mod tests {
         assert!(left.is_empty(), "entry left behind: {left:?}");
     }
 
+    /// A request refused before it began: nothing was written and no entry is left.
+    fn assert_untouched(kernel: &SimulatedKernel, left: &[String]) {
+        assert!(
+            kernel.writes.lock().expect("lock").is_empty(),
+            "nothing written"
+        );
+        assert!(left.is_empty(), "entry left behind: {left:?}");
+    }
+
     #[test]
     fn a_missing_provider_is_a_clear_error() {
         let (result, kernel, left) = run(Fault::NoProvider);
@@ -448,11 +457,7 @@ mod tests {
                 .contains("not a configfs-tsm report directory"),
             "{error}"
         );
-        assert!(
-            kernel.writes.lock().expect("lock").is_empty(),
-            "nothing written"
-        );
-        assert!(left.is_empty(), "entry left behind: {left:?}");
+        assert_untouched(&kernel, &left);
     }
 
     #[test]
@@ -467,11 +472,7 @@ mod tests {
             error.to_string().contains("not an Intel TDX guest"),
             "{error}"
         );
-        assert!(
-            kernel.writes.lock().expect("lock").is_empty(),
-            "nothing written"
-        );
-        assert!(left.is_empty(), "entry left behind: {left:?}");
+        assert_untouched(&kernel, &left);
     }
 
     #[test]

@@ -19,38 +19,35 @@ struct Sample {
     until: u64,
 }
 
-const TDX: Sample = Sample {
-    quote: include_bytes!("../../../tests/fixtures/dcap/tdx_quote"),
-    collateral: include_bytes!("../../../tests/fixtures/dcap/tdx_quote_collateral.json"),
-    // 2025-06-19T10:32:27Z (QE Identity issued) .. 2025-07-19T10:00:34Z (PCK CRL's nextUpdate - 1 s).
-    from: 1_750_329_147,
-    until: 1_752_919_234,
-};
+/// The sample `tests/fixtures/dcap/<name>` with its collateral `<name>_collateral.json`, valid
+/// from `from` to `until`.
+macro_rules! sample {
+    ($name:literal, $from:expr, $until:expr) => {
+        Sample {
+            quote: include_bytes!(concat!("../../../tests/fixtures/dcap/", $name)),
+            collateral: include_bytes!(concat!(
+                "../../../tests/fixtures/dcap/",
+                $name,
+                "_collateral.json"
+            )),
+            from: $from,
+            until: $until,
+        }
+    };
+}
 
-const TD15EX: Sample = Sample {
-    quote: include_bytes!("../../../tests/fixtures/dcap/tdx_quote_td15ex"),
-    collateral: include_bytes!("../../../tests/fixtures/dcap/tdx_quote_td15ex_collateral.json"),
-    // 2026-10-08T00:09:46Z (TCB Info issued) .. 2026-11-06T23:45:11Z (QE Identity's nextUpdate).
-    from: 1_791_418_186,
-    until: 1_794_008_711,
-};
+// 2025-06-19T10:32:27Z (QE Identity issued) .. 2025-07-19T10:00:34Z (PCK CRL's nextUpdate - 1 s).
+const TDX: Sample = sample!("tdx_quote", 1_750_329_147, 1_752_919_234);
 
-const SGX: Sample = Sample {
-    quote: include_bytes!("../../../tests/fixtures/dcap/sgx_quote"),
-    collateral: include_bytes!("../../../tests/fixtures/dcap/sgx_quote_collateral.json"),
-    // 2025-06-19T10:56:11Z (TCB Info issued) .. 2025-07-19T10:01:18Z (QE Identity's nextUpdate).
-    from: 1_750_330_571,
-    until: 1_752_919_278,
-};
+// 2026-10-08T00:09:46Z (TCB Info issued) .. 2026-11-06T23:45:11Z (QE Identity's nextUpdate).
+const TD15EX: Sample = sample!("tdx_quote_td15ex", 1_791_418_186, 1_794_008_711);
 
-const OUTDATED: Sample = Sample {
-    quote: include_bytes!("../../../tests/fixtures/dcap/tdx_quote_outdated"),
-    collateral: include_bytes!("../../../tests/fixtures/dcap/tdx_quote_outdated_collateral.json"),
-    // 2026-02-18T10:58:51Z (TCB Info issued) .. 2026-03-20T10:01:14Z: the collateral's window,
-    // in which the quote never verifies (its TCB matches no level).
-    from: 1_771_412_331,
-    until: 1_774_003_274,
-};
+// 2025-06-19T10:56:11Z (TCB Info issued) .. 2025-07-19T10:01:18Z (QE Identity's nextUpdate).
+const SGX: Sample = sample!("sgx_quote", 1_750_330_571, 1_752_919_278);
+
+// 2026-02-18T10:58:51Z (TCB Info issued) .. 2026-03-20T10:01:14Z: the collateral's window,
+// in which the quote never verifies (its TCB matches no level).
+const OUTDATED: Sample = sample!("tdx_quote_outdated", 1_771_412_331, 1_774_003_274);
 
 fn collateral_of(sample: &Sample) -> dcap_qvl::QuoteCollateralV3 {
     collateral::parse(sample.collateral).expect("sample collateral")
