@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave::config::signature::{self, PrivateKey};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod common;
+use common::{rss_kib, write_signed_config};
 
 const HOT_PAIRS: usize = 10;
 const TRACKED_PAIRS: usize = 100;
@@ -69,31 +71,13 @@ fn upstream() -> u16 {
 }
 
 fn signed_config(repo: &Path, dir: &Path, upstream: u16, port: u16) -> std::path::PathBuf {
-    let text = fs::read_to_string(repo.join("configuration.example.json")).expect("example");
-    let mut document: Value = serde_json::from_str(&text).expect("json");
-    let solution = document["solution"].as_object_mut().expect("object");
-    solution.shift_remove("signature");
-    solution.insert("feeds".into(), json!([]));
-    solution.insert("telemetry".into(), json!({"targets": []}));
-    solution.insert(
-        "priceAggregatorConfig".into(),
-        json!({"port": port, "logger": {"level": "warn"}, "maxTrackedPairs": 1000,
-               "sources": {"binance": {"baseUrl": format!("http://127.0.0.1:{upstream}"), "rps": null, "ttl": 60000}}}),
-    );
-    let mut payload = Value::Object(solution.clone());
-    let key = PrivateKey::from_pkcs8_text(
-        &fs::read_to_string(repo.join("scripts/dev-keys/INSECURE-DEV-ONLY.configuration.key"))
-            .expect("key"),
-    )
-    .expect("key parses");
-    payload["signature"] =
-        Value::String(signature::sign(&payload, &key).expect("sign").signature_b64);
     let path = dir.join("configuration.json");
-    fs::write(
-        &path,
-        serde_json::to_string(&json!({ "solution": payload })).expect("json"),
-    )
-    .expect("write");
+    write_signed_config(repo, &path, |solution| {
+        solution["feeds"] = json!([]);
+        solution["telemetry"] = json!({"targets": []});
+        solution["priceAggregatorConfig"] = json!({"port": port, "logger": {"level": "warn"}, "maxTrackedPairs": 1000,
+               "sources": {"binance": {"baseUrl": format!("http://127.0.0.1:{upstream}"), "rps": null, "ttl": 60000}}});
+    });
     path
 }
 
@@ -115,17 +99,6 @@ fn wrk(url: &str) -> (f64, String) {
         .map(|v| v.trim().to_owned())
         .unwrap_or_else(|| "?".into());
     (rps, p99)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -9,15 +9,16 @@
 //! node key and one per boot.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave::config::signature::{self, PrivateKey};
 use enclave::paths::Root;
 use enclave::service::state::{StateDir, Status};
 use serde_json::{json, Value};
+
+mod common;
+use common::{install_config, install_sleepers, wait};
 
 const SERVICES: usize = 5;
 const SAMPLES: usize = 7;
@@ -73,14 +74,17 @@ fn boots(repo: &Path, attestation: &Value) -> (Duration, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
     let services = dir.path().join("s6-rc.d");
-    install_config(repo, &root, attestation);
-    for i in 0..SERVICES {
-        let svc = services.join(format!("svc-{i:02}"));
-        fs::create_dir_all(&svc).expect("mkdir");
-        fs::write(svc.join("type"), "longrun\n").expect("type");
-        fs::write(svc.join("run"), "#!/bin/sh\nexec sleep 100000\n").expect("run");
-        fs::set_permissions(svc.join("run"), fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    install_config(repo, &root, |solution| {
+        solution["chainlinkChainId"] = json!(1337);
+        solution["attestation"] = attestation.clone();
+        // Free ports: the supervisor's endpoint must not clash with anything running.
+        for port in ["supervisor", "processMetrics", "alerts"] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            solution["ports"][port] = json!(listener.local_addr().expect("addr").port());
+        }
+        solution["telemetry"]["targets"] = json!([]);
+    });
+    install_sleepers(&services, SERVICES);
     let first = boot(&root, &services);
     let again = boot(&root, &services);
     (first, again)
@@ -121,46 +125,4 @@ fn boot(root: &Path, services: &Path) -> Duration {
     .expect("term");
     init.wait().expect("wait");
     took
-}
-
-fn install_config(repo: &Path, root: &Path, attestation: &Value) {
-    fs::create_dir_all(root.join("etc/enclave")).expect("mkdir");
-    fs::create_dir_all(root.join("sp/configurations")).expect("mkdir");
-    fs::copy(
-        repo.join("scripts/dev-keys/configuration.pub"),
-        root.join("etc/enclave/configuration.pub"),
-    )
-    .expect("key");
-    let text = fs::read_to_string(repo.join("configuration.example.json")).expect("example");
-    let mut document: Value = serde_json::from_str(&text).expect("json");
-    let solution = document["solution"].as_object_mut().expect("object");
-    solution.shift_remove("signature");
-    solution.insert("chainlinkChainId".into(), json!(1337));
-    solution.insert("attestation".into(), attestation.clone());
-    // Free ports: the supervisor's endpoint must not clash with anything running.
-    let mut payload = Value::Object(solution.clone());
-    for port in ["supervisor", "processMetrics", "alerts"] {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        payload["ports"][port] = json!(listener.local_addr().expect("addr").port());
-    }
-    payload["telemetry"]["targets"] = json!([]);
-    let key_text =
-        fs::read_to_string(repo.join("scripts/dev-keys/INSECURE-DEV-ONLY.configuration.key"))
-            .expect("key");
-    let key = PrivateKey::from_pkcs8_text(&key_text).expect("key parses");
-    let signed = signature::sign(&payload, &key).expect("sign");
-    payload["signature"] = Value::String(signed.signature_b64);
-    fs::write(
-        root.join("sp/configurations/configuration.json"),
-        serde_json::to_string(&json!({ "solution": payload })).expect("json"),
-    )
-    .expect("write");
-}
-
-fn wait(timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_micros(500));
-    }
 }

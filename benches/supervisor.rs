@@ -1,16 +1,16 @@
 //! Supervisor figures: boot time of 20 trivial longruns, supervisor RSS, restart latency.
 //! Run with `scripts/bench-supervisor.sh` (or `cargo bench --bench supervisor`).
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave::config::signature::{self, PrivateKey};
 use enclave::paths::Root;
 use enclave::service::state::{StateDir, Status};
 use serde_json::Value;
+
+mod common;
+use common::{install_config, install_sleepers, rss_kib, wait};
 
 const SERVICES: usize = 20;
 const RESTART_SAMPLES: usize = 20;
@@ -20,14 +20,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
     let services = dir.path().join("s6-rc.d");
-    install_config(&repo, &root);
-    for i in 0..SERVICES {
-        let svc = services.join(format!("svc-{i:02}"));
-        fs::create_dir_all(&svc).expect("mkdir");
-        fs::write(svc.join("type"), "longrun\n").expect("type");
-        fs::write(svc.join("run"), "#!/bin/sh\nexec sleep 100000\n").expect("run");
-        fs::set_permissions(svc.join("run"), fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    install_config(&repo, &root, |solution| {
+        // Many samples of one service must stay below the restart limit.
+        solution["maxRestarts"] = Value::from(1000);
+        solution["supervisor"] =
+            serde_json::json!({"restartBackoffInitialMs": 10, "restartBackoffMaxMs": 10});
+    });
+    install_sleepers(&services, SERVICES);
     let state = StateDir::new(&Root::new(&root));
     let binary = env!("CARGO_BIN_EXE_enclave");
     let started = Instant::now();
@@ -94,56 +93,4 @@ fn main() {
         "  SIGTERM to exit:           {:8.1} ms (exit status {status})",
         ms(shutdown)
     );
-}
-
-fn install_config(repo: &Path, root: &Path) {
-    fs::create_dir_all(root.join("etc/enclave")).expect("mkdir");
-    fs::create_dir_all(root.join("sp/configurations")).expect("mkdir");
-    fs::copy(
-        repo.join("scripts/dev-keys/configuration.pub"),
-        root.join("etc/enclave/configuration.pub"),
-    )
-    .expect("key");
-    let text = fs::read_to_string(repo.join("configuration.example.json")).expect("example");
-    let mut document: Value = serde_json::from_str(&text).expect("json");
-    let solution = document["solution"].as_object_mut().expect("object");
-    solution.shift_remove("signature");
-    // Many samples of one service must stay below the restart limit.
-    solution.insert("maxRestarts".into(), Value::from(1000));
-    solution.insert(
-        "supervisor".into(),
-        serde_json::json!({"restartBackoffInitialMs": 10, "restartBackoffMaxMs": 10}),
-    );
-    let mut payload = Value::Object(solution.clone());
-    let key_text =
-        fs::read_to_string(repo.join("scripts/dev-keys/INSECURE-DEV-ONLY.configuration.key"))
-            .expect("key");
-    let key = PrivateKey::from_pkcs8_text(&key_text).expect("key parses");
-    let signed = signature::sign(&payload, &key).expect("sign");
-    payload["signature"] = Value::String(signed.signature_b64);
-    fs::write(
-        root.join("sp/configurations/configuration.json"),
-        serde_json::to_string(&serde_json::json!({ "solution": payload })).expect("json"),
-    )
-    .expect("write");
-}
-
-fn wait(timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out");
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
