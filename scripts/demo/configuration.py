@@ -6,8 +6,11 @@ Built on configuration.example.json, so every field the demo does not set keeps 
 value, and the demo follows the example when the schema grows.
 """
 
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from localnet import dev_chain_solution  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "enclave-demo"
@@ -61,19 +64,8 @@ def solution(ports, sources, chain, pushgateway=None, alerts_url=None):
     pushgateway: the Pushgateway's URL, or None for no push target
     alerts_url: the webhook receiver's URL (alert_receiver.py), or None for no alerts
     """
-    example = json.loads((REPO / "configuration.example.json").read_text())["solution"]
-    s = dict(example)
-    s.pop("signature", None)
-    nodes = " ".join(str(i) for i in range(1, TOTAL_NODES + 1))
+    s = dev_chain_solution(REPO, INSTANCE, TOTAL_NODES, ports["pg"], chain)
     s.update({
-        "totalNodes": TOTAL_NODES,
-        "nodesList": nodes,
-        "primaryNodes": nodes,
-        "pgPort": ports["pg"],
-        "chainlinkNodeName": INSTANCE,
-        # The dev chain's id: a private chain, so the brisk timings below are allowed.
-        "chainlinkChainId": 1337,
-        "chainlinkRpcHttpUrl": chain["rpc"],
         "ports": {"supervisor": ports["supervisor"], "processMetrics": ports["process_metrics"],
                   "alerts": ports["alerts"],
                   "nodeApiBase": ports["api_base"], "nodeP2pBase": ports["p2p_base"]},
@@ -81,15 +73,6 @@ def solution(ports, sources, chain, pushgateway=None, alerts_url=None):
         "consensus": {"deltaProgressMs": 6000, "deltaResendMs": 2000, "deltaRoundMs": 2000,
                       "deltaGraceMs": 500, "deltaStageMs": 3000, "rMax": 6,
                       "transmissionSchedule": [1, 2, 2, 2]},
-        # Node 1 configures the contracts itself and its faucet (a dev-chain account) funds
-        # the oracles' transmitters: nothing to do by hand.
-        "chain": {"enabled": True, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                  "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
-                  "adminPrivateKey": chain["owner"], "configureContracts": True},
-        "faucetPrivateKey": chain["faucet"],
-        "faucetMinWei": "100000000000000000",
-        "faucetTopupWei": "300000000000000000",
-        "balanceTopupCheckIntervalMs": 5000,
         "feeds": [
             {"name": f["name"], "decimals": f["decimals"],
              "contractAddress": chain["contracts"][f["name"]], "alphaPPB": f["alphaPPB"],

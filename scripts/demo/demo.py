@@ -43,7 +43,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from localnet import free_port, free_range, http_get  # noqa: E402
+from localnet import free_port, free_range, http_get, prometheus_config, stop  # noqa: E402
 import alert_receiver  # noqa: E402
 import configuration  # noqa: E402
 import onchain  # noqa: E402
@@ -164,19 +164,9 @@ class Demo:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: say("stopping; please wait"))
         for name, p, grace in reversed(self.procs):
-            if p.poll() is None:
-                if p.stdin:
-                    p.stdin.close()
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(grace)
-                except subprocess.TimeoutExpired:
-                    say(f"{name} did not stop within {grace} s: SIGKILL to its process group")
-                    try:
-                        os.killpg(p.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    p.wait()
+            if p.poll() is None and p.stdin:
+                p.stdin.close()
+            stop(name, p, signal.SIGTERM, grace, say)
         self._stop_adopted()
         if self.receiver:
             self.receiver.stop()  # after the enclave: its last notifications are still taken
@@ -251,13 +241,8 @@ class Demo:
         gateway_port, prometheus_port = free_port(), free_port()
         self.spawn("pushgateway", [gateway_bin, f"--web.listen-address=127.0.0.1:{gateway_port}",
                                    "--persistence.file="])
-        (self.dir / "prometheus.yml").write_text(json.dumps({
-            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
-                                "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}],
-        }))
-        self.spawn("prometheus", [prometheus_bin, f"--config.file={self.dir / 'prometheus.yml'}",
+        config = prometheus_config(self.dir, gateway_port, "5s", RULES)
+        self.spawn("prometheus", [prometheus_bin, f"--config.file={config}",
                                   f"--web.listen-address=127.0.0.1:{prometheus_port}",
                                   f"--storage.tsdb.path={self.dir / 'prometheus'}"])
         gateway = f"http://127.0.0.1:{gateway_port}"

@@ -43,7 +43,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_exchange import FakeExchange  # noqa: E402
-from localnet import free_port, free_range, http_get  # noqa: E402
+from localnet import (  # noqa: E402
+    dev_chain_solution, free_port, free_range, http_get, prometheus_config, stop)
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "enclave" / "grafana" / "dashboards"
@@ -134,17 +135,7 @@ class Run:
 
     def close(self):
         for name, p, sig, grace in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(sig)
-                try:
-                    p.wait(grace)
-                except subprocess.TimeoutExpired:
-                    log(f"{name} did not stop within {grace}s: SIGKILL to its process group")
-                    try:
-                        os.killpg(p.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    p.wait()
+            stop(name, p, sig, grace, log)
         if self.exchange:
             self.exchange.stop()
         if self.chain_process:
@@ -194,17 +185,8 @@ def start_chain(run):
 
 
 def configuration(run, exchange, pushgateway, ports, chain):
-    document = json.loads((REPO / "configuration.example.json").read_text())
-    s = document["solution"]
-    s.pop("signature")
-    nodes = " ".join(str(i) for i in range(1, TOTAL_NODES + 1))
+    s = dev_chain_solution(REPO, INSTANCE, TOTAL_NODES, ports["pg"], chain)
     s.update({
-        "totalNodes": TOTAL_NODES,
-        "nodesList": nodes,
-        "primaryNodes": nodes,
-        "pgPort": ports["pg"],
-        "chainlinkChainId": 1337,
-        "chainlinkNodeName": INSTANCE,
         "ports": {"supervisor": ports["supervisor"], "processMetrics": ports["process_metrics"],
                   "nodeApiBase": ports["api_base"], "nodeP2pBase": ports["p2p_base"]},
         "consensus": {"deltaProgressMs": 3000, "deltaResendMs": 1000, "deltaRoundMs": 1000,
@@ -229,16 +211,6 @@ def configuration(run, exchange, pushgateway, ports, chain):
         feed("ETH-USD", c["ETH-USD"], [("binance", "ETH", "USDT")]),
         feed("SOL-USD", c["SOL-USD"], [("okx", "SOL", "USDT")]),
     ]
-    s.update({
-        "chainlinkRpcHttpUrl": chain["rpc"],
-        "faucetPrivateKey": chain["faucet"],
-        "faucetMinWei": "100000000000000000",
-        "faucetTopupWei": "300000000000000000",
-        "balanceTopupCheckIntervalMs": 5000,
-        "chain": {"enabled": True, "contractPollIntervalMs": 1000, "receiptTimeoutMs": 30000,
-                  "rebroadcastAfterMs": 5000, "setConfigFunction": "superprotocol",
-                  "adminPrivateKey": chain["owner"], "configureContracts": True},
-    })
     s["priceAggregatorConfig"] = {
         "port": ports["aggregator"],
         "sources": {
@@ -260,7 +232,7 @@ def configuration(run, exchange, pushgateway, ports, chain):
     (root / "sp/configurations").mkdir(parents=True)
     shutil.copy(DEV_PUB, root / "etc/enclave/configuration.pub")
     path = root / "sp/configurations/configuration.json"
-    path.write_text(json.dumps(document, indent=2))
+    path.write_text(json.dumps({"solution": s}, indent=2))
     subprocess.run([BIN, "config", "sign", "--key", DEV_KEY, path], check=True,
                    stdout=subprocess.DEVNULL)
     return root
@@ -272,13 +244,8 @@ def start(run, settle):
     pg_port, prom_port = free_port(), free_port()
     run.spawn("pushgateway", ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{pg_port}",
                               "--persistence.file="])
-    (run.dir / "prometheus.yml").write_text(json.dumps({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
-                            "static_configs": [{"targets": [f"127.0.0.1:{pg_port}"]}]}],
-    }))
-    run.spawn("prometheus", ["prometheus", f"--config.file={run.dir / 'prometheus.yml'}",
+    config = prometheus_config(run.dir, pg_port, "1s", RULES)
+    run.spawn("prometheus", ["prometheus", f"--config.file={config}",
                              f"--web.listen-address=127.0.0.1:{prom_port}",
                              f"--storage.tsdb.path={run.dir / 'tsdb'}"])
     pushgateway = f"http://127.0.0.1:{pg_port}"
