@@ -44,13 +44,14 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import ws_frames  # noqa: E402
+from json_http import JsonHandler  # noqa: E402
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 INITIAL = {"BTC": 67123.45, "ETH": 3456.78, "USDC": 1.0}
@@ -479,12 +480,7 @@ class _Server(ThreadingHTTPServer):
 def make_handler(source):
     exchange = source.exchange
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
+    class Handler(JsonHandler):
         def setup(self):
             super().setup()
             source.track(self.connection)
@@ -495,14 +491,6 @@ def make_handler(source):
                 super().finish()
             except OSError:
                 pass
-
-        def _json(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_GET(self):  # noqa: N802 - http.server's naming
             url = urlparse(self.path)
@@ -608,19 +596,8 @@ class Source:
 
 
 def control_handler(sources, market):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def _json(self, code, body):
-            data = json.dumps(body, indent=1).encode() + b"\n"
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
+        pretty = True
 
         def do_GET(self):  # noqa: N802
             path = urlparse(self.path).path.rstrip("/")

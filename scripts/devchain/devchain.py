@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import rlp
 from eth._utils.address import generate_contract_address
@@ -42,6 +43,9 @@ from eth_tester import EthereumTester, PyEVMBackend
 from eth_utils import ValidationError, keccak, to_checksum_address
 
 import artifact
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from json_http import JsonHandler  # noqa: E402
 
 GWEI = 10**9
 ACCOUNT_BALANCE = 1_000_000 * 10**18
@@ -1168,17 +1172,7 @@ def rpc_response(chain, request):
 
 
 def make_handler(chain):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _reply(self, status, document):
-            body = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_POST(self):  # noqa: N802 - http.server's naming
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -1188,7 +1182,7 @@ def make_handler(chain):
             try:
                 request = json.loads(body)
             except ValueError:
-                self._reply(
+                self._json(
                     200,
                     {
                         "jsonrpc": "2.0",
@@ -1208,10 +1202,10 @@ def make_handler(chain):
                     response = [rpc_response(chain, r) for r in request]
             else:
                 response = rpc_response(chain, request)
-            self._reply(200, response)
+            self._json(200, response)
 
         def do_GET(self):  # noqa: N802
-            self._reply(
+            self._json(
                 405,
                 {
                     "jsonrpc": "2.0",
@@ -1219,9 +1213,6 @@ def make_handler(chain):
                     "error": {"code": -32600, "message": "JSON-RPC over POST only"},
                 },
             )
-
-        def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
-            pass
 
     return Handler
 
