@@ -286,14 +286,13 @@ impl Collector for PostgresMetrics {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     use std::time::Instant;
 
     use prometheus::{Encoder, TextEncoder};
 
     use super::*;
     use crate::postgres::db::test_server::TestServer;
+    use crate::telemetry::promtool;
 
     fn encode(registry: &Registry) -> String {
         let mut buffer = Vec::new();
@@ -307,32 +306,6 @@ mod tests {
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    /// `promtool check metrics` when promtool is installed (Debian package prometheus).
-    fn promtool_check(text: &str) {
-        let Ok(mut child) = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        else {
-            return;
-        };
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write to promtool");
-        let output = child.wait_with_output().expect("promtool");
-        assert!(
-            output.status.success(),
-            "promtool check metrics: {}{}\n{text}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
     }
 
     #[test]
@@ -359,7 +332,7 @@ mod tests {
 
         metrics.refresh(&pool).await.expect("refresh");
         let text = encode(&registry);
-        promtool_check(&text);
+        promtool::check(&text);
 
         assert_eq!(value(&text, "enclave_postgres_up"), Some(1.0), "{text}");
         let max: i64 = sqlx::query_scalar(
@@ -448,7 +421,7 @@ mod tests {
             .to_string()
             .contains(super::super::db::test_server::SUPERUSER_PASSWORD));
         let text = encode(&registry);
-        promtool_check(&text);
+        promtool::check(&text);
         assert_eq!(value(&text, "enclave_postgres_up"), Some(0.0), "{text}");
         assert!(!text.contains("database="), "{text}");
         assert!(!text.contains("enclave_postgres_max_connections"), "{text}");

@@ -2,7 +2,6 @@
 //! the supervisor starts them, with their pids in real state files.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use super::*;
 use crate::paths::Root;
 use crate::service::state::{Exit, Kind, ServiceState, StateDir, Status};
+use crate::telemetry::promtool;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -124,36 +124,6 @@ fn assert_no_process_series(text: &str, service: &str) {
     }
 }
 
-/// `promtool check metrics` (Debian package prometheus), skipped with a note when absent.
-fn promtool_check(text: &str) {
-    let spawned = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipping promtool check metrics: cannot run promtool ({e})");
-            return;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool");
-    assert!(
-        output.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Samples until `done` accepts the text, failing after `timeout`.
 fn sample_until(
     registry: &Registry,
@@ -243,7 +213,7 @@ fn a_busy_service_uses_about_one_core_and_its_cpu_counter_grows() {
         );
         if truth >= 0.6 {
             assert!((0.5..=1.2).contains(&rate), "rate {rate}:\n{text}");
-            promtool_check(&text);
+            promtool::check(&text);
             return;
         }
         assert!(
@@ -313,7 +283,7 @@ fn a_child_process_counts_toward_its_service() {
                 && get("enclave_service_threads") >= 5.0
         },
     );
-    promtool_check(&text);
+    promtool::check(&text);
     let get = |name| service_value(&text, name, "holder");
     assert_eq!(get("enclave_service_processes"), Some(2.0), "{text}");
     // The shell's one thread and Python's main thread plus three.
@@ -392,7 +362,7 @@ fn memory_shared_within_a_tree_counts_once_not_once_per_process() {
                 && service_value(text, "enclave_service_processes", "sharer") >= Some(5.0)
         },
     );
-    promtool_check(&text);
+    promtool::check(&text);
     let get = |name| service_value(&text, name, "sharer").expect(name);
     let memory = get("enclave_service_resident_memory_bytes");
     let rss = rss_of_group(main);
@@ -442,7 +412,7 @@ fn state_files_are_exported_and_services_without_processes_have_no_process_serie
     let sample = metrics.sample().expect("sample");
     assert_eq!(sample.services, 4);
     let text = encode(&registry);
-    promtool_check(&text);
+    promtool::check(&text);
     assert_eq!(
         service_value(&text, "enclave_service_processes", "node-2"),
         Some(sample.processes as f64),
@@ -538,7 +508,7 @@ fn a_missing_or_unreadable_state_dir_fails_the_sample_and_clears_the_series() {
     assert!(matches!(error, SampleError::StateDir { .. }), "{error:?}");
 
     let text = encode(&registry);
-    promtool_check(&text);
+    promtool::check(&text);
     assert_eq!(
         value(&text, "enclave_process_metrics_samples_total"),
         Some(3.0)

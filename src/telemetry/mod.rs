@@ -3,6 +3,8 @@
 
 mod backlog;
 pub mod encode;
+#[cfg(test)]
+pub mod promtool;
 pub mod push;
 pub mod sample;
 pub mod server;
