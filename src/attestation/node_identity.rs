@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::order_certificate::MAX_RFC3339_SECS;
-use crate::config::schema::nodes::BOOTSTRAP_NODE;
+use crate::config::schema::nodes::role;
 use crate::keys::NodePublicKeys;
 
 /// One node's public keys.
@@ -31,12 +31,7 @@ impl From<&NodePublicKeys> for NodeIdentity {
     fn from(p: &NodePublicKeys) -> Self {
         Self {
             node: p.node,
-            role: if p.node == BOOTSTRAP_NODE {
-                "bootstrap"
-            } else {
-                "oracle"
-            }
-            .to_owned(),
+            role: role(p.node).to_owned(),
             peer_id: p.peer_id.to_string(),
             offchain_public_key: hex::encode(p.offchain_public_key),
             onchain_signing_address: p.onchain_signing_address.to_checksum(None),

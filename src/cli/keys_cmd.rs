@@ -10,7 +10,7 @@ use crate::attestation::evidence::Provider;
 use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
 use crate::config::load_verified_with_key_file;
-use crate::config::schema::nodes::BOOTSTRAP_NODE;
+use crate::config::schema::nodes::role;
 use crate::exit;
 use crate::keys::peer_id::PeerId;
 use crate::keys::{KeyStore, NodePublicKeys};
@@ -71,11 +71,7 @@ impl From<&NodePublicKeys> for ShownNode {
     fn from(p: &NodePublicKeys) -> Self {
         Self {
             node: p.node,
-            role: if p.node == BOOTSTRAP_NODE {
-                "bootstrap"
-            } else {
-                "oracle"
-            },
+            role: role(p.node),
             peer_id: p.peer_id,
             offchain_public_key: hex::encode(p.offchain_public_key),
             onchain_signing_address: p.onchain_signing_address.to_checksum(None),

@@ -12,6 +12,15 @@ use crate::config::defaults::ports;
 use crate::config::reader::{unsigned, Fields, Report};
 
 pub const BOOTSTRAP_NODE: u32 = 1;
+
+/// A node's role as the identity document and `enclave keys` state it.
+pub fn role(node: u32) -> &'static str {
+    if node == BOOTSTRAP_NODE {
+        "bootstrap"
+    } else {
+        "oracle"
+    }
+}
 pub const MIN_ORACLES: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
