@@ -65,6 +65,8 @@ CONSENSUS_TUPLE = (
     "(int64,int64,int64,int64,int64,uint64,int64,uint8,uint8[],bytes32[],string,"
     "(bytes32,bytes32,bytes16[]))"
 )
+# The feed both contract models are deployed as.
+BTC_USD = {"decimals": 8, "description": "BTC / USD", "minAnswer": "1", "maxAnswer": str(10**12)}
 SP_CONFIG_TUPLE = "(address[],address[],uint8,uint8[],bytes32[],string,(bytes32,bytes32,bytes16[]))"
 
 
@@ -180,15 +182,7 @@ class AggregatorTest(unittest.TestCase):
         return artifact.load_aggregator()["abi"]
 
     def deploy(self):
-        return self.h.rpc(
-            "dev_deployAggregator",
-            {
-                "decimals": 8,
-                "description": "BTC / USD",
-                "minAnswer": "1",
-                "maxAnswer": str(10**12),
-            },
-        )
+        return self.h.rpc("dev_deployAggregator", dict(BTC_USD))
 
     def setUp(self):
         h = self.h
@@ -767,10 +761,7 @@ class UpstreamAggregatorTest(AggregatorTest):
         return self.h.rpc(
             "dev_deployUpstreamAggregator",
             {
-                "decimals": 8,
-                "description": "BTC / USD",
-                "minAnswer": "1",
-                "maxAnswer": str(10**12),
+                **BTC_USD,
                 "link": self.link,
                 "billing": BILLING,
                 "linkFunding": str(LINK_FUNDING),

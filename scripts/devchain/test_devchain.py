@@ -88,35 +88,15 @@ class ChainTest(unittest.TestCase):
         other = DevChain(chain_id=5611, num_accounts=1)
         key = other.ready_info()["accounts"][0]["privateKey"]
         self.assertEqual(other.handle("eth_chainId", []), "0x15eb")
-        good = Account.sign_transaction(
-            {
-                "chainId": 5611,
-                "nonce": 0,
-                "to": SINK,
-                "value": 1,
-                "gas": 21000,
-                "gasPrice": 2 * GWEI,
-            },
-            key,
-        ).raw_transaction
-        wrong = Account.sign_transaction(
-            {
-                "chainId": 1337,
-                "nonce": 0,
-                "to": SINK,
-                "value": 1,
-                "gas": 21000,
-                "gasPrice": 2 * GWEI,
-            },
-            key,
-        ).raw_transaction
+        good = self.sign(key, chainId=5611, nonce=0, gasPrice=2 * GWEI)
+        wrong = self.sign(key, chainId=1337, nonce=0, gasPrice=2 * GWEI)
         with self.assertRaises(RpcError) as caught:
-            other.handle("eth_sendRawTransaction", ["0x" + bytes(wrong).hex()])
+            other.handle("eth_sendRawTransaction", [wrong])
         self.assertEqual(
             caught.exception.message,
             "invalid sender: invalid chain id for signer: have 1337 want 5611",
         )
-        tx_hash = other.handle("eth_sendRawTransaction", ["0x" + bytes(good).hex()])
+        tx_hash = other.handle("eth_sendRawTransaction", [good])
         self.assertEqual(other.handle("eth_getTransactionReceipt", [tx_hash])["status"], "0x1")
 
     def test_blocks_and_fees(self):
