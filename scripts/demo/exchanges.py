@@ -51,6 +51,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 sys.dont_write_bytecode = True  # no __pycache__ in the repository
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import ws_frames  # noqa: E402
+from fake_exchange import binance_subscription  # noqa: E402
 from json_http import JsonHandler  # noqa: E402
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -229,13 +230,7 @@ class Binance(Exchange):
         return 200, [self._ticker(s) for s in self.symbols]
 
     def on_message(self, conn, text):
-        message = json.loads(text)
-        params = message.get("params", [])
-        if message.get("method") == "SUBSCRIBE":
-            conn.topics.update(params)
-        elif message.get("method") == "UNSUBSCRIBE":
-            conn.topics.difference_update(params)
-        conn.ws.send({"result": None, "id": message.get("id")})
+        conn.ws.send(binance_subscription(conn.topics, json.loads(text)))
 
     def tick(self, conn):
         for topic in sorted(conn.topics):

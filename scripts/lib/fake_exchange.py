@@ -54,6 +54,17 @@ class Prices:
         self._stop.set()
 
 
+def binance_subscription(topics, message):
+    """Applies a Binance stream's SUBSCRIBE or UNSUBSCRIBE `message` to the set `topics`;
+    returns Binance's reply."""
+    params = message.get("params", [])
+    if message.get("method") == "SUBSCRIBE":
+        topics.update(params)
+    elif message.get("method") == "UNSUBSCRIBE":
+        topics.difference_update(params)
+    return {"result": None, "id": message.get("id")}
+
+
 def _rest_handler(prices):
     class Handler(JsonHandler):
         def do_GET(self):
@@ -116,13 +127,8 @@ class _WsConnection:
                 if opcode == 0x9:  # ping
                     self.send(0xA, payload)
                 elif opcode == 0x1:
-                    message = json.loads(payload)
-                    params = message.get("params", [])
-                    if message.get("method") == "SUBSCRIBE":
-                        self.topics.update(params)
-                    elif message.get("method") == "UNSUBSCRIBE":
-                        self.topics.difference_update(params)
-                    self.send(0x1, json.dumps({"result": None, "id": message.get("id")}).encode())
+                    reply = binance_subscription(self.topics, json.loads(payload))
+                    self.send(0x1, json.dumps(reply).encode())
         except (OSError, ConnectionError, ValueError):
             pass
         finally:
