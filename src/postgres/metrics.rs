@@ -288,25 +288,9 @@ impl Collector for PostgresMetrics {
 mod tests {
     use std::time::Instant;
 
-    use prometheus::{Encoder, TextEncoder};
-
     use super::*;
     use crate::postgres::db::test_server::TestServer;
-    use crate::telemetry::promtool;
-
-    fn encode(registry: &Registry) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut buffer)
-            .expect("encode");
-        String::from_utf8(buffer).expect("utf-8")
-    }
-
-    /// The value of the sample line starting with `series ` (name and labels).
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
+    use crate::telemetry::testing::{encode, promtool_check, value};
 
     #[test]
     fn before_any_refresh_only_up_0_is_exposed() {
@@ -332,7 +316,7 @@ mod tests {
 
         metrics.refresh(&pool).await.expect("refresh");
         let text = encode(&registry);
-        promtool::check(&text);
+        promtool_check(&text);
 
         assert_eq!(value(&text, "enclave_postgres_up"), Some(1.0), "{text}");
         let max: i64 = sqlx::query_scalar(
@@ -421,7 +405,7 @@ mod tests {
             .to_string()
             .contains(super::super::db::test_server::SUPERUSER_PASSWORD));
         let text = encode(&registry);
-        promtool::check(&text);
+        promtool_check(&text);
         assert_eq!(value(&text, "enclave_postgres_up"), Some(0.0), "{text}");
         assert!(!text.contains("database="), "{text}");
         assert!(!text.contains("enclave_postgres_max_connections"), "{text}");

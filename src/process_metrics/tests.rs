@@ -7,12 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 
 use super::*;
 use crate::paths::Root;
 use crate::service::state::{Exit, Kind, ServiceState, StateDir, Status};
-use crate::telemetry::promtool;
+use crate::telemetry::testing::{encode, promtool_check, value};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -83,20 +83,6 @@ impl Drop for Toy {
             let _ = child.wait();
         }
     }
-}
-
-fn encode(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("encode");
-    String::from_utf8(buffer).expect("utf-8")
-}
-
-/// The value of the sample line starting with `series ` (name and labels).
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn series(name: &str, service: &str) -> String {
@@ -213,7 +199,7 @@ fn a_busy_service_uses_about_one_core_and_its_cpu_counter_grows() {
         );
         if truth >= 0.6 {
             assert!((0.5..=1.2).contains(&rate), "rate {rate}:\n{text}");
-            promtool::check(&text);
+            promtool_check(&text);
             return;
         }
         assert!(
@@ -283,7 +269,7 @@ fn a_child_process_counts_toward_its_service() {
                 && get("enclave_service_threads") >= 5.0
         },
     );
-    promtool::check(&text);
+    promtool_check(&text);
     let get = |name| service_value(&text, name, "holder");
     assert_eq!(get("enclave_service_processes"), Some(2.0), "{text}");
     // The shell's one thread and Python's main thread plus three.
@@ -362,7 +348,7 @@ fn memory_shared_within_a_tree_counts_once_not_once_per_process() {
                 && service_value(text, "enclave_service_processes", "sharer") >= Some(5.0)
         },
     );
-    promtool::check(&text);
+    promtool_check(&text);
     let get = |name| service_value(&text, name, "sharer").expect(name);
     let memory = get("enclave_service_resident_memory_bytes");
     let rss = rss_of_group(main);
@@ -412,7 +398,7 @@ fn state_files_are_exported_and_services_without_processes_have_no_process_serie
     let sample = metrics.sample().expect("sample");
     assert_eq!(sample.services, 4);
     let text = encode(&registry);
-    promtool::check(&text);
+    promtool_check(&text);
     assert_eq!(
         service_value(&text, "enclave_service_processes", "node-2"),
         Some(sample.processes as f64),
@@ -508,7 +494,7 @@ fn a_missing_or_unreadable_state_dir_fails_the_sample_and_clears_the_series() {
     assert!(matches!(error, SampleError::StateDir { .. }), "{error:?}");
 
     let text = encode(&registry);
-    promtool::check(&text);
+    promtool_check(&text);
     assert_eq!(
         value(&text, "enclave_process_metrics_samples_total"),
         Some(3.0)

@@ -3,12 +3,12 @@
 
 mod backlog;
 pub mod encode;
-#[cfg(test)]
-pub mod promtool;
 pub mod push;
 pub mod sample;
 pub mod server;
 pub mod target;
+#[cfg(test)]
+pub mod testing;
 
 pub use push::Pusher;
 pub use target::Identity;
