@@ -466,13 +466,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn holders_that_are_not_evictable_are_never_closed() {
-        let slots = Slots::new(SlotLimits {
+    /// Two slots, any number from one source, an idle holder evictable at once.
+    fn two_slots_evictable_at_once<H: Holder>() -> Arc<Slots<H>> {
+        Slots::new(SlotLimits {
             capacity: 2,
             per_source: None,
             evict_after: Duration::ZERO,
-        });
+        })
+    }
+
+    #[test]
+    fn holders_that_are_not_evictable_are_never_closed() {
+        let slots = two_slots_evictable_at_once();
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let now = Instant::now();
         let admit = |holder, at| slots.admit(ip, holder, at, OnFull::Replace);
@@ -490,11 +495,7 @@ mod tests {
 
     #[test]
     fn evict_and_wait_keeps_the_victims_slot_until_it_is_released() {
-        let slots = Slots::new(SlotLimits {
-            capacity: 2,
-            per_source: None,
-            evict_after: Duration::ZERO,
-        });
+        let slots = two_slots_evictable_at_once();
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let t0 = Instant::now();
         let at = |s| t0 + Duration::from_secs(s);
