@@ -573,6 +573,11 @@ mod tests {
         crate::telemetry::encode::text(registry)
     }
 
+    fn assert_reason_contains(document: &IdentityDocument, expected: &str) {
+        let reason = document.attestation.reason.as_deref().unwrap_or("");
+        assert!(reason.contains(expected), "{reason}");
+    }
+
     #[test]
     fn without_a_tee_the_identity_is_published_and_attestation_is_unavailable() {
         let s = setup();
@@ -581,12 +586,7 @@ mod tests {
         assert_eq!(published.document.identity.nodes.len(), 5);
         let document = attest(&Kernel, published, &s.paths, &s.metrics);
         assert_eq!(document.attestation.status, AttestationStatus::Unavailable);
-        assert!(document
-            .attestation
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("configfs-tsm"));
+        assert_reason_contains(&document, "configfs-tsm");
         assert!(!s.paths.quote_file().exists(), "no quote is made up");
         let written = read_document(&s.paths.identity_file())
             .expect("read")
@@ -694,27 +694,31 @@ mod tests {
         let published = publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let document = attest(&kernel, published, &s.paths, &s.metrics);
         assert_eq!(document.attestation.status, AttestationStatus::Failed);
-        assert!(document
-            .attestation
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("another process"));
+        assert_reason_contains(&document, "another process");
         assert!(!s.paths.quote_file().exists());
         assert!(text(&s.registry).contains("enclave_attestation_available 0"));
+    }
+
+    /// A self-signed order certificate whose subject is `name` = `value`, where the Super
+    /// Protocol puts it.
+    fn install_order_certificate(
+        s: &Setup,
+        name: rcgen::DnType,
+        value: impl Into<rcgen::DnValue>,
+    ) -> rcgen::Certificate {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(name, value);
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
+        cert
     }
 
     #[test]
     fn the_order_certificate_goes_into_the_identity() {
         let s = setup();
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "order 42");
-        let cert = params.self_signed(&key).expect("cert");
-        std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
+        let cert = install_order_certificate(&s, rcgen::DnType::CommonName, "order 42");
         let v = verified();
         let published = publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let certificate = published
@@ -733,14 +737,7 @@ mod tests {
     #[test]
     fn a_long_order_certificate_subject_is_cut_in_its_metric_label() {
         let s = setup();
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "o".repeat(20_000));
-        let cert = params.self_signed(&key).expect("cert");
-        std::fs::create_dir_all(s.paths.order_certificate.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&s.paths.order_certificate, cert.pem()).expect("write");
+        install_order_certificate(&s, rcgen::DnType::OrganizationName, "o".repeat(20_000));
         let v = verified();
         publish(&facts(&s, &v), &s.paths, &Kernel, &s.metrics).expect("published");
         let metrics = text(&s.registry);

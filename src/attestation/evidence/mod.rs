@@ -13,7 +13,7 @@
 pub mod check;
 pub mod signing;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -155,36 +155,25 @@ impl Provider {
     }
 
     fn superprotocol(paths: &AttestationPaths) -> Self {
-        let loaded = signing::read_certificates(&paths.order_certificate).and_then(|chain| {
-            let key = SigningKey::read(&paths.order_key)?;
-            if !chain.first().is_some_and(|leaf| key.matches(leaf)) {
-                return Err(SigningError::Mismatch {
-                    key: paths.order_key.display().to_string(),
-                    certificate: paths.order_certificate.display().to_string(),
-                });
-            }
-            Ok(Self::SuperProtocol { chain, key })
-        });
-        loaded.unwrap_or_else(|e| Self::None {
-            reason: format!("the Super Protocol order certificate cannot be used: {e}"),
-        })
+        match certificates_with_key(&paths.order_certificate, &paths.order_key) {
+            Ok((chain, key)) => Self::SuperProtocol { chain, key },
+            Err(e) => Self::None {
+                reason: format!("the Super Protocol order certificate cannot be used: {e}"),
+            },
+        }
     }
 
     fn simulated(ca: &SimulatedCa) -> Self {
-        let loaded = signing::read_certificates(&ca.certificate_file).and_then(|certs| {
-            let key = SigningKey::read(&ca.key_file)?;
-            let certificate = certs.into_iter().next().unwrap_or_default();
-            if !key.matches(&certificate) {
-                return Err(SigningError::Mismatch {
-                    key: ca.key_file.display().to_string(),
-                    certificate: ca.certificate_file.display().to_string(),
-                });
-            }
-            Ok(Self::Simulated { certificate, key })
-        });
-        loaded.unwrap_or_else(|e| Self::None {
-            reason: format!("the simulated provider's development CA cannot be used: {e}"),
-        })
+        match certificates_with_key(&ca.certificate_file, &ca.key_file) {
+            Ok((certs, key)) => Self::Simulated {
+                // The first is there: the key matched it.
+                certificate: certs.into_iter().next().unwrap_or_default(),
+                key,
+            },
+            Err(e) => Self::None {
+                reason: format!("the simulated provider's development CA cannot be used: {e}"),
+            },
+        }
     }
 
     /// The name published in the identity (`evidence.provider`).
@@ -239,6 +228,23 @@ impl Provider {
             Self::None { reason } => Err(EvidenceError::Unavailable(reason.clone())),
         }
     }
+}
+
+/// The certificates of `certificate_file` and the key of `key_file`, which must be the first
+/// certificate's key.
+fn certificates_with_key(
+    certificate_file: &Path,
+    key_file: &Path,
+) -> Result<(Vec<Vec<u8>>, SigningKey), SigningError> {
+    let chain = signing::read_certificates(certificate_file)?;
+    let key = SigningKey::read(key_file)?;
+    if !chain.first().is_some_and(|leaf| key.matches(leaf)) {
+        return Err(SigningError::Mismatch {
+            key: key_file.display().to_string(),
+            certificate: certificate_file.display().to_string(),
+        });
+    }
+    Ok((chain, key))
 }
 
 /// What the development CA signs of a simulated quote: its SHA-512.
