@@ -375,6 +375,18 @@ class AggregatorTest(unittest.TestCase):
             self.skipTest("the Super Protocol setConfig is not in the upstream contract")
         h = self.h
         owner = Account.from_key(h.owner).address
+
+        def set_consensus(params):
+            return h.send(
+                h.owner,
+                self.address,
+                call_data(
+                    "setConsensusConfig(int64,int64,int64,int64,int64,uint64,int64,uint8,uint64)",
+                    ["int64"] * 5 + ["uint64", "int64", "uint8", "uint64"],
+                    params,
+                ),
+            )
+
         # Consensus parameters as deployed (ns), then the struct config.
         params = [
             35 * 10**9,
@@ -387,15 +399,7 @@ class AggregatorTest(unittest.TestCase):
             6,
             1,
         ]
-        receipt = h.send(
-            h.owner,
-            self.address,
-            call_data(
-                "setConsensusConfig(int64,int64,int64,int64,int64,uint64,int64,uint8,uint64)",
-                ["int64", "int64", "int64", "int64", "int64", "uint64", "int64", "uint8", "uint64"],
-                params,
-            ),
-        )
+        receipt = set_consensus(params)
         self.assertEqual(receipt["status"], "0x1")
         self.assertEqual(receipt["logs"], [], "no config yet: nothing re-applied")
         signers = [k.public_key.to_checksum_address() for k in self.signers]
@@ -437,15 +441,7 @@ class AggregatorTest(unittest.TestCase):
         # New consensus parameters re-apply the stored config: count 2, new digest, epoch reset.
         params[2] = 20 * 10**9
         params[8] = 2
-        receipt = h.send(
-            h.owner,
-            self.address,
-            call_data(
-                "setConsensusConfig(int64,int64,int64,int64,int64,uint64,int64,uint8,uint64)",
-                ["int64", "int64", "int64", "int64", "int64", "uint64", "int64", "uint8", "uint64"],
-                params,
-            ),
-        )
+        receipt = set_consensus(params)
         (log,) = receipt["logs"]
         fields = decode(
             ["uint32", "uint64", "address[]", "address[]", "uint8", "uint64", "bytes"],

@@ -201,30 +201,18 @@ class ChainTest(unittest.TestCase):
                 self.keys[1], nonce=0, maxFeePerGas=10 * GWEI, maxPriorityFeePerGas=GWEI, type=2
             ),
         )
+
+        def replacing(tip):
+            """Nonce 0 again with a fee cap of 11 gwei and `tip`."""
+            return self.sign(
+                self.keys[1], nonce=0, type=2, maxFeePerGas=11 * GWEI, maxPriorityFeePerGas=tip, value=2
+            )
+
         # Same nonce: a replacement must raise fee cap and tip by 10%.
         self.assert_error(
-            "replacement transaction underpriced",
-            "eth_sendRawTransaction",
-            self.sign(
-                self.keys[1],
-                nonce=0,
-                type=2,
-                maxFeePerGas=11 * GWEI,
-                maxPriorityFeePerGas=GWEI + 1,
-                value=2,
-            ),
+            "replacement transaction underpriced", "eth_sendRawTransaction", replacing(GWEI + 1)
         )
-        replacement = self.rpc(
-            "eth_sendRawTransaction",
-            self.sign(
-                self.keys[1],
-                nonce=0,
-                type=2,
-                maxFeePerGas=11 * GWEI,
-                maxPriorityFeePerGas=11 * GWEI // 10,
-                value=2,
-            ),
-        )
+        replacement = self.rpc("eth_sendRawTransaction", replacing(11 * GWEI // 10))
         self.assertIsNone(self.rpc("eth_getTransactionByHash", first))
         # A nonce gap waits for the missing one.
         later = self.rpc("eth_sendRawTransaction", self.sign(self.keys[1], nonce=2))
