@@ -35,16 +35,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ensure.sh
 . scripts/lib/ensure.sh
+# shellcheck source=scripts/lib/say.sh
+. scripts/lib/say.sh
 
 image="${IMAGE:-enclave}"
 base_image="${BASE_IMAGE:-debian:bookworm-slim}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-
-say() { echo "build-image: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
 
 [ "$(uname -s)" = Linux ] || die "build on Linux: the binary is built on this machine and must be a Linux binary for the base image"
 command -v docker >/dev/null || die "docker is not installed"

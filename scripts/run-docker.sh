@@ -29,6 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ensure.sh
 . scripts/lib/ensure.sh
+# shellcheck source=scripts/lib/say.sh
+. scripts/lib/say.sh
 
 image="${IMAGE:-enclave:latest}"
 name="${NAME:-enclave}"
@@ -39,12 +41,6 @@ stop_timeout="${STOP_TIMEOUT:-60}"
 secrets_volume="$name-secrets"
 data_volume="$name-pgdata"
 workdir="$PWD/.local/docker/$name"
-
-say() { echo "run-docker: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
 
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon"
