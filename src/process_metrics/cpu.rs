@@ -132,6 +132,19 @@ mod tests {
         assert!((actual - expected).abs() < 1e-9, "{actual} != {expected}");
     }
 
+    /// An account updated with `before`, then with `after` 5 s later: the account, the time of
+    /// the first update and the rate of the second.
+    fn five_seconds_apart(
+        before: &[ProcessCpu],
+        after: &[ProcessCpu],
+    ) -> (CpuAccount, Instant, Option<f64>) {
+        let mut account = CpuAccount::default();
+        let t0 = Instant::now();
+        account.update(before, t0);
+        let rate = account.update(after, t0 + Duration::from_secs(5));
+        (account, t0, rate)
+    }
+
     #[test]
     fn the_first_update_counts_lifetime_cpu_but_has_no_rate() {
         let mut account = CpuAccount::default();
@@ -142,12 +155,9 @@ mod tests {
 
     #[test]
     fn growth_of_a_known_process_is_the_rate() {
-        let mut account = CpuAccount::default();
-        let t0 = Instant::now();
-        account.update(&[process(10, 1_000, 500, 7_000)], t0);
-        let rate = account.update(
+        let (account, _, rate) = five_seconds_apart(
+            &[process(10, 1_000, 500, 7_000)],
             &[process(10, 1_000, 505, 12_000)],
-            t0 + Duration::from_secs(5),
         );
         approx(rate, 1.0);
         assert_eq!(account.total_seconds(), 12.0);
@@ -155,18 +165,12 @@ mod tests {
 
     #[test]
     fn a_vanished_process_keeps_its_cpu_in_the_total() {
-        let mut account = CpuAccount::default();
-        let t0 = Instant::now();
-        account.update(
+        let (mut account, t0, rate) = five_seconds_apart(
             &[
                 process(10, 1_000, 500, 7_000),
                 process(11, 1_000, 500, 3_000),
             ],
-            t0,
-        );
-        let rate = account.update(
             &[process(10, 1_000, 505, 7_500)],
-            t0 + Duration::from_secs(5),
         );
         approx(rate, 0.1);
         assert_eq!(account.total_seconds(), 10.5);
@@ -177,12 +181,9 @@ mod tests {
 
     #[test]
     fn a_process_born_in_the_interval_counts_all_its_cpu() {
-        let mut account = CpuAccount::default();
-        let t0 = Instant::now();
-        account.update(&[process(10, 1_000, 500, 7_000)], t0);
-        let rate = account.update(
+        let (account, _, rate) = five_seconds_apart(
+            &[process(10, 1_000, 500, 7_000)],
             &[process(10, 1_000, 505, 7_000), process(12, 1_503, 2, 2_000)],
-            t0 + Duration::from_secs(5),
         );
         approx(rate, 0.4);
         assert_eq!(account.total_seconds(), 9.0);
@@ -190,24 +191,18 @@ mod tests {
 
     #[test]
     fn an_old_process_seen_late_counts_in_the_total_but_not_in_the_rate() {
-        let mut account = CpuAccount::default();
-        let t0 = Instant::now();
-        account.update(&[], t0);
-        let rate = account.update(
-            &[process(10, 1_000, 500, 7_000)],
-            t0 + Duration::from_secs(5),
-        );
+        let (account, _, rate) = five_seconds_apart(&[], &[process(10, 1_000, 500, 7_000)]);
         approx(rate, 0.0);
         assert_eq!(account.total_seconds(), 7.0);
     }
 
     #[test]
     fn a_reused_pid_starts_fresh() {
-        let mut account = CpuAccount::default();
-        let t0 = Instant::now();
-        account.update(&[process(10, 1_000, 500, 7_000)], t0);
         // Same pid, later start: a different process, all of whose CPU is new.
-        let rate = account.update(&[process(10, 1_503, 2, 1_000)], t0 + Duration::from_secs(5));
+        let (mut account, t0, rate) = five_seconds_apart(
+            &[process(10, 1_000, 500, 7_000)],
+            &[process(10, 1_503, 2, 1_000)],
+        );
         approx(rate, 0.2);
         assert_eq!(account.total_seconds(), 8.0);
         // Same pid and start second, but less CPU than before: also a different process.
