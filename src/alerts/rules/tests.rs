@@ -4,7 +4,7 @@ use super::*;
 use crate::config::schema::alerts::AlertsConfig;
 use crate::service::state::{Exit, Status};
 use crate::snapshot::testing::{self, answer, dec, report, sample, NOW_MS};
-use crate::snapshot::{AttestationView, FeedHealthView, SourceQuote};
+use crate::snapshot::{AttestationView, FeedHealthView, FeedQuote, SourceQuote};
 
 fn settings() -> Settings {
     Settings {
@@ -135,10 +135,7 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         (
             "no price for a feed",
             |s| {
-                if let Ok(q) = &mut s.aggregator {
-                    let btc = q.get_mut("BTC-USD").expect("quote");
-                    btc.status = "unavailable".into();
-                    btc.price = None;
+                if let Some(btc) = without_market_price(s, "BTC-USD") {
                     btc.reason = Some("0 usable source(s), at least 1 required".into());
                     btc.sources = vec![SourceQuote {
                         source: "binance".into(),
@@ -176,11 +173,7 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         (
             "a depeg above the peg, from the latest report when the market has no price",
             |s| {
-                if let Ok(q) = &mut s.aggregator {
-                    let usdc = q.get_mut("USDC-USD").expect("quote");
-                    usdc.price = None;
-                    usdc.status = "unavailable".into();
-                }
+                without_market_price(s, "USDC-USD");
                 set_feed(s, "USDC-USD", |f| f.report = Some(report("1.05", 4, 1, 5, &["1.05"])));
             },
             AlertName::Depeg,
@@ -229,6 +222,14 @@ fn each_rule_fires_on_its_condition_with_a_message_that_says_why() {
         };
         assert_eq!(verdict(&s, alert, subject), expected, "{name}");
     }
+}
+
+/// The aggregator's quote of `feed` made unavailable, with no price.
+fn without_market_price<'a>(s: &'a mut Snapshot, feed: &str) -> Option<&'a mut FeedQuote> {
+    let quote = s.aggregator.as_mut().ok()?.get_mut(feed).expect("quote");
+    quote.status = "unavailable".into();
+    quote.price = None;
+    Some(quote)
 }
 
 /// The aggregator's market price of USDC-USD.
@@ -319,24 +320,20 @@ fn a_feed_never_reported_counts_from_the_alerters_start() {
         f.latest = None;
         f.report = None;
     });
-    let v = verdict_with(
-        &settings,
-        &mut memory,
-        &s,
-        AlertName::FeedNotReported,
-        "BTC-USD",
-    );
-    assert_eq!(v, Verdict::Clear);
+    // One memory across both evaluations: it holds when the alerter started.
+    let mut not_reported = |s: &Snapshot| {
+        verdict_with(
+            &settings,
+            &mut memory,
+            s,
+            AlertName::FeedNotReported,
+            "BTC-USD",
+        )
+    };
+    assert_eq!(not_reported(&s), Verdict::Clear);
     testing::at(&mut s, NOW_MS + (3600 + 301) * 1000);
-    let v = verdict_with(
-        &settings,
-        &mut memory,
-        &s,
-        AlertName::FeedNotReported,
-        "BTC-USD",
-    );
     assert_eq!(
-        v,
+        not_reported(&s),
         Verdict::Active("BTC-USD: no report on chain since the alerter started 65 min ago; its heartbeat is 1 h (+5 min grace)".into())
     );
 }
