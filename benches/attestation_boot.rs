@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use enclave::paths::Root;
@@ -18,7 +17,7 @@ use enclave::service::state::{StateDir, Status};
 use serde_json::{json, Value};
 
 mod common;
-use common::{install_config, install_sleepers, wait};
+use common::{install_config, install_sleepers, spawn_init, wait};
 
 const SERVICES: usize = 5;
 const SAMPLES: usize = 7;
@@ -98,19 +97,7 @@ fn boot(root: &Path, services: &Path) -> Duration {
     let _ = fs::remove_file(&identity);
     let _ = fs::remove_dir_all(state.path());
     let started = Instant::now();
-    let mut init = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .args([
-            "--root",
-            root.to_str().expect("utf-8"),
-            "init",
-            "--services",
-        ])
-        .arg(services)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("init starts");
+    let mut init = spawn_init(root, services);
     wait(Duration::from_secs(60), || {
         let up = state
             .read_all()

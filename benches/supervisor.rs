@@ -2,7 +2,6 @@
 //! Run with `scripts/bench-supervisor.sh` (or `cargo bench --bench supervisor`).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use enclave::paths::Root;
@@ -10,7 +9,7 @@ use enclave::service::state::{StateDir, Status};
 use serde_json::Value;
 
 mod common;
-use common::{install_config, install_sleepers, rss_kib, wait};
+use common::{install_config, install_sleepers, rss_kib, spawn_init, wait};
 
 const SERVICES: usize = 20;
 const RESTART_SAMPLES: usize = 20;
@@ -28,21 +27,8 @@ fn main() {
     });
     install_sleepers(&services, SERVICES);
     let state = StateDir::new(&Root::new(&root));
-    let binary = env!("CARGO_BIN_EXE_enclave");
     let started = Instant::now();
-    let mut init = Command::new(binary)
-        .args([
-            "--root",
-            root.to_str().expect("utf-8"),
-            "init",
-            "--services",
-        ])
-        .arg(&services)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("init starts");
+    let mut init = spawn_init(&root, &services);
     wait(Duration::from_secs(30), || {
         state
             .read_all()

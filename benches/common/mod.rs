@@ -7,6 +7,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use enclave::config::signature::{self, PrivateKey};
@@ -57,6 +58,23 @@ pub fn install_sleepers(services: &Path, count: usize) {
         fs::write(svc.join("run"), "#!/bin/sh\nexec sleep 100000\n").expect("run");
         fs::set_permissions(svc.join("run"), fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+}
+
+/// `enclave --root <root> init --services <services>`, its output discarded.
+pub fn spawn_init(root: &Path, services: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args([
+            "--root",
+            root.to_str().expect("utf-8"),
+            "init",
+            "--services",
+        ])
+        .arg(services)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("init starts")
 }
 
 pub fn wait(timeout: Duration, mut condition: impl FnMut() -> bool) {
