@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,6 +37,21 @@ impl Account {
             gid: user.gid,
             switch: true,
         })
+    }
+
+    /// Makes `dir` (created if missing, `create_error` when it cannot be) private to the
+    /// account, mode 0700, and checks that the account reaches it with `program`.
+    pub fn private_dir(
+        &self,
+        dir: &Path,
+        create_error: &'static str,
+        program: &Path,
+    ) -> Result<(), PgError> {
+        fs::create_dir_all(dir).map_err(PgError::io(create_error, dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(PgError::io("cannot chmod", dir))?;
+        self.own(dir)?;
+        self.check_reaches(dir, program)
     }
 
     /// Gives `path` to the account (a no-op when we already are it).

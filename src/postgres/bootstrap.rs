@@ -146,11 +146,7 @@ fn initdb(
     password: &Secret<String>,
 ) -> Result<(), PgError> {
     let dir = &layout.data_dir;
-    fs::create_dir_all(dir).map_err(PgError::io("cannot create data directory", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(PgError::io("cannot chmod", dir))?;
-    account.own(dir)?;
-    account.check_reaches(dir, &binaries.initdb())?;
+    account.private_dir(dir, "cannot create data directory", &binaries.initdb())?;
     // initdb runs as the server's account and must read the password: a private scratch
     // directory of that account, removed right after.
     let scratch = tempfile::Builder::new()

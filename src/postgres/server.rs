@@ -6,9 +6,7 @@
 //! child (the postmaster would take its exit for a crashed backend), polls until the server
 //! accepts connections and then writes the newline on the notification descriptor.
 
-use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -63,11 +61,11 @@ fn prepare(layout: &Layout, binaries: &Binaries) -> Result<Account, PgError> {
     }
     let account = Account::for_server()?;
     let socket = &layout.socket_dir;
-    fs::create_dir_all(socket).map_err(PgError::io("cannot create socket directory", socket))?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o700))
-        .map_err(PgError::io("cannot chmod", socket))?;
-    account.own(socket)?;
-    account.check_reaches(socket, &binaries.postgres())?;
+    account.private_dir(
+        socket,
+        "cannot create socket directory",
+        &binaries.postgres(),
+    )?;
     Ok(account)
 }
 
