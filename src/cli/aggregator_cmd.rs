@@ -1,12 +1,10 @@
 //! `enclave aggregator`: the price aggregator service.
 
 use super::Cli;
-use crate::config::load_verified_with_key_file;
 use crate::exit;
 
 pub fn run(cli: &Cli, notify_fd: Option<i32>) -> anyhow::Result<u8> {
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     // Several sources fetch at once and their limiters sleep: a small multi-threaded runtime is
     // not needed, the work is I/O-bound, so one thread serves it all.
     let runtime = tokio::runtime::Builder::new_current_thread()

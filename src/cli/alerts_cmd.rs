@@ -1,12 +1,10 @@
 //! `enclave alerts`: the enclave's own alerts (longrun `alerts`).
 
 use super::Cli;
-use crate::config::load_verified_with_key_file;
 use crate::exit;
 
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     // Light, I/O-bound work: one thread serves the evaluation and every channel.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

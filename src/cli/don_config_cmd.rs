@@ -5,7 +5,6 @@ use alloy_primitives::Address;
 use serde_json::{json, Value};
 
 use super::Cli;
-use crate::config::load_verified_with_key_file;
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::Config;
 use crate::exit;
@@ -21,8 +20,7 @@ use crate::node::runtime::oracle;
 
 pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
     let root = cli.root();
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     let config = verified.config;
     let store = KeyStore::from_config(&root, &config);
     store.ensure_all(&config.nodes.all())?;

@@ -9,7 +9,6 @@ use crate::attestation::boot::random_boot_id;
 use crate::attestation::evidence::Provider;
 use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
-use crate::config::load_verified_with_key_file;
 use crate::config::schema::nodes::role;
 use crate::exit;
 use crate::keys::peer_id::PeerId;
@@ -17,8 +16,7 @@ use crate::keys::{KeyStore, NodePublicKeys};
 
 pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     let root = cli.root();
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     let config = verified.config;
     let store = KeyStore::from_config(&root, &config);
     // Both commands generate what is missing first, so `show` never reports keys that a later

@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 pub use quote_cmd::QuoteCheckArgs;
 
 use crate::config::signature::Scheme;
-use crate::config::ConfigError;
+use crate::config::{load_verified_with_key_file, ConfigError, VerifiedConfig};
 use crate::exit;
 use crate::paths::Root;
 use crate::supervisor;
@@ -334,6 +334,12 @@ impl Cli {
         std::env::var_os("CONFIGURATION_PUBLIC_KEY_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| self.root().configuration_public_key())
+    }
+
+    /// The configuration a service runs: the one at the default path (or `--config`), verified
+    /// with [`Cli::service_public_key_file`].
+    pub fn service_config(&self) -> Result<VerifiedConfig, ConfigError> {
+        load_verified_with_key_file(&self.config_path(None), &self.service_public_key_file())
     }
 
     pub fn root(&self) -> Root {

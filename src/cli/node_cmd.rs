@@ -1,12 +1,10 @@
 //! `enclave node`: one consensus node (template service `node@`, one instance per node).
 
 use super::Cli;
-use crate::config::load_verified_with_key_file;
 use crate::exit;
 
 pub fn run(cli: &Cli, node: u32, notify_fd: Option<i32>) -> anyhow::Result<u8> {
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     // Hundreds of feed instances, all I/O-bound or short bursts of signature checks: one thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

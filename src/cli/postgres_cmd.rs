@@ -1,7 +1,6 @@
 //! `enclave postgres bootstrap | run | init`: the three services of the embedded PostgreSQL.
 
 use super::{Cli, PostgresCommand};
-use crate::config::load_verified_with_key_file;
 use crate::exit;
 use crate::postgres::account::Account;
 use crate::postgres::bootstrap::{bootstrap, superuser_password};
@@ -13,8 +12,7 @@ use crate::postgres::{binaries, server};
 
 pub fn run(cli: &Cli, command: &PostgresCommand) -> anyhow::Result<u8> {
     let root = cli.root();
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     let config = verified.config;
     let layout = Layout::new(&root, &config);
     match command {

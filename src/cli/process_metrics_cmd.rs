@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Cli;
-use crate::config::{load_verified_with_key_file, Config};
+use crate::config::Config;
 use crate::exit;
 use crate::postgres::bootstrap::superuser_password_if_present;
 use crate::postgres::layout::Layout;
@@ -29,8 +29,7 @@ const TASKS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(cli: &Cli, notify_fd: Option<i32>) -> anyhow::Result<u8> {
     let root = cli.root();
-    let verified =
-        load_verified_with_key_file(&cli.config_path(None), &cli.service_public_key_file())?;
+    let verified = cli.service_config()?;
     let config = verified.config;
     let port =
         env_number("PROCESS_METRICS_PORT")?.unwrap_or(u64::from(config.ports.process_metrics));
