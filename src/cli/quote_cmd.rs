@@ -181,21 +181,21 @@ pub fn run(
     };
     let accepted = result.as_ref().is_ok_and(Verified::accepted)
         && matched.as_ref().is_none_or(MeasurementMatch::allowed);
+    let checked = Checked {
+        result: &result,
+        matched: matched.as_ref(),
+        policy: &policy,
+        at,
+        bytes: raw_quote.len(),
+    };
     if as_json {
-        let value = to_json(
-            &result,
-            matched.as_ref(),
-            &policy,
-            at,
-            raw_quote.len(),
-            accepted,
-        );
+        let value = to_json(checked, accepted);
         println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
     } else {
-        print_text(&result, matched.as_ref(), &policy, at, raw_quote.len());
+        print_text(checked);
     }
     Ok(if accepted { exit::OK } else { exit::FAILURE })
 }
@@ -229,16 +229,21 @@ fn policy_line(policy: &QuotePolicy) -> String {
     )
 }
 
-fn print_text(
-    result: &Result<Verified, Rejected>,
-    matched: Option<&MeasurementMatch>,
-    policy: &QuotePolicy,
+/// What one check found, for either output.
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    result: &'a Result<Verified, Rejected>,
+    matched: Option<&'a MeasurementMatch>,
+    policy: &'a QuotePolicy,
     at: u64,
+    /// The quote's size.
     bytes: usize,
-) {
-    println!("verification time: {}", rfc3339(at));
-    println!("policy: {}", policy_line(policy));
-    let verified = match result {
+}
+
+fn print_text(checked: Checked<'_>) {
+    println!("verification time: {}", rfc3339(checked.at));
+    println!("policy: {}", policy_line(checked.policy));
+    let verified = match checked.result {
         Ok(v) => v,
         Err(e) => {
             println!("INVALID: {e}");
@@ -247,10 +252,11 @@ fn print_text(
     };
     let f = &verified.facts;
     println!(
-        "quote: {} v{}, {} report, {bytes} bytes",
+        "quote: {} v{}, {} report, {} bytes",
         f.tee.to_uppercase(),
         f.quote_version,
-        f.report_type
+        f.report_type,
+        checked.bytes
     );
     println!(
         "collateral: valid {} .. {} ({} expires first)",
@@ -315,7 +321,7 @@ fn print_text(
         }
         println!("REPORTDATA: {}", hex::encode(td.report_data));
     }
-    if let Some(m) = matched {
+    if let Some(m) = checked.matched {
         match &m.matched {
             Some(id) => println!(
                 "measurements: allowed by record {id:?} (registers; identity facts are compared by verify-identity)"
@@ -326,7 +332,7 @@ fn print_text(
     for refusal in &verified.refusals {
         println!("REFUSED: {refusal}");
     }
-    let allowed = matched.is_none_or(MeasurementMatch::allowed);
+    let allowed = checked.matched.is_none_or(MeasurementMatch::allowed);
     if verified.accepted() && allowed {
         println!("VALID: the quote verifies to Intel's root and the policy accepts it");
     } else if verified.accepted() {
@@ -334,21 +340,14 @@ fn print_text(
     }
 }
 
-fn to_json(
-    result: &Result<Verified, Rejected>,
-    matched: Option<&MeasurementMatch>,
-    policy: &QuotePolicy,
-    at: u64,
-    bytes: usize,
-    accepted: bool,
-) -> Value {
+fn to_json(checked: Checked<'_>, accepted: bool) -> Value {
     let mut value = json!({
         "valid": accepted,
-        "at": rfc3339(at),
-        "quoteBytes": bytes,
-        "policy": policy,
+        "at": rfc3339(checked.at),
+        "quoteBytes": checked.bytes,
+        "policy": checked.policy,
     });
-    match result {
+    match checked.result {
         Err(e) => {
             value["result"] = json!("invalid");
             value["error"] = json!(e.to_string());
@@ -369,7 +368,7 @@ fn to_json(
                 .iter()
                 .map(|r| json!({"refusal": r, "message": r.to_string()}))
                 .collect();
-            if let Some(m) = matched {
+            if let Some(m) = checked.matched {
                 value["measurements"] = json!({
                     "matched": m.matched,
                     "mismatches": m.explain(),
