@@ -106,6 +106,14 @@ fn channel(v: Value, retry: RetryPolicy) -> Channel {
     Channel::new(0, channel_config(v), "oracle-test", retry, metrics).unwrap()
 }
 
+/// A Slack channel whose webhook is `path` on `server`, retrying fast.
+fn slack(server: &Server, path: &str) -> Channel {
+    channel(
+        json!({"type": "slack", "webhookUrl": format!("{}{path}", server.base)}),
+        fast(),
+    )
+}
+
 fn notification() -> Notification {
     Notification {
         key: Key::new(AlertName::SourcesUnavailable, "BTC-USD"),
@@ -138,10 +146,7 @@ fn assert_json_post(r: &Recorded, path: &str) {
 #[tokio::test]
 async fn slack_gets_a_json_text_post_on_its_webhook_url() {
     let server = Server::start(vec![ok_text()]).await;
-    let c = channel(
-        json!({"type": "slack", "webhookUrl": format!("{}/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", server.base)}),
-        fast(),
-    );
+    let c = slack(&server, "/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX");
     c.deliver(&notification()).await.unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
@@ -259,10 +264,7 @@ async fn server_errors_are_retried_with_backoff_until_delivered() {
         ok_text(),
     ])
     .await;
-    let c = channel(
-        json!({"type": "slack", "webhookUrl": format!("{}/services/a/b/cccccccccccc", server.base)}),
-        fast(),
-    );
+    let c = slack(&server, "/services/a/b/cccccccccccc");
     c.deliver(&notification()).await.unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
@@ -324,10 +326,7 @@ async fn retry_after_is_honoured_from_the_header_and_from_discords_and_telegrams
 #[tokio::test]
 async fn client_errors_are_final_and_persistent_failures_give_up() {
     let server = Server::start(vec![(404, vec![], "no_service".into())]).await;
-    let c = channel(
-        json!({"type": "slack", "webhookUrl": format!("{}/services/a/b/cccccccccccc", server.base)}),
-        fast(),
-    );
+    let c = slack(&server, "/services/a/b/cccccccccccc");
     let e = c.deliver(&notification()).await.unwrap_err();
     assert_eq!(e, SendError::Final("HTTP 404: no_service".into()));
     assert_eq!(server.requests().len(), 1);
@@ -407,24 +406,18 @@ async fn webhook_urls_and_tokens_never_reach_logs_errors_or_metrics() {
     tracker.close();
     // Each channel task finishes its one notification (failed) and waits; then stop them.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metrics
-        .notifications
-        .with_label_values(&["slack", "sources_unavailable", "failed"])
-        .get()
-        + metrics
-            .notifications
-            .with_label_values(&["telegram", "sources_unavailable", "failed"])
-            .get()
-        + metrics
-            .notifications
-            .with_label_values(&["discord", "sources_unavailable", "failed"])
-            .get()
-        + metrics
-            .notifications
-            .with_label_values(&["webhook", "sources_unavailable", "failed"])
-            .get()
-        < 4
-    {
+    let failed = || {
+        ["slack", "telegram", "discord", "webhook"]
+            .into_iter()
+            .map(|kind| {
+                metrics
+                    .notifications
+                    .with_label_values(&[kind, "sources_unavailable", "failed"])
+                    .get()
+            })
+            .sum::<u64>()
+    };
+    while failed() < 4 {
         assert!(
             Instant::now() < deadline,
             "the channel tasks did not finish"
