@@ -67,10 +67,20 @@ pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
-/// A port of `host` that was free a moment ago.
+/// A port of `host` that was free a moment ago, and that no other call in this test process has
+/// handed out: the kernel may give a port it just gave again, and two of them in one
+/// configuration make it invalid (two services on one port).
 pub fn free_port_on(host: &str) -> u16 {
-    let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("bind {host}:0: {e}"));
-    listener.local_addr().expect("local address").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener =
+            TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("bind {host}:0: {e}"));
+        let port = listener.local_addr().expect("local address").port();
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Serves `app` on a free port of `host` from a thread of its own (for as long as the test
