@@ -98,6 +98,33 @@ phase "cargo test --no-run"
 # while the dev chain and the image's first stage may still be installing.
 cargo test --locked --no-run --lib --bins --tests
 
+# Two lanes of test binaries at once: the tests mostly wait (on chains, consensus rounds,
+# restarts and deadlines) rather than compute — run one binary after another they kept less
+# than half a core busy — so the binaries run in two lanes of about equal length, each binary's
+# own tests two at a time as before (measured: the unit tests, chain and platform take about as
+# long as the rest, supervisor and node included). Every integration test target is a folder of
+# tests/ with a main.rs, or a file tests/<name>.rs; a new one joins the second lane by itself.
+# The first lane needs no container image, so it starts before the image is built; the second
+# (it has the end-to-end tests) after.
+lane_a=(--lib --test chain --test platform)
+lane_b=(--bins)
+for target in tests/*/main.rs tests/*.rs; do
+    [ -e "$target" ] || continue
+    name="${target#tests/}"
+    name="${name%/main.rs}"
+    name="${name%.rs}"
+    case "$name" in chain | platform) ;; *) lane_b+=(--test "$name") ;; esac
+done
+
+phase "cargo test: first lane (${lane_a[*]})"
+# The chain tests need the dev chain when they run.
+await "$devchain_job" "scripts/devchain/ensure.sh" "$logs/devchain.log"
+# --no-fail-fast: one failing test binary must not hide the results of the others. In a process
+# group of its own, like the background jobs, so that leaving early ends it too.
+setsid cargo test --locked --no-fail-fast "${lane_a[@]}" >"$logs/test-lane-a.log" 2>&1 &
+lane_a_job=$!
+jobs_started+=("$lane_a_job")
+
 phase "container image for the end-to-end tests (tests/e2e)"
 # With a Docker engine: build the image with scripts/build-image.sh (trusting the development
 # key) and let tests/e2e run it. Without one, those tests print why they skip.
@@ -114,28 +141,10 @@ else
     export ENCLAVE_E2E_IMAGE=enclave-e2e:latest
 fi
 
-phase "cargo test"
-# The chain tests need the dev chain when they run.
-await "$devchain_job" "scripts/devchain/ensure.sh" "$logs/devchain.log"
-# Two lanes of test binaries at once: the tests mostly wait (on chains, consensus rounds,
-# restarts and deadlines) rather than compute — run one binary after another they kept less
-# than half a core busy — so the binaries run in two lanes of about equal length, each binary's
-# own tests two at a time as before. Every integration test target is a folder of tests/ with a
-# main.rs, or a file tests/<name>.rs; a new one joins the second lane by itself.
-lane_a=(--lib --test chain --test supervisor)
-lane_b=(--bins)
-for target in tests/*/main.rs tests/*.rs; do
-    [ -e "$target" ] || continue
-    name="${target#tests/}"
-    name="${name%/main.rs}"
-    name="${name%.rs}"
-    case "$name" in chain | supervisor) ;; *) lane_b+=(--test "$name") ;; esac
-done
-# --no-fail-fast: one failing test binary must not hide the results of the others.
-cargo test --locked --no-fail-fast "${lane_a[@]}" >"$logs/test-lane-a.log" 2>&1 &
-lane_a_job=$!
+phase "cargo test: second lane (${lane_b[*]})"
 status=0
 cargo test --locked --no-fail-fast "${lane_b[@]}" >"$logs/test-lane-b.log" 2>&1 || status=$?
+phase "cargo test: second lane done, waiting for the first"
 wait "$lane_a_job" || status=$?
 cat "$logs/test-lane-a.log" "$logs/test-lane-b.log" >"$logs/test.log"
 cat "$logs/test.log"
