@@ -85,13 +85,8 @@ phase "cargo clippy --all-targets -- -D warnings (in the background)"
 # gets the cores only when the builds link and while the tests wait on chains, rounds and
 # deadlines, which they mostly do, and the tests keep their cores when they need them. Awaited
 # after the tests; a lint fails the run as before.
-# With the kernel's autogroups (sched_autogroup_enabled), a new session is a scheduling group of
-# its own that shares the CPU equally with the others whatever its nice value: the group itself
-# is lowered too.
-# shellcheck disable=SC2016
-setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec nice -n 19 "$@"' clippy \
-    env CARGO_TARGET_DIR=target/clippy cargo clippy --all-targets --locked -- -D warnings \
-    >"$logs/clippy.log" 2>&1 &
+setsid nice -n 19 env CARGO_TARGET_DIR=target/clippy \
+    cargo clippy --all-targets --locked -- -D warnings >"$logs/clippy.log" 2>&1 &
 clippy_job=$!
 jobs_started+=("$clippy_job")
 
