@@ -77,18 +77,8 @@ python3 scripts/lib/lint_observability.py
 phase "cargo fmt --check"
 cargo fmt --all -- --check
 
-phase "cargo clippy --all-targets -- -D warnings (in the background)"
-# Clippy checks every dependency again (check mode shares no artefact with a build), about two
-# and a half minutes of two cores. Run first, it held everything else back; run beside the
-# builds, it took their cores (tried: no gain). So it runs at the lowest priority in a target
-# directory of its own (no lock shared with the builds and tests), from now until the end: it
-# gets the cores only when the builds link and while the tests wait on chains, rounds and
-# deadlines, which they mostly do, and the tests keep their cores when they need them. Awaited
-# after the tests; a lint fails the run as before.
-setsid nice -n 19 env CARGO_TARGET_DIR=target/clippy \
-    cargo clippy --all-targets --locked -- -D warnings >"$logs/clippy.log" 2>&1 &
-clippy_job=$!
-jobs_started+=("$clippy_job")
+phase "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
 
 # The image for the end-to-end tests gets a debug build of the binary with the release's
 # features: no test support, which scripts/build-image.sh checks as it checks a release binary.
@@ -158,13 +148,6 @@ phase "cargo test: second lane done, waiting for the first"
 wait "$lane_a_job" || status=$?
 cat "$logs/test-lane-a.log" "$logs/test-lane-b.log" >"$logs/test.log"
 cat "$logs/test.log"
-
-phase "cargo clippy: waiting for it"
-if ! wait "$clippy_job"; then
-    tail -n 80 "$logs/clippy.log" >&2
-    echo "cargo clippy --all-targets -- -D warnings failed (full log: $logs/clippy.log)" >&2
-    status=1
-fi
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$logs/test.log"
 phase "done"
 exit "$status"
