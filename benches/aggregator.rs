@@ -49,24 +49,18 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 /// A Binance-format upstream answering every symbol, on its own thread.
 fn upstream() -> u16 {
-    let port = free_port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-            let app = axum::Router::new().route(
-                "/api/v3/ticker/price",
-                axum::routing::get(|q: axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
-                    let symbol = q.get("symbol").cloned().unwrap_or_default();
-                    axum::Json(json!({"symbol": symbol, "price": "67123.45000000"}))
-                }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().route(
+        "/api/v3/ticker/price",
+        axum::routing::get(
+            |q: axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                let symbol = q.get("symbol").cloned().unwrap_or_default();
+                axum::Json(json!({"symbol": symbol, "price": "67123.45000000"}))
+            },
+        ),
+    );
+    enclave::net::testing::serve_in_thread(listener, app, std::future::pending());
     port
 }
 

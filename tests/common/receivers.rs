@@ -86,24 +86,10 @@ pub fn free_port_on(host: &str) -> u16 {
 /// Serves `app` on a free port of `host` from a thread of its own (for as long as the test
 /// process runs); the base URL, `http://host:port`.
 pub fn serve_on(host: &str, app: axum::Router) -> String {
-    let host = host.to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
-                .await
-                .expect("bind");
-            tx.send(format!("http://{}", listener.local_addr().expect("addr")))
-                .expect("send");
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the test server started")
+    let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("bind {host}:0: {e}"));
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    enclave::net::testing::serve_in_thread(listener, app, std::future::pending());
+    url
 }
 
 /// Polls `probe` until it yields a value or `timeout` passes (then panics naming `what`).
@@ -632,29 +618,9 @@ impl VmAuth {
 /// inside, `Ok(output)` when the lint passes, `Err(output)` when it does not.
 pub fn promtool_check_metrics(text: &str) -> Result<Result<String, String>, String> {
     let program = binary("promtool")?;
-    let mut child = Command::new(program)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool finishes");
-    let shown = format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(if output.status.success() {
-        Ok(shown)
-    } else {
-        Err(shown)
-    })
+    // Found on PATH, it must run: only a missing promtool makes a test skip.
+    Ok(
+        enclave::telemetry::testing::promtool_check_metrics(&program, text)
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display())),
+    )
 }

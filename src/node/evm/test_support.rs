@@ -25,26 +25,14 @@ impl MockNode {
     pub async fn start(handler: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Self {
         let handler: Handler = Arc::new(handler);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = Router::new()
-                    .route("/{*path}", post(answer))
-                    .route("/", post(answer))
-                    .with_state(handler);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
+        let app = Router::new()
+            .route("/{*path}", post(answer))
+            .route("/", post(answer))
+            .with_state(handler);
+        crate::net::testing::serve_in_thread(listener, app, async {
+            let _ = stopped.await;
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/rpc")).expect("url");
         Self {
