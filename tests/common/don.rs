@@ -36,6 +36,18 @@ pub fn configure_nodes(s: &mut Value, pg_port: u16, api_base: u16, p2p_base: u16
     s["consensus"] = fast_consensus();
 }
 
+/// Sets every feed's heartbeat to `ms`. For tests that wait for a report on *every* oracle: an
+/// oracle that is in another round when a report is finalized ignores its final echoes (as in
+/// libocr) and, with a flat price, gets its first report only at the next heartbeat — with the
+/// default 60 s, too close to the tests' deadlines on a loaded machine.
+pub fn heartbeat_every(s: &mut Value, ms: u64) {
+    if let Some(feeds) = s["feeds"].as_array_mut() {
+        for feed in feeds {
+            feed["heartbeatMs"] = json!(ms);
+        }
+    }
+}
+
 /// One BTC-USD feed from Binance's BTCUSDT, reported to a contract nobody reads.
 pub fn btc_usd_feed() -> Value {
     json!([{"name": "BTC-USD", "decimals": 8,
@@ -345,5 +357,12 @@ impl Drop for Don {
             self.crash(node);
         }
         // The enclave (PostgreSQL, aggregator) stops in its own Drop.
+        if let Ok(dir) = std::env::var("KEEP_DON_LOGS") {
+            let _ = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(&self.enclave.root)
+                .arg(&dir)
+                .status();
+        }
     }
 }

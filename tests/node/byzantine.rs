@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::aliases::I192;
 use bytes::Bytes;
-use common::don::{Don, BTC_USD, T};
+use common::don::{heartbeat_every, Don, BTC_USD, T};
 use common::harness::wait_until;
 use enclave::keys::peer_id::PeerId;
 use enclave::keys::KeyStore;
@@ -30,7 +30,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_lying_badly_signing_flooding_oracle_and_an_unknown_peer_change_nothing() {
-    let don = Don::start(5, BTC_USD, &[BYZANTINE], |_| {});
+    let don = Don::start(5, BTC_USD, &[BYZANTINE], |s| heartbeat_every(s, 10_000));
     let keys = KeyStore::new(don.enclave.root.join("sp/secrets"));
     let byzantine = keys.load_or_generate(BYZANTINE).expect("node 5 keys");
     let publics: Vec<_> = (1..=5)

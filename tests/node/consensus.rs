@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::don::{Don, Feed, BTC_USD, T};
+use common::don::{heartbeat_every, Don, Feed, BTC_USD, T};
 use common::harness::wait_until;
 use serde_json::{json, Value};
 
@@ -84,7 +84,7 @@ fn latest_position(don: &Don, node: u32) -> (u64, u64) {
 
 #[test]
 fn a_bootstrap_and_four_oracles_finalize_signed_reports_for_three_feeds_and_agree() {
-    let don = Don::start(5, FEEDS, &[], |_| {});
+    let don = Don::start(5, FEEDS, &[], |s| heartbeat_every(s, 10_000));
     let signers = signer_addresses(&don);
     assert_eq!(signers.len(), 4);
     for feed in &don.feeds {
@@ -326,6 +326,7 @@ fn reports_continue_through_a_crashed_oracle_and_a_killed_leader_and_a_restarted
 fn seven_oracles_with_two_crashed_still_finalize_reports() {
     let don = Don::start(8, &FEEDS[..1], &[3, 6], |s| {
         s["consensus"]["f"] = json!(2);
+        heartbeat_every(s, 10_000);
     });
     let signers = signer_addresses(&don);
     for node in [2, 4, 5, 7, 8] {
