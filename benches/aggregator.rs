@@ -60,7 +60,7 @@ fn upstream() -> u16 {
             },
         ),
     );
-    enclave::net::testing::serve_in_thread(listener, app, std::future::pending());
+    enclave_testkit::serve_in_thread(listener, app, std::future::pending());
     port
 }
 

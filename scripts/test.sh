@@ -77,26 +77,24 @@ python3 scripts/lib/lint_observability.py
 phase "cargo fmt --check"
 cargo fmt --all -- --check
 
-phase "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
-
-# The image for the end-to-end tests gets a debug build of the binary with the release's
-# features: no test support, which scripts/build-image.sh checks as it checks a release binary.
-# Built first and copied aside, because the test build below replaces target/debug/enclave with
-# one that has test support; the two share every compiled dependency, so this costs about a
-# minute where the release build would cost eight more on two cores. The release image itself
-# is `scripts/build-image.sh` and `scripts/smoke-image.sh`.
-if [ -z "$docker_skip" ]; then
-    phase "the binary for the end-to-end tests' image"
-    cargo build --locked
-    mkdir -p target/e2e-image
-    cp target/debug/enclave target/e2e-image/enclave
-fi
+phase "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 phase "cargo test --no-run"
 # Unit and integration tests; benchmarks are run by scripts/bench-*. The test binaries compile
 # while the dev chain and the image's first stage may still be installing.
 cargo test --locked --no-run --lib --bins --tests
+
+# The image for the end-to-end tests gets the debug binary the integration tests run: test-only
+# code is `cfg(test)` or in the enclave-testkit dev-dependency, so it has none, which
+# scripts/build-image.sh checks as it checks a release binary (tests/attestation/release_binary.rs).
+# A debug build, where the release build would cost eight more minutes on two cores; the release
+# image itself is `scripts/build-image.sh` and `scripts/smoke-image.sh`. Copied aside so that a
+# later build cannot change what the image was built from.
+if [ -z "$docker_skip" ]; then
+    mkdir -p target/e2e-image
+    cp target/debug/enclave target/e2e-image/enclave
+fi
 
 # Two lanes of test binaries at once: the tests mostly wait (on chains, consensus rounds,
 # restarts and deadlines) rather than compute — run one binary after another they kept less

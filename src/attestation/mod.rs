@@ -28,9 +28,9 @@ pub mod quote;
 pub mod quote_builder;
 pub mod rtmr;
 pub mod serve;
-// Test support (synthetic quotes): unit tests, and the integration tests through the
-// `test-support` feature; never in a release build (scripts/check-release-binary.sh).
-#[cfg(any(test, feature = "test-support"))]
+// Test support (synthetic quotes) for unit tests; never in a binary
+// (scripts/check-release-binary.sh).
+#[cfg(test)]
 pub mod testing;
 pub mod tsm;
 pub mod verify;

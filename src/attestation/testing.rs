@@ -3,9 +3,10 @@
 //! configfs-tsm flow and `enclave verify-identity`. A synthetic quote has no valid signature;
 //! outside tests only the `simulated` provider makes one, and it says so (insecure).
 //!
-//! Compiled only for unit tests and with the `test-support` feature (the integration tests'
-//! self dev-dependency turns it on); a release build never has it, and
-//! `scripts/check-release-binary.sh` refuses a binary that carries [`TEST_SUPPORT_MARKER`].
+//! Compiled only for unit tests (`cfg(test)`); no binary has it, and
+//! `scripts/check-release-binary.sh` refuses one that carries [`TEST_SUPPORT_MARKER`] should
+//! this module ever be compiled into one. (Integration tests make synthetic quotes with
+//! [`super::quote_builder`], which the `simulated` provider uses too.)
 
 pub use super::quote_builder::{synthetic_quote, QuoteSpec};
 

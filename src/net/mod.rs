@@ -5,5 +5,3 @@
 pub mod admission;
 pub mod http_server;
 pub mod log_summary;
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing;

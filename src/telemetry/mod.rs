@@ -7,7 +7,7 @@ pub mod push;
 pub mod sample;
 pub mod server;
 pub mod target;
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 pub mod testing;
 
 pub use push::Pusher;

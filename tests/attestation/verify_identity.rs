@@ -13,8 +13,8 @@ use enclave::attestation::identity::{
     Attestation, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
     QuoteRecord, RtmrRecord,
 };
+use enclave::attestation::quote_builder::{synthetic_quote, QuoteSpec};
 use enclave::attestation::rtmr::{self, RtmrEvent};
-use enclave::attestation::testing::{synthetic_quote, QuoteSpec};
 use enclave::config::signature::{self, PrivateKey, PublicKey, Scheme};
 use enclave::config::{read_document, verify_document};
 use enclave::keys::KeyStore;

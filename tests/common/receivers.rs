@@ -88,7 +88,7 @@ pub fn free_port_on(host: &str) -> u16 {
 pub fn serve_on(host: &str, app: axum::Router) -> String {
     let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("bind {host}:0: {e}"));
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    enclave::net::testing::serve_in_thread(listener, app, std::future::pending());
+    enclave_testkit::serve_in_thread(listener, app, std::future::pending());
     url
 }
 
@@ -619,8 +619,6 @@ impl VmAuth {
 pub fn promtool_check_metrics(text: &str) -> Result<Result<String, String>, String> {
     let program = binary("promtool")?;
     // Found on PATH, it must run: only a missing promtool makes a test skip.
-    Ok(
-        enclave::telemetry::testing::promtool_check_metrics(&program, text)
-            .unwrap_or_else(|e| panic!("{}: {e}", program.display())),
-    )
+    Ok(enclave_testkit::promtool_check_metrics(&program, text)
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display())))
 }

@@ -31,7 +31,7 @@ impl MockNode {
             .route("/{*path}", post(answer))
             .route("/", post(answer))
             .with_state(handler);
-        crate::net::testing::serve_in_thread(listener, app, async {
+        enclave_testkit::serve_in_thread(listener, app, async {
             let _ = stopped.await;
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/rpc")).expect("url");
