@@ -146,7 +146,7 @@ mod ownership {
         );
         longrun(&services, "crasher", "exit 3", &[]);
         let graph =
-            Graph::build(definition::load(&services, 1).expect("definitions")).expect("graph");
+            Graph::build(definition::load(&services, &[1]).expect("definitions")).expect("graph");
         let limits = RestartLimits {
             max_restarts: 3,
             window: Duration::from_secs(300),

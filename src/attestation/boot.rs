@@ -34,6 +34,7 @@ use super::identity::{
     rfc3339, AttestationStatus, Identity, IdentityDigests, IdentityDocument, IdentityInputs,
     QuoteRecord, RtmrRecord, RTMR_EVENT,
 };
+use super::member_key::{sign_identity, Membership};
 use super::metrics::AttestationMetrics;
 use super::rtmr::{self, RtmrEvent};
 use super::tsm::{self, ConfigFs, Kernel};
@@ -55,6 +56,9 @@ pub struct BootFacts<'a> {
     pub verifying_key: String,
     pub insecure_key: bool,
     pub boot_time: SystemTime,
+    /// In a DON across enclaves: this enclave's member, whose nodes alone it keys and lists,
+    /// and whose operator key signs the identity.
+    pub member: Option<&'a Membership>,
 }
 
 /// A published identity, ready to be attested.
@@ -96,9 +100,13 @@ pub fn publish(
     metrics.provider(provider.name(), provider.insecure());
     let boot_id = random_boot_id();
     let store = KeyStore::from_config(facts.root, facts.config);
+    let own_nodes = match facts.member {
+        Some(member) => member.nodes.clone(),
+        None => facts.config.nodes.all(),
+    };
     let (nodes, births) = match birth::ensure_keys(
         &store,
-        &facts.config.nodes.all(),
+        &own_nodes,
         &provider,
         fs,
         &hex::encode(boot_id),
@@ -132,6 +140,10 @@ pub fn publish(
         provider: provider.name(),
         insecure: provider.insecure(),
     });
+    let identity = Identity {
+        member: facts.member.map(|m| m.name.clone()),
+        ..identity
+    };
     let digests = match identity.digests() {
         Ok(d) => d,
         Err(e) => {
@@ -145,6 +157,7 @@ pub fn publish(
         attestation: super::identity::Attestation::pending(),
         evidence: None,
         birth: births,
+        member_signature: facts.member.map(|m| sign_identity(&m.key, &digests.sha512)),
     };
     write_document(paths, &document);
     metrics.identity(&document.identity, &digests);
@@ -559,6 +572,7 @@ mod tests {
             verifying_key: "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=".into(),
             insecure_key: false,
             boot_time: SystemTime::now(),
+            member: None,
         }
     }
 

@@ -60,6 +60,11 @@ pub struct Identity {
     pub order_certificate: Option<OrderCertificate>,
     /// Which evidence provider attests this identity.
     pub evidence: EvidenceChoice,
+    /// In a DON across enclaves (the configuration's `don`), the member this enclave is; its
+    /// `nodes` are then that member's only. Absent otherwise, so that a single enclave's
+    /// identity (and its digest) is what it was before members existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// The evidence provider, stated in the identity (so the evidence cannot claim another).
@@ -148,6 +153,7 @@ impl Identity {
                 provider: inputs.provider.to_owned(),
                 insecure: inputs.insecure,
             },
+            member: None,
         }
     }
 
@@ -295,6 +301,10 @@ pub struct IdentityDocument {
     /// Every node's key birth evidence, in node order.
     #[serde(default)]
     pub birth: Vec<NodeBirth>,
+    /// With `identity.member`: that member's operator key's signature over the identity's
+    /// SHA-512 ([`super::membership`]), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_signature: Option<String>,
 }
 
 impl IdentityDocument {
@@ -306,6 +316,7 @@ impl IdentityDocument {
             attestation: Attestation::pending(),
             evidence: None,
             birth: Vec::new(),
+            member_signature: None,
         })
     }
 

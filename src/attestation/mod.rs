@@ -14,12 +14,14 @@
 //! in the log and the document) and never makes up a quote. Attestation failures do not stop
 //! the enclave: the oracles' work does not depend on them, and the metric tells the outside.
 
+pub mod admission;
 pub mod birth;
 pub mod boot;
 pub mod dcap;
 pub mod evidence;
 pub mod identity;
 pub mod measurements;
+pub mod member_key;
 pub mod metrics;
 pub mod node_identity;
 pub mod order_certificate;

@@ -18,9 +18,11 @@ use super::evidence::check::{check as check_evidence, Trust};
 use super::evidence::{self as ev};
 use super::identity::{AttestationStatus, IdentityDigests, IdentityDocument, FORMAT};
 use super::measurements::{self, IdentityFacts, MeasurementRecord, TdRegisters};
+use super::member_key;
 pub use super::outcome::{Outcome, QuoteCheck};
 use super::quote::TdQuote;
 use super::rtmr;
+use crate::config::schema::don::DonConfig;
 use crate::config::signature::PublicKey;
 use crate::config::{json, validate_document, verify_document};
 
@@ -202,7 +204,7 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
             identity.nodes.len()
         ),
     );
-    check_configuration(&mut report, &document, evidence);
+    check_configuration(&mut report, &document, &digests, evidence);
     check_provider(&mut report, &document, evidence);
     match (&document.evidence, evidence.quote) {
         (
@@ -228,7 +230,12 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
     report
 }
 
-fn check_configuration(report: &mut Report, document: &IdentityDocument, evidence: &Evidence<'_>) {
+fn check_configuration(
+    report: &mut Report,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    evidence: &Evidence<'_>,
+) {
     let stated = &document.identity.configuration;
     let stated_key = PublicKey::from_base64_spki(&stated.verifying_key);
     match (evidence.public_key, &stated_key) {
@@ -255,6 +262,12 @@ fn check_configuration(report: &mut Report, document: &IdentityDocument, evidenc
             Outcome::Note,
             "the configuration was not checked (give --config FILE)",
         );
+        if let Some(member) = &document.identity.member {
+            report.add(
+                Outcome::Note,
+                format!("the identity names DON member {member:?}; its operator's signature was not checked (give --config FILE)"),
+            );
+        }
         return;
     };
     // The signature is checked with the expected key when given, else with the stated one.
@@ -295,6 +308,9 @@ fn check_configuration(report: &mut Report, document: &IdentityDocument, evidenc
         ),
     }
     match validate_document(configuration) {
+        Ok(valid) if valid.config.don.is_some() || document.identity.member.is_some() => {
+            check_member(report, document, digests, valid.config.don.as_ref());
+        }
         Ok(valid) => {
             let expected: Vec<u32> = valid.config.nodes.all();
             let stated_nodes: Vec<u32> = document.identity.nodes.iter().map(|n| n.node).collect();
@@ -314,6 +330,58 @@ fn check_configuration(report: &mut Report, document: &IdentityDocument, evidenc
             format!("the configuration is not valid, so the enclave would not have run it: {e}"),
         ),
     }
+}
+
+/// In a DON across enclaves: the identity names a member of the configuration, lists exactly
+/// that member's nodes, and carries that member's operator signature over its SHA-512.
+fn check_member(
+    report: &mut Report,
+    document: &IdentityDocument,
+    digests: &IdentityDigests,
+    don: Option<&DonConfig>,
+) {
+    let identity = &document.identity;
+    let (don, name) = match (don, &identity.member) {
+        (Some(don), Some(name)) => (don, name),
+        (None, Some(name)) => {
+            report.add(
+                Outcome::Fail,
+                format!("the identity names DON member {name:?}, but the configuration has no `don` section"),
+            );
+            return;
+        }
+        (_, None) => {
+            report.add(
+                Outcome::Fail,
+                "the configuration describes a DON across enclaves, but the identity names no member",
+            );
+            return;
+        }
+    };
+    let Some(member) = don.member(name) else {
+        report.add(
+            Outcome::Fail,
+            format!("the identity names member {name:?}, which the configuration's don.members does not list"),
+        );
+        return;
+    };
+    let mut expected = member.nodes.clone();
+    expected.sort_unstable();
+    let stated: Vec<u32> = identity.nodes.iter().map(|n| n.node).collect();
+    report.pass_if(
+        stated == expected,
+        format!("the identity lists member {name:?}'s nodes {expected:?}"),
+        format!("the identity lists nodes {stated:?}, member {name:?} runs {expected:?}"),
+    );
+    let signed = document
+        .member_signature
+        .as_deref()
+        .is_some_and(|s| member_key::verify_identity_signature(member, &digests.sha512, s));
+    report.pass_if(
+        signed,
+        format!("member {name:?}'s operator key signed the identity"),
+        format!("the identity is not signed by member {name:?}'s operator key (memberSignature)"),
+    );
 }
 
 /// The provider the identity states, the one its evidence is from, and whether it is

@@ -22,6 +22,10 @@ pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
     let root = cli.root();
     let verified = cli.service_config()?;
     let config = verified.config;
+    if config.don.is_some() {
+        // The other members' keys are not here: they come from their attested identities.
+        return Err(crate::node::runtime::error::NodeError::DonAcrossEnclaves.into());
+    }
     let store = KeyStore::from_config(&root, &config);
     store.ensure_all(&config.nodes.all())?;
     let set = OracleSet::load(&store, &config)?;

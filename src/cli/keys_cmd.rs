@@ -7,6 +7,7 @@ use super::{Cli, KeysCommand};
 use crate::attestation::birth::{ensure_keys, log_missing};
 use crate::attestation::boot::random_boot_id;
 use crate::attestation::evidence::Provider;
+use crate::attestation::member_key::Membership;
 use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
 use crate::config::schema::nodes::role;
@@ -24,7 +25,13 @@ pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     // (the keys module makes keys; taking evidence is attestation's, orchestrated here).
     let provider = Provider::choose(&config.attestation, &AttestationPaths::from_env(&root));
     let boot_id = hex::encode(random_boot_id());
-    let (publics, births) = ensure_keys(&store, &config.nodes.all(), &provider, &Kernel, &boot_id)?;
+    // In a DON across enclaves, this member's nodes only: the others' keys are born in their
+    // own enclaves.
+    let nodes = match Membership::of(config.don.as_ref())? {
+        Some(member) => member.nodes,
+        None => config.nodes.all(),
+    };
+    let (publics, births) = ensure_keys(&store, &nodes, &provider, &Kernel, &boot_id)?;
     log_missing(&births);
     match command {
         KeysCommand::Init => {

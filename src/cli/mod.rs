@@ -7,6 +7,7 @@ mod config_cmd;
 mod don_config_cmd;
 mod keys_cmd;
 mod node_cmd;
+mod operator_key_cmd;
 mod postgres_cmd;
 mod process_metrics_cmd;
 mod quote_cmd;
@@ -181,6 +182,14 @@ pub enum Command {
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Make a DON member's operator key (docs/design/don-across-tees.md): the private key goes
+    /// to FILE (mode 0600; an existing file is never replaced), the public key is printed for
+    /// `don.members[].operatorKey`. The enclave of that member gets FILE through
+    /// ENCLAVE_OPERATOR_KEY_FILE.
+    OperatorKey {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +460,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
+        Command::OperatorKey { out } => operator_key_cmd::run(out),
         Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
         Command::ProcessMetrics { notify_fd } => process_metrics_cmd::run(&cli, *notify_fd),
         Command::Alerts => alerts_cmd::run(&cli),
@@ -471,7 +481,12 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
         return exit::INPUT_INVALID;
     }
     // The node stopped because its RPC endpoint serves another chain than configured.
-    if let Some(crate::node::runtime::error::NodeError::WrongChain { .. }) = error.downcast_ref() {
+    // Or because the configuration asks for what this build cannot run.
+    if let Some(
+        crate::node::runtime::error::NodeError::WrongChain { .. }
+        | crate::node::runtime::error::NodeError::DonAcrossEnclaves,
+    ) = error.downcast_ref()
+    {
         return exit::CONFIG_INVALID;
     }
     error
@@ -493,6 +508,8 @@ mod tests {
             got: 1337,
         });
         assert_eq!(exit_code_of(&wrong), exit::CONFIG_INVALID);
+        let don = anyhow::Error::from(NodeError::DonAcrossEnclaves);
+        assert_eq!(exit_code_of(&don), exit::CONFIG_INVALID);
         let other = anyhow::Error::from(NodeError::UnknownNode { node: 9, total: 5 });
         assert_eq!(exit_code_of(&other), exit::FAILURE);
     }

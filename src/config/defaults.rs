@@ -46,6 +46,12 @@ pub mod ports {
     pub const NODE_P2P_BASE: u64 = 9900;
 }
 
+/// `don` (a DON across enclaves).
+pub mod don {
+    /// An admitted member's evidence is verified again this often (and at every reconnection).
+    pub const RECHECK_MS: u64 = 600_000;
+}
+
 /// `node`.
 pub mod node {
     pub const RETENTION_DAYS: u64 = 7;

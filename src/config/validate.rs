@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::reader::Report;
+use super::schema::attestation::ProviderChoice;
 use super::schema::consensus::chain_minimums;
 use super::schema::Config;
 
@@ -12,6 +13,7 @@ pub fn check(r: &mut Report, c: &Config) {
     check_feeds(r, c);
     check_consensus(r, c);
     check_alerts(r, c);
+    check_don(r, c);
     if c.telemetry.targets.is_empty() && c.aggregator.metrics_push.is_none() {
         r.warn(
             "solution.telemetry.targets",
@@ -214,6 +216,33 @@ fn check_alerts(r: &mut Report, c: &Config) {
         r.warn(
             "solution.alerts.channels",
             "no channel: the pegged feeds are not watched and no alert is sent",
+        );
+    }
+}
+
+/// A DON across enclaves admits each member by its evidence (docs/design/don-across-tees.md):
+/// there must be evidence, and measurements to hold it against.
+fn check_don(r: &mut Report, c: &Config) {
+    if c.don.is_none() {
+        return;
+    }
+    let provider = c.attestation.provider;
+    if provider == ProviderChoice::None {
+        r.error(
+            "solution.attestation.provider",
+            "is none, but the members of a DON across enclaves admit each other by their evidence: choose auto, tdx, superprotocol (or simulated on a dev chain)",
+        );
+    }
+    if c.attestation.allowed_measurements.is_empty() {
+        r.error(
+            "solution.attestation.allowedMeasurements",
+            "is required with `don`: the members admit each other only from these TDs (with the simulated provider too: its quotes have registers and the identity a binary)",
+        );
+    }
+    if c.node.listen_host.is_loopback() {
+        r.warn(
+            "solution.node.listenHost",
+            "is a loopback address: the other members of the DON cannot reach this enclave's nodes",
         );
     }
 }

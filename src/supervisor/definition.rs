@@ -58,8 +58,9 @@ pub struct DefinitionError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct DefinitionErrors(pub Vec<DefinitionError>);
 
-/// Reads every definition in `dir`, instantiating templates for nodes `1..=nodes`.
-pub fn load(dir: &Path, nodes: u32) -> Result<Vec<Definition>, DefinitionErrors> {
+/// Reads every definition in `dir`, instantiating templates for each of `nodes` (the nodes this
+/// enclave runs: all of them, or its member's in a DON across enclaves).
+pub fn load(dir: &Path, nodes: &[u32]) -> Result<Vec<Definition>, DefinitionErrors> {
     let entries = fs::read_dir(dir).map_err(|e| {
         DefinitionErrors(vec![DefinitionError {
             service: dir.display().to_string(),
@@ -89,10 +90,11 @@ pub fn load(dir: &Path, nodes: u32) -> Result<Vec<Definition>, DefinitionErrors>
     }
 }
 
-/// `node@` → `node-1 … node-N`, each with `NODE_NUMBER`.
-fn instantiate(template: &Definition, nodes: u32) -> Vec<Definition> {
+/// `node@` → `node-i` for each of `nodes`, each with `NODE_NUMBER`.
+fn instantiate(template: &Definition, nodes: &[u32]) -> Vec<Definition> {
     let base = template.name.trim_end_matches('@');
-    (1..=nodes)
+    nodes
+        .iter()
         .map(|i| {
             let mut def = template.clone();
             def.name = format!("{base}-{i}");
@@ -393,9 +395,14 @@ mod tests {
         write(&d.join("node@/dependencies"), "# comment\n db\n");
         write(&d.join("all/type"), "bundle\n");
         write(&d.join("all/contents.d/db"), "");
-        let defs = load(d, 2).expect("valid");
+        let defs = load(d, &[1, 2]).expect("valid");
         let names: Vec<_> = defs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["all", "boot", "db", "node-1", "node-2"]);
+        // A member of a DON across enclaves runs its own nodes only.
+        let member = load(d, &[2, 5]).expect("valid");
+        let names: Vec<_> = member.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["all", "boot", "db", "node-2", "node-5"]);
+        assert_eq!(member[4].env["NODE_NUMBER"], "5");
         let db = &defs[2];
         assert_eq!(db.dependencies, ["boot"]);
         assert_eq!(db.timeout_up, Some(Duration::from_secs(5)));
@@ -427,7 +434,7 @@ mod tests {
         exec(&d.join("e/run"), "#!/bin/sh\n");
         write(&d.join("e/notification-fd"), "1\n");
         write(&d.join("f"), "a stray file is ignored");
-        let err = load(d, 1).expect_err("invalid");
+        let err = load(d, &[1]).expect_err("invalid");
         let text = err.to_string();
         for expected in [
             "service a: has unknown type \"daemon\"",

@@ -19,6 +19,7 @@ use super::metrics::{BootPhase, SupervisorMetrics};
 use super::process::become_subreaper;
 use super::restart::RestartLimits;
 use crate::attestation::boot::{self as identity_boot, BootFacts};
+use crate::attestation::member_key::{Membership, OPERATOR_KEY_ENV};
 use crate::attestation::metrics::AttestationMetrics;
 use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
@@ -92,9 +93,25 @@ pub fn run(options: InitOptions) -> u8 {
     if let Some(code) = stop_requested("configuration verification") {
         return code;
     }
+    // In a DON across enclaves, this enclave is the member whose operator key it was given, and
+    // runs that member's nodes only.
+    let member = match Membership::of(verified.config.don.as_ref()) {
+        Ok(member) => member,
+        Err(e) => {
+            tracing::error!("configuration rejected, nothing started: solution.don: {e}");
+            return exit::CONFIG_INVALID;
+        }
+    };
+    let nodes = match &member {
+        Some(m) => {
+            tracing::info!(member = %m.name, nodes = ?m.nodes, "this enclave is a member of a DON across enclaves");
+            m.nodes.clone()
+        }
+        None => verified.config.nodes.all(),
+    };
     // Services run with their definition folder as working directory: every path must be absolute.
     let services_dir = std::path::absolute(&options.services_dir).unwrap_or(options.services_dir);
-    let graph = match load_graph(&services_dir, verified.config.nodes.total, &options.only) {
+    let graph = match load_graph(&services_dir, &nodes, &options.only) {
         Ok(graph) => graph,
         Err(code) => return code,
     };
@@ -120,11 +137,12 @@ pub fn run(options: InitOptions) -> u8 {
         verified_after: started.elapsed(),
         insecure: options.insecure_public_key_file.is_some(),
         verifying_key,
+        member,
     };
     supervise(&root, &verified, graph, limits, env, boot)
 }
 
-fn load_graph(dir: &Path, nodes: u32, only: &[String]) -> Result<Graph, u8> {
+fn load_graph(dir: &Path, nodes: &[u32], only: &[String]) -> Result<Graph, u8> {
     let definitions = definition::load(dir, nodes).map_err(|errors| {
         for e in &errors.0 {
             tracing::error!("invalid service definition, nothing started: {e}");
@@ -168,6 +186,12 @@ fn base_env(root: &Root, config: &Path, key: &Path) -> BTreeMap<String, String> 
     if let Ok(filter) = std::env::var("RUST_LOG") {
         env.insert("RUST_LOG".to_owned(), filter);
     }
+    // In a DON across enclaves the services key and run this member's nodes only: they learn
+    // which member from the same key file (its path; the key stays in the file).
+    if let Some(file) = std::env::var_os(OPERATOR_KEY_ENV) {
+        let file = std::path::absolute(&file).unwrap_or_else(|_| PathBuf::from(&file));
+        env.insert(OPERATOR_KEY_ENV.to_owned(), file.display().to_string());
+    }
     env
 }
 
@@ -189,6 +213,8 @@ struct Boot {
     insecure: bool,
     /// Base64 SPKI of the key the configuration was verified with.
     verifying_key: String,
+    /// This enclave's member of a DON across enclaves.
+    member: Option<Membership>,
 }
 
 fn supervise(
@@ -365,6 +391,7 @@ fn publish_identity(
         verifying_key: boot.verifying_key.clone(),
         insecure_key: boot.insecure,
         boot_time: boot.boot_time,
+        member: boot.member.as_ref(),
     };
     let published = identity_boot::publish(&facts, &paths, &Kernel, &metrics)?;
     identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {

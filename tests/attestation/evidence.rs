@@ -4,7 +4,9 @@
 //! with another; keys planted before the first boot reported as having no birth evidence.
 
 use crate::common;
-use crate::support::{boot_and_wait_for_identity, identity_path};
+use crate::support::{
+    boot_and_wait_for_identity, ca, identity_path, simulated_attestation, write, Issued,
+};
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,22 +18,6 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
-
-/// A CA (self-signed) or a certificate it issues, with its key.
-struct Issued {
-    cert: rcgen::Certificate,
-    params: CertificateParams,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Issued {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.clone().self_signed(&key).expect("self-signed");
-    Issued { cert, params, key }
-}
 
 fn issue(name: &str, is_ca: bool, issuer: &Issued) -> Issued {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -48,11 +34,6 @@ fn issue(name: &str, is_ca: bool, issuer: &Issued) -> Issued {
     Issued { cert, params, key }
 }
 
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-    std::fs::write(path, text).expect("write");
-}
-
 fn verify(e: &Enclave, extra: &[&str]) -> std::process::Output {
     let document = identity_path(e);
     let mut args = vec![
@@ -66,20 +47,11 @@ fn verify(e: &Enclave, extra: &[&str]) -> std::process::Output {
 
 /// An enclave on the dev chain id with the simulated provider and a CA written into `dir`.
 fn simulated_enclave(dir: &Path, dev_ca: &Issued) -> Enclave {
-    let key = dir.join("dev-ca.key");
-    let certificate = dir.join("dev-ca.pem");
-    write(&key, &dev_ca.key.serialize_pem());
-    write(&certificate, &dev_ca.cert.pem());
+    let attestation = simulated_attestation(dir, dev_ca);
     let e = Enclave::new();
     e.configure(|s| {
         s["chainlinkChainId"] = json!(1337);
-        s["attestation"] = json!({
-            "provider": "simulated",
-            "simulated": {
-                "caKeyFile": key.to_str().expect("utf-8"),
-                "caCertificateFile": certificate.to_str().expect("utf-8"),
-            }
-        });
+        s["attestation"] = attestation;
     });
     e
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod boot;
 mod collateral_fetch;
+mod don_members;
 mod evidence;
 mod quote_verify;
 mod release_binary;

@@ -1,7 +1,10 @@
 //! Helpers the attestation tests share: the identity a running enclave writes, the DCAP samples.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::{json, Value};
 
 use crate::common::harness::{wait_until, Enclave};
 use enclave::attestation::identity::{AttestationStatus, IdentityDocument};
@@ -45,4 +48,41 @@ pub fn fixture(name: &str) -> String {
         .to_str()
         .expect("utf-8")
         .to_owned()
+}
+
+/// A CA (self-signed) or a certificate it issues, with its key.
+pub struct Issued {
+    pub cert: rcgen::Certificate,
+    pub params: CertificateParams,
+    pub key: KeyPair,
+}
+
+pub fn ca(name: &str) -> Issued {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.clone().self_signed(&key).expect("self-signed");
+    Issued { cert, params, key }
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// The `attestation` section of the simulated provider with `dev_ca`, written into `dir`
+/// (a dev chain's configuration only).
+pub fn simulated_attestation(dir: &Path, dev_ca: &Issued) -> Value {
+    let key = dir.join("dev-ca.key");
+    let certificate = dir.join("dev-ca.pem");
+    write(&key, &dev_ca.key.serialize_pem());
+    write(&certificate, &dev_ca.cert.pem());
+    json!({
+        "provider": "simulated",
+        "simulated": {
+            "caKeyFile": key.to_str().expect("utf-8"),
+            "caCertificateFile": certificate.to_str().expect("utf-8"),
+        }
+    })
 }

@@ -21,6 +21,29 @@ fn problems_of(document: &Value) -> Vec<(String, String)> {
 
 type Mutation = fn(&mut Value);
 
+/// A valid `don` section for the example's five nodes: members a (1-3) and b (4, 5).
+fn don_of_two() -> Value {
+    let key = |seed: u8| {
+        hex::encode(
+            enclave::attestation::member_key::OperatorKey::from_seed([seed; 32])
+                .public()
+                .as_bytes(),
+        )
+    };
+    json!({"members": [
+        {"name": "a", "nodes": [1, 2, 3], "operatorKey": key(1),
+         "p2pAddresses": ["a:9901", "a:9902", "a:9903"]},
+        {"name": "b", "nodes": [4, 5], "operatorKey": key(2), "p2pAddresses": ["b:9904", "b:9905"]},
+    ]})
+}
+
+/// An allowed TD record (all-zero registers).
+fn a_measurement() -> Value {
+    let zero = json!({"expected_any": ["00".repeat(48)]});
+    json!([{"measurement_id": "t", "attestation_type": "dcap-tdx",
+            "measurements": {"mrtd": zero, "rtmr0": zero, "rtmr1": zero, "rtmr2": zero}}])
+}
+
 /// (what is broken, how, the one path every resulting problem must name, a phrase of the message)
 const RULES: &[(&str, Mutation, &str, &str)] = &[
     (
@@ -215,6 +238,30 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         |s| s["feeds"][0]["heartbeatMs"] = json!(60000),
         "solution.feeds[0].heartbeatMs",
         "on chain 5611",
+    ),
+    (
+        "a DON across enclaves without allowed measurements",
+        |s| s["don"] = don_of_two(),
+        "solution.attestation.allowedMeasurements",
+        "required with `don`",
+    ),
+    (
+        "a DON across enclaves without evidence",
+        |s| {
+            s["don"] = don_of_two();
+            s["attestation"] = json!({"provider": "none", "allowedMeasurements": a_measurement()});
+        },
+        "solution.attestation.provider",
+        "admit each other by their evidence",
+    ),
+    (
+        "a DON member with another's node",
+        |s| {
+            s["don"] = don_of_two();
+            s["don"]["members"][1]["nodes"] = json!([3, 5]);
+        },
+        "solution.don.members[1].nodes[0]",
+        "node 3 is member \"a\"'s already",
     ),
     (
         "proxy flag without a proxy",

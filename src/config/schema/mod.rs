@@ -7,6 +7,7 @@ pub mod attestation;
 pub mod chain_options;
 pub mod consensus;
 pub mod contract_admin;
+pub mod don;
 pub mod feeds;
 pub mod node_options;
 pub mod nodes;
@@ -23,6 +24,7 @@ use self::alerts::{read_alerts, AlertsConfig};
 use self::attestation::{read_attestation, AttestationConfig};
 use self::chain_options::{read_chain_options, ChainOptions};
 use self::consensus::{read_consensus, ConsensusConfig};
+use self::don::{read_don, DonConfig};
 use self::feeds::{read_feeds, FeedConfig};
 use self::node_options::{read_node_options, NodeOptions};
 use self::nodes::{read_nodes, NodesConfig, PortsConfig};
@@ -72,6 +74,8 @@ pub struct Config {
     pub chain_options: ChainOptions,
     pub alerts: AlertsConfig,
     pub attestation: AttestationConfig,
+    /// A DON across enclaves (`None`: every node runs in this enclave).
+    pub don: Option<DonConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +165,8 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
     let attestation = f.object(r, "attestation");
     let chain_id = chain.as_ref().map(|c| c.chain_id);
     let attestation = read_attestation(r, attestation, chain_id);
+    let don = f.object(r, "don");
+    let don = read_don(r, don, &nodes);
     f.get("signature");
     f.finish(r, IGNORED_FIELDS);
     Some(Config {
@@ -181,6 +187,7 @@ pub fn read_solution(r: &mut Report, solution: &Value) -> Option<Config> {
         chain_options,
         alerts,
         attestation,
+        don,
     })
 }
 

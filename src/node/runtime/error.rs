@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 pub enum NodeError {
     #[error("node {node} is not in this configuration (nodes are 1..{total})")]
     UnknownNode { node: u32, total: u32 },
+    /// The configuration has a `don` section: the admission of other members' nodes on the P2P
+    /// network is not built yet (docs/design/don-across-tees.md#status), so a node refuses to
+    /// start rather than run with peers it cannot know.
+    #[error("solution.don: this build cannot yet run a node of a DON across enclaves (its peers' admission by attestation is not built; docs/design/don-across-tees.md#status)")]
+    DonAcrossEnclaves,
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]

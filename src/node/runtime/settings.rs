@@ -69,6 +69,9 @@ impl NodeSettings {
         if node == 0 || node > total {
             return Err(NodeError::UnknownNode { node, total });
         }
+        if config.don.is_some() {
+            return Err(NodeError::DonAcrossEnclaves);
+        }
         let options = &config.node;
         let p2p_port = config.ports.node_p2p_base + node as u16;
         let bootstrap = node == BOOTSTRAP_NODE;
