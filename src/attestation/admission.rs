@@ -31,15 +31,21 @@ pub struct Policy<'a> {
     pub at: Option<u64>,
 }
 
-/// An admitted peer.
+/// A member whose identity document was admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admitted {
+pub struct AdmittedMember {
     pub member: String,
-    /// The node the peer's connection key is.
-    pub node: NodeIdentity,
     /// Every node of the member, as its identity lists them.
     pub nodes: Vec<NodeIdentity>,
     pub boot_id: String,
+}
+
+/// An admitted peer on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub member: AdmittedMember,
+    /// The node the peer's connection key is.
+    pub node: NodeIdentity,
 }
 
 /// Why a peer was refused. [`Refusal::reason`] is a bounded label for metrics; the `Display`
@@ -113,6 +119,20 @@ impl fmt::Display for Refusal {
 /// Decides whether the peer holding `peer` on a connection, presenting the identity document
 /// `text`, is admitted under `policy`.
 pub fn admit(text: &str, peer: &PeerId, policy: &Policy<'_>) -> Result<Admitted, Refusal> {
+    let member = admit_document(text, policy)?;
+    let peer = peer.to_string();
+    let node = member
+        .nodes
+        .iter()
+        .find(|n| n.peer_id == peer)
+        .cloned()
+        .ok_or(Refusal::KeyNotInIdentity)?;
+    Ok(Admitted { member, node })
+}
+
+/// Decides whether the identity document `text` admits its member under `policy` (the key a
+/// peer holds is then checked on each connection: [`admit`]).
+pub fn admit_document(text: &str, policy: &Policy<'_>) -> Result<AdmittedMember, Refusal> {
     let report = verify::verify(
         text,
         &verify::Evidence {
@@ -141,16 +161,8 @@ pub fn admit(text: &str, peer: &PeerId, policy: &Policy<'_>) -> Result<Admitted,
         serde_json::from_str(text).map_err(|e| Refusal::Evidence(vec![e.to_string()]))?;
     let identity = document.identity;
     let member = identity.member.ok_or(Refusal::NoMember)?;
-    let peer = peer.to_string();
-    let node = identity
-        .nodes
-        .iter()
-        .find(|n| n.peer_id == peer)
-        .cloned()
-        .ok_or(Refusal::KeyNotInIdentity)?;
-    Ok(Admitted {
+    Ok(AdmittedMember {
         member,
-        node,
         nodes: identity.nodes,
         boot_id: identity.boot_id,
     })

@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod identity;
 pub mod measurements;
 pub mod member_key;
+pub mod membership;
 pub mod metrics;
 pub mod node_identity;
 pub mod order_certificate;

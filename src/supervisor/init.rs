@@ -20,6 +20,8 @@ use super::process::become_subreaper;
 use super::restart::RestartLimits;
 use crate::attestation::boot::{self as identity_boot, BootFacts};
 use crate::attestation::member_key::{Membership, OPERATOR_KEY_ENV};
+use crate::attestation::membership::metrics::MemberMetrics;
+use crate::attestation::membership::{Checker, MEMBERS_DIR};
 use crate::attestation::metrics::AttestationMetrics;
 use crate::attestation::tsm::Kernel;
 use crate::attestation::AttestationPaths;
@@ -138,6 +140,7 @@ pub fn run(options: InitOptions) -> u8 {
         insecure: options.insecure_public_key_file.is_some(),
         verifying_key,
         member,
+        config_path: config_path.clone(),
     };
     supervise(&root, &verified, graph, limits, env, boot)
 }
@@ -215,6 +218,8 @@ struct Boot {
     verifying_key: String,
     /// This enclave's member of a DON across enclaves.
     member: Option<Membership>,
+    /// The configuration file (the members are judged against the very same document).
+    config_path: PathBuf,
 }
 
 fn supervise(
@@ -285,6 +290,7 @@ fn supervise(
         // is cancelled and joined before the exit code is known.
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
+        check_members(root, config, &boot, &registry, &tasks, &stop);
         let outcome = serve_and_supervise(
             config,
             &registry,
@@ -397,6 +403,39 @@ fn publish_identity(
     identity_boot::attest_in_background(published, paths, metrics, ATTESTATION_WAIT, || {
         super::early_signals::requested().is_some()
     })
+}
+
+/// In a DON across enclaves, keeps checking the other members' identities
+/// (src/attestation/membership): what cannot be set up is logged and leaves every member
+/// unadmitted (the metrics say so); it never stops the boot.
+fn check_members(
+    root: &Root,
+    config: &Config,
+    boot: &Boot,
+    registry: &Registry,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let Some(member) = &boot.member else { return };
+    let started = (|| -> Result<(), String> {
+        let document =
+            crate::config::read_document(&boot.config_path).map_err(|e| e.to_string())?;
+        let key = crate::config::signature::PublicKey::from_base64_spki(&boot.verifying_key)
+            .map_err(|e| e.to_string())?;
+        let metrics = MemberMetrics::register(registry).map_err(|e| e.to_string())?;
+        let dir = AttestationPaths::from_env(root)
+            .identity_dir
+            .join(MEMBERS_DIR);
+        if let Some(checker) = Checker::new(config, &member.name, document, key, dir, metrics)
+            .map_err(|e| e.to_string())?
+        {
+            checker.spawn(tasks, stop).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = started {
+        tracing::error!(error = %e, "cannot check the other members of the DON; none is admitted");
+    }
 }
 
 /// The supervisor is healthy when every service is where a good boot leaves it.

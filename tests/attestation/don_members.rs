@@ -11,6 +11,7 @@ use crate::support::{ca, simulated_attestation, wait_for_identity, write, Issued
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::harness::Enclave;
@@ -54,14 +55,53 @@ fn public(seed: [u8; 32]) -> String {
     hex::encode(OperatorKey::from_seed(seed).public().as_bytes())
 }
 
-/// The DON: member alpha runs nodes 1-3 (the bootstrap among them), beta nodes 4 and 5.
-fn don_section() -> Value {
-    json!({"members": [
+/// The DON: member alpha runs nodes 1-3 (the bootstrap among them), beta nodes 4 and 5; beta's
+/// identity is fetched from `beta_identity`.
+fn don_section(beta_identity: &str) -> Value {
+    json!({"recheckMs": 1000, "members": [
         {"name": "alpha", "nodes": [1, 2, 3], "operatorKey": public(ALPHA),
-         "p2pAddresses": ["alpha.example:9901", "alpha.example:9902", "alpha.example:9903"]},
+         "p2pAddresses": ["alpha.example:9901", "alpha.example:9902", "alpha.example:9903"],
+         "identityUrl": "http://127.0.0.1:9/v1/identity"},
         {"name": "beta", "nodes": [4, 5], "operatorKey": public(BETA),
-         "p2pAddresses": ["beta.example:9904", "beta.example:9905"]},
+         "p2pAddresses": ["beta.example:9904", "beta.example:9905"],
+         "identityUrl": beta_identity},
     ]})
+}
+
+/// A stand-in for beta's supervisor port: `GET /v1/identity` answers what the test sets
+/// (503 while nothing is set).
+#[derive(Clone, Default)]
+struct IdentityServer {
+    url: String,
+    served: Arc<Mutex<Option<String>>>,
+}
+
+impl IdentityServer {
+    fn start() -> Self {
+        let served: Arc<Mutex<Option<String>>> = Arc::default();
+        let shown = served.clone();
+        let app = axum::Router::new().route(
+            "/v1/identity",
+            axum::routing::get(move || {
+                let text = shown.lock().expect("lock").clone();
+                async move {
+                    match text {
+                        Some(text) => (axum::http::StatusCode::OK, text),
+                        None => (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    }
+                }
+            }),
+        );
+        let base = common::receivers::serve_on("127.0.0.1", app);
+        Self {
+            url: format!("{base}/v1/identity"),
+            served,
+        }
+    }
+
+    fn serve(&self, text: Option<String>) {
+        *self.served.lock().expect("lock") = text;
+    }
 }
 
 fn key_file(dir: &Path, name: &str, seed: [u8; 32]) -> PathBuf {
@@ -72,6 +112,7 @@ fn key_file(dir: &Path, name: &str, seed: [u8; 32]) -> PathBuf {
 
 struct Don {
     _tmp: tempfile::TempDir,
+    beta_identity: IdentityServer,
     dev_ca: Issued,
     ca_file: PathBuf,
     alpha: Enclave,
@@ -83,6 +124,7 @@ struct Don {
 /// Two enclaves with one configuration (beta's file is a copy of alpha's).
 fn don(binary: &str) -> Don {
     let tmp = tempfile::tempdir().expect("tmp");
+    let beta_identity = IdentityServer::start();
     let dev_ca = ca("enclave development CA");
     let mut attestation = simulated_attestation(tmp.path(), &dev_ca);
     attestation["allowedMeasurements"] = allowed(binary);
@@ -90,7 +132,7 @@ fn don(binary: &str) -> Don {
     alpha.configure(|s| {
         s["chainlinkChainId"] = json!(1337);
         s["attestation"] = attestation;
-        s["don"] = don_section();
+        s["don"] = don_section(&beta_identity.url);
     });
     let beta = Enclave::new();
     std::fs::copy(alpha.config_path(), beta.config_path()).expect("the same configuration");
@@ -99,6 +141,7 @@ fn don(binary: &str) -> Don {
         alpha_key: key_file(tmp.path(), "alpha.key", ALPHA),
         beta_key: key_file(tmp.path(), "beta.key", BETA),
         _tmp: tmp,
+        beta_identity,
         dev_ca,
         alpha,
         beta,
@@ -211,12 +254,15 @@ fn each_member_keys_lists_and_signs_its_own_nodes_and_admits_the_others() {
         at: None,
     };
     let admitted = admit(&beta_text, &peer_of(&beta, 4), &policy).expect("beta's node 4");
-    assert_eq!(admitted.member, "beta");
+    assert_eq!(admitted.member.member, "beta");
     assert_eq!(admitted.node.node, 4);
-    assert_eq!(admitted.nodes.len(), 2);
-    assert_eq!(admitted.boot_id, beta.identity.boot_id);
+    assert_eq!(admitted.member.nodes.len(), 2);
+    assert_eq!(admitted.member.boot_id, beta.identity.boot_id);
     let admitted = admit(&alpha_text, &peer_of(&alpha, 1), &policy).expect("alpha's node 1");
-    assert_eq!((admitted.member.as_str(), admitted.node.node), ("alpha", 1));
+    assert_eq!(
+        (admitted.member.member.as_str(), admitted.node.node),
+        ("alpha", 1)
+    );
 
     // Refusals, each with its reason.
     let refused = |text: &str, peer: &PeerId, policy: &Policy<'_>| {
@@ -259,7 +305,7 @@ fn each_member_keys_lists_and_signs_its_own_nodes_and_admits_the_others() {
     other.configure(|s| {
         s["chainlinkChainId"] = json!(1337);
         s["attestation"] = document["solution"]["attestation"].clone();
-        let mut section = don_section();
+        let mut section = don_section(&don.beta_identity.url);
         section["recheckMs"] = json!(60_000);
         s["don"] = section;
     });
@@ -325,4 +371,74 @@ fn operator_key_makes_a_private_key_file_prints_its_public_key_and_never_overwri
         before,
         "the key was replaced"
     );
+}
+
+/// `name{labels} value` in the supervisor's metrics of `e`.
+fn metric(e: &Enclave, series: &str) -> Option<f64> {
+    let (_, text) = Enclave::http_get(e.port("supervisor"), "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn wait_metric(e: &Enclave, series: &str, what: &str, accept: impl Fn(f64) -> bool) {
+    common::harness::wait_until(T, what, || metric(e, series).is_some_and(&accept));
+}
+
+#[test]
+fn a_member_keeps_checking_the_others_admits_refuses_and_readmits_them() {
+    let mut don = don(&this_binary());
+    let beta_text = boot_member(&mut don.beta, &don.beta_key.clone());
+    let alpha_key = don.alpha_key.clone();
+    start_member(&mut don.alpha, Some(&alpha_key));
+    don.alpha.wait_status("idle", Status::Up, T);
+    let admitted = "enclave_don_member_admitted{member=\"beta\"}";
+    let unreachable = "enclave_don_member_unreachable{member=\"beta\"}";
+    let written = don.alpha.root.join("run/enclave/members/beta.json");
+
+    // Nothing served yet: unreachable, not admitted.
+    wait_metric(&don.alpha, unreachable, "beta unreachable", |v| v == 1.0);
+    assert_eq!(metric(&don.alpha, admitted), Some(0.0));
+    assert!(!written.exists());
+
+    // Beta's real identity: admitted, and written for the nodes.
+    don.beta_identity.serve(Some(beta_text.clone()));
+    wait_metric(&don.alpha, admitted, "beta admitted", |v| v == 1.0);
+    assert_eq!(metric(&don.alpha, unreachable), Some(0.0));
+    assert_eq!(
+        std::fs::read_to_string(&written).expect("written"),
+        beta_text
+    );
+    let verified = "enclave_don_member_last_verified_timestamp_seconds{member=\"beta\"}";
+    assert!(metric(&don.alpha, verified).is_some_and(|v| v > 1.7e9));
+    assert_contains(&don.alpha.logs(), "DON member admitted");
+
+    // Out of reach for a while: the admission stands (nothing new was learnt against it).
+    don.beta_identity.serve(None);
+    wait_metric(
+        &don.alpha,
+        unreachable,
+        "beta unreachable once admitted",
+        |v| v == 1.0,
+    );
+    assert_eq!(metric(&don.alpha, admitted), Some(1.0));
+    assert!(written.exists());
+
+    // The same identity with another's member signature: refused at the next check, removed.
+    let mut forged: Value = serde_json::from_str(&beta_text).expect("json");
+    forged["memberSignature"] = json!("00".repeat(64));
+    don.beta_identity.serve(Some(forged.to_string()));
+    wait_metric(&don.alpha, admitted, "beta refused", |v| v == 0.0);
+    let refusals = "enclave_don_member_refusals_total{member=\"beta\",reason=\"member_signature\"}";
+    assert!(metric(&don.alpha, refusals).is_some_and(|v| v >= 1.0));
+    assert!(
+        !written.exists(),
+        "a refused member's identity is left for the nodes"
+    );
+    assert_contains(&don.alpha.logs(), "DON member refused");
+
+    // Its real identity again: admitted again.
+    don.beta_identity.serve(Some(beta_text.clone()));
+    wait_metric(&don.alpha, admitted, "beta admitted again", |v| v == 1.0);
+    assert!(written.exists());
+    don.alpha.stop_cleanly(T);
 }

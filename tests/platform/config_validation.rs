@@ -32,8 +32,9 @@ fn don_of_two() -> Value {
     };
     json!({"members": [
         {"name": "a", "nodes": [1, 2, 3], "operatorKey": key(1),
-         "p2pAddresses": ["a:9901", "a:9902", "a:9903"]},
-        {"name": "b", "nodes": [4, 5], "operatorKey": key(2), "p2pAddresses": ["b:9904", "b:9905"]},
+         "p2pAddresses": ["a:9901", "a:9902", "a:9903"], "identityUrl": "http://a:3002/v1/identity"},
+        {"name": "b", "nodes": [4, 5], "operatorKey": key(2), "p2pAddresses": ["b:9904", "b:9905"],
+         "identityUrl": "http://b:3002/v1/identity"},
     ]})
 }
 

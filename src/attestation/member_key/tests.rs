@@ -9,6 +9,13 @@ fn member(name: &str, seed: u8, nodes: &[u32]) -> Member {
         nodes: nodes.to_vec(),
         operator_key: OperatorKey::from_seed([seed; 32]).public(),
         p2p_addresses: nodes.iter().map(|n| format!("h{n}:1")).collect(),
+        identity_url: crate::config::values::url(
+            &mut crate::config::reader::Report::default(),
+            "identityUrl",
+            &format!("http://{name}/v1/identity"),
+            &["http"],
+        )
+        .expect("url"),
     }
 }
 

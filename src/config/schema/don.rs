@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::nodes::NodesConfig;
 use crate::config::defaults::don as defaults;
 use crate::config::reader::{element_path, Fields, Report};
+use crate::config::values::{url, RedactedUrl};
 
 /// More members than oracles plus the bootstrap cannot each own a node.
 pub const MAX_MEMBERS: usize = 32;
@@ -23,6 +24,8 @@ pub const MAX_MEMBERS: usize = 32;
 pub const MAX_NAME: usize = 40;
 /// A DNS name is at most 253 characters; with `:65535` and brackets, this bounds any address.
 const MAX_ADDRESS: usize = 261;
+/// An identity URL: an address and a short path.
+const MAX_URL: usize = 512;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Member {
@@ -33,6 +36,9 @@ pub struct Member {
     pub operator_key: VerifyingKey,
     /// Where the other members dial each of `nodes` (`host:port`), in the same order.
     pub p2p_addresses: Vec<String>,
+    /// Where the other members fetch this member's identity document (its supervisor's
+    /// `GET /v1/identity`, as reachable from them).
+    pub identity_url: RedactedUrl,
 }
 
 impl std::fmt::Debug for Member {
@@ -42,6 +48,7 @@ impl std::fmt::Debug for Member {
             .field("nodes", &self.nodes)
             .field("operator_key", &hex::encode(self.operator_key.as_bytes()))
             .field("p2p_addresses", &self.p2p_addresses)
+            .field("identity_url", &self.identity_url)
             .finish()
     }
 }
@@ -86,7 +93,7 @@ pub fn read_don(
     nodes: &NodesConfig,
 ) -> Option<DonConfig> {
     let mut f = section?;
-    let recheck = f.millis(r, "recheckMs", 10_000, 86_400_000, defaults::RECHECK_MS);
+    let recheck = f.millis(r, "recheckMs", 1_000, 86_400_000, defaults::RECHECK_MS);
     let members_path = f.path_of("members");
     if !f.has("members") {
         r.error(&members_path, "is required: the enclaves that form the DON");
@@ -207,12 +214,24 @@ fn read_member(r: &mut Report, path: &str, value: &Value, total: u32) -> Option<
         key
     });
     let addresses = read_addresses(r, &mut f, nodes.as_ref().map(Vec::len));
+    let identity_path = f.path_of("identityUrl");
+    let identity_url = f.required_string(r, "identityUrl").and_then(|text| {
+        if text.len() > MAX_URL {
+            r.error(
+                &identity_path,
+                format!("must be at most {MAX_URL} characters"),
+            );
+            return None;
+        }
+        url(r, &identity_path, text, &["http", "https"])
+    });
     f.finish(r, &[]);
     Some(Member {
         name: name?,
         nodes: nodes?,
         operator_key: operator_key?,
         p2p_addresses: addresses?,
+        identity_url: identity_url?,
     })
 }
 

@@ -1,0 +1,309 @@
+//! Keeping the other members of a DON across enclaves admitted
+//! (docs/design/don-across-tees.md#membership-checks): the supervisor fetches each other
+//! member's identity document from its `identityUrl`, judges it with
+//! [`admission`](super::admission) against this enclave's own signed configuration, and does so
+//! again every `don.recheckMs` (sooner, with backoff, while a member is refused or cannot be
+//! reached). [`standing`] decides what each check changes; here it is fetched, logged once per
+//! change, counted ([`metrics`]) and written for the nodes: the admitted document of member
+//! `<name>` is `<root>/run/enclave/members/<name>.json`, removed when the member is refused.
+
+pub mod metrics;
+pub mod standing;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::metrics::MemberMetrics;
+use self::standing::{observe, Check, Event, Standing};
+use super::admission::{admit_document, Policy};
+use super::dcap::QuotePolicy;
+use super::evidence::signing::read_certificates;
+use super::measurements::MeasurementRecord;
+use super::outcome::QuoteCheck;
+use crate::backoff::{Attempts, Backoff};
+use crate::config::schema::attestation::ProviderChoice;
+use crate::config::schema::don::Member;
+use crate::config::signature::PublicKey;
+use crate::config::Config;
+use crate::logging::Untrusted;
+
+/// Where the admitted members' identities are written, under the identity directory.
+pub const MEMBERS_DIR: &str = "members";
+/// An identity document is a few KiB per node (quotes, certificate chains); more is refused.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries of a member that is refused or unreachable start here and grow to `recheckMs`.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipCheckError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("attestation.simulated.caCertificateFile: {0}")]
+    DevCa(String),
+    #[error("attestation.collateralFile: {0}")]
+    Collateral(String),
+    #[error("{0}")]
+    Backoff(#[from] crate::backoff::BackoffError),
+}
+
+/// What every check of every member uses.
+pub struct Checker {
+    others: Vec<Member>,
+    configuration: Value,
+    public_key: PublicKey,
+    measurements: Vec<MeasurementRecord>,
+    trusted_cas: Vec<Vec<u8>>,
+    collateral: Option<dcap_qvl::QuoteCollateralV3>,
+    policy: QuotePolicy,
+    allow_simulated: bool,
+    dir: PathBuf,
+    http: reqwest::Client,
+    metrics: MemberMetrics,
+    recheck: Duration,
+}
+
+impl Checker {
+    /// For the enclave that is member `me` of `config`'s DON, whose configuration document is
+    /// `configuration` (as verified with `public_key`), writing into `dir`.
+    pub fn new(
+        config: &Config,
+        me: &str,
+        configuration: Value,
+        public_key: PublicKey,
+        dir: PathBuf,
+        metrics: MemberMetrics,
+    ) -> Result<Option<Self>, MembershipCheckError> {
+        let Some(don) = &config.don else {
+            return Ok(None);
+        };
+        let attestation = &config.attestation;
+        // The simulated provider's CA is the only trust anchor the configuration names; it is
+        // trusted only where simulated evidence is (dev chains).
+        let allow_simulated = attestation.provider == ProviderChoice::Simulated;
+        let trusted_cas = match (&attestation.simulated, allow_simulated) {
+            (Some(ca), true) => read_certificates(&ca.certificate_file)
+                .map_err(|e| MembershipCheckError::DevCa(e.to_string()))?,
+            _ => Vec::new(),
+        };
+        let collateral = attestation
+            .collateral_file
+            .as_deref()
+            .map(read_collateral)
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| MembershipCheckError::Http(e.to_string()))?;
+        let others: Vec<Member> = don
+            .members
+            .iter()
+            .filter(|m| m.name != me)
+            .cloned()
+            .collect();
+        for member in &others {
+            metrics.declare(&member.name);
+        }
+        Ok(Some(Self {
+            others,
+            configuration,
+            public_key,
+            measurements: attestation.allowed_measurements.clone(),
+            trusted_cas,
+            collateral,
+            policy: QuotePolicy::default(),
+            allow_simulated,
+            dir,
+            http,
+            metrics,
+            recheck: don.recheck,
+        }))
+    }
+
+    /// One task per other member, owned by `tasks`, until `stop`.
+    pub fn spawn(
+        self,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> Result<(), MembershipCheckError> {
+        let retry = Backoff::new(RETRY_FIRST, self.recheck.max(RETRY_FIRST), 0.2)?;
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot create the members' directory; admitted identities are not written");
+        }
+        let checker = Arc::new(self);
+        for member in checker.others.clone() {
+            tasks.spawn(
+                checker
+                    .clone()
+                    .keep_checking(member, retry.attempts(), stop.clone()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn keep_checking(
+        self: Arc<Self>,
+        member: Member,
+        mut retry: Attempts,
+        stop: CancellationToken,
+    ) {
+        let mut standing = Standing::Unknown;
+        loop {
+            let check = self.check(&member).await;
+            let now = unix_now();
+            let (next, events) = observe(&standing, &member.name, check, now);
+            self.report(&member.name, &next, &events);
+            let wait = if next.is_admitted() {
+                retry.reset();
+                self.recheck
+            } else {
+                retry.next_delay()
+            };
+            standing = next;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Fetches and judges the member's identity document.
+    async fn check(&self, member: &Member) -> Check {
+        let text = match self.fetch(member).await {
+            Ok(text) => text,
+            Err(error) => return Check::Unreachable(error),
+        };
+        let quote_check = self.collateral.as_ref().map(|collateral| QuoteCheck {
+            collateral,
+            at: unix_now(),
+            policy: &self.policy,
+        });
+        let policy = Policy {
+            configuration: &self.configuration,
+            public_key: &self.public_key,
+            measurements: &self.measurements,
+            trusted_cas: &self.trusted_cas,
+            quote_check,
+            allow_simulated: self.allow_simulated,
+            at: None,
+        };
+        let judged = admit_document(&text, &policy);
+        if judged.is_ok() {
+            self.write(&member.name, &text);
+        }
+        Check::Judged(judged)
+    }
+
+    async fn fetch(&self, member: &Member) -> Result<String, String> {
+        let mut response = self
+            .http
+            .get(member.identity_url.expose().clone())
+            .send()
+            .await
+            .map_err(fetch_error)?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "the document is larger than {MAX_DOCUMENT_BYTES} bytes"
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| "the document is not UTF-8".to_owned())
+    }
+
+    fn path_of(&self, member: &str) -> PathBuf {
+        // Member names are validated (a-z, 0-9, '-'): a plain file name.
+        self.dir.join(format!("{member}.json"))
+    }
+
+    fn write(&self, member: &str, text: &str) {
+        if let Err(e) = super::write_atomic(&self.path_of(member), text.as_bytes(), 0o644) {
+            tracing::error!(member, error = %e, "cannot write the member's admitted identity");
+        }
+    }
+
+    fn report(&self, member: &str, standing: &Standing, events: &[Event]) {
+        self.metrics.record(member, standing, events);
+        for event in events {
+            match event {
+                Event::Admitted { boot_id } => {
+                    tracing::info!(member, boot_id = %Untrusted::bounded(boot_id, 64), "DON member admitted: its identity verified");
+                }
+                Event::Restarted { boot_id } => {
+                    tracing::info!(member, boot_id = %Untrusted::bounded(boot_id, 64), "DON member restarted with the same keys; still admitted");
+                }
+                Event::KeysChanged { boot_id } => {
+                    tracing::warn!(member, boot_id = %Untrusted::bounded(boot_id, 64), "DON member admitted with other node keys than before");
+                }
+                Event::Refused {
+                    reason,
+                    detail,
+                    first,
+                } => {
+                    remove(&self.path_of(member));
+                    if *first {
+                        tracing::warn!(member, reason, detail = %Untrusted::bounded(detail, 2000), "DON member refused");
+                    }
+                }
+                Event::Unreachable { error, first } => {
+                    if *first {
+                        tracing::warn!(member, error = %Untrusted::bounded(error, 500), "cannot fetch the DON member's identity");
+                    }
+                }
+                Event::Reachable => {
+                    tracing::info!(member, "the DON member's identity can be fetched again")
+                }
+            }
+        }
+    }
+}
+
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::error!(path = %path.display(), error = %e, "cannot remove a refused member's identity");
+        }
+        _ => {}
+    }
+}
+
+fn read_collateral(path: &Path) -> Result<dcap_qvl::QuoteCollateralV3, MembershipCheckError> {
+    let bytes = crate::config::regular_file::read_bounded(
+        path,
+        super::dcap::collateral::MAX_COLLATERAL_BYTES as u64,
+    )
+    .map_err(|e| MembershipCheckError::Collateral(e.to_string()))?;
+    super::dcap::collateral::parse(&bytes)
+        .map_err(|e| MembershipCheckError::Collateral(e.to_string()))
+}
+
+/// What went wrong, with its causes, without the URL (it may carry credentials).
+fn fetch_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
