@@ -100,13 +100,9 @@ pub fn publish(
     metrics.provider(provider.name(), provider.insecure());
     let boot_id = random_boot_id();
     let store = KeyStore::from_config(facts.root, facts.config);
-    let own_nodes = match facts.member {
-        Some(member) => member.nodes.clone(),
-        None => facts.config.nodes.all(),
-    };
     let (nodes, births) = match birth::ensure_keys(
         &store,
-        &own_nodes,
+        &Membership::nodes_here(facts.member, facts.config),
         &provider,
         fs,
         &hex::encode(boot_id),

@@ -20,6 +20,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 use zeroize::Zeroizing;
 
 use crate::config::schema::don::{DonConfig, Member};
+use crate::config::Config;
 
 /// The file holding this enclave's operator key: 64 hex digits (the Ed25519 seed).
 pub const OPERATOR_KEY_ENV: &str = "ENCLAVE_OPERATOR_KEY_FILE";
@@ -121,6 +122,14 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The nodes this enclave keys and runs: its member's, or every node of the configuration.
+    pub fn nodes_here(member: Option<&Self>, config: &Config) -> Vec<u32> {
+        match member {
+            Some(member) => member.nodes.clone(),
+            None => config.nodes.all(),
+        }
+    }
+
     /// With a `don` section, the member whose operator key [`OPERATOR_KEY_ENV`] holds; without
     /// one, `None` (every node runs here).
     pub fn of(don: Option<&DonConfig>) -> Result<Option<Self>, MembershipError> {

@@ -27,10 +27,8 @@ pub fn run(cli: &Cli, command: &KeysCommand) -> anyhow::Result<u8> {
     let boot_id = hex::encode(random_boot_id());
     // In a DON across enclaves, this member's nodes only: the others' keys are born in their
     // own enclaves.
-    let nodes = match Membership::of(config.don.as_ref())? {
-        Some(member) => member.nodes,
-        None => config.nodes.all(),
-    };
+    let member = Membership::of(config.don.as_ref())?;
+    let nodes = Membership::nodes_here(member.as_ref(), &config);
     let (publics, births) = ensure_keys(&store, &nodes, &provider, &Kernel, &boot_id)?;
     log_missing(&births);
     match command {

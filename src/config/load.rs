@@ -158,11 +158,24 @@ pub fn validate_document(document: &Value) -> Result<Validated, ConfigError> {
 }
 
 /// A configuration whose signature was verified and whose content is valid.
-#[derive(Debug)]
 pub struct VerifiedConfig {
     pub config: Config,
+    /// The document as read and verified: what is judged against it later (the members of a
+    /// DON across enclaves) must see these very bytes, not the file read again.
+    pub document: Value,
     pub verified: Verified,
     pub report: Report,
+}
+
+/// Without `document`: it holds the configuration's secrets in clear (`config` redacts them).
+impl std::fmt::Debug for VerifiedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedConfig")
+            .field("config", &self.config)
+            .field("verified", &self.verified)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The one way services obtain their configuration: read, verify the signature first (nothing
@@ -182,6 +195,7 @@ pub fn load_verified(path: &Path, key: &PublicKey) -> Result<VerifiedConfig, Con
     }
     Ok(VerifiedConfig {
         config,
+        document,
         verified,
         report,
     })

@@ -104,13 +104,10 @@ pub fn run(options: InitOptions) -> u8 {
             return exit::CONFIG_INVALID;
         }
     };
-    let nodes = match &member {
-        Some(m) => {
-            tracing::info!(member = %m.name, nodes = ?m.nodes, "this enclave is a member of a DON across enclaves");
-            m.nodes.clone()
-        }
-        None => verified.config.nodes.all(),
-    };
+    if let Some(m) = &member {
+        tracing::info!(member = %m.name, nodes = ?m.nodes, "this enclave is a member of a DON across enclaves");
+    }
+    let nodes = Membership::nodes_here(member.as_ref(), &verified.config);
     // Services run with their definition folder as working directory: every path must be absolute.
     let services_dir = std::path::absolute(&options.services_dir).unwrap_or(options.services_dir);
     let graph = match load_graph(&services_dir, &nodes, &options.only) {
@@ -140,7 +137,6 @@ pub fn run(options: InitOptions) -> u8 {
         insecure: options.insecure_public_key_file.is_some(),
         verifying_key,
         member,
-        config_path: config_path.clone(),
     };
     supervise(&root, &verified, graph, limits, env, boot)
 }
@@ -218,8 +214,6 @@ struct Boot {
     verifying_key: String,
     /// This enclave's member of a DON across enclaves.
     member: Option<Membership>,
-    /// The configuration file (the members are judged against the very same document).
-    config_path: PathBuf,
 }
 
 fn supervise(
@@ -290,7 +284,7 @@ fn supervise(
         // is cancelled and joined before the exit code is known.
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        check_members(root, config, &boot, &registry, &tasks, &stop);
+        check_members(root, verified, &boot, &registry, &tasks, &stop);
         let outcome = serve_and_supervise(
             config,
             &registry,
@@ -410,28 +404,33 @@ fn publish_identity(
 /// unadmitted (the metrics say so); it never stops the boot.
 fn check_members(
     root: &Root,
-    config: &Config,
+    verified: &VerifiedConfig,
     boot: &Boot,
     registry: &Registry,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) {
-    let Some(member) = &boot.member else { return };
+    let (Some(member), Some(don)) = (&boot.member, &verified.config.don) else {
+        return;
+    };
     let started = (|| -> Result<(), String> {
-        let document =
-            crate::config::read_document(&boot.config_path).map_err(|e| e.to_string())?;
         let key = crate::config::signature::PublicKey::from_base64_spki(&boot.verifying_key)
             .map_err(|e| e.to_string())?;
         let metrics = MemberMetrics::register(registry).map_err(|e| e.to_string())?;
         let dir = AttestationPaths::from_env(root)
             .identity_dir
             .join(MEMBERS_DIR);
-        if let Some(checker) = Checker::new(config, &member.name, document, key, dir, metrics)
-            .map_err(|e| e.to_string())?
-        {
-            checker.spawn(tasks, stop).map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        Checker::new(
+            &verified.config,
+            don,
+            &member.name,
+            verified.document.clone(),
+            key,
+            dir,
+            metrics,
+        )
+        .and_then(|checker| checker.spawn(tasks, stop))
+        .map_err(|e| e.to_string())
     })();
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot check the other members of the DON; none is admitted");

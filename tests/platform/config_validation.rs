@@ -498,8 +498,26 @@ fn no_secret_value_appears_in_the_formatted_configuration() {
         {"type": "webhook", "url": "https://hook.example/x?token=webhook-url-secret",
          "headers": {"Authorization": "Bearer webhook-header-secret"}},
     ]});
-    let config = validate_document(&document).expect("valid").config;
-    let formatted = format!("{config:?}\n{config:#?}");
+    let validated = validate_document(&document).expect("valid");
+    // The verified configuration too, which keeps the document itself (secrets in clear).
+    let solution = document["solution"].as_object_mut().expect("object");
+    solution.shift_remove("signature");
+    let payload = Value::Object(solution.clone());
+    let key = enclave::config::signature::PrivateKey::from_pkcs8_text(
+        &std::fs::read_to_string(dev_private_key_path()).expect("dev key"),
+    )
+    .expect("dev key parses");
+    let signed = enclave::config::signature::sign(&payload, &key).expect("sign");
+    document["solution"]["signature"] = json!(signed.signature_b64);
+    let public = enclave::config::read_key_file(&dev_public_key_path()).expect("public key");
+    let verified = enclave::config::VerifiedConfig {
+        verified: enclave::config::verify_document(&document, &public).expect("verified"),
+        document,
+        config: validated.config,
+        report: validated.report,
+    };
+    let config = &verified.config;
+    let formatted = format!("{config:?}\n{config:#?}\n{verified:?}\n{verified:#?}");
     for secret in [
         "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
         "proxy-secret-pw",

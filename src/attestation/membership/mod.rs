@@ -27,7 +27,7 @@ use super::measurements::MeasurementRecord;
 use super::outcome::QuoteCheck;
 use crate::backoff::{Attempts, Backoff};
 use crate::config::schema::attestation::ProviderChoice;
-use crate::config::schema::don::Member;
+use crate::config::schema::don::{DonConfig, Member};
 use crate::config::signature::PublicKey;
 use crate::config::Config;
 use crate::logging::Untrusted;
@@ -69,19 +69,17 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// For the enclave that is member `me` of `config`'s DON, whose configuration document is
-    /// `configuration` (as verified with `public_key`), writing into `dir`.
+    /// For the enclave that is member `me` of `don` (`config`'s), whose configuration document
+    /// is `configuration` (as verified with `public_key`), writing into `dir`.
     pub fn new(
         config: &Config,
+        don: &DonConfig,
         me: &str,
         configuration: Value,
         public_key: PublicKey,
         dir: PathBuf,
         metrics: MemberMetrics,
-    ) -> Result<Option<Self>, MembershipCheckError> {
-        let Some(don) = &config.don else {
-            return Ok(None);
-        };
+    ) -> Result<Self, MembershipCheckError> {
         let attestation = &config.attestation;
         // The simulated provider's CA is the only trust anchor the configuration names; it is
         // trusted only where simulated evidence is (dev chains).
@@ -110,7 +108,7 @@ impl Checker {
         for member in &others {
             metrics.declare(&member.name);
         }
-        Ok(Some(Self {
+        Ok(Self {
             others,
             configuration,
             public_key,
@@ -123,7 +121,7 @@ impl Checker {
             http,
             metrics,
             recheck: don.recheck,
-        }))
+        })
     }
 
     /// One task per other member, owned by `tasks`, until `stop`.

@@ -30,7 +30,8 @@ const MAX_URL: usize = 512;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Member {
     pub name: String,
-    /// The node numbers this member's enclave runs, ascending.
+    /// The node numbers this member's enclave runs, in the configuration's order (which
+    /// `p2p_addresses` follows).
     pub nodes: Vec<u32>,
     /// The operator's key: an enclave given its private half is this member.
     pub operator_key: VerifyingKey,
