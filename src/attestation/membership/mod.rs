@@ -153,9 +153,16 @@ impl Checker {
     ) {
         let mut standing = Standing::Unknown;
         loop {
-            let check = self.check(&member).await;
+            let (check, text) = self.check(&member).await;
             let now = unix_now();
             let (next, events) = observe(&standing, &member.name, check, now);
+            // The nodes' copy follows the standing: written only once the standing admits
+            // (a document that verifies but names another member is refused), gone when refused.
+            match (&next, text) {
+                (Standing::Admitted { .. }, Some(text)) => self.write(&member.name, &text),
+                (Standing::Refused { .. }, _) => remove(&self.path_of(&member.name)),
+                _ => {}
+            }
             self.report(&member.name, &next, &events);
             let wait = if next.is_admitted() {
                 retry.reset();
@@ -171,11 +178,11 @@ impl Checker {
         }
     }
 
-    /// Fetches and judges the member's identity document.
-    async fn check(&self, member: &Member) -> Check {
+    /// Fetches and judges the member's identity document; the document when it verified.
+    async fn check(&self, member: &Member) -> (Check, Option<String>) {
         let text = match self.fetch(member).await {
             Ok(text) => text,
-            Err(error) => return Check::Unreachable(error),
+            Err(error) => return (Check::Unreachable(error), None),
         };
         let quote_check = self.collateral.as_ref().map(|collateral| QuoteCheck {
             collateral,
@@ -192,10 +199,8 @@ impl Checker {
             at: None,
         };
         let judged = admit_document(&text, &policy);
-        if judged.is_ok() {
-            self.write(&member.name, &text);
-        }
-        Check::Judged(judged)
+        let verified = judged.is_ok().then_some(text);
+        (Check::Judged(judged), verified)
     }
 
     async fn fetch(&self, member: &Member) -> Result<String, String> {
@@ -249,7 +254,6 @@ impl Checker {
                     detail,
                     first,
                 } => {
-                    remove(&self.path_of(member));
                     if *first {
                         tracing::warn!(member, reason, detail = %Untrusted::bounded(detail, 2000), "DON member refused");
                     }
