@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::identity::{IdentityDocument, NodeIdentity};
+use super::identity::NodeIdentity;
 use super::measurements::MeasurementRecord;
 use super::verify::{self, Outcome, QuoteCheck};
 use crate::config::signature::PublicKey;
@@ -133,7 +133,7 @@ pub fn admit(text: &str, peer: &PeerId, policy: &Policy<'_>) -> Result<Admitted,
 /// Decides whether the identity document `text` admits its member under `policy` (the key a
 /// peer holds is then checked on each connection: [`admit`]).
 pub fn admit_document(text: &str, policy: &Policy<'_>) -> Result<AdmittedMember, Refusal> {
-    let report = verify::verify(
+    let (report, document) = verify::verify_and_read(
         text,
         &verify::Evidence {
             configuration: Some(policy.configuration),
@@ -156,9 +156,12 @@ pub fn admit_document(text: &str, policy: &Policy<'_>) -> Result<AdmittedMember,
     if !failed.is_empty() {
         return Err(Refusal::Evidence(failed));
     }
-    // It verified, so it parses.
-    let document: IdentityDocument =
-        serde_json::from_str(text).map_err(|e| Refusal::Evidence(vec![e.to_string()]))?;
+    // It verified, so it was read.
+    let Some(document) = document else {
+        return Err(Refusal::Evidence(vec![
+            "the document was not read".to_owned()
+        ]));
+    };
     let identity = document.identity;
     let member = identity.member.ok_or(Refusal::NoMember)?;
     Ok(AdmittedMember {

@@ -127,6 +127,11 @@ impl Evidence<'_> {
 
 /// Verifies the identity document `text` against `evidence`.
 pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
+    verify_and_read(text, evidence).0
+}
+
+/// [`verify`], and the document it read when it could read one (whether or not it verified).
+pub fn verify_and_read(text: &str, evidence: &Evidence<'_>) -> (Report, Option<IdentityDocument>) {
     let mut report = Report::default();
     // Strict parsing: with duplicate keys, two readers could see two different identities.
     let raw = match json::parse_strict(text) {
@@ -136,12 +141,12 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
                 Outcome::Fail,
                 format!("the identity document is not valid JSON: {e}"),
             );
-            return report;
+            return (report, None);
         }
     };
     let Some(identity_value) = raw.get("identity").filter(|v| v.is_object()) else {
         report.add(Outcome::Fail, "the document has no \"identity\" object");
-        return report;
+        return (report, None);
     };
     let digests = match IdentityDigests::of_value(identity_value) {
         Ok(d) => d,
@@ -150,7 +155,7 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
                 Outcome::Fail,
                 format!("the identity cannot be canonicalised: {e}"),
             );
-            return report;
+            return (report, None);
         }
     };
     report.add(
@@ -169,7 +174,7 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
                 Outcome::Fail,
                 format!("the document does not have the {FORMAT} shape: {e}"),
             );
-            return report;
+            return (report, None);
         }
     };
     let identity = &document.identity;
@@ -227,7 +232,7 @@ pub fn verify(text: &str, evidence: &Evidence<'_>) -> Report {
             ),
         );
     }
-    report
+    (report, Some(document))
 }
 
 fn check_configuration(

@@ -441,9 +441,17 @@ fn a_member_keeps_checking_the_others_admits_refuses_and_readmits_them() {
         std::fs::read_to_string(crate::support::identity_path(&don.alpha)).expect("alpha");
     don.beta_identity.serve(Some(alpha_text));
     let wrong = "enclave_don_member_refusals_total{member=\"beta\",reason=\"wrong_member\"}";
-    wait_metric(&don.alpha, wrong, "another member's identity refused", |v| v >= 1.0);
+    wait_metric(
+        &don.alpha,
+        wrong,
+        "another member's identity refused",
+        |v| v >= 1.0,
+    );
     assert_eq!(metric(&don.alpha, admitted), Some(0.0));
-    assert!(!written.exists(), "another member's identity is left for beta's nodes");
+    assert!(
+        !written.exists(),
+        "another member's identity is left for beta's nodes"
+    );
 
     // Its real identity again: admitted again.
     don.beta_identity.serve(Some(beta_text.clone()));
