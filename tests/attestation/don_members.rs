@@ -389,16 +389,20 @@ fn a_member_keeps_checking_the_others_admits_refuses_and_readmits_them() {
     let mut don = don(&this_binary());
     let beta_text = boot_member(&mut don.beta, &don.beta_key.clone());
     let alpha_key = don.alpha_key.clone();
+    // First, a document larger than 1 MiB: not read; unreachable, not admitted, said once.
+    don.beta_identity.serve(Some("x".repeat(2 << 20)));
     start_member(&mut don.alpha, Some(&alpha_key));
     don.alpha.wait_status("idle", Status::Up, T);
     let admitted = "enclave_don_member_admitted{member=\"beta\"}";
     let unreachable = "enclave_don_member_unreachable{member=\"beta\"}";
     let written = don.alpha.root.join("run/enclave/members/beta.json");
 
-    // Nothing served yet: unreachable, not admitted.
     wait_metric(&don.alpha, unreachable, "beta unreachable", |v| v == 1.0);
     assert_eq!(metric(&don.alpha, admitted), Some(0.0));
     assert!(!written.exists());
+    common::harness::wait_until(T, "the oversized document in the log", || {
+        don.alpha.logs().contains("larger than 1048576 bytes")
+    });
 
     // Beta's real identity: admitted, and written for the nodes.
     don.beta_identity.serve(Some(beta_text.clone()));
