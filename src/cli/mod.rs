@@ -484,7 +484,9 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     // Or because the configuration asks for what this build cannot run.
     if let Some(
         crate::node::runtime::error::NodeError::WrongChain { .. }
-        | crate::node::runtime::error::NodeError::DonAcrossEnclaves,
+        | crate::node::runtime::error::NodeError::DonAcrossEnclaves
+        | crate::node::runtime::error::NodeError::Membership(_)
+        | crate::node::runtime::error::NodeError::AnotherMembersNode { .. },
     ) = error.downcast_ref()
     {
         return exit::CONFIG_INVALID;

@@ -239,6 +239,12 @@ fn check_don(r: &mut Report, c: &Config) {
             "is required with `don`: the members admit each other only from these TDs (with the simulated provider too: its quotes have registers and the identity a binary)",
         );
     }
+    if !c.chain_options.enabled {
+        r.error(
+            "solution.chain.enabled",
+            "is false, but a DON across enclaves needs the chain: its oracles learn their configuration and the shared secret node 1 dealt them from each feed's contract (each enclave has a secret of its own)",
+        );
+    }
     if c.node.listen_host.is_loopback() {
         r.warn(
             "solution.node.listenHost",

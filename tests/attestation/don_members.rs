@@ -132,6 +132,8 @@ fn don(binary: &str) -> Don {
     alpha.configure(|s| {
         s["chainlinkChainId"] = json!(1337);
         s["attestation"] = attestation;
+        // Members learn their configuration and shared secret from the contracts.
+        s["chain"]["enabled"] = json!(true);
         s["don"] = don_section(&beta_identity.url);
     });
     let beta = Enclave::new();

@@ -256,6 +256,15 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "admit each other by their evidence",
     ),
     (
+        "a DON across enclaves without the chain",
+        |s| {
+            s["don"] = don_of_two();
+            s["attestation"]["allowedMeasurements"] = a_measurement();
+        },
+        "solution.chain.enabled",
+        "needs the chain",
+    ),
+    (
         "a DON member with another's node",
         |s| {
             s["don"] = don_of_two();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 
+use super::verifier::Gate;
 use crate::keys::peer_id::PeerId;
 
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
@@ -27,6 +28,9 @@ pub struct NetworkConfig {
     pub peers: Vec<PeerId>,
     /// Peers dialed at a fixed `host:port`; their announcements are then not needed.
     pub static_addresses: HashMap<PeerId, String>,
+    /// Asked at every handshake whether a peer of the set is admitted right now (a DON across
+    /// enclaves: its member's attestation verifies); `None`: every peer of the set is.
+    pub admitted: Option<Gate>,
     /// Largest frame (channel byte + payload) sent or accepted; a peer sending more is
     /// disconnected.
     pub max_frame_bytes: usize,
@@ -54,6 +58,7 @@ impl NetworkConfig {
             bootstrap,
             peers,
             static_addresses: HashMap::new(),
+            admitted: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
@@ -72,6 +77,7 @@ impl std::fmt::Debug for NetworkConfig {
             .field("bootstrap", &self.bootstrap)
             .field("peers", &self.peers)
             .field("static_addresses", &self.static_addresses)
+            .field("admitted", &self.admitted.as_ref().map(|_| "gate"))
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)

@@ -20,6 +20,7 @@ use super::network::{DialTarget, Role, Shared};
 use super::stats::{NetworkStats, Stats};
 use super::tasks::Tasks;
 use super::tls::{self, TlsIdentity};
+use super::verifier::Allowed;
 use super::INBOUND_CAPACITY;
 use crate::backoff::Backoff;
 use crate::keys::peer_id::PeerId;
@@ -66,7 +67,14 @@ impl NetworkHandle {
         self.shared.broadcast(&payload);
     }
 
+    /// Closes the connection to `peer`, if there is one (a DON member that is no longer
+    /// admitted); whoever dials next goes through the handshake's checks again.
+    pub fn disconnect(&self, peer: PeerId) {
+        self.shared.disconnect(peer);
+    }
+
     /// Peers with an established connection, sorted; on an oracle this includes the bootstrap.
+
     pub fn connected(&self) -> Vec<PeerId> {
         self.shared.connected()
     }
@@ -129,7 +137,7 @@ pub async fn start(
             tracing::warn!(peer = %local.short(), "this oracle is not in its own peer set; the others will refuse it");
         }
     }
-    let allowed = Arc::new(allowed);
+    let allowed = Allowed::new(allowed, config.admitted.clone());
 
     let listener = TcpListener::bind(config.listen)
         .await

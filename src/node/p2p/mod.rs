@@ -56,6 +56,7 @@ pub use config::{
 pub use error::P2pError;
 pub use handle::{start, Inbound, NetworkHandle};
 pub use stats::{InboundClose, NetworkStats};
+pub use verifier::Gate;
 
 pub use crate::keys::peer_id::PeerId;
 

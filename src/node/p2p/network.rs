@@ -194,6 +194,13 @@ impl Shared {
         }
     }
 
+    /// Closes the connection to `peer` (its writer sees its queue end).
+    pub fn disconnect(&self, peer: PeerId) {
+        if lock(&self.table).connections.remove(&peer).is_some() {
+            tracing::info!(peer = %peer.short(), "closed the connection to a peer that is no longer admitted");
+        }
+    }
+
     /// Closes every connection (their writers see their queue end).
     pub fn close_all(&self) {
         lock(&self.table).connections.clear();

@@ -130,7 +130,7 @@ mod tests {
     use crate::node::p2p::verifier::{is_refusal, PeerServerVerifier};
 
     fn allowed(seeds: &[u8]) -> Allowed {
-        Arc::new(seeds.iter().map(|s| id(*s)).collect())
+        Allowed::new(seeds.iter().map(|s| id(*s)).collect(), None)
     }
 
     struct Outcome {

@@ -24,8 +24,38 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
+/// Which peers are admitted right now, beyond being in the peer set: in a DON across enclaves,
+/// those whose member's attestation verifies (docs/design/don-across-tees.md). Asked at every
+/// handshake, so a member refused later is refused from its next connection on.
+pub type Gate = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
+
 /// The peers allowed on this node's connections (never including the node itself).
-pub(crate) type Allowed = Arc<HashSet<PeerId>>;
+#[derive(Clone)]
+pub(crate) struct Allowed {
+    set: Arc<HashSet<PeerId>>,
+    gate: Option<Gate>,
+}
+
+impl Allowed {
+    pub fn new(set: HashSet<PeerId>, gate: Option<Gate>) -> Self {
+        Self {
+            set: Arc::new(set),
+            gate,
+        }
+    }
+
+    fn contains(&self, peer: &PeerId) -> bool {
+        self.set.contains(peer)
+    }
+
+    fn admitted(&self, peer: &PeerId) -> bool {
+        self.gate.as_ref().is_none_or(|gate| gate(peer))
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
 
 /// The Ed25519 key a certificate carries, if it parses as X.509 and its key is Ed25519.
 pub(crate) fn peer_id_of(cert: &CertificateDer<'_>) -> Option<PeerId> {
@@ -49,6 +79,7 @@ pub(crate) fn is_refusal(error: &std::io::Error) -> bool {
 enum Why {
     NoEd25519Key,
     NotInPeerSet,
+    NotAdmitted,
     NotTheDialedPeer,
     BadSignature,
 }
@@ -57,10 +88,12 @@ fn refusal_key(side: &'static str, why: Why) -> &'static str {
     match (side, why) {
         ("accept", Why::NoEd25519Key) => "accept: its certificate does not carry an Ed25519 key",
         ("accept", Why::NotInPeerSet) => "accept: its key is not in the peer set",
+        ("accept", Why::NotAdmitted) => "accept: its member is not admitted by attestation",
         ("accept", Why::NotTheDialedPeer) => "accept: not the peer dialed",
         ("accept", Why::BadSignature) => "accept: its handshake signature does not verify",
         (_, Why::NoEd25519Key) => "dial: its certificate does not carry an Ed25519 key",
         (_, Why::NotInPeerSet) => "dial: its key is not in the peer set",
+        (_, Why::NotAdmitted) => "dial: its member is not admitted by attestation",
         (_, Why::NotTheDialedPeer) => "dial: not the peer dialed",
         (_, Why::BadSignature) => "dial: its handshake signature does not verify",
     }
@@ -116,6 +149,10 @@ impl Policy {
         };
         if !self.allowed.contains(&peer) {
             self.refuse(Why::NotInPeerSet, peer.short());
+            return Err(refused());
+        }
+        if !self.allowed.admitted(&peer) {
+            self.refuse(Why::NotAdmitted, peer.short());
             return Err(refused());
         }
         if let Some(expected) = expected {
@@ -282,7 +319,7 @@ mod tests {
     }
 
     fn allowed(seeds: &[u8]) -> Allowed {
-        Arc::new(seeds.iter().map(|s| id(*s)).collect())
+        Allowed::new(seeds.iter().map(|s| id(*s)).collect(), None)
     }
 
     fn refusals(stats: &Stats) -> u64 {
@@ -329,6 +366,38 @@ mod tests {
             verifier.supported_verify_schemes(),
             vec![SignatureScheme::ED25519]
         );
+    }
+
+    #[test]
+    fn a_peer_in_the_set_whose_member_is_not_admitted_is_refused_on_both_sides_while_it_is_not() {
+        let admitted = Arc::new(std::sync::Mutex::new(HashSet::from([id(1)])));
+        let gate: Gate = {
+            let admitted = admitted.clone();
+            Arc::new(move |peer: &PeerId| admitted.lock().expect("lock").contains(peer))
+        };
+        let allowed = Allowed::new([id(1), id(2)].into_iter().collect(), Some(gate));
+        let algorithms = provider().signature_verification_algorithms;
+        let stats = Arc::new(Stats::default());
+        let accept = PeerClientVerifier::new(allowed.clone(), algorithms, stats.clone());
+        let dial = PeerServerVerifier::new(id(2), allowed, algorithms, stats.clone());
+        let name = crate::node::p2p::tls::server_name();
+        let now = UnixTime::now();
+        // (peer 2 admitted?, accepted?, dialed successfully?)
+        for (admit, ok) in [(false, false), (true, true), (false, false)] {
+            if admit {
+                admitted.lock().expect("lock").insert(id(2));
+            } else {
+                admitted.lock().expect("lock").remove(&id(2));
+            }
+            assert_eq!(accept.verify_client_cert(&cert(2), &[], now).is_ok(), ok);
+            assert_eq!(
+                dial.verify_server_cert(&cert(2), &[], &name, &[], now)
+                    .is_ok(),
+                ok
+            );
+            assert!(accept.verify_client_cert(&cert(1), &[], now).is_ok());
+        }
+        assert_eq!(refusals(&stats), 4);
     }
 
     #[test]

@@ -8,11 +8,19 @@ use std::net::SocketAddr;
 pub enum NodeError {
     #[error("node {node} is not in this configuration (nodes are 1..{total})")]
     UnknownNode { node: u32, total: u32 },
-    /// The configuration has a `don` section: the admission of other members' nodes on the P2P
-    /// network is not built yet (docs/design/don-across-tees.md#status), so a node refuses to
-    /// start rather than run with peers it cannot know.
-    #[error("solution.don: this build cannot yet run a node of a DON across enclaves (its peers' admission by attestation is not built; docs/design/don-across-tees.md#status)")]
+    /// `enclave don-config` with a `don` section: the set is only known inside the members'
+    /// enclaves, from the identities they admitted (docs/design/don-across-tees.md#status).
+    #[error("solution.don: `enclave don-config` cannot compute a DON across enclaves from this machine: the other members' keys are known only inside the enclaves that admitted them (docs/design/don-across-tees.md#status)")]
     DonAcrossEnclaves,
+    /// With `don`: this enclave's operator key could not be read or names no member.
+    #[error("solution.don: {0}")]
+    Membership(#[from] crate::attestation::member_key::MembershipError),
+    #[error("node {node} is not run by member {member}, the member this enclave's operator key makes it (don.members)")]
+    AnotherMembersNode { node: u32, member: String },
+    /// A DON member was admitted again with other keys than the set this node runs with (its
+    /// enclave was re-created): the node stops and is restarted with the new set.
+    #[error("DON member {member} was admitted with new keys; restarting with the new oracle set")]
+    MembersChanged { member: String },
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]

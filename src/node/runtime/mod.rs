@@ -4,7 +4,9 @@
 //! ([`error`]).
 
 pub mod api;
+pub mod don;
 pub mod error;
+pub mod members;
 pub mod oracle;
 pub mod service;
 pub mod settings;

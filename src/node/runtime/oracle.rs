@@ -51,6 +51,8 @@ pub struct Starter {
     pub routes: Routes,
     pub api: Arc<OracleApi>,
     pub local_contract: Option<Arc<FinalizedContractState>>,
+    /// The transmitter's schedule (with a chain), which learns each configuration's secret here.
+    pub schedule: Option<Schedule>,
 }
 
 /// One feed's running protocol instance, as [`Starter::start`] left it.
@@ -99,6 +101,9 @@ impl Starter {
                     },
                 );
             }
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.learn(digest, secret);
         }
         let n = self.set.oracles.len();
         let stored = self.store.pacemaker(digest).await?;
@@ -289,7 +294,6 @@ pub async fn chain_parts(
     own: &OracleKeys,
     me: u8,
     set: &OracleSet,
-    secret: &[u8; 16],
     store: Store,
     registry: &prometheus::Registry,
     chain_metrics: Arc<ChainMetrics>,
@@ -325,7 +329,6 @@ pub async fn chain_parts(
         Some(metrics.clone()),
     ));
     let schedule = Schedule::new(
-        secret,
         config.consensus.transmission_schedule.clone(),
         config.consensus.delta_stage,
         set.oracles.len(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::attestation::member_key::Membership;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::Config;
 use crate::keys::peer_id::PeerId;
@@ -34,7 +35,9 @@ use crate::node::p2p::{self, Inbound, NetworkConfig, NetworkHandle};
 use crate::node::protocol::messages::Envelope;
 use crate::node::protocol::pacemaker::PacemakerState;
 use crate::node::runtime::api::{self, Api, OracleApi};
+use crate::node::runtime::don::{self, AdmittedPeers};
 pub use crate::node::runtime::error::NodeError;
+use crate::node::runtime::members::Members;
 use crate::node::runtime::oracle::{self, Routes, Starter};
 use crate::node::runtime::settings::{ChainSettings, NodeSettings, CHAIN_ID_RETRY_MAX};
 use crate::node::store::Store;
@@ -58,12 +61,39 @@ pub async fn run(
     notify_fd: Option<i32>,
 ) -> Result<(), NodeError> {
     let settings = NodeSettings::derive(config, node)?;
+    let members = members_of(config, root, node)?;
     let keys = KeyStore::from_config(root, config);
     let own = keys.load_or_generate(node)?;
-    let set = OracleSet::load(&keys, config)?;
+    let mut termination = Box::pin(crate::service::readiness::termination()?);
+    let mut notify_fd = notify_fd;
+    // A DON across enclaves: the set comes from the members the supervisor admitted.
+    let don = match members {
+        Some(members) => {
+            // Up means running here: the other members may take longer than the supervisor's
+            // start timeout to be admitted. Until then the node waits, and says for whom.
+            crate::service::readiness::notify_ready(notify_fd.take());
+            match don::wait_for_members(&members, &keys, config, &mut termination).await? {
+                Some(view) => Some((members, view)),
+                None => return Ok(()),
+            }
+        }
+        None => None,
+    };
+    let set = match &don {
+        Some((_, view)) => view.set.clone(),
+        None => OracleSet::load(&keys, config)?,
+    };
+    let admitted = don
+        .as_ref()
+        .map(|(_, view)| AdmittedPeers::new(view.admitted_peers(&view.admitted)));
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(NodeMetrics::register(&registry)?);
-    let (network, inbound) = p2p::start(network_config(&settings, &own, &set)).await?;
+    let mut p2p_config = network_config(&settings, &own, &set);
+    if let (Some((_, view)), Some(admitted)) = (&don, &admitted) {
+        p2p_config.static_addresses = view.static_addresses.clone();
+        p2p_config.admitted = Some(admitted.gate());
+    }
+    let (network, inbound) = p2p::start(p2p_config).await?;
     registry.register(Box::new(crate::node::p2p::metrics::StatsCollector::new(
         network.clone(),
     )))?;
@@ -102,6 +132,16 @@ pub async fn run(
             .await?,
         )
     };
+    if let (Some((members, view)), Some(admitted)) = (don, admitted) {
+        tasks.spawn(don::watch_members(
+            members,
+            view,
+            admitted,
+            network.clone(),
+            fatal.clone(),
+            tasks.token(),
+        ));
+    }
     drop(fatal);
     let oracle_peers: Arc<HashSet<PeerId>> = Arc::new(set.peer_ids().into_iter().collect());
     if let Some(oracle) = &oracle {
@@ -142,11 +182,7 @@ pub async fn run(
     tracing::info!(%addr, node, "node API listening");
     crate::service::readiness::notify_ready(notify_fd);
     let (why_tx, why) = oneshot::channel();
-    let shutdown = stop_requested(
-        crate::service::readiness::termination()?,
-        fatal_outcome,
-        why_tx,
-    );
+    let shutdown = stop_requested(termination, fatal_outcome, why_tx);
     let app = api::router(api_state).merge(crate::attestation::serve::router(root));
     let limits = crate::net::http_server::Limits::API;
     let served = crate::net::http_server::serve(listener, app, limits, &registry, shutdown)
@@ -183,6 +219,30 @@ pub async fn run(
         Ok(Some(fatal)) => Err(fatal),
         _ => Ok(()),
     }
+}
+
+/// With a `don` section: this enclave's member (from its operator key) and where the supervisor
+/// writes the other members' admitted identities.
+/// Node `node` must be one of that member's.
+fn members_of(config: &Config, root: &Root, node: u32) -> Result<Option<Members>, NodeError> {
+    let Some(don) = &config.don else {
+        return Ok(None);
+    };
+    let membership =
+        Membership::of(Some(don))?.ok_or(crate::attestation::member_key::MembershipError::NoKey)?;
+    if !membership.nodes.contains(&node) {
+        return Err(NodeError::AnotherMembersNode {
+            node,
+            member: membership.name,
+        });
+    }
+    Ok(Some(Members {
+        don: don.clone(),
+        me: membership.name,
+        dir: root
+            .map(crate::attestation::IDENTITY_DIR)
+            .join(crate::attestation::membership::MEMBERS_DIR),
+    }))
 }
 
 /// Resolves on a termination signal or on the first fatal outcome a task reports, and hands
@@ -232,6 +292,7 @@ fn network_config(settings: &NodeSettings, own: &OracleKeys, set: &OracleSet) ->
             .map(|address| (set.bootstrap.peer_id, address)),
         peers: set.peer_ids(),
         static_addresses: HashMap::new(),
+        admitted: None,
         max_frame_bytes: p2p.max_frame_bytes,
         reconnect_min: Duration::from_millis(200),
         reconnect_max: Duration::from_secs(10),
@@ -297,7 +358,6 @@ async fn start_oracle(
                 own,
                 me,
                 set,
-                secret.expose(),
                 store.clone(),
                 registry,
                 chain_metrics,
@@ -351,6 +411,7 @@ async fn start_oracle(
         routes: routes.clone(),
         api: api.clone(),
         local_contract,
+        schedule: chain.as_ref().map(|c| c.transmitter.schedule.clone()),
     });
     match chain {
         None => {

@@ -69,12 +69,19 @@ impl NodeSettings {
         if node == 0 || node > total {
             return Err(NodeError::UnknownNode { node, total });
         }
-        if config.don.is_some() {
-            return Err(NodeError::DonAcrossEnclaves);
-        }
         let options = &config.node;
         let p2p_port = config.ports.node_p2p_base + node as u16;
         let bootstrap = node == BOOTSTRAP_NODE;
+        // A DON across enclaves says where each node is reached; the node options say it for
+        // one enclave.
+        let don_address = |n: u32| {
+            config
+                .don
+                .as_ref()
+                .and_then(|don| don.member_of(n))
+                .and_then(|m| m.address_of(n))
+                .map(str::to_owned)
+        };
         Ok(Self {
             node,
             total,
@@ -84,13 +91,18 @@ impl NodeSettings {
             ),
             p2p: P2pSettings {
                 listen: SocketAddr::new(options.listen_host, p2p_port),
-                announce: options
-                    .announce_host
-                    .iter()
-                    .map(|host| format!("{host}:{p2p_port}"))
-                    .collect(),
+                announce: match don_address(node) {
+                    Some(address) => vec![address],
+                    None => options
+                        .announce_host
+                        .iter()
+                        .map(|host| format!("{host}:{p2p_port}"))
+                        .collect(),
+                },
                 bootstrap_address: (!bootstrap).then(|| {
-                    options.bootstrap_address.clone().unwrap_or_else(|| {
+                    let configured =
+                        don_address(BOOTSTRAP_NODE).or_else(|| options.bootstrap_address.clone());
+                    configured.unwrap_or_else(|| {
                         format!(
                             "127.0.0.1:{}",
                             config.ports.node_p2p_base + BOOTSTRAP_NODE as u16

@@ -9,6 +9,8 @@
 //! time to land, and stands down. The offsets stay within the first half of the stage, so the
 //! stages keep libocr's order and spacing; every oracle of a DON computes the same slots.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::node::ocr1::leader::transmission_order_key;
@@ -55,27 +57,47 @@ pub fn delay_of(slot: Slot, delta_stage: Duration) -> Duration {
     stage.saturating_add(offset)
 }
 
+/// Clones share the order keys learned so far.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    order_key: [u8; 16],
+    /// The order key of each configuration, from the shared secret dealt with it on the
+    /// contract. Learned when a feed's instance starts under that configuration, so every
+    /// oracle orders by the same secret even where each enclave keeps a shared secret of its
+    /// own (a DON across enclaves: only node 1's, dealt on the contract, is common).
+    order_keys: Arc<Mutex<HashMap<ConfigDigest, [u8; 16]>>>,
     stages: Vec<u8>,
     delta_stage: Duration,
     n: usize,
 }
 
 impl Schedule {
-    pub fn new(shared_secret: &[u8; 16], stages: Vec<u8>, delta_stage: Duration, n: usize) -> Self {
+    pub fn new(stages: Vec<u8>, delta_stage: Duration, n: usize) -> Self {
         Self {
-            order_key: transmission_order_key(shared_secret),
+            order_keys: Arc::default(),
             stages,
             delta_stage,
             n,
         }
     }
 
-    /// This oracle's slot for the report of (`digest`, `er`); `None` beyond the schedule.
+    /// Reports made under `digest` are ordered by `shared_secret` (the one its configuration
+    /// dealt).
+    pub fn learn(&self, digest: ConfigDigest, shared_secret: &[u8; 16]) {
+        self.order_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, transmission_order_key(shared_secret));
+    }
+
+    /// This oracle's slot for the report of (`digest`, `er`); `None` beyond the schedule, or
+    /// for a configuration whose shared secret was never learned.
     pub fn slot(&self, digest: ConfigDigest, er: EpochRound, oracle: u8) -> Option<Slot> {
-        let pi = permutation(self.n, &round_transmission_key(&self.order_key, digest, er)).ok()?;
+        let order_key = *self
+            .order_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)?;
+        let pi = permutation(self.n, &round_transmission_key(&order_key, digest, er)).ok()?;
         slot(*pi.get(usize::from(oracle))?, &self.stages)
     }
 
@@ -157,7 +179,8 @@ mod tests {
     #[test]
     fn stages_are_libocrs_and_each_round_has_one_first_transmitter() {
         let secret = [3; 16];
-        let schedule = Schedule::new(&secret, vec![1, 2, 2, 2], MS(60_000), 4);
+        let schedule = Schedule::new(vec![1, 2, 2, 2], MS(60_000), 4);
+        schedule.learn(ConfigDigest([9; 16]), &secret);
         let key = transmission_order_key(&secret);
         let mut firsts = std::collections::HashSet::new();
         for round in 1..=20u8 {
@@ -185,7 +208,8 @@ mod tests {
             firsts.len() > 1,
             "the first transmitter changes from round to round"
         );
-        let short = Schedule::new(&secret, vec![1], MS(60_000), 4);
+        let short = Schedule::new(vec![1], MS(60_000), 4);
+        short.learn(ConfigDigest([9; 16]), &secret);
         let never = (0..4)
             .filter(|&o| {
                 short
@@ -194,5 +218,34 @@ mod tests {
             })
             .count();
         assert_eq!(never, 3, "with s = [1] only one oracle ever transmits");
+    }
+
+    #[test]
+    fn each_configuration_is_ordered_by_the_secret_it_dealt_and_an_unknown_one_not_at_all() {
+        let schedule = Schedule::new(vec![1, 1, 1, 1], MS(1000), 4);
+        let (a, b) = (ConfigDigest([1; 16]), ConfigDigest([2; 16]));
+        let er = EpochRound { epoch: 1, round: 1 };
+        assert_eq!(schedule.slot(a, er, 0), None, "nothing learned yet");
+        // A clone (the transmitter's) sees what the original learns (the feed starter's).
+        let transmitter = schedule.clone();
+        schedule.learn(a, &[3; 16]);
+        schedule.learn(b, &[4; 16]);
+        let order = |digest| -> Vec<usize> {
+            (0..4)
+                .map(|o| transmitter.slot(digest, er, o).expect("learned").stage)
+                .collect()
+        };
+        let libocr = |secret: &[u8; 16], digest| -> Vec<usize> {
+            let key = transmission_order_key(secret);
+            (0..4)
+                .map(|o| {
+                    transmission_delay_stage(&key, digest, er, 4, OracleId(o), &[1, 1, 1, 1])
+                        .expect("stage")
+                        .expect("scheduled")
+                })
+                .collect()
+        };
+        assert_eq!(order(a), libocr(&[3; 16], a));
+        assert_eq!(order(b), libocr(&[4; 16], b));
     }
 }
