@@ -223,6 +223,14 @@ pub enum AttestationCommand {
     /// Intel's collateral (TCB Info, QE Identity, CRLs and their certificate chains).
     #[command(subcommand)]
     Collateral(CollateralCommand),
+    /// Print `attestation.allowedMeasurements` (JSON) admitting the simulated provider's TD
+    /// running BINARY: what a DON of simulated enclaves (local tries, tests) allows. Nothing a
+    /// real TD measures.
+    SimulatedMeasurements {
+        /// The enclave binary the members run (its SHA-256 is the allowed `binary_sha256`).
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -457,6 +465,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             timeout: *timeout,
             at: *at,
         }),
+        Command::Attestation(AttestationCommand::SimulatedMeasurements { binary }) => {
+            attestation_cmd::simulated_measurements(binary)
+        }
         Command::Config(command) => config_cmd::run(&cli, command).map(|()| exit::OK),
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),

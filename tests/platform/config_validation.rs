@@ -242,7 +242,10 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
     ),
     (
         "a DON across enclaves without allowed measurements",
-        |s| s["don"] = don_of_two(),
+        |s| {
+            s["don"] = don_of_two();
+            s["chain"]["enabled"] = json!(true);
+        },
         "solution.attestation.allowedMeasurements",
         "required with `don`",
     ),
@@ -250,6 +253,7 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "a DON across enclaves without evidence",
         |s| {
             s["don"] = don_of_two();
+            s["chain"]["enabled"] = json!(true);
             s["attestation"] = json!({"provider": "none", "allowedMeasurements": a_measurement()});
         },
         "solution.attestation.provider",
@@ -268,6 +272,7 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "a DON member with another's node",
         |s| {
             s["don"] = don_of_two();
+            s["chain"]["enabled"] = json!(true);
             s["don"]["members"][1]["nodes"] = json!([3, 5]);
         },
         "solution.don.members[1].nodes[0]",
