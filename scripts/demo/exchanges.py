@@ -538,8 +538,9 @@ def make_handler(source):
 class Source:
     """One exchange on its own port: stop() closes the port and every connection on it."""
 
-    def __init__(self, exchange):
+    def __init__(self, exchange, host="127.0.0.1"):
         self.exchange = exchange
+        self.host = host
         self.lock = threading.Lock()
         self.sockets = set()
         self.server = None
@@ -551,8 +552,8 @@ class Source:
         return self.server is not None
 
     def urls(self):
-        rest = f"http://127.0.0.1:{self.port}"
-        ws = f"ws://127.0.0.1:{self.port}{self.exchange.ws_path}" if self.exchange.ws_path else None
+        rest = f"http://{self.host}:{self.port}"
+        ws = f"ws://{self.host}:{self.port}{self.exchange.ws_path}" if self.exchange.ws_path else None
         return {"rest": rest, "ws": ws, "up": self.up, "liar": self.exchange.factor != 1.0}
 
     def track(self, sock):
@@ -567,7 +568,7 @@ class Source:
         with self.lock:
             if self.server is not None:
                 return False
-            server = _Server(("127.0.0.1", self.port), make_handler(self))
+            server = _Server((self.host, self.port), make_handler(self))
             self.port = server.server_address[1]
             self.server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -645,6 +646,9 @@ def main():
     parser.add_argument("--seed", type=int, default=None, help="seed of the price walk")
     parser.add_argument("--no-jumps", action="store_true", help="no sudden 1-2%% moves")
     parser.add_argument("--control-port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address the exchanges listen on and name in their URLs (the "
+                             "control port stays on 127.0.0.1)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when stdin closes (the parent died)")
     args = parser.parse_args()
@@ -653,7 +657,7 @@ def main():
         parser.error(f"--liar: one of {', '.join(names)} or none")
 
     market = Market(args.seed, jumps=not args.no_jumps)
-    sources = {e.name: Source(e(market, liar=e.name == args.liar)) for e in EXCHANGES}
+    sources = {e.name: Source(e(market, liar=e.name == args.liar), args.host) for e in EXCHANGES}
     control = _Server(("127.0.0.1", args.control_port), control_handler(sources, market))
     threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.2},
                      daemon=True).start()

@@ -9,6 +9,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod docker;
+mod don;
+mod don_scenarios;
 mod setup;
 
 use std::collections::{BTreeSet, HashSet};

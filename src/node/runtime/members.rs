@@ -32,7 +32,8 @@ pub type AdmittedKeys = BTreeMap<String, Vec<NodePublicKeys>>;
 #[derive(Debug, Clone)]
 pub struct DonView {
     pub set: OracleSet,
-    /// Every other member's oracle, dialled at the address the configuration gives for it.
+    /// Every other member's oracle, dialled at the address the configuration gives for it (the
+    /// bootstrap is dialled at its own, `P2pSettings::bootstrap_address`).
     pub static_addresses: HashMap<PeerId, String>,
     /// The keys each other member was admitted with when the set was assembled.
     pub admitted: AdmittedKeys,
@@ -112,6 +113,8 @@ impl Members {
         let mut place = |keys: NodePublicKeys, own: bool| -> NodePublicKeys {
             if own {
                 own_peers.insert(keys.peer_id);
+            } else if keys.node == BOOTSTRAP_NODE {
+                // Dialled at the bootstrap address (settings), not as a peer of the set.
             } else if let Some(address) = self
                 .don
                 .member_of(keys.node)

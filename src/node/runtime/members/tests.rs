@@ -218,3 +218,23 @@ fn peers_stay_admitted_while_their_members_document_is_there_and_a_new_key_makes
     assert_eq!(view.admitted_peers(&now), expected);
     assert_eq!(view.changed_member(&now), Some("d"));
 }
+
+#[test]
+fn a_bootstrap_run_by_another_member_is_dialled_as_the_bootstrap_not_as_a_peer_of_the_set() {
+    let f = fixture();
+    let mut members = f.members.clone();
+    members.me = "c".into();
+    let keys = KeyStore::new(f._tmp.path().join("secrets-c"));
+    keys.ensure_all(&[3]).expect("c's keys");
+    let boot = foreign_keys(&[1, 2]);
+    admit(&members.dir, "boot", &boot);
+    admit(&members.dir, "d", &f.d);
+    let view = members
+        .assemble(&keys, &f.config, &members.read_admitted())
+        .expect("no error")
+        .expect("complete");
+    assert_eq!(view.set.bootstrap, boot[0]);
+    assert!(!view.static_addresses.contains_key(&boot[0].peer_id));
+    let dialled: HashSet<&str> = view.static_addresses.values().map(String::as_str).collect();
+    assert_eq!(dialled, HashSet::from(["boot:6602", "d:6604", "d:6605"]));
+}
