@@ -4,7 +4,7 @@
 # and volumes, on a private Docker network; they admit each other by (simulated) attestation
 # and report local price sources to the EVM dev chain. Ctrl-C stops and removes everything.
 #
-#   scripts/don.sh [--keep] [--recheck-ms MS]
+#   scripts/don.sh [--keep] [--recheck-ms MS] [--heartbeat-ms MS]
 #
 # The first run installs what is missing (the dev chain's Python packages; debootstrap for the
 # base image when no registry is reachable) and builds the release binary and the image (about

@@ -80,10 +80,14 @@ def member_admitted(metrics_text):
 
 
 class Don(Demo):
-    def __init__(self, image, keep, recheck_ms):
+    def __init__(self, image, keep, recheck_ms, heartbeat_ms, single=False):
         super().__init__(Path("/nonexistent"), keep)
         self.image = image
+        # For comparison (scripts/bench-don.sh): every node in one enclave, same network,
+        # stand-ins and timings.
+        self.single = single
         self.recheck_ms = recheck_ms
+        self.heartbeat_ms = heartbeat_ms
         self.id = self.dir.name.rsplit("-", 1)[-1].lower()
         self.project = f"enclave-don-{self.id}"
         self.network = f"enclave-don-{self.id}"
@@ -179,12 +183,17 @@ class Don(Demo):
                           "caCertificateFile": "/sp/dev-ca/ca.pem"},
             "allowedMeasurements": measurements,
         }
+        if self.single:
+            s["attestation"] = {"provider": "none"}
         members = []
         for i, name in enumerate(MEMBERS, start=1):
             members.append({"name": name, "nodes": [i], "operatorKey": keys[name],
                             "p2pAddresses": [f"{name}:{P2P_BASE + i}"],
                             "identityUrl": f"http://{name}:{SUPERVISOR_PORT}/v1/identity"})
-        s["don"] = {"members": members, "recheckMs": self.recheck_ms}
+        if not self.single:
+            s["don"] = {"members": members, "recheckMs": self.recheck_ms}
+        for feed in s["feeds"]:
+            feed["heartbeatMs"] = self.heartbeat_ms
         path = self.dir / "configuration.json"
         path.write_text(json.dumps({"solution": s}, indent=2))
         run(self.binary, "config", "sign", "--key", DEV_KEY, path)
@@ -226,10 +235,20 @@ class Don(Demo):
         self.dev_ca()
         keys = self.operator_keys()
         self.configuration(chain, keys)
-        self.compose("up", "-d")
-        self.state["members"] = self.containers()
+        if self.single:
+            cid = run("docker", "run", "-d", "--name", f"{self.project}-single", "--network",
+                      self.network, "-v", f"{self.dir}/configuration.json:"
+                      "/sp/configurations/configuration.json:ro", self.image)
+            ip = run("docker", "inspect", "-f",
+                     "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", cid)
+            self.state["members"] = {"single": {"container": cid, "ip": ip}}
+            started_what = "one enclave with every node (--single)"
+        else:
+            self.compose("up", "-d")
+            self.state["members"] = self.containers()
+            started_what = f"{len(MEMBERS)} enclaves: {', '.join(MEMBERS)}"
         state_file = self.write_state()
-        say(f"started {len(MEMBERS)} enclaves: {', '.join(MEMBERS)}; state in {state_file}")
+        say(f"started {started_what}; state in {state_file}")
         say("ready")
         self.watch(started)
 
@@ -301,6 +320,10 @@ def main():
                         help="keep the DON directory (logs, configuration) at the end")
     parser.add_argument("--recheck-ms", type=int, default=10_000,
                         help="don.recheckMs: how often members verify each other again")
+    parser.add_argument("--heartbeat-ms", type=int, default=60_000,
+                        help="every feed's heartbeatMs: a report at least this often")
+    parser.add_argument("--single", action="store_true",
+                        help="for comparison: every node in one enclave instead (no `don`)")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -312,7 +335,7 @@ def main():
     don = None
     code = 0
     try:
-        don = Don(args.image, args.keep, args.recheck_ms)
+        don = Don(args.image, args.keep, args.recheck_ms, args.heartbeat_ms, args.single)
         don.run()
     except Stop as e:
         say(f"\n{e}: stopping the DON …")

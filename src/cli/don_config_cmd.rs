@@ -18,19 +18,17 @@ use crate::node::contract::submit::{
 use crate::node::evm::AggregatorContract;
 use crate::node::runtime::oracle;
 
-pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
+pub fn run(
+    cli: &Cli,
+    only: Option<&str>,
+    send: bool,
+    identities: &[std::path::PathBuf],
+    check_chain: bool,
+) -> anyhow::Result<u8> {
     let root = cli.root();
     let verified = cli.service_config()?;
-    let config = verified.config;
-    if config.don.is_some() {
-        // The other members' keys are not here: they come from their attested identities.
-        return Err(crate::node::runtime::error::NodeError::DonAcrossEnclaves.into());
-    }
-    let store = KeyStore::from_config(&root, &config);
-    store.ensure_all(&config.nodes.all())?;
-    let set = OracleSet::load(&store, &config)?;
-    let secret = store.shared_secret()?;
-    let feeds: Vec<_> = config
+    let feeds: Vec<_> = verified
+        .config
         .feeds
         .iter()
         .filter(|f| only.is_none_or(|name| f.name == name))
@@ -39,6 +37,33 @@ pub fn run(cli: &Cli, only: Option<&str>, send: bool) -> anyhow::Result<u8> {
     if let (Some(name), true) = (only, feeds.is_empty()) {
         anyhow::bail!("no feed named {name:?} in the configuration");
     }
+    if verified.config.don.is_some() {
+        if send {
+            // The other members' keys are not here: node 1 configures the contracts from the
+            // identities its enclave admitted.
+            return Err(crate::node::runtime::error::NodeError::DonAcrossEnclaves.into());
+        }
+        return super::don_members_cmd::run(
+            verified,
+            super::don_members_cmd::Args {
+                identities,
+                public_key_file: cli.service_public_key_file(),
+                feeds,
+                check_chain,
+            },
+        );
+    }
+    if !identities.is_empty() {
+        return Err(super::InputError(
+            "--identity is for a DON across enclaves (a configuration with `don`)".into(),
+        )
+        .into());
+    }
+    let config = verified.config;
+    let store = KeyStore::from_config(&root, &config);
+    store.ensure_all(&config.nodes.all())?;
+    let set = OracleSet::load(&store, &config)?;
+    let secret = store.shared_secret()?;
     if !send {
         let mut out = Vec::new();
         for feed in &feeds {

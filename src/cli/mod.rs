@@ -5,6 +5,7 @@ mod alerts_cmd;
 mod attestation_cmd;
 mod config_cmd;
 mod don_config_cmd;
+mod don_members_cmd;
 mod keys_cmd;
 mod node_cmd;
 mod operator_key_cmd;
@@ -178,6 +179,15 @@ pub enum Command {
         /// `chain.adminPrivateKey` or node 1's transmitter key.
         #[arg(long)]
         submit: bool,
+        /// A DON across enclaves: a member's identity document (as its `identityUrl` serves
+        /// it), once per member. Each is judged as the members judge each other; the admitted
+        /// members' keys make the oracle set, printed with the identity behind each key.
+        #[arg(long = "identity", value_name = "FILE", conflicts_with = "submit")]
+        identities: Vec<PathBuf>,
+        /// With --identity: read each feed's contract and fail unless its signers[] and
+        /// transmitters[] are exactly the attested members' keys.
+        #[arg(long, requires = "identities")]
+        check_chain: bool,
     },
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
@@ -472,7 +482,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Postgres(command) => postgres_cmd::run(&cli, command),
         Command::Keys(command) => keys_cmd::run(&cli, command),
         Command::OperatorKey { out } => operator_key_cmd::run(out),
-        Command::DonConfig { feed, submit } => don_config_cmd::run(&cli, feed.as_deref(), *submit),
+        Command::DonConfig {
+            feed,
+            submit,
+            identities,
+            check_chain,
+        } => don_config_cmd::run(&cli, feed.as_deref(), *submit, identities, *check_chain),
         Command::ProcessMetrics { notify_fd } => process_metrics_cmd::run(&cli, *notify_fd),
         Command::Alerts => alerts_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),

@@ -244,6 +244,11 @@ fn check_don(r: &mut Report, c: &Config) {
             "solution.chain.enabled",
             "is false, but a DON across enclaves needs the chain: its oracles learn their configuration and the shared secret node 1 dealt them from each feed's contract (each enclave has a secret of its own)",
         );
+    } else if !c.chain_options.configure_contracts {
+        r.error(
+            "solution.chain.configureContracts",
+            "is false, but in a DON across enclaves only node 1 can configure the contracts: it alone knows every admitted member's keys and deals the shared secret",
+        );
     }
     if c.node.listen_host.is_loopback() {
         r.warn(

@@ -134,6 +134,7 @@ fn don(binary: &str) -> Don {
         s["attestation"] = attestation;
         // Members learn their configuration and shared secret from the contracts.
         s["chain"]["enabled"] = json!(true);
+        s["chain"]["configureContracts"] = json!(true);
         s["don"] = don_section(&beta_identity.url);
     });
     let beta = Enclave::new();

@@ -49,7 +49,15 @@ impl Don {
             .expect("the venv's directory");
         let mut child = Command::new("python3")
             .arg(repo().join("scripts/don/don.py"))
-            .args(["--image", image, "--recheck-ms", "3000"])
+            // Checks every 3 s and a report at least every 10 s: the scenarios' waits stay short.
+            .args([
+                "--image",
+                image,
+                "--recheck-ms",
+                "3000",
+                "--heartbeat-ms",
+                "10000",
+            ])
             .env("DEVCHAIN_VENV", venv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

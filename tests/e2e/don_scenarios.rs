@@ -1,7 +1,8 @@
 //! The DON across enclaves under the scenarios, in one DON (forming it takes minutes):
 //! formed and reporting; an oracle cut off and reconnected; one killed and restarted with its
 //! volumes; impostors of one member — another binary, another configuration — refused by every
-//! peer while the others report on; the member itself readmitted.
+//! peer while the others report on; the member itself readmitted; a second enclave with the
+//! member's operator key beside it: the member refused while both answer, readmitted after.
 
 use std::path::Path;
 
@@ -202,6 +203,18 @@ fn a_don_of_five_enclaves_forms_by_attestation_reports_and_rides_out_cut_offs_re
     docker_ok(&["start", &don.container("oracle-5")]);
     don.wait_all_admitted(T);
     don.wait(T, "oracle-5 connected to the other oracles", |d| {
+        peers_connected(d, "oracle-5") == Some(3.0)
+    });
+
+    // Its operator key in a second enclave beside it (the same binary and configuration, at the
+    // same name): the others see two enclaves answer in turn and refuse the member, while the
+    // other oracles report on. The second one gone, the member is admitted again.
+    let twin = impostor(&don, &image, "oracle-5", &configuration, None);
+    wait_refused_by_all(&don, "oracle-5", "duplicate_claim");
+    don.wait_rounds_past(&don.rounds(), 2, T);
+    remove(&twin);
+    don.wait_all_admitted(T);
+    don.wait(T, "oracle-5 connected to the other oracles again", |d| {
         peers_connected(d, "oracle-5") == Some(3.0)
     });
 }

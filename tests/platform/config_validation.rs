@@ -245,6 +245,7 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         |s| {
             s["don"] = don_of_two();
             s["chain"]["enabled"] = json!(true);
+            s["chain"]["configureContracts"] = json!(true);
         },
         "solution.attestation.allowedMeasurements",
         "required with `don`",
@@ -254,6 +255,7 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         |s| {
             s["don"] = don_of_two();
             s["chain"]["enabled"] = json!(true);
+            s["chain"]["configureContracts"] = json!(true);
             s["attestation"] = json!({"provider": "none", "allowedMeasurements": a_measurement()});
         },
         "solution.attestation.provider",
@@ -269,10 +271,21 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
         "needs the chain",
     ),
     (
+        "a DON across enclaves whose contracts node 1 does not configure",
+        |s| {
+            s["don"] = don_of_two();
+            s["chain"]["enabled"] = json!(true);
+            s["attestation"]["allowedMeasurements"] = a_measurement();
+        },
+        "solution.chain.configureContracts",
+        "only node 1 can configure",
+    ),
+    (
         "a DON member with another's node",
         |s| {
             s["don"] = don_of_two();
             s["chain"]["enabled"] = json!(true);
+            s["chain"]["configureContracts"] = json!(true);
             s["don"]["members"][1]["nodes"] = json!([3, 5]);
         },
         "solution.don.members[1].nodes[0]",

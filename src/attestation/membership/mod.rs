@@ -7,6 +7,7 @@
 //! change, counted ([`metrics`]) and written for the nodes: the admitted document of member
 //! `<name>` is `<root>/run/enclave/members/<name>.json`, removed when the member is refused.
 
+pub mod claims;
 pub mod metrics;
 pub mod standing;
 
@@ -18,9 +19,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::claims::{Claim, Claims};
 use self::metrics::MemberMetrics;
 use self::standing::{observe, Check, Event, Standing};
-use super::admission::{admit_document, Policy};
+use super::admission::{admit_document, AdmittedMember, Policy, Refusal};
 use super::dcap::QuotePolicy;
 use super::evidence::signing::read_certificates;
 use super::measurements::MeasurementRecord;
@@ -39,6 +41,8 @@ const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a member that is refused or unreachable start here and grow to `recheckMs`.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// A member answered for by two enclaves stays refused at least this long after the last sign.
+const DUPLICATE_HOLD_MIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipCheckError {
@@ -52,9 +56,10 @@ pub enum MembershipCheckError {
     Backoff(#[from] crate::backoff::BackoffError),
 }
 
-/// What every check of every member uses.
-pub struct Checker {
-    others: Vec<Member>,
+/// How this enclave judges a member's identity document: against its own signed configuration,
+/// allowed measurements and trust anchors. The supervisor's membership checks and `enclave
+/// don-config` judge with the same.
+pub struct Judge {
     configuration: Value,
     public_key: PublicKey,
     measurements: Vec<MeasurementRecord>,
@@ -62,6 +67,64 @@ pub struct Checker {
     collateral: Option<dcap_qvl::QuoteCollateralV3>,
     policy: QuotePolicy,
     allow_simulated: bool,
+}
+
+impl Judge {
+    /// For `config`, whose document is `configuration` (as verified with `public_key`).
+    pub fn new(
+        config: &Config,
+        configuration: Value,
+        public_key: PublicKey,
+    ) -> Result<Self, MembershipCheckError> {
+        let attestation = &config.attestation;
+        // The simulated provider's CA is the only trust anchor the configuration names; it is
+        // trusted only where simulated evidence is (dev chains).
+        let allow_simulated = attestation.provider == ProviderChoice::Simulated;
+        let trusted_cas = match (&attestation.simulated, allow_simulated) {
+            (Some(ca), true) => read_certificates(&ca.certificate_file)
+                .map_err(|e| MembershipCheckError::DevCa(e.to_string()))?,
+            _ => Vec::new(),
+        };
+        let collateral = attestation
+            .collateral_file
+            .as_deref()
+            .map(read_collateral)
+            .transpose()?;
+        Ok(Self {
+            configuration,
+            public_key,
+            measurements: attestation.allowed_measurements.clone(),
+            trusted_cas,
+            collateral,
+            policy: QuotePolicy::default(),
+            allow_simulated,
+        })
+    }
+
+    /// Admits or refuses the identity document `text` as of now.
+    pub fn judge(&self, text: &str) -> Result<AdmittedMember, Refusal> {
+        let quote_check = self.collateral.as_ref().map(|collateral| QuoteCheck {
+            collateral,
+            at: unix_now(),
+            policy: &self.policy,
+        });
+        let policy = Policy {
+            configuration: &self.configuration,
+            public_key: &self.public_key,
+            measurements: &self.measurements,
+            trusted_cas: &self.trusted_cas,
+            quote_check,
+            allow_simulated: self.allow_simulated,
+            at: None,
+        };
+        admit_document(text, &policy)
+    }
+}
+
+/// What every check of every member uses.
+pub struct Checker {
+    others: Vec<Member>,
+    judge: Judge,
     dir: PathBuf,
     http: reqwest::Client,
     metrics: MemberMetrics,
@@ -80,23 +143,13 @@ impl Checker {
         dir: PathBuf,
         metrics: MemberMetrics,
     ) -> Result<Self, MembershipCheckError> {
-        let attestation = &config.attestation;
-        // The simulated provider's CA is the only trust anchor the configuration names; it is
-        // trusted only where simulated evidence is (dev chains).
-        let allow_simulated = attestation.provider == ProviderChoice::Simulated;
-        let trusted_cas = match (&attestation.simulated, allow_simulated) {
-            (Some(ca), true) => read_certificates(&ca.certificate_file)
-                .map_err(|e| MembershipCheckError::DevCa(e.to_string()))?,
-            _ => Vec::new(),
-        };
-        let collateral = attestation
-            .collateral_file
-            .as_deref()
-            .map(read_collateral)
-            .transpose()?;
+        let judge = Judge::new(config, configuration, public_key)?;
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // A new connection (and name lookup) per check: a pooled one would keep asking the
+            // same enclave, and two answering at one name would never be noticed.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| MembershipCheckError::Http(e.to_string()))?;
         let others: Vec<Member> = don
@@ -110,13 +163,7 @@ impl Checker {
         }
         Ok(Self {
             others,
-            configuration,
-            public_key,
-            measurements: attestation.allowed_measurements.clone(),
-            trusted_cas,
-            collateral,
-            policy: QuotePolicy::default(),
-            allow_simulated,
+            judge,
             dir,
             http,
             metrics,
@@ -152,9 +199,25 @@ impl Checker {
         stop: CancellationToken,
     ) {
         let mut standing = Standing::Unknown;
+        let mut claims = Claims::default();
+        // Long enough to see the two claimants answer in turn a few times; refused meanwhile,
+        // the member is checked every second or so (the retry backoff).
+        let hold = (self.recheck * 5).max(DUPLICATE_HOLD_MIN).as_secs();
         loop {
-            let (check, text) = self.check(&member).await;
+            let (mut check, mut text) = self.check(&member).await;
             let now = unix_now();
+            if let Check::Judged(Ok(identity)) = &check {
+                if identity.member == member.name {
+                    if let Claim::Twice { boots } = claims.record(&identity.boot_id, now, hold) {
+                        check = Check::ClaimedTwice(format!(
+                            "two enclaves answer for this member: boots {} and {} in turn (its operator key is in two enclaves)",
+                            Untrusted::bounded(&boots.0, 64),
+                            Untrusted::bounded(&boots.1, 64)
+                        ));
+                        text = None;
+                    }
+                }
+            }
             let (next, events) = observe(&standing, &member.name, check, now);
             // The nodes' copy follows the standing: written only once the standing admits
             // (a document that verifies but names another member is refused), gone when refused.
@@ -184,21 +247,7 @@ impl Checker {
             Ok(text) => text,
             Err(error) => return (Check::Unreachable(error), None),
         };
-        let quote_check = self.collateral.as_ref().map(|collateral| QuoteCheck {
-            collateral,
-            at: unix_now(),
-            policy: &self.policy,
-        });
-        let policy = Policy {
-            configuration: &self.configuration,
-            public_key: &self.public_key,
-            measurements: &self.measurements,
-            trusted_cas: &self.trusted_cas,
-            quote_check,
-            allow_simulated: self.allow_simulated,
-            at: None,
-        };
-        let judged = admit_document(&text, &policy);
+        let judged = self.judge.judge(&text);
         let verified = judged.is_ok().then_some(text);
         (Check::Judged(judged), verified)
     }

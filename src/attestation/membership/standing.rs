@@ -10,6 +10,8 @@ use crate::attestation::admission::{AdmittedMember, Refusal};
 pub enum Check {
     Judged(Result<AdmittedMember, Refusal>),
     Unreachable(String),
+    /// Its document verified, but two enclaves answer for the member ([`super::claims`]).
+    ClaimedTwice(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,7 +28,7 @@ pub enum Standing {
         unreachable_since: Option<u64>,
     },
     Refused {
-        /// [`Refusal::reason`], or `wrong_member`.
+        /// [`Refusal::reason`], `wrong_member` or `duplicate_claim`.
         reason: &'static str,
         detail: String,
         since: u64,
@@ -83,6 +85,7 @@ pub fn observe(
         Check::Judged(Ok(identity)) => admit(standing, identity, now),
         Check::Judged(Err(refusal)) => refuse(standing, refusal.reason(), refusal.to_string(), now),
         Check::Unreachable(error) => unreachable(standing, error, now),
+        Check::ClaimedTwice(detail) => refuse(standing, "duplicate_claim", detail, now),
     }
 }
 

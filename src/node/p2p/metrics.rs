@@ -41,7 +41,7 @@ const COUNTERS: &[(&str, &str, Reading)] = &[
     ),
     (
         "enclave_node_p2p_handshake_refusals_total",
-        "TLS handshakes refused: the peer's key is not in the oracle set.",
+        "TLS handshakes refused: the peer's key is not in the oracle set, not the peer dialed, its handshake signature does not verify, or (a DON across enclaves) its member is not admitted by attestation.",
         |s| s.handshake_refusals,
     ),
     (

@@ -1,8 +1,9 @@
 //! The node's part in a DON across enclaves, as tasks: wait until every other member is admitted
 //! (the oracle set is complete only then), then keep the P2P gate in step with the admitted
 //! documents: a member the supervisor refuses is disconnected and refused at every handshake
-//! until it is admitted again; a member admitted with new keys stops the node, which the
-//! supervisor restarts with the new set (node 1 then puts it on the contracts). Decisions are in
+//! until it is admitted again; a member admitted with new keys that stay (twice the re-check
+//! period) stops the node, which the supervisor restarts with the new set (node 1 then puts it
+//! on the contracts). Until then its new keys are not in the set, so they are not admitted. Decisions are in
 //! [`super::members`].
 
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::members::{AdmittedKeys, DonView, Members};
+use super::members::{AdmittedKeys, DonView, Members, NewKeys};
 use crate::config::Config;
 use crate::keys::peer_id::PeerId;
 use crate::keys::KeyStore;
@@ -22,6 +23,8 @@ use crate::node::runtime::error::NodeError;
 
 /// How often the admitted documents are read again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// A member's new keys must stay at least this long before the node restarts with them.
+const SETTLE_MIN: Duration = Duration::from_secs(30);
 /// While waiting, the same list of missing members is logged again this often.
 const WAITING_REPEAT: Duration = Duration::from_secs(60);
 
@@ -108,15 +111,19 @@ pub async fn watch_members(
     fatal: mpsc::Sender<NodeError>,
     stop: CancellationToken,
 ) {
+    // Twice the re-check period: two enclaves answering for one member are refused by then.
+    let settle = (members.don.recheck * 2).max(SETTLE_MIN);
+    let mut new_keys = NewKeys::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
             _ = stop.cancelled() => return,
         }
         let now = read(&members).await;
-        if let Some(member) = view.changed_member(&now) {
+        let changed = view.changed_member(&now);
+        if new_keys.settled(changed, Instant::now(), settle) {
             let _ = fatal.try_send(NodeError::MembersChanged {
-                member: member.to_owned(),
+                member: changed.unwrap_or_default().to_owned(),
             });
             return;
         }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 pub enum NodeError {
     #[error("node {node} is not in this configuration (nodes are 1..{total})")]
     UnknownNode { node: u32, total: u32 },
-    /// `enclave don-config` with a `don` section: the set is only known inside the members'
-    /// enclaves, from the identities they admitted (docs/design/don-across-tees.md#status).
-    #[error("solution.don: `enclave don-config` cannot compute a DON across enclaves from this machine: the other members' keys are known only inside the enclaves that admitted them (docs/design/don-across-tees.md#status)")]
+    /// `enclave don-config --submit` with a `don` section: node 1 configures the contracts from
+    /// the identities its enclave admitted (docs/design/don-across-tees.md).
+    #[error("solution.don: `enclave don-config --submit` cannot configure a DON across enclaves from here: node 1 does, from the members its enclave admitted (chain.configureContracts); `enclave don-config --identity FILE…` prints and checks it")]
     DonAcrossEnclaves,
     /// With `don`: this enclave's operator key could not be read or names no member.
     #[error("solution.don: {0}")]

@@ -164,6 +164,37 @@ impl DonView {
     }
 }
 
+/// Whether a member's new keys have stayed long enough to restart with them: a member briefly
+/// admitted with other keys (two enclaves answering for it, until the supervisor notices and
+/// refuses it) must not restart every node of the DON.
+#[derive(Debug, Default)]
+pub struct NewKeys {
+    since: Option<(String, std::time::Instant)>,
+}
+
+impl NewKeys {
+    /// `changed`: the member [`DonView::changed_member`] names now, if any. True once the same
+    /// member has had new keys for `settle`.
+    pub fn settled(
+        &mut self,
+        changed: Option<&str>,
+        now: std::time::Instant,
+        settle: std::time::Duration,
+    ) -> bool {
+        let Some(member) = changed else {
+            self.since = None;
+            return false;
+        };
+        match &self.since {
+            Some((m, at)) if m == member => now.duration_since(*at) >= settle,
+            _ => {
+                self.since = Some((member.to_owned(), now));
+                settle.is_zero()
+            }
+        }
+    }
+}
+
 /// The node keys of an admitted identity document at `path`; `None` when there is none.
 fn read_document(path: &Path, nodes: &[u32]) -> Result<Option<Vec<NodePublicKeys>>, String> {
     let bytes = match crate::config::regular_file::read_bounded(path, MAX_DOCUMENT_BYTES) {

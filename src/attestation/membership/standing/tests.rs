@@ -168,6 +168,20 @@ fn each_check_moves_the_standing_as_the_table_says() {
             refused("wrong_member", 100),
             vec!["refused wrong_member first=true"],
         ),
+        (
+            "two enclaves answer for it: refused, whatever it was",
+            admitted("b1", "k", 50, None),
+            Check::ClaimedTwice("boots b1 and b2".into()),
+            refused("duplicate_claim", 100),
+            vec!["refused duplicate_claim first=true"],
+        ),
+        (
+            "still claimed twice: the same refusal, logged once",
+            refused("duplicate_claim", 60),
+            Check::ClaimedTwice("boots b1 and b2".into()),
+            refused("duplicate_claim", 60),
+            vec!["refused duplicate_claim first=false"],
+        ),
     ];
     for (what, before, check, expected, events) in cases {
         let (after, got) = observe(&before, "beta", check, 100);

@@ -238,3 +238,25 @@ fn a_bootstrap_run_by_another_member_is_dialled_as_the_bootstrap_not_as_a_peer_o
     let dialled: HashSet<&str> = view.static_addresses.values().map(String::as_str).collect();
     assert_eq!(dialled, HashSet::from(["boot:6602", "d:6604", "d:6605"]));
 }
+
+#[test]
+fn new_keys_restart_the_node_only_once_they_have_stayed_for_the_settling_time() {
+    let t0 = std::time::Instant::now();
+    let settle = std::time::Duration::from_secs(30);
+    let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+    // (seconds, member with new keys, settled?)
+    let steps: [(u64, Option<&str>, bool); 8] = [
+        (0, None, false),
+        (1, Some("d"), false),
+        (20, Some("d"), false),
+        (25, None, false), // refused meanwhile (claimed twice): forgotten
+        (26, Some("d"), false),
+        (50, Some("c"), false), // another member: its own clock
+        (79, Some("c"), false),
+        (80, Some("c"), true),
+    ];
+    let mut new_keys = NewKeys::default();
+    for (s, changed, settled) in steps {
+        assert_eq!(new_keys.settled(changed, at(s), settle), settled, "at {s} s");
+    }
+}
