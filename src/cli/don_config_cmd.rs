@@ -18,13 +18,22 @@ use crate::node::contract::submit::{
 use crate::node::evm::AggregatorContract;
 use crate::node::runtime::oracle;
 
+/// The options of a DON across enclaves (`--identity` and what goes with it).
+pub struct Attested<'a> {
+    pub identities: &'a [std::path::PathBuf],
+    pub check_chain: bool,
+    pub trusted_cas: &'a [std::path::PathBuf],
+    pub collateral: Option<&'a std::path::Path>,
+    pub allow_simulated: bool,
+}
+
 pub fn run(
     cli: &Cli,
     only: Option<&str>,
     send: bool,
-    identities: &[std::path::PathBuf],
-    check_chain: bool,
+    attested: &Attested<'_>,
 ) -> anyhow::Result<u8> {
+    let identities = attested.identities;
     let root = cli.root();
     let verified = cli.service_config()?;
     let feeds: Vec<_> = verified
@@ -47,9 +56,12 @@ pub fn run(
             verified,
             super::don_members_cmd::Args {
                 identities,
+                trusted_cas: attested.trusted_cas,
+                collateral: attested.collateral,
+                allow_simulated: attested.allow_simulated,
                 public_key_file: cli.service_public_key_file(),
                 feeds,
-                check_chain,
+                check_chain: attested.check_chain,
             },
         );
     }

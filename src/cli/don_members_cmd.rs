@@ -7,7 +7,7 @@
 //! exactly those. Exit 1 when a member is refused or missing, or a contract lists other keys.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alloy_primitives::Address;
 use serde_json::{json, Value};
@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use super::quote_cmd::read_input;
 use super::InputError;
 use crate::attestation::admission::AdmittedMember;
-use crate::attestation::membership::Judge;
+use crate::attestation::evidence::signing::read_certificates;
+use crate::attestation::membership::{read_collateral, Anchors, Judge};
 use crate::config::schema::feeds::FeedConfig;
 use crate::config::schema::nodes::BOOTSTRAP_NODE;
 use crate::config::signature::PublicKey;
@@ -30,6 +31,11 @@ const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
 pub struct Args<'a> {
     pub identities: &'a [PathBuf],
+    /// The outsider's trust anchors; none of the three: the configuration's own (inside a
+    /// member's root).
+    pub trusted_cas: &'a [PathBuf],
+    pub collateral: Option<&'a Path>,
+    pub allow_simulated: bool,
     pub public_key_file: PathBuf,
     pub feeds: Vec<FeedConfig>,
     pub check_chain: bool,
@@ -46,7 +52,30 @@ pub fn run(verified: VerifiedConfig, args: Args<'_>) -> anyhow::Result<u8> {
     let key_text = read_input(&args.public_key_file, "configuration public key", 64 * 1024)?;
     let public_key = PublicKey::from_base64_spki(&String::from_utf8_lossy(&key_text))
         .map_err(|e| InputError(format!("{}: {e}", args.public_key_file.display())))?;
-    let judge = Judge::new(config, verified.document.clone(), public_key)?;
+    let outsider =
+        !args.trusted_cas.is_empty() || args.collateral.is_some() || args.allow_simulated;
+    let judge = if outsider {
+        let mut trusted_cas = Vec::new();
+        for path in args.trusted_cas {
+            trusted_cas.extend(
+                read_certificates(path)
+                    .map_err(|e| InputError(format!("--trusted-ca {}: {e}", path.display())))?,
+            );
+        }
+        let collateral = args
+            .collateral
+            .map(read_collateral)
+            .transpose()
+            .map_err(|e| InputError(format!("--collateral: {e}")))?;
+        let anchors = Anchors {
+            trusted_cas,
+            collateral,
+            allow_simulated: args.allow_simulated,
+        };
+        Judge::with_anchors(config, verified.document.clone(), public_key, anchors)
+    } else {
+        Judge::new(config, verified.document.clone(), public_key)?
+    };
     let mut admitted: BTreeMap<String, (AdmittedMember, Value)> = BTreeMap::new();
     let mut refused = Vec::new();
     for path in args.identities {

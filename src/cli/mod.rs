@@ -188,6 +188,17 @@ pub enum Command {
         /// transmitters[] are exactly the attested members' keys.
         #[arg(long, requires = "identities")]
         check_chain: bool,
+        /// With --identity: trust this CA (PEM; the simulated provider's development CA, Super
+        /// Protocol's root). Any of --trusted-ca, --collateral, --allow-simulated replaces the
+        /// configuration's own anchors, whose files are inside the members' enclaves.
+        #[arg(long = "trusted-ca", value_name = "FILE", requires = "identities")]
+        trusted_cas: Vec<PathBuf>,
+        /// With --identity: Intel's collateral for the members' TDX quotes.
+        #[arg(long, value_name = "FILE", requires = "identities")]
+        collateral: Option<PathBuf>,
+        /// With --identity: accept simulated evidence (dev chains; it proves nothing).
+        #[arg(long, requires = "identities")]
+        allow_simulated: bool,
     },
     /// Every node's keys and the OCR shared secret in <spSecretsDir>.
     #[command(subcommand)]
@@ -487,7 +498,21 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             submit,
             identities,
             check_chain,
-        } => don_config_cmd::run(&cli, feed.as_deref(), *submit, identities, *check_chain),
+            trusted_cas,
+            collateral,
+            allow_simulated,
+        } => don_config_cmd::run(
+            &cli,
+            feed.as_deref(),
+            *submit,
+            &don_config_cmd::Attested {
+                identities,
+                check_chain: *check_chain,
+                trusted_cas,
+                collateral: collateral.as_deref(),
+                allow_simulated: *allow_simulated,
+            },
+        ),
         Command::ProcessMetrics { notify_fd } => process_metrics_cmd::run(&cli, *notify_fd),
         Command::Alerts => alerts_cmd::run(&cli),
         Command::Aggregator { notify_fd } => aggregator_cmd::run(&cli, *notify_fd),

@@ -231,8 +231,63 @@ impl Don {
         });
     }
 
+    /// Starts watching the chain: every feed's longest time between two new rounds from now
+    /// until [`GapWatch::stop`].
+    pub fn watch_gaps(&self) -> GapWatch {
+        let rpc = self.state["rpc"].as_str().expect("rpc").to_owned();
+        let feeds: Vec<(String, String)> = self.state["feeds"]
+            .as_array()
+            .expect("feeds")
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().expect("name").to_owned(),
+                    f["contract"].as_str().expect("contract").to_owned(),
+                )
+            })
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut last: BTreeMap<String, (u128, Instant)> = BTreeMap::new();
+            let mut longest: BTreeMap<String, Duration> = BTreeMap::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                for (name, contract) in &feeds {
+                    let Some(round) = latest_round_id(&rpc, contract) else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    // Since the round seen last was first seen (or since watching began).
+                    let (seen, since) = *last.get(name).unwrap_or(&(round, started));
+                    let gap = longest.entry(name.clone()).or_default();
+                    *gap = (*gap).max(now.duration_since(since));
+                    if round != seen || !last.contains_key(name) {
+                        last.insert(name.clone(), (round, now));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            longest
+        });
+        GapWatch { stop, thread }
+    }
+
     pub fn dir(&self) -> PathBuf {
         PathBuf::from(self.state["dir"].as_str().expect("dir"))
+    }
+}
+
+/// Longest time without a new round, per feed (see [`Don::watch_gaps`]).
+pub struct GapWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeMap<String, Duration>>,
+}
+
+impl GapWatch {
+    pub fn stop(self) -> BTreeMap<String, Duration> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the gap watcher")
     }
 }
 

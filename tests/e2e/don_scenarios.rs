@@ -99,6 +99,56 @@ fn impostor(
     docker_ok(&refs)
 }
 
+/// Every member's identity document as its supervisor serves it, in a file each.
+fn fetch_identities(don: &Don) -> Vec<std::path::PathBuf> {
+    MEMBERS
+        .iter()
+        .map(|m| {
+            let ip = don.ip(m).expect("address");
+            let text = crate::common::receivers::get_ok(&format!("http://{ip}:3002/v1/identity"));
+            let path = don.dir().join(format!("identity-{m}.json"));
+            std::fs::write(&path, text).expect("write");
+            path
+        })
+        .collect()
+}
+
+/// `enclave don-config --identity …` as an outsider runs it (the development CA and simulated
+/// evidence allowed): its exit code and its JSON.
+fn don_config(
+    don: &Don,
+    identities: &[std::path::PathBuf],
+    check_chain: bool,
+) -> (i32, serde_json::Value) {
+    let dir = don.dir();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_enclave"));
+    command
+        .env(
+            "CONFIGURATION_PUBLIC_KEY_FILE",
+            crate::common::repo().join("scripts/dev-keys/configuration.pub"),
+        )
+        .arg("--config")
+        .arg(dir.join("configuration.json"))
+        .arg("don-config")
+        .arg("--trusted-ca")
+        .arg(dir.join("dev-ca/ca.pem"))
+        .arg("--allow-simulated");
+    for identity in identities {
+        command.arg("--identity").arg(identity);
+    }
+    if check_chain {
+        command.arg("--check-chain");
+    }
+    let output = command.output().expect("don-config runs");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "don-config printed no JSON: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), report)
+}
+
 fn remove(container: &str) {
     let _ = docker(&["rm", "-f", "-v", container]);
 }
@@ -118,6 +168,26 @@ fn a_don_of_five_enclaves_forms_by_attestation_reports_and_rides_out_cut_offs_re
     });
     let zero = don.rounds().into_keys().map(|f| (f, 0)).collect();
     don.wait_rounds_past(&zero, 1, FORMED);
+
+    // An outsider's check: every member's identity judged as the members judge each other, and
+    // every contract lists exactly the attested members' keys; without one member's identity
+    // the set is incomplete.
+    let identities = fetch_identities(&don);
+    let (code, report) = don_config(&don, &identities, true);
+    assert_eq!(code, 0, "{report}");
+    let members: Vec<&str> = report["oracles"]
+        .as_array()
+        .expect("oracles")
+        .iter()
+        .map(|o| o["member"].as_str().expect("member"))
+        .collect();
+    assert_eq!(members, ORACLES);
+    for feed in report["feeds"].as_array().expect("feeds") {
+        assert_eq!(feed["onChain"]["matchesAttestedMembers"], true, "{feed}");
+    }
+    let (code, report) = don_config(&don, &identities[..4], false);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["missing"], serde_json::json!(["oracle-5"]));
 
     // Cut off: the others report on; reconnected, it is back with the three others.
     disconnect(&don, "oracle-5");
@@ -217,4 +287,32 @@ fn a_don_of_five_enclaves_forms_by_attestation_reports_and_rides_out_cut_offs_re
     don.wait(T, "oracle-5 connected to the other oracles again", |d| {
         peers_connected(d, "oracle-5") == Some(3.0)
     });
+
+    // A rolling restart of every member, one after the other (each admitted and connected
+    // again before the next): reports never stop for longer than two rounds. A round is due
+    // every heartbeat (10 s here); a restarted leader costs an epoch change (ΔProgress, 6 s).
+    let gaps = don.watch_gaps();
+    for member in MEMBERS {
+        docker_ok(&["restart", "--time", "30", &don.container(member)]);
+        don.wait_all_admitted(T);
+        if member != "boot" {
+            don.wait(T, &format!("{member} connected again"), |d| {
+                peers_connected(d, member) == Some(3.0)
+            });
+        }
+    }
+    let gaps = gaps.stop();
+    eprintln!("longest time without a new round during the rolling restart: {gaps:?}");
+    let allowed = 2 * HEARTBEAT + DELTA_PROGRESS;
+    for (feed, gap) in gaps {
+        assert!(
+            gap <= allowed,
+            "{feed}: {gap:?} without a report during the rolling restart (allowed {allowed:?})"
+        );
+    }
 }
+
+/// The feeds' heartbeat and ΔProgress in the DON the tests run (`don.py --heartbeat-ms`, the
+/// demo's consensus timings).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+const DELTA_PROGRESS: std::time::Duration = std::time::Duration::from_secs(6);

@@ -69,16 +69,20 @@ pub struct Judge {
     allow_simulated: bool,
 }
 
-impl Judge {
-    /// For `config`, whose document is `configuration` (as verified with `public_key`).
-    pub fn new(
-        config: &Config,
-        configuration: Value,
-        public_key: PublicKey,
-    ) -> Result<Self, MembershipCheckError> {
+/// What a judge trusts besides the configuration: CAs (the simulated provider's development
+/// CA, Super Protocol's root), Intel's collateral for TDX quotes, and whether simulated evidence
+/// counts at all.
+pub struct Anchors {
+    pub trusted_cas: Vec<Vec<u8>>,
+    pub collateral: Option<dcap_qvl::QuoteCollateralV3>,
+    pub allow_simulated: bool,
+}
+
+impl Anchors {
+    /// The configuration's own: the simulated provider's CA is the only trust anchor it names,
+    /// trusted only where simulated evidence is (dev chains); `attestation.collateralFile`.
+    pub fn of(config: &Config) -> Result<Self, MembershipCheckError> {
         let attestation = &config.attestation;
-        // The simulated provider's CA is the only trust anchor the configuration names; it is
-        // trusted only where simulated evidence is (dev chains).
         let allow_simulated = attestation.provider == ProviderChoice::Simulated;
         let trusted_cas = match (&attestation.simulated, allow_simulated) {
             (Some(ca), true) => read_certificates(&ca.certificate_file)
@@ -91,14 +95,45 @@ impl Judge {
             .map(read_collateral)
             .transpose()?;
         Ok(Self {
-            configuration,
-            public_key,
-            measurements: attestation.allowed_measurements.clone(),
             trusted_cas,
             collateral,
-            policy: QuotePolicy::default(),
             allow_simulated,
         })
+    }
+}
+
+impl Judge {
+    /// For `config`, whose document is `configuration` (as verified with `public_key`), with
+    /// the configuration's own trust anchors.
+    pub fn new(
+        config: &Config,
+        configuration: Value,
+        public_key: PublicKey,
+    ) -> Result<Self, MembershipCheckError> {
+        Ok(Self::with_anchors(
+            config,
+            configuration,
+            public_key,
+            Anchors::of(config)?,
+        ))
+    }
+
+    /// The same with `anchors` given (an outsider's: `enclave don-config --trusted-ca`).
+    pub fn with_anchors(
+        config: &Config,
+        configuration: Value,
+        public_key: PublicKey,
+        anchors: Anchors,
+    ) -> Self {
+        Self {
+            configuration,
+            public_key,
+            measurements: config.attestation.allowed_measurements.clone(),
+            trusted_cas: anchors.trusted_cas,
+            collateral: anchors.collateral,
+            policy: QuotePolicy::default(),
+            allow_simulated: anchors.allow_simulated,
+        }
     }
 
     /// Admits or refuses the identity document `text` as of now.
@@ -329,7 +364,8 @@ fn remove(path: &Path) {
     }
 }
 
-fn read_collateral(path: &Path) -> Result<dcap_qvl::QuoteCollateralV3, MembershipCheckError> {
+/// A collateral file as `enclave attestation collateral fetch` writes it.
+pub fn read_collateral(path: &Path) -> Result<dcap_qvl::QuoteCollateralV3, MembershipCheckError> {
     let bytes = crate::config::regular_file::read_bounded(
         path,
         super::dcap::collateral::MAX_COLLATERAL_BYTES as u64,

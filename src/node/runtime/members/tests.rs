@@ -257,6 +257,10 @@ fn new_keys_restart_the_node_only_once_they_have_stayed_for_the_settling_time() 
     ];
     let mut new_keys = NewKeys::default();
     for (s, changed, settled) in steps {
-        assert_eq!(new_keys.settled(changed, at(s), settle), settled, "at {s} s");
+        assert_eq!(
+            new_keys.settled(changed, at(s), settle),
+            settled,
+            "at {s} s"
+        );
     }
 }
