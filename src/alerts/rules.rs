@@ -52,6 +52,8 @@ pub struct Settings {
     pub max_restarts: u32,
     pub restart_window: Duration,
     pub balance_threshold_wei: u128,
+    /// A DON across enclaves: every member's name (this enclave's own has no standing).
+    pub don_members: Vec<String>,
 }
 
 impl Settings {
@@ -66,6 +68,11 @@ impl Settings {
             max_restarts: config.restart.max_restarts,
             restart_window: config.restart.window,
             balance_threshold_wei,
+            don_members: config
+                .don
+                .iter()
+                .flat_map(|d| d.members.iter().map(|m| m.name.clone()))
+                .collect(),
         }
     }
 }
@@ -101,6 +108,7 @@ pub fn evaluate(settings: &Settings, memory: &mut Memory, s: &Snapshot) -> Vec<(
     out.extend(restarts(settings, memory, s));
     out.extend(balances(settings, s));
     out.push(attestation(settings, s));
+    out.extend(don_members(settings, s));
     out.retain(|(key, _)| !settings.alerts.disabled.contains(&key.alert));
     out
 }
@@ -419,6 +427,34 @@ fn attestation(settings: &Settings, s: &Snapshot) -> (Key, Verdict) {
         _ => Verdict::Clear,
     };
     (key, verdict)
+}
+
+/// One verdict per other DON member this enclave's supervisor reports on.
+fn don_members(settings: &Settings, s: &Snapshot) -> Vec<(Key, Verdict)> {
+    let Some(members) = &s.members else {
+        return Vec::new();
+    };
+    settings
+        .don_members
+        .iter()
+        .filter_map(|name| {
+            let key = Key::new(AlertName::DonMemberNotAdmitted, name.as_str());
+            let verdict = match members {
+                Err(_) => Verdict::Unknown,
+                // This enclave's own member, or one not checked yet.
+                Ok(seen) => match seen.get(name)? {
+                    m if m.admitted => Verdict::Clear,
+                    m if m.unreachable => Verdict::Active(format!(
+                        "DON member {name} is not admitted: its identity cannot be fetched from its identityUrl; its nodes are refused until it is"
+                    )),
+                    _ => Verdict::Active(format!(
+                        "DON member {name} is not admitted: its identity is refused (enclave_don_member_refusals_total and the supervisor's log say why); its nodes are refused until it is"
+                    )),
+                },
+            };
+            Some((key, verdict))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::prom_text::samples;
 use super::{
-    Answer, AttestationView, Balance, FeedHealthView, FeedInfo, FeedQuote, NodeFeed, NodeHealth,
-    NodeView, Report, Role, ServiceView, Snapshot, SourceQuote,
+    Answer, AttestationView, Balance, FeedHealthView, FeedInfo, FeedQuote, MemberView, NodeFeed,
+    NodeHealth, NodeView, Report, Role, ServiceView, Snapshot, SourceQuote,
 };
 use crate::attestation::boot::read_document;
 use crate::attestation::identity_file;
@@ -36,6 +36,9 @@ pub struct Collector {
     root: Root,
     config: Arc<Config>,
     http: reqwest::Client,
+    /// The nodes this enclave runs: in a DON across enclaves, its member's only (the others'
+    /// APIs are not here).
+    nodes: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,18 @@ impl Collector {
             .no_proxy()
             .build()
             .map_err(|e| CollectorError(e.without_url().to_string()))?;
-        Ok(Self { root, config, http })
+        // Without the operator key (an outsider's `enclave status`), every node is asked.
+        let member = crate::attestation::member_key::Membership::of(config.don.as_ref())
+            .ok()
+            .flatten();
+        let nodes =
+            crate::attestation::member_key::Membership::nodes_here(member.as_ref(), &config);
+        Ok(Self {
+            root,
+            config,
+            http,
+            nodes,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -64,7 +78,7 @@ impl Collector {
         let config = &self.config;
         let resources = self.get(self.local(config.ports.process_metrics), "/metrics");
         let aggregator = self.aggregator();
-        let nodes = join_all(config.nodes.all().into_iter().map(|n| self.node(n)));
+        let nodes = join_all(self.nodes.iter().map(|n| self.node(*n)));
         let balances = async {
             if config.chain_options.enabled {
                 Some(self.balances().await)
@@ -72,8 +86,14 @@ impl Collector {
                 None
             }
         };
-        let (files, resources, aggregator, nodes, balances) =
-            tokio::join!(files, resources, aggregator, nodes, balances);
+        let members = async {
+            match &config.don {
+                Some(_) => Some(self.members().await),
+                None => None,
+            }
+        };
+        let (files, resources, aggregator, nodes, balances, members) =
+            tokio::join!(files, resources, aggregator, nodes, balances, members);
         let (services, attestation) = files.unwrap_or_else(|e| {
             let reason = format!("reading the state files failed: {e}");
             (Err(reason.clone()), Err(reason))
@@ -95,7 +115,43 @@ impl Collector {
                     heartbeat: f.heartbeat,
                 })
                 .collect(),
+            members,
         }
+    }
+
+    /// The other members' standing from the supervisor's metrics (configured names only).
+    async fn members(&self) -> Result<BTreeMap<String, MemberView>, String> {
+        let text = self
+            .get(self.local(self.config.ports.supervisor), "/metrics")
+            .await?;
+        let names = [
+            "enclave_don_member_admitted",
+            "enclave_don_member_unreachable",
+        ];
+        let configured: Vec<&str> = self
+            .config
+            .don
+            .iter()
+            .flat_map(|d| d.members.iter().map(|m| m.name.as_str()))
+            .collect();
+        let mut out: BTreeMap<String, MemberView> = BTreeMap::new();
+        for sample in samples(&text, &names) {
+            let Some(member) = sample.labels.get("member") else {
+                continue;
+            };
+            if !configured.contains(&member.as_str()) {
+                continue;
+            }
+            let view = out.entry(member.clone()).or_insert(MemberView {
+                admitted: false,
+                unreachable: false,
+            });
+            match sample.name.as_str() {
+                "enclave_don_member_admitted" => view.admitted = sample.value == 1.0,
+                _ => view.unreachable = sample.value == 1.0,
+            }
+        }
+        Ok(out)
     }
 
     fn local(&self, port: u16) -> SocketAddr {

@@ -37,6 +37,17 @@ pub struct Snapshot {
     pub balances: Option<Result<Vec<Balance>, String>>,
     /// The configured feeds, in configuration order.
     pub feeds: Vec<FeedInfo>,
+    /// A DON across enclaves: whether this enclave's supervisor admits each other member now
+    /// (`enclave_don_member_admitted`, `…_unreachable`); `None` without `don`.
+    pub members: Option<Result<BTreeMap<String, MemberView>, String>>,
+}
+
+/// Another DON member as this enclave's supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberView {
+    pub admitted: bool,
+    /// Its identity could not be fetched at the last check.
+    pub unreachable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -175,6 +175,7 @@ pub fn sample() -> Snapshot {
                 heartbeat: Duration::from_secs(3600),
             },
         ],
+        members: None,
     }
 }
 

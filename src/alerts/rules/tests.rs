@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::schema::alerts::AlertsConfig;
+use crate::config::schema::alerts::{AlertsConfig, Severity};
 use crate::service::state::{Exit, Status};
 use crate::snapshot::testing::{self, answer, dec, report, sample, NOW_MS};
-use crate::snapshot::{AttestationView, FeedHealthView, FeedQuote, SourceQuote};
+use crate::snapshot::{AttestationView, FeedHealthView, FeedQuote, MemberView, SourceQuote};
 
 fn settings() -> Settings {
     Settings {
@@ -19,6 +19,7 @@ fn settings() -> Settings {
         max_restarts: 3,
         restart_window: Duration::from_secs(300),
         balance_threshold_wei: 20_000_000_000_000,
+        don_members: Vec::new(),
     }
 }
 
@@ -420,4 +421,53 @@ fn spans_read_naturally() {
     ] {
         assert_eq!(span(Duration::from_secs(secs)), text, "{secs}");
     }
+}
+
+#[test]
+fn a_don_member_not_admitted_is_alerted_with_why_and_an_unknown_standing_changes_nothing() {
+    let mut settings = settings();
+    settings.don_members = vec!["boot".into(), "b".into(), "c".into(), "d".into()];
+    let view = |admitted, unreachable| MemberView {
+        admitted,
+        unreachable,
+    };
+    // "boot" is this enclave's own member: the supervisor reports no standing for it.
+    let seen: BTreeMap<String, MemberView> = [
+        ("b".to_owned(), view(true, false)),
+        ("c".to_owned(), view(false, false)),
+        ("d".to_owned(), view(false, true)),
+    ]
+    .into_iter()
+    .collect();
+    let mut s = sample();
+    s.members = Some(Ok(seen));
+    let all = evaluate(&settings, &mut Memory::default(), &s);
+    let of = |subject: &str| {
+        all.iter()
+            .find(|(k, _)| k.alert == AlertName::DonMemberNotAdmitted && k.subject == subject)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(of("boot"), None);
+    assert_eq!(of("b"), Some(Verdict::Clear));
+    assert!(matches!(of("c"), Some(Verdict::Active(t)) if t.contains("refused")));
+    assert!(matches!(of("d"), Some(Verdict::Active(t)) if t.contains("cannot be fetched")));
+    s.members = Some(Err("HTTP 503".into()));
+    assert_eq!(
+        verdict_with(
+            &settings,
+            &mut Memory::default(),
+            &s,
+            AlertName::DonMemberNotAdmitted,
+            "c"
+        ),
+        Verdict::Unknown
+    );
+    s.members = None;
+    assert!(evaluate(&settings, &mut Memory::default(), &s)
+        .iter()
+        .all(|(k, _)| k.alert != AlertName::DonMemberNotAdmitted));
+    assert_eq!(
+        AlertName::DonMemberNotAdmitted.severity(),
+        Severity::Critical
+    );
 }

@@ -38,10 +38,12 @@ pub enum AlertName {
     ObservationSpread,
     /// A pegged feed's price is farther from its peg than its `maxDeviationPpb`.
     Depeg,
+    /// Another member of a DON across enclaves is not admitted (refused, or never reached).
+    DonMemberNotAdmitted,
 }
 
 impl AlertName {
-    pub const ALL: [AlertName; 9] = [
+    pub const ALL: [AlertName; 10] = [
         AlertName::FeedNotReported,
         AlertName::FeedStalled,
         AlertName::SourcesUnavailable,
@@ -51,6 +53,7 @@ impl AlertName {
         AlertName::AttestationFailed,
         AlertName::ObservationSpread,
         AlertName::Depeg,
+        AlertName::DonMemberNotAdmitted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl AlertName {
             AlertName::AttestationFailed => "attestation_failed",
             AlertName::ObservationSpread => "observation_spread",
             AlertName::Depeg => "depeg",
+            AlertName::DonMemberNotAdmitted => "don_member_not_admitted",
         }
     }
 
