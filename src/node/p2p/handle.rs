@@ -74,7 +74,6 @@ impl NetworkHandle {
     }
 
     /// Peers with an established connection, sorted; on an oracle this includes the bootstrap.
-
     pub fn connected(&self) -> Vec<PeerId> {
         self.shared.connected()
     }

@@ -13,7 +13,9 @@ fn run(answers: &[(u64, &str)]) -> Vec<bool> {
 
 #[test]
 fn a_boot_that_returns_after_another_means_two_claimants_until_the_hold_runs_out() {
-    let cases: Vec<(&str, Vec<(u64, &str)>, Vec<bool>)> = vec![
+    /// (case, answers, claimed twice after each)
+    type Case<'a> = (&'a str, Vec<(u64, &'a str)>, Vec<bool>);
+    let cases: Vec<Case> = vec![
         (
             "one boot, checked again and again",
             vec![(0, "a"), (3, "a"), (6, "a")],

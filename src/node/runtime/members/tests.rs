@@ -146,7 +146,8 @@ fn the_set_has_own_keys_and_admitted_ones_in_node_order_and_dials_the_others_whe
 #[test]
 fn a_document_that_does_not_list_exactly_the_members_nodes_or_does_not_parse_is_not_admitted() {
     let f = fixture();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Write<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Write)> = vec![
         (
             "another member's nodes",
             Box::new(|dir| admit(dir, "d", &f.c)),
