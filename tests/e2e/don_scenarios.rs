@@ -13,7 +13,8 @@ macro_rules! skip_unless_possible {
     ($test:expr) => {
         match crate::docker::image_or_skip_reason() {
             Ok(image) => {
-                if let Some(reason) = crate::common::devchain::skip_reason() {
+                if let Some(reason) = crate::common::devchain::skip_reason().or_else(tools_missing)
+                {
                     eprintln!("SKIPPED {}: {reason}", $test);
                     return;
                 }
@@ -25,6 +26,23 @@ macro_rules! skip_unless_possible {
             }
         }
     };
+}
+
+/// What scripts/don/don.py needs besides Docker and the dev chain, if something is missing.
+fn tools_missing() -> Option<String> {
+    for tool in ["docker-compose", "openssl"] {
+        let ran = std::process::Command::new(tool)
+            .arg("version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !ran.is_ok_and(|s| s.success()) {
+            return Some(format!(
+                "{tool} is not installed (scripts/don/don.py needs it)"
+            ));
+        }
+    }
+    None
 }
 
 /// Node number of a member (boot runs node 1, oracle-i node i).
