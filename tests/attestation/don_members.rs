@@ -123,6 +123,11 @@ struct Don {
 
 /// Two enclaves with one configuration (beta's file is a copy of alpha's).
 fn don(binary: &str) -> Don {
+    don_rechecking(binary, 1000)
+}
+
+/// The same, with `don.recheckMs` of `recheck_ms`.
+fn don_rechecking(binary: &str, recheck_ms: u64) -> Don {
     let tmp = tempfile::tempdir().expect("tmp");
     let beta_identity = IdentityServer::start();
     let dev_ca = ca("enclave development CA");
@@ -136,6 +141,7 @@ fn don(binary: &str) -> Don {
         s["chain"]["enabled"] = json!(true);
         s["chain"]["configureContracts"] = json!(true);
         s["don"] = don_section(&beta_identity.url);
+        s["don"]["recheckMs"] = json!(recheck_ms);
     });
     let beta = Enclave::new();
     std::fs::copy(alpha.config_path(), beta.config_path()).expect("the same configuration");
@@ -464,5 +470,37 @@ fn a_member_keeps_checking_the_others_admits_refuses_and_readmits_them() {
     don.beta_identity.serve(Some(beta_text.clone()));
     wait_metric(&don.alpha, admitted, "beta admitted again", |v| v == 1.0);
     assert!(written.exists());
+    don.alpha.stop_cleanly(T);
+}
+
+#[test]
+fn a_node_that_reconnects_to_a_member_has_it_checked_again_at_once() {
+    // An hour between re-checks: only the request can cause the next one.
+    let mut don = don_rechecking(&this_binary(), 3_600_000);
+    let beta_text = boot_member(&mut don.beta, &don.beta_key.clone());
+    let alpha_key = don.alpha_key.clone();
+    don.beta_identity.serve(Some(beta_text.clone()));
+    start_member(&mut don.alpha, Some(&alpha_key));
+    don.alpha.wait_status("idle", Status::Up, T);
+    let admitted = "enclave_don_member_admitted{member=\"beta\"}";
+    wait_metric(&don.alpha, admitted, "beta admitted", |v| v == 1.0);
+
+    // Beta now answers with a forged signature; nothing asks, so nothing changes.
+    let mut forged: Value = serde_json::from_str(&beta_text).expect("json");
+    forged["memberSignature"] = json!("00".repeat(64));
+    don.beta_identity.serve(Some(forged.to_string()));
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(metric(&don.alpha, admitted), Some(1.0));
+
+    // What a node does when it reconnects to one of beta's nodes: the check runs at once.
+    let request = don.alpha.root.join("run/enclave/members/recheck/beta");
+    write(&request, "");
+    wait_metric(
+        &don.alpha,
+        admitted,
+        "beta checked again and refused",
+        |v| v == 0.0,
+    );
+    assert!(!request.exists(), "the request is consumed");
     don.alpha.stop_cleanly(T);
 }

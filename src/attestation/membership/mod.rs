@@ -3,7 +3,7 @@
 //! member's identity document from its `identityUrl`, judges it with
 //! [`admission`](super::admission) against this enclave's own signed configuration, and does so
 //! again every `don.recheckMs` (sooner, with backoff, while a member is refused or cannot be
-//! reached). [`standing`] decides what each check changes; here it is fetched, logged once per
+//! reached, and at once when a node reconnected to one of its nodes: [`RECHECK_DIR`]). [`standing`] decides what each check changes; here it is fetched, logged once per
 //! change, counted ([`metrics`]) and written for the nodes: the admitted document of member
 //! `<name>` is `<root>/run/enclave/members/<name>.json`, removed when the member is refused.
 
@@ -36,6 +36,14 @@ use crate::logging::Untrusted;
 
 /// Where the admitted members' identities are written, under the identity directory.
 pub const MEMBERS_DIR: &str = "members";
+/// Under [`MEMBERS_DIR`]: a node that reconnected to a member's node asks for that member to be
+/// checked again now with an empty file named after it; the check removes it.
+pub const RECHECK_DIR: &str = "recheck";
+/// Requests are honoured at most this often per member (a flapping connection must not make the
+/// supervisor fetch a document every second).
+const RECHECK_REQUEST_MIN: Duration = Duration::from_secs(5);
+/// How often a waiting check looks for a request.
+const REQUEST_POLL: Duration = Duration::from_secs(1);
 /// An identity document is a few KiB per node (quotes, certificate chains); more is refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -272,7 +280,23 @@ impl Checker {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
+                () = self.requested(&member.name) => {
+                    tracing::debug!(member = %member.name, "a node reconnected to the member: checking it again now");
+                }
             }
+        }
+    }
+
+    /// Resolves when a node asks for `member` to be checked again (see [`RECHECK_DIR`]), no
+    /// sooner than [`RECHECK_REQUEST_MIN`] from now; consumes the request.
+    async fn requested(&self, member: &str) {
+        tokio::time::sleep(RECHECK_REQUEST_MIN).await;
+        let path = self.dir.join(RECHECK_DIR).join(member);
+        loop {
+            if tokio::fs::remove_file(&path).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(REQUEST_POLL).await;
         }
     }
 

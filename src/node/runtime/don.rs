@@ -114,10 +114,26 @@ pub async fn watch_members(
     // Twice the re-check period: two enclaves answering for one member are refused by then.
     let settle = (members.don.recheck * 2).max(SETTLE_MIN);
     let mut new_keys = NewKeys::default();
+    let mut connected: HashSet<PeerId> = HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
             _ = stop.cancelled() => return,
+        }
+        // A (re)connection to a member's node: its evidence is checked again at once, not only
+        // at the next re-check.
+        let now_connected: HashSet<PeerId> = network.connected().into_iter().collect();
+        let reconnected: HashSet<PeerId> = now_connected.difference(&connected).copied().collect();
+        connected = now_connected;
+        for member in view.members_of(&reconnected) {
+            let request = {
+                let members = members.clone();
+                let name = member.clone();
+                tokio::task::spawn_blocking(move || members.request_recheck(&name)).await
+            };
+            if !matches!(request, Ok(Ok(()))) {
+                tracing::warn!(%member, "cannot ask the supervisor to check the reconnected member again");
+            }
         }
         let now = read(&members).await;
         let changed = view.changed_member(&now);

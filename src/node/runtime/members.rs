@@ -140,7 +140,29 @@ impl Members {
     }
 }
 
+impl Members {
+    /// Asks the supervisor to check `member` again now (a node reconnected to it).
+    pub fn request_recheck(&self, member: &str) -> std::io::Result<()> {
+        let dir = self.dir.join(crate::attestation::membership::RECHECK_DIR);
+        std::fs::create_dir_all(&dir)?;
+        // Member names are validated (a-z, 0-9, '-'): a plain file name.
+        std::fs::write(dir.join(member), b"")
+    }
+}
+
 impl DonView {
+    /// The other members whose nodes are among `peers` (each once, in name order).
+    pub fn members_of(&self, peers: &HashSet<PeerId>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .admitted
+            .iter()
+            .filter(|(_, keys)| keys.iter().any(|k| peers.contains(&k.peer_id)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The peers admitted under `now`: this enclave's own, and each other member's whose admitted
     /// document lists the key the set has for it.
     pub fn admitted_peers(&self, now: &AdmittedKeys) -> HashSet<PeerId> {

@@ -265,3 +265,42 @@ fn new_keys_restart_the_node_only_once_they_have_stayed_for_the_settling_time() 
         );
     }
 }
+
+#[test]
+fn a_reconnected_peer_names_its_member_for_a_recheck_and_own_peers_name_none() {
+    let f = fixture();
+    admit(&f.members.dir, "c", &f.c);
+    admit(&f.members.dir, "d", &f.d);
+    let view = f
+        .members
+        .assemble(&f.keys, &f.config, &f.members.read_admitted())
+        .expect("no error")
+        .expect("complete");
+    let own = *view.own_peers.iter().next().expect("own");
+    let cases: Vec<(&str, Vec<PeerId>, Vec<&str>)> = vec![
+        ("nobody", vec![], vec![]),
+        ("an own node", vec![own], vec![]),
+        ("c's node", vec![f.c[0].peer_id], vec!["c"]),
+        (
+            "both of d's nodes: d once",
+            vec![f.d[0].peer_id, f.d[1].peer_id],
+            vec!["d"],
+        ),
+        (
+            "c and d",
+            vec![f.d[1].peer_id, f.c[0].peer_id, own],
+            vec!["c", "d"],
+        ),
+    ];
+    for (case, peers, members) in cases {
+        let peers: HashSet<PeerId> = peers.into_iter().collect();
+        assert_eq!(view.members_of(&peers), members, "{case}");
+    }
+    f.members.request_recheck("c").expect("request");
+    assert!(f
+        .members
+        .dir
+        .join(crate::attestation::membership::RECHECK_DIR)
+        .join("c")
+        .is_file());
+}
