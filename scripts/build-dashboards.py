@@ -314,6 +314,18 @@ def overview():
             "Firing and pending alerts of enclave/prometheus/alerts.yml for this instance. May be "
             "empty: no alert active, or the rules are not loaded in this data source.",
             w=16, h=5, sort=("severity", False)),
+        table("DON members", [
+            ("Admitted", f"max by (member) (enclave_don_member_admitted{F})", "none"),
+            ("Unreachable", f"max by (member) (enclave_don_member_unreachable{F})", "none"),
+            ("Verified ago", f"time() - max by (member) (enclave_don_member_last_verified_timestamp_seconds{F} > 0)", "s"),
+            ("Refusals in range", f"round(sum by (member) (increase(enclave_don_member_refusals_total{F}[$__range])))", "none"),
+            ("Key changes", f"max by (member) (enclave_don_member_key_changes_total{F})", "none")],
+            "A DON across enclaves: every other member as this enclave's supervisor sees it — "
+            "admitted (1) or not, its identity unreachable, how long ago it last verified, checks "
+            "that refused it (enclave_don_member_refusals_total has the reason) and new node keys "
+            "since boot. Alerts DonMemberNotAdmitted, DonMemberKeysChanged, DonMemberClaimedTwice. "
+            "May be empty: no `don` section (one enclave runs every node).",
+            w=24, h=6, sort=("member", False)),
         row("Services"),
         table("Services", [
             (None, f"max by (service, state) (enclave_supervisor_service_state{F} == 1)", None),
