@@ -17,7 +17,7 @@ use enclave::service::state::{StateDir, Status};
 use serde_json::{json, Value};
 
 mod common;
-use common::{install_config, install_sleepers, spawn_init, wait};
+use common::{dev_ca, install_config, install_sleepers, spawn_init, wait};
 
 const SERVICES: usize = 5;
 const SAMPLES: usize = 7;
@@ -25,14 +25,7 @@ const SAMPLES: usize = 7;
 fn main() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let ca_dir = tempfile::tempdir().expect("temp dir");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("cert");
-    let ca_key = ca_dir.path().join("dev-ca.key");
-    let ca_cert = ca_dir.path().join("dev-ca.pem");
-    fs::write(&ca_key, key.serialize_pem()).expect("key");
-    fs::write(&ca_cert, cert.pem()).expect("cert");
+    let (ca_key, ca_cert) = dev_ca(ca_dir.path());
     let simulated = json!({
         "provider": "simulated",
         "simulated": {"caKeyFile": ca_key, "caCertificateFile": ca_cert}

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 mod common;
-use common::{install_config, wait};
+use common::{dev_ca, install_config, wait};
 
 const JUDGEMENTS: usize = 300;
 
@@ -30,14 +30,7 @@ fn main() {
     let root = dir.path().join("root");
     let services = dir.path().join("s6-rc.d");
     fs::create_dir_all(&services).expect("services");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("cert");
-    let ca_key = dir.path().join("dev-ca.key");
-    let ca_cert = dir.path().join("dev-ca.pem");
-    fs::write(&ca_key, key.serialize_pem()).expect("key");
-    fs::write(&ca_cert, cert.pem()).expect("cert");
+    let (ca_key, ca_cert) = dev_ca(dir.path());
     let alpha = OperatorKey::from_seed([0xa1; 32]);
     let beta = OperatorKey::from_seed([0xb2; 32]);
     let key_file = dir.path().join("alpha.key");

@@ -96,3 +96,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A development CA for the simulated evidence provider, written into `dir`: (key, certificate).
+pub fn dev_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("cert");
+    let ca_key = dir.join("dev-ca.key");
+    let ca_cert = dir.join("dev-ca.pem");
+    fs::write(&ca_key, key.serialize_pem()).expect("key");
+    fs::write(&ca_cert, cert.pem()).expect("cert");
+    (ca_key, ca_cert)
+}

@@ -204,21 +204,24 @@ class Demo:
 
     # -- the parts --------------------------------------------------------------------------------
 
-    def start_exchanges(self):
+    def start_exchanges(self, host="127.0.0.1"):
+        """The price stand-ins, listening on `host` (scripts/don/don.py: a Docker network's
+        gateway)."""
         p = self.spawn("exchanges", [sys.executable, REPO / "scripts/demo/exchanges.py",
-                                     "--exit-on-stdin-eof"], stdin=subprocess.PIPE,
-                       stdout=subprocess.PIPE)
+                                     "--host", host, "--exit-on-stdin-eof"],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready = self.ready_line("exchanges", p, 15)
         self.state["control"] = ready["control"]
         self.state["sources"] = ready["sources"]
         return ready
 
-    def start_chain(self):
+    def start_chain(self, host="127.0.0.1"):
+        """The dev chain on `host` with one aggregator contract per feed."""
         if not DEVCHAIN_PYTHON.exists():
             raise Failure(f"the dev chain is not installed ({DEVCHAIN_PYTHON}): run "
                           "scripts/devchain/ensure.sh (scripts/demo.sh does)")
         p = self.spawn("devchain", [DEVCHAIN_PYTHON, REPO / "scripts/devchain/devchain.py",
-                                    "--port", "0", "--exit-on-stdin-eof"],
+                                    "--host", host, "--port", "0", "--exit-on-stdin-eof"],
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready = self.ready_line("devchain", p, 60)
         contracts = {}

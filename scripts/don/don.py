@@ -117,34 +117,6 @@ class Don(Demo):
         self.binary = self.dir / "enclave"
         self.state["bin"] = str(self.binary)
 
-    def start_sources(self, gateway):
-        p = self.spawn("exchanges", [sys.executable, REPO / "scripts/demo/exchanges.py",
-                                     "--host", gateway, "--exit-on-stdin-eof"],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        ready = self.ready_line("exchanges", p, 15)
-        self.state["control"] = ready["control"]
-        self.state["sources"] = ready["sources"]
-
-    def start_chain_on(self, gateway):
-        from demo import DEVCHAIN_PYTHON
-        if not DEVCHAIN_PYTHON.exists():
-            raise Failure(f"the dev chain is not installed ({DEVCHAIN_PYTHON}): run "
-                          "scripts/devchain/ensure.sh (scripts/don.sh does)")
-        p = self.spawn("devchain", [DEVCHAIN_PYTHON, REPO / "scripts/devchain/devchain.py",
-                                    "--host", gateway, "--port", "0", "--exit-on-stdin-eof"],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        ready = self.ready_line("devchain", p, 60)
-        contracts = {}
-        for feed in configuration.FEEDS:
-            contracts[feed["name"]] = onchain.rpc(ready["rpc"], "dev_deployAggregator", [{
-                "decimals": feed["decimals"], "description": feed["name"].replace("-", " / "),
-                "minAnswer": "1", "maxAnswer": str(10 ** 30)}])
-        self.state["rpc"] = ready["rpc"]
-        self.state["feeds"] = [{"name": f["name"], "decimals": f["decimals"],
-                                "contract": contracts[f["name"]]} for f in configuration.FEEDS]
-        return {"rpc": ready["rpc"], "owner": ready["owner"]["privateKey"],
-                "faucet": ready["accounts"][0]["privateKey"], "contracts": contracts}
-
     def dev_ca(self):
         ca = self.dir / "dev-ca"
         ca.mkdir()
@@ -229,8 +201,8 @@ class Don(Demo):
             f"-f {COMPOSE} logs <member>` for an enclave's)")
         gateway = self.create_network()
         self.extract_binary()
-        self.start_sources(gateway)
-        chain = self.start_chain_on(gateway)
+        self.start_exchanges(gateway)
+        chain = self.start_chain(gateway)
         say(f"network {self.network} (gateway {gateway}); dev chain at {chain['rpc']}")
         self.dev_ca()
         keys = self.operator_keys()

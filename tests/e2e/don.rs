@@ -160,17 +160,29 @@ impl Don {
         ) == Some(1.0)
     }
 
-    /// Each feed's latest round id on its contract.
-    pub fn rounds(&self) -> BTreeMap<String, u128> {
-        let rpc = self.state["rpc"].as_str().expect("rpc");
+    /// Each feed's name and contract address.
+    fn feeds(&self) -> Vec<(String, String)> {
         self.state["feeds"]
             .as_array()
             .expect("feeds")
             .iter()
             .map(|f| {
-                let contract = f["contract"].as_str().expect("contract");
-                let name = f["name"].as_str().expect("name").to_owned();
-                (name, latest_round_id(rpc, contract).unwrap_or(0))
+                (
+                    f["name"].as_str().expect("name").to_owned(),
+                    f["contract"].as_str().expect("contract").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Each feed's latest round id on its contract.
+    pub fn rounds(&self) -> BTreeMap<String, u128> {
+        let rpc = self.state["rpc"].as_str().expect("rpc");
+        self.feeds()
+            .into_iter()
+            .map(|(name, contract)| {
+                let round = latest_round_id(rpc, &contract).unwrap_or(0);
+                (name, round)
             })
             .collect()
     }
@@ -235,17 +247,7 @@ impl Don {
     /// until [`GapWatch::stop`].
     pub fn watch_gaps(&self) -> GapWatch {
         let rpc = self.state["rpc"].as_str().expect("rpc").to_owned();
-        let feeds: Vec<(String, String)> = self.state["feeds"]
-            .as_array()
-            .expect("feeds")
-            .iter()
-            .map(|f| {
-                (
-                    f["name"].as_str().expect("name").to_owned(),
-                    f["contract"].as_str().expect("contract").to_owned(),
-                )
-            })
-            .collect();
+        let feeds = self.feeds();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {

@@ -92,6 +92,16 @@ fn fixture() -> Fixture {
     }
 }
 
+/// c and d admitted, and the view assembled from them.
+fn complete_view(f: &Fixture) -> DonView {
+    admit(&f.members.dir, "c", &f.c);
+    admit(&f.members.dir, "d", &f.d);
+    f.members
+        .assemble(&f.keys, &f.config, &f.members.read_admitted())
+        .expect("no error")
+        .expect("complete")
+}
+
 #[test]
 fn the_set_is_assembled_only_once_every_other_member_is_admitted() {
     let f = fixture();
@@ -116,13 +126,7 @@ fn the_set_is_assembled_only_once_every_other_member_is_admitted() {
 #[test]
 fn the_set_has_own_keys_and_admitted_ones_in_node_order_and_dials_the_others_where_configured() {
     let f = fixture();
-    admit(&f.members.dir, "c", &f.c);
-    admit(&f.members.dir, "d", &f.d);
-    let view = f
-        .members
-        .assemble(&f.keys, &f.config, &f.members.read_admitted())
-        .expect("no error")
-        .expect("complete");
+    let view = complete_view(&f);
     let own1 = f.keys.load_public(1).expect("own 1");
     let own2 = f.keys.load_public(2).expect("own 2");
     assert_eq!(view.set.bootstrap, own1);
@@ -187,13 +191,7 @@ fn a_document_that_does_not_list_exactly_the_members_nodes_or_does_not_parse_is_
 #[test]
 fn peers_stay_admitted_while_their_members_document_is_there_and_a_new_key_makes_the_set_stale() {
     let f = fixture();
-    admit(&f.members.dir, "c", &f.c);
-    admit(&f.members.dir, "d", &f.d);
-    let view = f
-        .members
-        .assemble(&f.keys, &f.config, &f.members.read_admitted())
-        .expect("no error")
-        .expect("complete");
+    let view = complete_view(&f);
     let own: Vec<PeerId> = view.own_peers.iter().copied().collect();
     let all: HashSet<PeerId> = own
         .iter()
@@ -269,13 +267,7 @@ fn new_keys_restart_the_node_only_once_they_have_stayed_for_the_settling_time() 
 #[test]
 fn a_reconnected_peer_names_its_member_for_a_recheck_and_own_peers_name_none() {
     let f = fixture();
-    admit(&f.members.dir, "c", &f.c);
-    admit(&f.members.dir, "d", &f.d);
-    let view = f
-        .members
-        .assemble(&f.keys, &f.config, &f.members.read_admitted())
-        .expect("no error")
-        .expect("complete");
+    let view = complete_view(&f);
     let own = *view.own_peers.iter().next().expect("own");
     let cases: Vec<(&str, Vec<PeerId>, Vec<&str>)> = vec![
         ("nobody", vec![], vec![]),
