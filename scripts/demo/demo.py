@@ -442,27 +442,35 @@ def main():
         say(f"{binary} does not exist: build it (cargo build --release) or give --bin")
         return 1
 
+    # The demo's files (a configuration with dev-chain keys, logs) are private.
+    return run_until_stopped(lambda: Demo(binary, args.keep), "demo", 0o077)
+
+
+def run_until_stopped(make, what, umask):
+    """Runs `make()`'s `run()` until a stop signal (SIGINT, SIGTERM, SIGHUP) or a failure, then
+    `close()`s it (keeping its directory after a failure); the exit code."""
+
     def stop(signum, _frame):
         raise Stop(signal.Signals(signum).name)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
-    os.umask(0o077)  # the demo's files (a configuration with dev-chain keys, logs) are private
-    demo = None
+    os.umask(umask)
+    running = None
     code = 0
     try:
-        demo = Demo(binary, args.keep)
-        demo.run()
+        running = make()
+        running.run()
     except Stop as e:
-        say(f"\n{e}: stopping everything the demo started …")
-    except (Failure, subprocess.CalledProcessError, OSError, RuntimeError) as e:
-        say(f"demo failed: {e}")
-        if demo:
-            demo.keep = True  # the logs say why
+        say(f"\n{e}: stopping everything the {what} started …")
+    except (Failure, subprocess.CalledProcessError, OSError, RuntimeError, ValueError) as e:
+        say(f"{what} failed: {e}")
+        if running:
+            running.keep = True  # the logs say why
         code = 1
     finally:
-        if demo:
-            demo.close()
+        if running:
+            running.close()
     say("stopped" if code == 0 else "stopped after a failure")
     return code
 

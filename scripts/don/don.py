@@ -25,7 +25,6 @@ the network (--keep: keep the directory with the logs), and stop the stand-ins.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / "demo"))
 sys.path.insert(0, str(HERE.parent / "lib"))
 import configuration  # noqa: E402
 import onchain  # noqa: E402
-from demo import DEV_KEY, REPO, Demo, Failure, Stop, say  # noqa: E402
+from demo import DEV_KEY, REPO, Demo, Failure, run_until_stopped, say  # noqa: E402
 
 urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler({})))
 
@@ -199,6 +198,10 @@ class Don(Demo):
         os.chmod(self.dir, 0o755)  # docker mounts files from here
         say(f"DON directory {self.dir} (logs: *.log there; `docker-compose -p {self.project} "
             f"-f {COMPOSE} logs <member>` for an enclave's)")
+        if subprocess.run(["docker", "image", "inspect", self.image],
+                          capture_output=True).returncode != 0:
+            raise Failure(f"image {self.image} does not exist: scripts/build-image.sh builds "
+                          "enclave:latest (scripts/don.sh does)")
         gateway = self.create_network()
         self.extract_binary()
         self.start_exchanges(gateway)
@@ -298,29 +301,10 @@ def main():
                         help="for comparison: every node in one enclave instead (no `don`)")
     args = parser.parse_args()
 
-    def stop(signum, _frame):
-        raise Stop(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
-    os.umask(0o022)
-    don = None
-    code = 0
-    try:
-        don = Don(args.image, args.keep, args.recheck_ms, args.heartbeat_ms, args.single)
-        don.run()
-    except Stop as e:
-        say(f"\n{e}: stopping the DON …")
-    except (Failure, subprocess.CalledProcessError, OSError, RuntimeError, ValueError) as e:
-        say(f"don failed: {e}")
-        if don:
-            don.keep = True  # the logs say why
-        code = 1
-    finally:
-        if don:
-            don.close()
-    say("stopped" if code == 0 else "stopped after a failure")
-    return code
+    # Readable by the containers, which mount the configuration, keys and CA from here.
+    return run_until_stopped(
+        lambda: Don(args.image, args.keep, args.recheck_ms, args.heartbeat_ms, args.single),
+        "DON", 0o022)
 
 
 if __name__ == "__main__":
