@@ -112,12 +112,12 @@ def _children_of(pid):
 
 
 class Demo:
-    def __init__(self, binary, keep):
+    def __init__(self, binary, keep, prefix="enclave-demo-"):
         self.binary = binary
         self.keep = keep
         # Under /var/tmp, not in the clone: the clone may sit in a 0700 home directory, and the
         # enclave runs PostgreSQL as the postgres account when started as root.
-        self.dir = Path(tempfile.mkdtemp(prefix="enclave-demo-", dir="/var/tmp"))
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
         if os.geteuid() == 0:
             os.chmod(self.dir, 0o711)  # searchable, not listable: postgres reaches root/sp
         self.root = self.dir / "root"

@@ -80,13 +80,14 @@ def member_admitted(metrics_text):
 
 class Don(Demo):
     def __init__(self, image, keep, recheck_ms, heartbeat_ms, single=False):
-        super().__init__(Path("/nonexistent"), keep)
+        super().__init__(Path("/nonexistent"), keep, prefix="enclave-don-")
         self.image = image
         # For comparison (scripts/bench-don.sh): every node in one enclave, same network,
         # stand-ins and timings.
         self.single = single
         self.recheck_ms = recheck_ms
         self.heartbeat_ms = heartbeat_ms
+        # Docker names: lowercase letters, digits, '-' and '_'.
         self.id = self.dir.name.rsplit("-", 1)[-1].lower()
         self.project = f"enclave-don-{self.id}"
         self.network = f"enclave-don-{self.id}"
