@@ -74,17 +74,33 @@ pub const BTC_USD: &[Feed<'static>] = &[("BTC-USD", "BTCUSDT", "BTC", "USDT", "1
 
 /// A base such that base+1..=base+count are all free.
 pub fn free_range(count: u16) -> u16 {
-    for _ in 0..200 {
-        // Below the kernel's ephemeral range (32768+), where free_port() and dialers draw from.
-        let base = 20_000 + (fastrand::u16(..12_000) / 10) * 10;
-        let listeners: Vec<_> = (1..=count)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == usize::from(count) {
-            return base;
-        }
+    let [base] = free_ranges(count);
+    base
+}
+
+/// `N` bases, each with base+1..=base+count free, none overlapping another: the ports of every
+/// range chosen are held while the next is chosen (two draws of [`free_range`] could meet: the
+/// API and the P2P ports of one test once did).
+pub fn free_ranges<const N: usize>(count: u16) -> [u16; N] {
+    let mut held = Vec::new();
+    let mut bases = [0u16; N];
+    for base_out in bases.iter_mut() {
+        *base_out = (0..200)
+            .find_map(|_| {
+                // Below the kernel's ephemeral range (32768+), where free_port() and dialers
+                // draw from.
+                let base = 20_000 + (fastrand::u16(..12_000) / 10) * 10;
+                let listeners: Vec<_> = (1..=count)
+                    .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+                    .collect();
+                (listeners.len() == usize::from(count)).then(|| {
+                    held.extend(listeners);
+                    base
+                })
+            })
+            .expect("no free port range");
     }
-    panic!("no free port range");
+    bases
 }
 
 impl Don {
@@ -114,8 +130,7 @@ impl Don {
         }
         let mut enclave = Enclave::new();
         enclave.use_repo_services();
-        let api_base = free_range(total as u16);
-        let p2p_base = free_range(total as u16);
+        let [api_base, p2p_base] = free_ranges(total as u16);
         let pg_port = free_port();
         let aggregator_port = free_port();
         let base_url = prices.base.clone();

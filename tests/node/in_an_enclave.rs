@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::don::{btc_usd_feed, configure_nodes, free_range, T};
+use common::don::{btc_usd_feed, configure_nodes, free_ranges, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use enclave::service::state::Status;
@@ -15,8 +15,7 @@ fn enclave_init_runs_five_nodes_that_report_and_stop_cleanly() {
     prices.set("BTCUSDT", "67123.45");
     let mut e = Enclave::new();
     e.use_repo_services();
-    let api_base = free_range(5);
-    let p2p_base = free_range(5);
+    let [api_base, p2p_base] = free_ranges(5);
     let aggregator = free_port();
     let base_url = prices.base.clone();
     e.configure(|s| {

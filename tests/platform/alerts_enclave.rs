@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::don::{btc_usd_feed, configure_nodes, free_range, T};
+use common::don::{btc_usd_feed, configure_nodes, free_ranges, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::has_line;
 use common::live_view::LiveView;
@@ -49,8 +49,7 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
     let receiver = WebhookReceiver::start();
     let mut e = Enclave::new();
     e.use_repo_services();
-    let api_base = free_range(5);
-    let p2p_base = free_range(5);
+    let [api_base, p2p_base] = free_ranges(5);
     let aggregator = free_port();
     let alerts_port = free_port();
     let base_url = prices.base.clone();

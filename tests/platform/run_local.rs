@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clone::PrivateClone;
-use common::don::{fast_consensus, free_range};
+use common::don::{fast_consensus, free_ranges};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use common::{example_path, read_json};
@@ -32,10 +32,11 @@ fn is_root() -> bool {
 fn local_solution(prices: &PriceServer) -> (Value, u16) {
     let mut s = read_json(&example_path())["solution"].clone();
     let supervisor = free_port();
+    let [api_base, p2p_base] = free_ranges(5);
     s["pgPort"] = json!(free_port());
     s["chainlinkChainId"] = json!(1337);
     s["ports"] = json!({"supervisor": supervisor, "processMetrics": free_port(),
-                        "nodeApiBase": free_range(5), "nodeP2pBase": free_range(5)});
+                        "nodeApiBase": api_base, "nodeP2pBase": p2p_base});
     s["consensus"] = fast_consensus();
     s["priceAggregatorConfig"] = json!({"port": free_port(),
         "sources": {"binance": {"baseUrl": prices.base, "rps": null}}});
