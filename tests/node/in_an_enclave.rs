@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::don::{btc_usd_feed, configure_nodes, free_ranges, T};
+use common::don::{btc_usd_feed, configure_nodes, free_ranges, heartbeat_every, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::price_server::PriceServer;
 use enclave::service::state::Status;
@@ -25,6 +25,8 @@ fn enclave_init_runs_five_nodes_that_report_and_stop_cleanly() {
             "sources": {"binance": {"baseUrl": base_url, "rps": null}},
         });
         s["feeds"] = btc_usd_feed();
+        // Node 2's first report is awaited: a heartbeat soon after, should it miss the first.
+        heartbeat_every(s, 10_000);
     });
     e.start(&[]);
     for node in 1..=5 {

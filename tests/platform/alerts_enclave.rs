@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::don::{btc_usd_feed, configure_nodes, free_ranges, T};
+use common::don::{btc_usd_feed, configure_nodes, free_ranges, heartbeat_every, T};
 use common::harness::{free_port, wait_until, Enclave};
 use common::has_line;
 use common::live_view::LiveView;
@@ -64,6 +64,8 @@ fn a_price_source_going_down_fires_an_alert_to_the_webhook_and_its_return_resolv
             "refetch": {"failedPairsRetry": {"retryDelay": 1000}},
         });
         s["feeds"] = btc_usd_feed();
+        // Node 2's first report is awaited: a heartbeat soon after, should it miss the first.
+        heartbeat_every(s, 10_000);
         s["alerts"] = json!({
             "channels": [
                 {"type": "webhook", "url": hook},
