@@ -26,9 +26,6 @@ use crate::logging::Untrusted;
 use crate::node::evm::AggregatorContract;
 use crate::node::runtime::oracle;
 
-/// An identity document is at most 1 MiB (the members refuse larger ones too).
-const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
-
 pub struct Args<'a> {
     pub identities: &'a [PathBuf],
     /// The outsider's trust anchors; none of the three: the configuration's own (inside a
@@ -79,8 +76,12 @@ pub fn run(verified: VerifiedConfig, args: Args<'_>) -> anyhow::Result<u8> {
     let mut admitted: BTreeMap<String, (AdmittedMember, Value)> = BTreeMap::new();
     let mut refused = Vec::new();
     for path in args.identities {
-        let text = String::from_utf8(read_input(path, "identity document", MAX_DOCUMENT_BYTES)?)
-            .map_err(|_| InputError(format!("{}: not UTF-8", path.display())))?;
+        let text = String::from_utf8(read_input(
+            path,
+            "identity document",
+            crate::attestation::membership::MAX_DOCUMENT_BYTES,
+        )?)
+        .map_err(|_| InputError(format!("{}: not UTF-8", path.display())))?;
         match judge.judge(&text) {
             Ok(member) => {
                 let digests: Value = serde_json::from_str::<Value>(&text)

@@ -44,8 +44,9 @@ pub const RECHECK_DIR: &str = "recheck";
 const RECHECK_REQUEST_MIN: Duration = Duration::from_secs(5);
 /// How often a waiting check looks for a request.
 const REQUEST_POLL: Duration = Duration::from_secs(1);
-/// An identity document is a few KiB per node (quotes, certificate chains); more is refused.
-const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// An identity document is a few KiB per node (quotes, certificate chains); more is refused,
+/// here, by the nodes reading the admitted copies and by `enclave don-config --identity`.
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a member that is refused or unreachable start here and grow to `recheckMs`.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -323,7 +324,7 @@ impl Checker {
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            if (body.len() + chunk.len()) as u64 > MAX_DOCUMENT_BYTES {
                 return Err(format!(
                     "the document is larger than {MAX_DOCUMENT_BYTES} bytes"
                 ));

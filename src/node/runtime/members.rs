@@ -22,9 +22,6 @@ use crate::keys::{KeyStore, NodePublicKeys};
 use crate::node::contract::oracle_set::OracleSet;
 use crate::node::runtime::error::NodeError;
 
-/// The document the supervisor writes is at most 1 MiB (it refuses larger ones).
-const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
-
 /// The other members' admitted node keys, by member name.
 pub type AdmittedKeys = BTreeMap<String, Vec<NodePublicKeys>>;
 
@@ -219,7 +216,10 @@ impl NewKeys {
 
 /// The node keys of an admitted identity document at `path`; `None` when there is none.
 fn read_document(path: &Path, nodes: &[u32]) -> Result<Option<Vec<NodePublicKeys>>, String> {
-    let bytes = match crate::config::regular_file::read_bounded(path, MAX_DOCUMENT_BYTES) {
+    let bytes = match crate::config::regular_file::read_bounded(
+        path,
+        crate::attestation::membership::MAX_DOCUMENT_BYTES,
+    ) {
         Ok(bytes) => bytes,
         Err(crate::config::regular_file::FileError::Io(e))
             if e.kind() == std::io::ErrorKind::NotFound =>
